@@ -1,0 +1,59 @@
+# Entry points. `make test` and `make sim` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STUBS := .stubs/esp32
+SETUP_STAMP := $(VENV)/.setup-done
+STUBS_STAMP := $(STUBS)/.setup-done
+# pytest-xdist workers; the machine has 2 cores.
+JOBS ?= 2
+
+.PHONY: setup test check-firmware lint typecheck pytest bench sim clean
+
+setup: $(SETUP_STAMP) $(STUBS_STAMP)
+
+$(SETUP_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed as $(PYTHON)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@# pyright fetches its JavaScript package on first use: do it now, not mid-test.
+	$(VENV)/bin/pyright --version
+	@touch $@
+
+# micropython-esp32-stubs must never land in the venv (its time/socket/select
+# stubs break type checking of CPython code): it goes into its own folder.
+$(STUBS_STAMP): pyproject.toml $(SETUP_STAMP)
+	rm -rf $(STUBS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --target $(STUBS) \
+		"$$($(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml","rb"))["project"]["optional-dependencies"]["esp32-stubs"])')"
+	@# An empty environment for pyright, so it never falls back to CPython's stdlib.
+	mkdir -p .stubs/novenv/lib/python3/site-packages
+	@touch $@
+
+check-firmware: setup
+	$(PY) -m parkctl.fwcheck
+
+lint: setup
+	$(VENV)/bin/ruff check host sim tests bench
+	$(VENV)/bin/ruff check --select E9,F firmware
+
+typecheck: setup
+	$(VENV)/bin/pyright -p pyrightconfig.json
+
+pytest: setup
+	$(VENV)/bin/pytest -n $(JOBS) --dist loadfile
+
+test: check-firmware lint typecheck pytest
+
+bench: setup
+	$(PY) bench/run.py
+
+sim: setup
+	@echo "The simulator is not built yet (issue #4: virtual ESP32, virtual clock, world, scenarios)."
+	@echo "Until then: $(VENV)/bin/parkctl sun --lat 31.03 --lon 121.23 --date 2026-12-21 --tz CST-8"
+	@exit 1
+
+clean:
+	rm -rf $(VENV) .stubs .pytest_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""`make bench`: speed and memory figures, printed.
+
+Runs in the project's venv; the MicroPython figures come from the real unix-port
+interpreter with the heap an ESP32 gives (-X heapsize=100k)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LIB = ROOT / "firmware" / "lib"
+sys.path.insert(0, str(ROOT / "host"))
+sys.path.insert(0, str(LIB))
+
+from parkctl.runtime import HEAPSIZE, micropython_binary  # noqa: E402
+
+
+def bench_sun_micropython() -> None:
+    out = subprocess.run(
+        [
+            micropython_binary(),
+            "-X",
+            f"heapsize={HEAPSIZE}",
+            str(ROOT / "bench" / "mp_sun.py"),
+            str(LIB),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    per_day_us, allocated, in_use, heap = (int(x) for x in out)
+    print(f"sun, one day (dawn, sunrise, sunset, dusk), MicroPython unix, heap {HEAPSIZE}:")
+    print(f"  time            {per_day_us / 1000:8.2f} ms per day")
+    print(f"  heap allocated  {allocated:8d} bytes per day (garbage, collected afterwards)")
+    print(f"  heap in use     {in_use:8d} bytes of {heap} after loading sun, posixtz, civil")
+
+
+def bench_sun_cpython() -> None:
+    import sun
+    from posixtz import TZ
+
+    tz = TZ("CST-8")
+    n = 2000
+    start = time.perf_counter()
+    for day in range(n):
+        sun.solar_day(tz, 2026, 1 + day // 31 % 12, 1 + day % 28, 31.03, 121.23)
+    per = (time.perf_counter() - start) / n
+    print(f"sun, one day, CPython {sys.version.split()[0]}:")
+    print(f"  time            {per * 1000:8.3f} ms per day")
+
+
+if __name__ == "__main__":
+    bench_sun_micropython()
+    bench_sun_cpython()

@@ -1,0 +1,1 @@
+"""Scripts that run on CPython and on MicroPython alike (see parkctl.runtime)."""

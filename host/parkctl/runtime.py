@@ -1,0 +1,70 @@
+"""Run firmware code on the host, in CPython or in the real MicroPython interpreter.
+
+Host commands that compute with firmware modules (the sun, schedules) do it
+through a script in fwscripts/ that runs unmodified on both interpreters: in
+CPython it is imported and called; in MicroPython it runs as a program with
+firmware/lib on its path and answers one JSON line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE = ROOT / "firmware"
+FIRMWARE_LIB = FIRMWARE / "lib"
+SCRIPTS = Path(__file__).resolve().parent / "fwscripts"
+RUNTIMES = ("cpython", "micropython")
+# What an ESP32-WROOM-32 leaves MicroPython for its heap, give or take Wi-Fi.
+HEAPSIZE = "100k"
+
+
+def micropython_binary() -> str:
+    local = Path(sys.executable).parent / "micropython"
+    if local.exists():
+        return str(local)
+    found = shutil.which("micropython")
+    if not found:
+        raise UserError("the micropython interpreter is not installed: run `make setup`")
+    return found
+
+
+def call(script: str, args: list[str], runtime: str = "cpython") -> Any:
+    """Run fwscripts/<script>.py's main(args) in `runtime`; returns its JSON answer.
+
+    A script reports bad input as {"error": "..."}, which becomes a UserError."""
+    if runtime == "cpython":
+        if str(FIRMWARE_LIB) not in sys.path:
+            sys.path.insert(0, str(FIRMWARE_LIB))
+        module = importlib.import_module(f"parkctl.fwscripts.{script}")
+        answer = module.main(args)
+    elif runtime == "micropython":
+        cmd = [
+            micropython_binary(),
+            "-X",
+            f"heapsize={HEAPSIZE}",
+            str(SCRIPTS / f"{script}.py"),
+            str(FIRMWARE_LIB),
+            *args,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(
+                f"MicroPython failed running {script}.py (exit {proc.returncode}):\n"
+                f"{proc.stdout}{proc.stderr}"
+            )
+        answer = json.loads(lines[-1])
+    else:
+        raise UserError(f"unknown runtime {runtime!r}: choose cpython or micropython")
+    if isinstance(answer, dict) and "error" in answer:
+        raise UserError(answer["error"])
+    return answer

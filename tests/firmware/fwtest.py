@@ -1,0 +1,30 @@
+# Helpers for tests that run on CPython and inside MicroPython (see docs/testing.md).
+# MicroPython has no pytest, so these stand in for pytest.raises, pytest.skip and
+# pytest.approx, with nothing MicroPython lacks.
+
+import sys
+
+MICROPYTHON = sys.implementation.name == "micropython"
+
+
+class Skipped(Exception):
+    pass
+
+
+def skip(reason):
+    raise Skipped(reason)
+
+
+def raises(exc, fn, *args, **kwargs):
+    """Call fn; fail unless it raises `exc`. Returns the exception, for checking its text."""
+    try:
+        fn(*args, **kwargs)
+    except exc as e:
+        return e
+    raise AssertionError("%s did not raise %s" % (getattr(fn, "__name__", fn), exc.__name__))
+
+
+def near(a, b, tol):
+    """abs(a - b) <= tol, with both values in the message when it is not."""
+    if abs(a - b) > tol:
+        raise AssertionError("%r and %r differ by %r, more than %r" % (a, b, abs(a - b), tol))
