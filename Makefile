@@ -28,8 +28,6 @@ $(STUBS_STAMP): pyproject.toml $(SETUP_STAMP)
 	rm -rf $(STUBS)
 	$(PY) -m pip install --quiet --disable-pip-version-check --target $(STUBS) \
 		"$$($(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml","rb"))["project"]["optional-dependencies"]["esp32-stubs"])')"
-	@# An empty environment for pyright, so it never falls back to CPython's stdlib.
-	mkdir -p .stubs/novenv/lib/python3/site-packages
 	@touch $@
 
 check-firmware: setup

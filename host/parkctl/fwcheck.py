@@ -70,6 +70,13 @@ def check_imports(files: list[Path]) -> list[str]:
 
 def check_pyright(root: Path) -> list[str]:
     config = root / "pyrightconfig.json"
+    stubs = root.parent / ".stubs"
+    if not (stubs / "esp32" / "machine.pyi").exists():
+        return [f"no ESP32 stubs in {stubs / 'esp32'}: run `make setup`"]
+    # The configuration names an empty virtual environment (.stubs/novenv) so that
+    # pyright never falls back to the host CPython's stdlib: without it, `import
+    # dataclasses` would resolve. pyright only accepts one with lib/python3.X.
+    (stubs / "novenv" / "lib" / "python3.11" / "site-packages").mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([_bin("pyright"), "-p", str(config)], capture_output=True, text=True)
     if proc.returncode == 0:
         return []
