@@ -35,6 +35,7 @@ check-firmware: setup
 
 lint: setup
 	$(VENV)/bin/ruff check host sim tests bench
+	$(VENV)/bin/ruff format --check host sim tests bench firmware
 	$(VENV)/bin/ruff check --select E9,F firmware
 
 typecheck: setup

@@ -1,13 +1,10 @@
 # Runs inside MicroPython (unix port): the cost of one day's sun computation.
-#   micropython -X heapsize=100k bench/mp_sun.py FIRMWARE_LIB
+#   MICROPYPATH=firmware/lib micropython -X heapsize=100k bench/mp_sun.py
 import gc
-import sys
 import time
 
-sys.path.insert(0, sys.argv[1])
-
-import sun  # noqa: E402
-from posixtz import TZ  # noqa: E402
+import sun
+from posixtz import TZ
 
 tz = TZ("CST-8")
 sun.solar_day(tz, 2026, 1, 1, 31.03, 121.23)  # warm up: imports, first allocations

@@ -15,7 +15,7 @@ LIB = ROOT / "firmware" / "lib"
 sys.path.insert(0, str(ROOT / "host"))
 sys.path.insert(0, str(LIB))
 
-from parkctl.runtime import HEAPSIZE, micropython_binary  # noqa: E402
+from parkctl.runtime import HEAPSIZE, micropython_binary, micropython_env  # noqa: E402
 
 
 def bench_sun_micropython() -> None:
@@ -25,8 +25,9 @@ def bench_sun_micropython() -> None:
             "-X",
             f"heapsize={HEAPSIZE}",
             str(ROOT / "bench" / "mp_sun.py"),
-            str(LIB),
         ],
+        env=micropython_env(),
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=True,

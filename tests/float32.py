@@ -24,7 +24,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-FIRMWARE_LIB = Path(__file__).resolve().parents[1] / "firmware" / "lib"
+FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
+# Where firmware modules are found, in sys.path order.
+FIRMWARE_PATHS = (FIRMWARE / "lib", FIRMWARE / "lamp")
 
 _pack = struct.Struct("<f").pack
 _unpack = struct.Struct("<f").unpack
@@ -80,14 +82,17 @@ def compile_float32(source: str, filename: str):
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, roots: tuple[Path, ...]):
+        self.roots = roots
 
     def find_spec(self, fullname, path=None, target=None):
-        candidate = self.root / (fullname.replace(".", "/") + ".py")
-        if "." in fullname or not candidate.is_file():
+        if "." in fullname:
             return None
-        return importlib.util.spec_from_file_location(fullname, candidate, loader=self)
+        for root in self.roots:
+            candidate = root / (fullname + ".py")
+            if candidate.is_file():
+                return importlib.util.spec_from_file_location(fullname, candidate, loader=self)
+        return None
 
     def create_module(self, spec):
         return None
@@ -100,8 +105,8 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         exec(compile_float32(path.read_text(), str(path)), module.__dict__)
 
 
-def _firmware_names(root: Path) -> set[str]:
-    return {p.stem for p in root.glob("*.py")}
+def _firmware_names(roots: tuple[Path, ...]) -> set[str]:
+    return {p.stem for root in roots for p in root.glob("*.py")}
 
 
 # Float32 builds already made, kept across uses so each module is compiled once.
@@ -109,13 +114,13 @@ _built: dict[str, object] = {}
 
 
 @contextmanager
-def float32_firmware(root: Path = FIRMWARE_LIB) -> Iterator[None]:
-    """Inside: importing a module from `root` gives its float32 build. On exit the
+def float32_firmware(roots: tuple[Path, ...] = FIRMWARE_PATHS) -> Iterator[None]:
+    """Inside: importing a module from `roots` gives its float32 build. On exit the
     float64 modules that were loaded before are put back."""
-    names = _firmware_names(root)
+    names = _firmware_names(roots)
     saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n in names}
     sys.modules.update({n: m for n, m in _built.items() if n in names})  # type: ignore[misc]
-    finder = _Finder(root)
+    finder = _Finder(roots)
     sys.meta_path.insert(0, finder)
     try:
         yield

@@ -67,6 +67,7 @@ def test_one_test_three_items_and_micropython_tracebacks(tmp_path):
         timeout=300,
     )
     out = proc.stdout
+    print(out)
     assert proc.returncode == 1, out
     for name in ("test_everywhere", "test_float32_rounding_is_visible"):
         for runtime in ("cpython", "float32", "micropython"):

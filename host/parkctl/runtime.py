@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from .errors import UserError
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 FIRMWARE_LIB = FIRMWARE / "lib"
+FIRMWARE_PATHS = (FIRMWARE_LIB, FIRMWARE / "lamp")
 SCRIPTS = Path(__file__).resolve().parent / "fwscripts"
 RUNTIMES = ("cpython", "micropython")
 # What an ESP32-WROOM-32 leaves MicroPython for its heap, give or take Wi-Fi.
@@ -37,13 +39,22 @@ def micropython_binary() -> str:
     return found
 
 
+def micropython_env() -> dict[str, str]:
+    """The environment for the interpreter: firmware modules on its path.
+
+    The path goes in MICROPYPATH, not on the command line: this interpreter build
+    crashes ("FATAL: uncaught NLR") on any argument of 256 characters or more."""
+    return dict(os.environ, MICROPYPATH=os.pathsep.join(str(p) for p in FIRMWARE_PATHS))
+
+
 def call(script: str, args: list[str], runtime: str = "cpython") -> Any:
     """Run fwscripts/<script>.py's main(args) in `runtime`; returns its JSON answer.
 
     A script reports bad input as {"error": "..."}, which becomes a UserError."""
     if runtime == "cpython":
-        if str(FIRMWARE_LIB) not in sys.path:
-            sys.path.insert(0, str(FIRMWARE_LIB))
+        for p in reversed(FIRMWARE_PATHS):
+            if str(p) not in sys.path:
+                sys.path.insert(0, str(p))
         module = importlib.import_module(f"parkctl.fwscripts.{script}")
         answer = module.main(args)
     elif runtime == "micropython":
@@ -52,10 +63,16 @@ def call(script: str, args: list[str], runtime: str = "cpython") -> Any:
             "-X",
             f"heapsize={HEAPSIZE}",
             str(SCRIPTS / f"{script}.py"),
-            str(FIRMWARE_LIB),
             *args,
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=micropython_env(),
+            stdin=subprocess.DEVNULL,
+        )
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
             raise RuntimeError(

@@ -1,5 +1,5 @@
 # Runs firmware test functions inside MicroPython; started by tests/firmware/conftest.py.
-#   micropython _mprun.py MODULE PATH[:PATH...] TEST [TEST...]
+#   MICROPYPATH=DIR:DIR... micropython _mprun.py MODULE TEST [TEST...]
 # Each test's output is framed by lines starting with \x1e so the host can tell
 # tests apart, whatever the tests print.
 
@@ -9,9 +9,7 @@ import sys
 
 def main():
     name = sys.argv[1]
-    for p in reversed(sys.argv[2].split(":")):
-        sys.path.insert(0, p)
-    tests = sys.argv[3:]
+    tests = sys.argv[2:]
     try:
         mod = __import__(name)
     except BaseException as e:  # noqa: BLE001 - a broken module fails every test in it

@@ -25,11 +25,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from float32 import float32_firmware
+from float32 import FIRMWARE_PATHS, float32_firmware
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-FIRMWARE_LIB = ROOT / "firmware" / "lib"
 RUNTIMES = ("cpython", "float32", "micropython")
 HEAPSIZE = "100k"
 TIMEOUT = 600
@@ -78,19 +77,31 @@ class FirmwareModule(pytest.File):
     # CPython and float32: one module object each, imported on first use.
     def module_for(self, runtime: str) -> ModuleType:
         if runtime not in self._cpython:
-            sys.path.insert(0, str(FIRMWARE_LIB))
+            for p in reversed(FIRMWARE_PATHS):
+                if str(p) not in sys.path:
+                    sys.path.insert(0, str(p))
             spec = importlib.util.spec_from_file_location(
                 f"fwtests_{runtime}.{self.path.stem}", self.path
             )
             assert spec and spec.loader
             module = importlib.util.module_from_spec(spec)
+            code = self._compile_with_assert_rewriting()
             if runtime == "float32":
-                with float32_firmware(FIRMWARE_LIB):
-                    spec.loader.exec_module(module)
+                with float32_firmware():
+                    exec(code, module.__dict__)
             else:
-                spec.loader.exec_module(module)
+                exec(code, module.__dict__)
             self._cpython[runtime] = module
         return self._cpython[runtime]
+
+    def _compile_with_assert_rewriting(self):
+        # As pytest does for ordinary test modules: failed asserts show their values.
+        from _pytest.assertion.rewrite import rewrite_asserts
+
+        source = self.path.read_bytes()
+        tree = ast.parse(source, str(self.path))
+        rewrite_asserts(tree, source, str(self.path), self.config)
+        return compile(tree, str(self.path), "exec", dont_inherit=True)
 
     # MicroPython: every test of the module in one interpreter, on first use.
     def micropython_result(self, name: str) -> tuple[str, str]:
@@ -105,13 +116,20 @@ class FirmwareModule(pytest.File):
             f"heapsize={HEAPSIZE}",
             str(HERE / "_mprun.py"),
             self.path.stem,
-            f"{HERE}:{FIRMWARE_LIB}",
             *self.test_names,
         ]
-        env = {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
+        # The path goes in the environment: this interpreter build crashes
+        # ("FATAL: uncaught NLR") on any command-line argument of 256+ characters.
+        env = dict(os.environ, MICROPYPATH=":".join(str(p) for p in (HERE, *FIRMWARE_PATHS)))
         try:
             proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=ROOT
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                env=env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as e:
             out = e.stdout if isinstance(e.stdout, str) else ""
@@ -169,7 +187,7 @@ class FirmwareItem(pytest.Item):
         fn = getattr(parent.module_for(self.runtime), self.function_name)
         try:
             if self.runtime == "float32":
-                with float32_firmware(FIRMWARE_LIB):
+                with float32_firmware():
                     fn()
             else:
                 fn()
@@ -179,6 +197,11 @@ class FirmwareItem(pytest.Item):
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, MicroPythonFailure):
             return f"MicroPython ({HEAPSIZE} heap) traceback:\n{excinfo.value}"
+        # Show the test's and the firmware's frames, not pytest's or this plugin's.
+        here = Path(__file__)
+        excinfo.traceback = excinfo.traceback.filter(
+            lambda entry: Path(entry.path) != here and "site-packages" not in str(entry.path)
+        )
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):

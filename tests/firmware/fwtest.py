@@ -28,3 +28,35 @@ def near(a, b, tol):
     """abs(a - b) <= tol, with both values in the message when it is not."""
     if abs(a - b) > tol:
         raise AssertionError("%r and %r differ by %r, more than %r" % (a, b, abs(a - b), tol))
+
+
+_dirs = [0]
+
+
+def tempdir():
+    """A new empty folder under /tmp, on either runtime (MicroPython has no tempfile)."""
+    import os
+    import time
+
+    try:
+        stamp = time.ticks_us()
+    except AttributeError:
+        stamp = int(time.time() * 1000000)
+    while True:
+        _dirs[0] += 1
+        path = "/tmp/fwtest-%d-%d" % (stamp, _dirs[0])
+        try:
+            os.mkdir(path)
+            return path
+        except OSError:
+            pass
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)

@@ -1,6 +1,6 @@
 # One local date's solar events, computed by the firmware's own sun module.
 # Runs on CPython (imported by parkctl) and on MicroPython:
-#   micropython sun_day.py FIRMWARE_LIB LAT LON YYYY-MM-DD TZ
+#   MICROPYPATH=firmware/lib micropython sun_day.py LAT LON YYYY-MM-DD TZ
 # Answers one JSON object; bad input gives {"error": "..."}.
 
 import json
@@ -41,5 +41,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, sys.argv[1])
-    print(json.dumps(main(sys.argv[2:])))
+    print(json.dumps(main(sys.argv[1:])))

@@ -1,0 +1,116 @@
+# The lamp controller: one pass of the main loop, and when the next is due.
+#
+# The fail-safe ladder, top rung first:
+#   1. valid time: the schedule (or an override);
+#   2. no valid time: the photocell, dark -> photocell level, light -> off;
+#   3. no valid time and a photocell that cannot be believed: the fail-safe level.
+# The level is computed at boot before anything else, and after every change of
+# the clock; between changes the loop sleeps until the engine's next change, the
+# next fade frame or the next sensor sample, whichever is first.
+
+from monitor import LampMonitor
+from output import Output
+from photocell import Photocell
+from schedule import SCHEDULE, Engine
+from ticks import add, diff
+
+SAMPLE_MS = 1000  # sensors: photocell and lamp current
+MAX_SLEEP_MS = 5000  # never sleep longer: well inside the watchdog's timeout
+EVENTS_KEPT = 32
+
+PHOTOCELL = "photocell"
+FAILSAFE = "failsafe"
+
+
+class Controller:
+    def __init__(self, cfg, hw, clock):
+        """hw: pwm, relay, relay_active, light_adc, current_adc (MicroPython APIs);
+        clock: a TimeKeeper."""
+        self.cfg = cfg
+        self.clock = clock
+        self.engine = Engine(cfg)
+        self.output = Output(hw.pwm, hw.relay, hw.relay_active, cfg)
+        self.photocell = Photocell(hw.light_adc, cfg)
+        self.monitor = LampMonitor(hw.current_adc, cfg, self._fault)
+        self.events = []  # (park time or None, name, detail), the newest EVENTS_KEPT
+        self.level = None
+        self.reason = None
+        self.mode = None
+        self._gen = -1
+        self._valid_until = None  # park time up to which the current level holds
+        self._last_t = None
+        self._next_sample = None
+        self.passes = 0
+
+    def event(self, name, detail):
+        t = self.clock.now() if self.clock.valid else None
+        self.events.append((t, name, detail))
+        if len(self.events) > EVENTS_KEPT:
+            self.events.pop(0)
+
+    def _fault(self, name, raised, detail):
+        self.event(name if raised else name + "_cleared", detail)
+
+    def _decide(self, now_ms):
+        """(level, fade, reason, valid_until or None)."""
+        if self.clock.valid:
+            t = self.clock.now()
+            level, fade, _, reason = self.engine.target(t)
+            return level, fade, reason, self.engine.next_change(t)
+        pc = self.photocell
+        if pc.plausible:
+            return (
+                (self.cfg.pc_level if pc.dark else 0),
+                30,
+                (PHOTOCELL, -1, -1, "%.0f lux" % pc.lux),
+                None,
+            )
+        why = pc.problem or "no reading yet"
+        return self.cfg.failsafe_level, 0, (FAILSAFE, -1, -1, why), None
+
+    def describe(self):
+        return self.engine.describe(self.reason) if self.reason else "starting"
+
+    def step(self, now_ms):
+        """One pass. Returns the ticks (ms) by which the next pass is due."""
+        self.passes += 1
+        first = self.level is None
+        if first or diff(now_ms, self._next_sample) >= 0:
+            self.photocell.sample(now_ms)
+            self.monitor.sample(now_ms, self.output.relay_closed, self.output.applied)
+            self._next_sample = add(now_ms, SAMPLE_MS)
+        t = self.clock.now() if self.clock.valid else None
+        stale = (
+            first
+            or self._gen != self.clock.generation
+            or not self.clock.valid
+            or self._valid_until is None
+            or t is None
+            or t >= self._valid_until
+            or (self._last_t is not None and t < self._last_t)  # the clock went back
+        )
+        self._last_t = t
+        if stale:
+            self._gen = self.clock.generation
+            level, fade, reason, until = self._decide(now_ms)
+            self._valid_until = until
+            mode = reason[0] if reason[0] in (PHOTOCELL, FAILSAFE) else SCHEDULE
+            if mode != self.mode:
+                self.event("mode", mode)
+                self.mode = mode
+            if level != self.level:
+                self.output.command(level, fade, now_ms, at_once=first)
+                self.level = level
+                self.event("level", "%s %s" % (level, self.engine.describe(reason)))
+            self.reason = reason
+        wait = self.output.update(now_ms)
+        deadline = diff(self._next_sample, now_ms)
+        if wait >= 0 and wait < deadline:
+            deadline = wait
+        if self._valid_until is not None and t is not None:
+            until_ms = (self._valid_until - t) * 1000
+            if until_ms < deadline:
+                deadline = until_ms
+        if deadline > MAX_SLEEP_MS:
+            deadline = MAX_SLEEP_MS
+        return add(now_ms, deadline if deadline > 0 else 0)

@@ -1,0 +1,453 @@
+# The lamp controller's configuration: validation, defaults, atomic save, last good.
+#
+# A configuration is a JSON object (docs/lamp-config.md). `parse(obj)` returns a
+# Config or raises ConfigError listing every problem found, each as
+# "path: reason" (`calendar[1].program.steps[2].at: unknown sun event "sunsett"`).
+# `Store` keeps the configuration file: a new one is validated first, written to
+# a temp file and renamed over the old one, so a bad or torn write never replaces
+# the last good configuration.
+
+import json
+
+from civil import parse_clock
+from posixtz import TZ, TZError
+
+# Step kinds.
+CLOCK = 0
+SUN = 1
+
+# Named sun events: (elevation in degrees, True when the sun is going down).
+SUN_EVENTS = {
+    "sunset": (-0.833, True),
+    "sunrise": (-0.833, False),
+    "civil_dusk": (-6.0, True),
+    "civil_dawn": (-6.0, False),
+    "nautical_dusk": (-12.0, True),
+    "nautical_dawn": (-12.0, False),
+    "astronomical_dusk": (-18.0, True),
+    "astronomical_dawn": (-18.0, False),
+}
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+DEFAULT_PINS = {
+    # ESP32 DevKitC (docs/lamp-config.md has the wiring).
+    "pwm": 25,
+    "relay": 26,
+    "relay_active": 1,
+    "current_adc": 34,
+    "light_adc": 35,
+    "i2c_sda": 21,
+    "i2c_scl": 22,
+    "button": 27,
+    "button_led": 2,
+}
+
+
+class ConfigError(ValueError):
+    def __init__(self, errors):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class Step:
+    __slots__ = ("kind", "clock", "elev", "setting", "offset", "level", "fade", "text")
+
+    def __init__(self, kind, clock, elev, setting, offset, level, fade, text):
+        self.kind = kind  # CLOCK or SUN
+        self.clock = clock  # CLOCK: seconds after local midnight
+        self.elev = elev  # SUN: elevation, degrees
+        self.setting = setting  # SUN: the sun going down (evening) or up (morning)
+        self.offset = offset  # seconds, added to the event
+        self.level = level  # percent 0..100
+        self.fade = fade  # seconds to reach the level
+        self.text = text  # how the config wrote "at" (+ offset), for reasons
+
+
+class Program:
+    __slots__ = ("name", "steps")
+
+    def __init__(self, name, steps):
+        self.name = name
+        self.steps = steps
+
+
+class Rule:
+    __slots__ = ("name", "dates", "weekdays", "program")
+
+    def __init__(self, name, dates, weekdays, program):
+        self.name = name
+        self.dates = dates  # list of (from, to) with (year or 0, month, day); None: any
+        self.weekdays = weekdays  # bitmask, bit 0 = Monday; 0: any
+        self.program = program
+
+
+class Config:
+    """A validated configuration; `parse` fills every field."""
+
+    def __init__(self):
+        self.name = ""
+        self.lat = 0.0
+        self.lon = 0.0
+        self.tz = TZ("UTC0")
+        self.default = Program("default", [])
+        self.rules = []
+        self.min_level = 0.0
+        self.max_level = 100.0
+        self.gamma = 1.0
+        self.pwm_hz = 1000.0
+        self.relay_min_interval = 60.0
+        self.pc_on = 30.0
+        self.pc_off = 60.0
+        self.pc_delay = 120.0
+        self.pc_level = 100.0
+        self.pc_full_scale = 2000.0
+        self.failsafe_level = 100.0
+        self.mon_on = 0.2
+        self.mon_off = 0.05
+        self.mon_full_scale = 5.0
+        self.mon_warmup = 60.0
+        self.mon_confirm = 30.0
+        self.pins = {}
+
+
+class _Checker:
+    def __init__(self):
+        self.errors = []
+
+    def error(self, path, reason):
+        self.errors.append("%s: %s" % (path, reason))
+
+    def obj(self, value, path, required=True):
+        if value is None and not required:
+            return {}
+        if not isinstance(value, dict):
+            self.error(path, "must be an object")
+            return {}
+        return value
+
+    def unknown(self, d, path, known):
+        for k in d:
+            if k not in known:
+                self.error(_join(path, k), "unknown setting")
+
+    def number(self, d, key, path, lo, hi, default=None):
+        p = _join(path, key)
+        fallback = lo if default is None else default  # only used when an error is raised
+        if key not in d:
+            if default is None:
+                self.error(p, "missing")
+            return fallback
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.error(p, "must be a number, not %s" % _kind(v))
+            return fallback
+        if not lo <= v <= hi:
+            self.error(p, "%s is outside %s..%s" % (v, lo, hi))
+            return fallback
+        return v
+
+    def text(self, d, key, path, default=None):
+        p = _join(path, key)
+        if key not in d:
+            if default is None:
+                self.error(p, "missing")
+            return default
+        v = d[key]
+        if not isinstance(v, str):
+            self.error(p, "must be a string, not %s" % _kind(v))
+            return default
+        return v
+
+
+def _join(path, key):
+    return key if not path else path + "." + key
+
+
+def _kind(v):
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def _step(c, raw, path):
+    d = c.obj(raw, path)
+    c.unknown(d, path, ("at", "offset", "level", "fade"))
+    at = d.get("at")
+    p = _join(path, "at")
+    kind, clock, elev, setting, text = CLOCK, 0, 0.0, False, ""
+    if at is None:
+        c.error(p, "missing")
+    elif isinstance(at, str):
+        text = at
+        if at in SUN_EVENTS:
+            kind = SUN
+            elev, setting = SUN_EVENTS[at]
+        elif ":" in at:
+            try:
+                clock = parse_clock(at)
+            except ValueError as e:
+                c.error(p, str(e))
+        else:
+            c.error(
+                p,
+                'unknown sun event "%s" (one of %s, or HH:MM[:SS])'
+                % (at, ", ".join(sorted(SUN_EVENTS))),
+            )
+    elif isinstance(at, dict):
+        kind = SUN
+        c.unknown(at, p, ("elevation", "direction"))
+        elev = c.number(at, "elevation", p, -20.0, 20.0, 0.0)
+        direction = c.text(at, "direction", p, "")
+        if direction not in ("setting", "rising"):
+            c.error(_join(p, "direction"), 'must be "setting" or "rising"')
+        setting = direction == "setting"
+        text = "elevation %s %s" % (elev, direction)
+    else:
+        c.error(p, "must be HH:MM[:SS], a sun event or {elevation, direction}, not %s" % _kind(at))
+    offset = c.number(d, "offset", path, -720, 720, 0)
+    if offset and kind == CLOCK:
+        c.error(_join(path, "offset"), "only sun events take an offset")
+    level = c.number(d, "level", path, 0, 100)
+    fade = c.number(d, "fade", path, 0, 3600, 0)
+    off_s = int(round(offset * 60))
+    if off_s:
+        text += "%+dmin" % (off_s // 60) if off_s % 60 == 0 else "%+ds" % off_s
+    return Step(kind, clock, elev, setting, off_s, level, int(fade), text)
+
+
+def _program(c, raw, path, name):
+    d = c.obj(raw, path)
+    c.unknown(d, path, ("steps",))
+    steps = d.get("steps")
+    p = _join(path, "steps")
+    out = []
+    if not isinstance(steps, list):
+        c.error(p, "missing" if steps is None else "must be a list")
+    elif not steps:
+        c.error(p, "needs at least one step")
+    elif len(steps) > 24:
+        c.error(p, "at most 24 steps")
+    else:
+        for i, s in enumerate(steps):
+            out.append(_step(c, s, "%s[%d]" % (p, i)))
+    return Program(name, out)
+
+
+def _month_day(text):
+    # "MM-DD" -> (0, m, d); "YYYY-MM-DD" -> (y, m, d).
+    parts = text.split("-")
+    if len(parts) == 2 and len(parts[0]) == 2 and len(parts[1]) == 2:
+        y, m, d = 0, parts[0], parts[1]
+    elif len(parts) == 3 and len(parts[0]) == 4 and len(parts[1]) == 2 and len(parts[2]) == 2:
+        y, m, d = parts[0], parts[1], parts[2]
+    else:
+        raise ValueError('"%s" is not MM-DD or YYYY-MM-DD' % text)
+    try:
+        y, m, d = int(y), int(m), int(d)
+    except ValueError:
+        raise ValueError('"%s" is not MM-DD or YYYY-MM-DD' % text)
+    from civil import check_date
+
+    check_date(y or 2000, m, d)  # 2000 is a leap year: "02-29" is allowed
+    return (y, m, d)
+
+
+def _rule(c, raw, path):
+    d = c.obj(raw, path)
+    c.unknown(d, path, ("name", "dates", "weekdays", "program"))
+    name = c.text(d, "name", path, "") or path
+    dates = None
+    if "dates" in d:
+        p = _join(path, "dates")
+        if not isinstance(d["dates"], list) or not d["dates"]:
+            c.error(p, "must be a non-empty list")
+        else:
+            dates = []
+            for i, item in enumerate(d["dates"]):
+                pi = "%s[%d]" % (p, i)
+                if not isinstance(item, str):
+                    c.error(pi, "must be a string")
+                    continue
+                ends = item.split("..")
+                try:
+                    if len(ends) > 2:
+                        raise ValueError("one range is FROM..TO")
+                    a = _month_day(ends[0])
+                    b = _month_day(ends[-1])
+                    if (a[0] == 0) != (b[0] == 0):
+                        raise ValueError("both ends need a year, or neither")
+                    if a[0] and a > b:
+                        raise ValueError("ends before it starts")
+                    dates.append((a, b))
+                except ValueError as e:
+                    c.error(pi, str(e))
+    weekdays = 0
+    if "weekdays" in d:
+        p = _join(path, "weekdays")
+        if not isinstance(d["weekdays"], list) or not d["weekdays"]:
+            c.error(p, "must be a non-empty list")
+        else:
+            for i, w in enumerate(d["weekdays"]):
+                if w not in WEEKDAYS:
+                    c.error(
+                        "%s[%d]" % (p, i),
+                        "unknown weekday %s (one of %s)" % (json.dumps(w), ", ".join(WEEKDAYS)),
+                    )
+                else:
+                    weekdays |= 1 << WEEKDAYS.index(w)
+    if dates is None and not weekdays and "dates" not in d and "weekdays" not in d:
+        c.error(path, "needs dates or weekdays")
+    program = _program(c, d.get("program"), _join(path, "program"), name)
+    return Rule(name, dates, weekdays, program)
+
+
+def parse(obj):
+    """A validated Config from a decoded JSON object; ConfigError lists every problem."""
+    c = _Checker()
+    root = c.obj(obj, "(top)")
+    if c.errors:
+        raise ConfigError(c.errors)
+    c.unknown(
+        root,
+        "",
+        ("site", "default", "calendar", "output", "photocell", "failsafe_level", "monitor", "pins"),
+    )
+    cfg = Config()
+    site = c.obj(root.get("site"), "site")
+    c.unknown(site, "site", ("name", "lat", "lon", "tz"))
+    cfg.name = c.text(site, "name", "site", "")
+    cfg.lat = c.number(site, "lat", "site", -90, 90, 0.0)
+    cfg.lon = c.number(site, "lon", "site", -180, 180, 0.0)
+    tz_text = c.text(site, "tz", "site", "")
+    if tz_text:
+        try:
+            cfg.tz = TZ(tz_text)
+        except TZError as e:
+            c.error("site.tz", str(e))
+    elif "tz" in site:
+        c.error("site.tz", "must not be empty")
+    cfg.default = _program(c, root.get("default"), "default", "default")
+    cfg.rules = []
+    cal = root.get("calendar", [])
+    if not isinstance(cal, list):
+        c.error("calendar", "must be a list")
+    elif len(cal) > 32:
+        c.error("calendar", "at most 32 rules")
+    else:
+        for i, r in enumerate(cal):
+            cfg.rules.append(_rule(c, r, "calendar[%d]" % i))
+    out = c.obj(root.get("output"), "output", required=False)
+    c.unknown(
+        out, "output", ("min_level", "max_level", "curve", "gamma", "pwm_hz", "relay_min_interval")
+    )
+    cfg.min_level = c.number(out, "min_level", "output", 0, 100, 0)
+    cfg.max_level = c.number(out, "max_level", "output", 1, 100, 100)
+    if cfg.min_level > cfg.max_level:
+        c.error("output.min_level", "%s is above max_level %s" % (cfg.min_level, cfg.max_level))
+    curve = c.text(out, "curve", "output", "linear")
+    if curve not in ("linear", "gamma"):
+        c.error("output.curve", 'must be "linear" or "gamma"')
+    cfg.gamma = c.number(out, "gamma", "output", 1.0, 4.0, 2.2) if curve == "gamma" else 1.0
+    cfg.pwm_hz = c.number(out, "pwm_hz", "output", 100, 40000, 1000)
+    cfg.relay_min_interval = c.number(out, "relay_min_interval", "output", 0, 3600, 60)
+    pc = c.obj(root.get("photocell"), "photocell", required=False)
+    c.unknown(pc, "photocell", ("on_lux", "off_lux", "delay", "level", "full_scale_lux"))
+    cfg.pc_on = c.number(pc, "on_lux", "photocell", 0, 100000, 30)
+    cfg.pc_off = c.number(pc, "off_lux", "photocell", 0, 100000, 60)
+    if cfg.pc_off <= cfg.pc_on:
+        c.error("photocell.off_lux", "must be above on_lux (%s) for hysteresis" % cfg.pc_on)
+    cfg.pc_delay = c.number(pc, "delay", "photocell", 0, 3600, 120)
+    cfg.pc_level = c.number(pc, "level", "photocell", 0, 100, 100)
+    cfg.pc_full_scale = c.number(pc, "full_scale_lux", "photocell", 1, 200000, 2000)
+    cfg.failsafe_level = c.number(root, "failsafe_level", "", 1, 100, 100)
+    mon = c.obj(root.get("monitor"), "monitor", required=False)
+    c.unknown(mon, "monitor", ("on_amps", "off_amps", "full_scale_amps", "warmup", "confirm"))
+    cfg.mon_on = c.number(mon, "on_amps", "monitor", 0, 100, 0.2)
+    cfg.mon_off = c.number(mon, "off_amps", "monitor", 0, 100, 0.05)
+    if cfg.mon_off >= cfg.mon_on:
+        c.error("monitor.off_amps", "must be below on_amps (%s)" % cfg.mon_on)
+    cfg.mon_full_scale = c.number(mon, "full_scale_amps", "monitor", 0.1, 1000, 5.0)
+    cfg.mon_warmup = c.number(mon, "warmup", "monitor", 0, 3600, 60)
+    cfg.mon_confirm = c.number(mon, "confirm", "monitor", 1, 3600, 30)
+    pins = c.obj(root.get("pins"), "pins", required=False)
+    c.unknown(pins, "pins", tuple(DEFAULT_PINS))
+    cfg.pins = {}
+    for k in DEFAULT_PINS:
+        cfg.pins[k] = c.number(
+            pins, k, "pins", 0, 1 if k == "relay_active" else 48, DEFAULT_PINS[k]
+        )
+    if c.errors:
+        raise ConfigError(c.errors)
+    return cfg
+
+
+def loads(text):
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(["(file): not valid JSON: %s" % e])
+    return parse(obj)
+
+
+class Store:
+    """The configuration file on the device's filesystem.
+
+    `load()` gives the configuration in force: the file's if it is good, else
+    the last good one (kept beside it), else the app's default. `save(text)`
+    validates first and replaces the file atomically (littlefs rename)."""
+
+    def __init__(self, os_module, path, default_path):
+        self.os = os_module
+        self.path = path
+        self.good = path + ".good"
+        self.default_path = default_path
+        self.errors = []  # why the file was not used, if it was not
+
+    def _read(self, path):
+        with open(path) as f:
+            return f.read()
+
+    def _write(self, path, text):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        self.os.rename(tmp, path)
+
+    def load(self):
+        self.errors = []
+        for path in (self.path, self.good, self.default_path):
+            try:
+                text = self._read(path)
+            except OSError:
+                continue
+            try:
+                cfg = loads(text)
+            except ConfigError as e:
+                self.errors.extend("%s: %s" % (path, x) for x in e.errors)
+                continue
+            if path == self.path:
+                try:
+                    if self._read(self.good) != text:
+                        self._write(self.good, text)
+                except OSError:
+                    self._write(self.good, text)
+            return cfg
+        raise ConfigError(self.errors or ["no configuration file at %s" % self.path])
+
+    def save(self, text):
+        """Validate and install a new configuration; raises ConfigError and changes nothing if bad."""
+        cfg = loads(text)
+        self._write(self.path, text)
+        self._write(self.good, text)
+        return cfg

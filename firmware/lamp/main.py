@@ -1,0 +1,54 @@
+# The lamp controller's entry point, on the board and in the simulator.
+#
+# Order matters: the configuration and the right level come first (no network
+# needed), the watchdog starts after the first good pass, then the loop sleeps
+# until the next deadline and goes round again. The watchdog is fed only while
+# passes succeed: a loop that keeps failing or hangs resets the board, which
+# comes back with the lamp lit (relay closed from the first instruction).
+
+import os
+import sys
+
+import ticks
+from board import Board
+from controller import Controller
+from lampconfig import Store
+from timesource import DS3231, TimeKeeper
+
+CONFIG = "/lamp.json"  # what the centre or a technician installed
+DEFAULT_CONFIG = "/config.json"  # shipped with the app
+FAILURES_BEFORE_RESET = 3
+
+
+def run(ctl, board):
+    failures = 0
+    while True:
+        now = board.ticks_ms()
+        try:
+            deadline = ctl.step(now)
+            failures = 0
+        except Exception as e:  # noqa: BLE001 - a pass must never end the loop
+            failures += 1
+            sys.print_exception(e)
+            deadline = ticks.add(now, 1000)
+        if failures < FAILURES_BEFORE_RESET:
+            board.feed()
+        board.wait_until(deadline)
+
+
+def main():
+    store = Store(os, CONFIG, DEFAULT_CONFIG)
+    cfg = store.load()
+    for e in store.errors:
+        print("config:", e)
+    board = Board(cfg)
+    clock = TimeKeeper(board.clock, DS3231(board.i2c), board.rtc_trusted())
+    clock.boot()
+    ctl = Controller(cfg, board, clock)
+    deadline = ctl.step(board.ticks_ms())
+    board.start_watchdog()
+    board.wait_until(deadline)
+    run(ctl, board)
+
+
+main()

@@ -1,0 +1,59 @@
+# Lamp faults from the current-sense ADC, as TALQ's LampMonitor.
+#
+#   lamp_failure        relay closed, level above 0 for `warmup` s, no current
+#   lamp_on_unexpected  relay closed, level 0 (driver told dark), current flows
+#   relay_failure       relay open, current flows (welded contact)
+#
+# A condition must hold for `confirm` s to raise its fault, and be gone for
+# `confirm` s to clear it: one bad sample raises nothing. Each fault is raised
+# once and cleared once, through emit(name, raised, detail).
+
+from ticks import diff
+
+FAULTS = ("lamp_failure", "lamp_on_unexpected", "relay_failure")
+
+
+class LampMonitor:
+    def __init__(self, adc, cfg, emit):
+        self.adc = adc
+        self.scale = cfg.mon_full_scale / 65535.0
+        self.on_amps = cfg.mon_on
+        self.off_amps = cfg.mon_off
+        self.warmup_ms = int(cfg.mon_warmup * 1000)
+        self.confirm_ms = int(cfg.mon_confirm * 1000)
+        self.emit = emit
+        self.amps = 0.0
+        self.active = {}  # fault -> True while raised
+        self._pending = {}  # fault -> ticks since its condition changed
+        self._lit_since = None
+
+    def sample(self, now, relay_closed, level):
+        self.amps = amps = self.adc.read_u16() * self.scale
+        lit = relay_closed and level > 0
+        if lit:
+            if self._lit_since is None:
+                self._lit_since = now
+            warm = diff(now, self._lit_since) >= self.warmup_ms
+        else:
+            self._lit_since = None
+            warm = False
+        # Each fault's condition; None where it cannot be judged now.
+        conds = (
+            (amps < self.on_amps) if warm else (None if lit else False),
+            (amps > self.off_amps) if relay_closed and level <= 0 else False,
+            (amps > self.off_amps) if not relay_closed else False,
+        )
+        for name, cond in zip(FAULTS, conds):
+            if cond is None:
+                continue
+            raised = self.active.get(name, False)
+            if cond == raised:
+                self._pending.pop(name, None)
+                continue
+            since = self._pending.get(name)
+            if since is None:
+                self._pending[name] = now
+            elif diff(now, since) >= self.confirm_ms:
+                del self._pending[name]
+                self.active[name] = cond
+                self.emit(name, cond, "%.2f A" % amps)

@@ -1,0 +1,200 @@
+# The lighting engine: what level now, why, and when it next changes.
+#
+# Each "program day" D runs from local noon of date D to local noon of D+1, so a
+# night belongs to the date it starts on and the calendar picks one program for
+# the whole night. A step's instant on program day D:
+#   - a clock time at or after 12:00 is on date D, before 12:00 on date D+1;
+#   - an evening sun event (sun going down: sunset, dusk...) is on date D, a
+#     morning one (sunrise, dawn...) on date D+1; then the offset is added;
+#   - a sun event that does not happen that day (polar day or night): an event
+#     that would make it dark is taken to have happened at the start of the
+#     program day when the sun stays below it (it is dark all day), and never
+#     happens when the sun stays above it; the other way round for events that
+#     make it light.
+# The level at instant t is that of the latest step at or before t, over all
+# program days, after the output limits (0, or min_level..max_level). Nothing
+# depends on when the engine was last asked, so a boot, a power cut or a clock
+# step gives the right level at once; a missed step cannot exist.
+
+import sun
+from civil import civil_from_days, days_from_civil, weekday
+
+# Why a level is what it is: reason[0].
+SCHEDULE = "schedule"
+OVERRIDE = "override"
+NONE = "none"
+
+_NOON = 43200
+_BACK = 3  # program days looked at before the current one
+_AHEAD = 3  # and after it
+_CACHE = 8  # program days kept computed
+
+
+class Engine:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._days = {}  # program day -> sorted [(t, level, fade, rule_index, step_index)]
+        self._override = None  # (level, until, source)
+
+    # --- calendar -------------------------------------------------------
+
+    def program_for(self, day):
+        """(rule index or -1 for the default, Program) in force on program day `day`."""
+        y, m, d = civil_from_days(day)
+        wd = weekday(day)
+        for i, rule in enumerate(self.cfg.rules):
+            if rule.weekdays and not rule.weekdays & (1 << wd):
+                continue
+            if rule.dates is not None and not _date_matches(rule.dates, y, m, d):
+                continue
+            return i, rule.program
+        return -1, self.cfg.default
+
+    # --- steps ----------------------------------------------------------
+
+    def limit(self, level):
+        cfg = self.cfg
+        if level <= 0 or level < cfg.min_level:
+            return 0
+        if level > cfg.max_level:
+            return cfg.max_level
+        return level
+
+    def day_steps(self, day):
+        steps = self._days.get(day)
+        if steps is not None:
+            return steps
+        if len(self._days) >= _CACHE:
+            # Drop the day furthest from this one: time mostly moves forward.
+            far = max(self._days, key=lambda k: abs(k - day))
+            del self._days[far]
+        steps = self._compute(day)
+        self._days[day] = steps
+        return steps
+
+    def _compute(self, day):
+        cfg = self.cfg
+        tz = cfg.tz
+        rule, program = self.program_for(day)
+        start = tz.to_utc(day * 86400 + _NOON)
+        suns = {}
+        out = []
+        for i, st in enumerate(program.steps):
+            if st.kind == 0:  # clock time
+                date = day if st.clock >= _NOON else day + 1
+                t = tz.to_utc(date * 86400 + st.clock)
+            else:
+                date = day if st.setting else day + 1
+                key = (date, st.elev)
+                ev = suns.get(key)
+                if ev is None:
+                    anchor = tz.to_utc(date * 86400 + _NOON)
+                    ev = sun.events(anchor, cfg.lat, cfg.lon, (st.elev,))[1][0]
+                    suns[key] = ev
+                t, status = (ev[2], ev[3]) if st.setting else (ev[0], ev[1])
+                if t is None:
+                    dark_all_day = status == sun.ALWAYS_BELOW
+                    if dark_all_day == st.setting:
+                        t = start  # it is already dark (or light): in force from the start
+                    else:
+                        continue  # never happens
+                else:
+                    t += st.offset
+            out.append((t, self.limit(st.level), st.fade, rule, i))
+        out.sort()
+        return out
+
+    def _window(self, day):
+        merged = []
+        for d in range(day - _BACK, day + _AHEAD + 1):
+            merged.extend(self.day_steps(d))
+        merged.sort()
+        return merged
+
+    def program_day(self, t):
+        return (self.cfg.tz.to_local(t) - _NOON) // 86400
+
+    # --- the two questions ----------------------------------------------
+
+    def scheduled(self, t):
+        """(level, fade, since, reason) from the schedule alone at park time t."""
+        best = None
+        for item in self._window(self.program_day(t)):
+            if item[0] > t:
+                break
+            best = item
+        if best is None:
+            return 0, 0, None, (NONE, None, -1, None)
+        return best[1], best[2], best[0], (SCHEDULE, best[3], best[4], None)
+
+    def target(self, t):
+        """(level, fade, since, reason): the level in force at park time t.
+
+        reason is (source, rule index or -1, step index, detail): `describe`
+        turns it into words."""
+        ov = self._override
+        if ov is not None:
+            if t < ov[1]:
+                return ov[0], 0, None, (OVERRIDE, -1, -1, ov[2])
+            self._override = None
+        return self.scheduled(t)
+
+    def _next_scheduled(self, t, level):
+        day = self.program_day(t)
+        for item in self._window(day):
+            if item[0] > t and item[1] != level:
+                return item[0]
+        # No change within the window: look again from its end.
+        return self.cfg.tz.to_utc((day + _AHEAD) * 86400 + _NOON)
+
+    def next_change(self, t):
+        """The first instant after t at which the level may differ from now.
+
+        Usually a real change; after a long unchanging stretch (polar night) it
+        may be a point at which to ask again, where the level stays the same."""
+        level = self.target(t)[0]
+        ov = self._override
+        if ov is not None and t < ov[1]:
+            if self.scheduled(ov[1])[0] != level:
+                return ov[1]
+            return self._next_scheduled(ov[1], level)
+        return self._next_scheduled(t, level)
+
+    # --- overrides ------------------------------------------------------
+
+    def set_override(self, level, until, source):
+        """Hold `level` until park time `until` (from the centre or a technician)."""
+        self._override = (self.limit(level), until, source)
+
+    def clear_override(self):
+        self._override = None
+
+    def describe(self, reason):
+        source, rule, step, detail = reason
+        if source == OVERRIDE:
+            return "override by %s" % detail
+        if source != SCHEDULE:
+            return source if detail is None else "%s: %s" % (source, detail)
+        program = self.cfg.default if rule < 0 else self.cfg.rules[rule].program
+        name = "default" if rule < 0 else self.cfg.rules[rule].name
+        return "%s step %d (%s)" % (name, step + 1, program.steps[step].text)
+
+
+def _date_matches(ranges, y, m, d):
+    for a, b in ranges:
+        if a[0]:  # full dates
+            if a <= (y, m, d) <= b:
+                return True
+            continue
+        md = (m, d)
+        lo, hi = (a[1], a[2]), (b[1], b[2])
+        if lo <= hi:
+            if lo <= md <= hi:
+                return True
+        elif md >= lo or md <= hi:  # wraps over New Year: "12-24..01-02"
+            return True
+    return False
+
+
+def local_noon(tz, y, m, d):
+    return tz.to_utc(days_from_civil(y, m, d) * 86400 + _NOON)

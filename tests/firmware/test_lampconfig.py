@@ -1,0 +1,144 @@
+# The lamp configuration: the shipped default, every kind of error, and a store
+# that never loses the last good configuration. CPython, float32, MicroPython.
+
+import json
+
+import lampconfig
+from fwtest import near, raises, read, tempdir, write
+
+SHIPPED = "firmware/lamp/config.json"  # the tests run from the repository root
+
+
+def good():
+    return json.loads(read(SHIPPED))
+
+
+def errors_of(obj):
+    e = raises(lampconfig.ConfigError, lampconfig.parse, obj)
+    return e.errors
+
+
+def test_shipped_configuration_is_valid():
+    cfg = lampconfig.parse(good())
+    assert cfg.tz.std == 8 * 3600
+    near(cfg.lat, 31.03, 1e-5)  # float32 on the ESP32: json gives 31.030000686...
+    near(cfg.lon, 121.23, 1e-5)
+    assert [s.text for s in cfg.default.steps] == ["sunset", "23:00", "05:00", "sunrise"]
+    assert cfg.rules[0].name == "holidays"
+    assert cfg.failsafe_level == 100
+    assert cfg.pins["pwm"] == 25  # DevKitC defaults
+
+
+def test_the_issue_example_error():
+    cfg = good()
+    cfg["calendar"].insert(
+        0, {"name": "x", "weekdays": ["sat"], "program": {"steps": [{"at": "23:00", "level": 1}]}}
+    )
+    cfg["calendar"][1]["program"]["steps"].append({"at": "sunrise", "level": 0})
+    cfg["calendar"][1]["program"]["steps"][2]["at"] = "sunsett"
+    errs = errors_of(cfg)
+    assert len(errs) == 1
+    assert errs[0].startswith('calendar[1].program.steps[2].at: unknown sun event "sunsett"')
+
+
+def test_every_error_is_listed_with_its_path():
+    cfg = good()
+    cfg["site"]["lat"] = 95
+    cfg["site"]["tz"] = "CET-1CEST,M3.5.0"
+    cfg["default"]["steps"][1]["at"] = "25:00"
+    cfg["default"]["steps"][2]["level"] = 120
+    cfg["default"]["steps"][3]["fade"] = "slow"
+    cfg["output"]["min_level"] = 80
+    cfg["output"]["max_level"] = 50
+    cfg["photocell"]["off_lux"] = 10
+    cfg["calendar"][0]["dates"][1] = "05-32"
+    cfg["calendar"][0]["weekdays"] = ["funday"]
+    cfg["colour"] = "warm"
+    errs = errors_of(cfg)
+    want = [
+        "site.lat: 95 is outside -90..90",
+        'site.tz: bad TZ "CET-1CEST,M3.5.0": expected "," before the DST end rule',
+        "default.steps[1].at: time '25:00' is out of range",
+        "default.steps[2].level: 120 is outside 0..100",
+        "default.steps[3].fade: must be a number, not a string",
+        "output.min_level: 80 is above max_level 50",
+        "photocell.off_lux: must be above on_lux (30) for hysteresis",
+        "calendar[0].dates[1]: day 32 is not 1..31",
+        'calendar[0].weekdays[0]: unknown weekday "funday"',
+        "colour: unknown setting",
+    ]
+    for w in want:
+        assert any(e.startswith(w) for e in errs), (w, errs)
+    assert len(errs) == len(want), errs
+
+
+def test_structural_errors():
+    assert errors_of([]) == ["(top): must be an object"]
+    assert errors_of({}) == [
+        "site: must be an object",
+        "default: must be an object",
+        "default.steps: missing",
+    ]
+    cfg = good()
+    cfg["default"] = {"steps": []}
+    assert errors_of(cfg) == ["default.steps: needs at least one step"]
+    cfg = good()
+    cfg["default"]["steps"][1] = {"at": "23:00", "offset": 5, "level": 10}
+    assert errors_of(cfg) == ["default.steps[1].offset: only sun events take an offset"]
+    cfg = good()
+    cfg["default"]["steps"][0]["at"] = {"elevation": -3, "direction": "down"}
+    assert errors_of(cfg) == ['default.steps[0].at.direction: must be "setting" or "rising"']
+    cfg = good()
+    cfg["calendar"][0]["dates"] = ["2027-02-11..2027-02-05"]
+    assert errors_of(cfg) == ["calendar[0].dates[0]: ends before it starts"]
+    cfg = good()
+    del cfg["calendar"][0]["dates"]
+    assert errors_of(cfg) == ["calendar[0]: needs dates or weekdays"]
+    cfg = good()
+    cfg["default"]["steps"][0]["level"] = True
+    assert errors_of(cfg) == ["default.steps[0].level: must be a number, not true/false"]
+
+
+def test_elevation_steps_and_offsets():
+    cfg = good()
+    cfg["default"]["steps"][0] = {
+        "at": {"elevation": -3, "direction": "setting"},
+        "offset": -15,
+        "level": 100,
+    }
+    parsed = lampconfig.parse(cfg)
+    st = parsed.default.steps[0]
+    assert st.kind == lampconfig.SUN and st.elev == -3 and st.setting and st.offset == -900
+    assert st.text == "elevation -3 setting-15min"
+
+
+def test_not_json():
+    e = raises(lampconfig.ConfigError, lampconfig.loads, "{bad json")
+    assert e.errors[0].startswith("(file): not valid JSON")
+
+
+def test_store_keeps_the_last_good_configuration():
+    import os
+
+    d = tempdir()
+    path, default = d + "/lamp.json", d + "/config.json"
+    write(default, read(SHIPPED))
+    store = lampconfig.Store(os, path, default)
+    # Nothing installed yet: the app's default.
+    assert store.load().name == "G60 park, Songjiang"
+    # A good new configuration is installed atomically and becomes the last good one.
+    new = good()
+    new["site"]["name"] = "North gate"
+    store.save(json.dumps(new))
+    assert store.load().name == "North gate"
+    assert "lamp.json.tmp" not in os.listdir(d)
+    # A bad one is refused and changes nothing.
+    bad = good()
+    bad["site"]["tz"] = "nonsense"
+    raises(lampconfig.ConfigError, store.save, json.dumps(bad))
+    assert store.load().name == "North gate"
+    # A bad file put there by hand (mpremote cp, a torn write): the last good one runs,
+    # and the reason is kept to be reported.
+    write(path, '{"site": ')
+    assert store.load().name == "North gate"
+    assert store.errors and store.errors[0].startswith(path + ": (file): not valid JSON")
