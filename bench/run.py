@@ -18,20 +18,21 @@ sys.path.insert(0, str(LIB))
 from parkctl.runtime import HEAPSIZE, micropython_binary, micropython_env  # noqa: E402
 
 
-def bench_sun_micropython() -> None:
-    out = subprocess.run(
-        [
-            micropython_binary(),
-            "-X",
-            f"heapsize={HEAPSIZE}",
-            str(ROOT / "bench" / "mp_sun.py"),
-        ],
+def _micropython(script: str, *args: str) -> list[str]:
+    proc = subprocess.run(
+        [micropython_binary(), "-X", f"heapsize={HEAPSIZE}", str(ROOT / "bench" / script), *args],
         env=micropython_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout.split()
+    )
+    if proc.returncode != 0:
+        sys.exit(f"bench/{script} failed:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout.split()
+
+
+def bench_sun_micropython() -> None:
+    out = _micropython("mp_sun.py")
     per_day_us, allocated, in_use, heap = (int(x) for x in out)
     print(f"sun, one day (dawn, sunrise, sunset, dusk), MicroPython unix, heap {HEAPSIZE}:")
     print(f"  time            {per_day_us / 1000:8.2f} ms per day")
@@ -53,6 +54,23 @@ def bench_sun_cpython() -> None:
     print(f"  time            {per * 1000:8.3f} ms per day")
 
 
+def bench_lamp_micropython() -> None:
+    config = ROOT / "firmware" / "lamp" / "config.json"
+    out = _micropython("mp_lamp.py", str(config))
+    idle, sample, nxt, cold, cfg_b, eng_b, ctl_b, mods = (int(x) for x in out)
+    print(f"lamp controller, shipped configuration, MicroPython unix, heap {HEAPSIZE}:")
+    print(f"  main-loop pass, nothing to do     {idle:6d} us   (target <= 200)")
+    print(f"  main-loop pass, sensors sampled   {sample:6d} us   (once a second)")
+    print(f"  next change, days cached          {nxt:6d} us   (target <= 2000)")
+    print(f"  next change, fresh engine         {cold:6d} us   (at boot: every program day computed)")
+    print(f"  heap: configuration               {cfg_b:6d} bytes")
+    print(f"  heap: engine with its day cache   {eng_b:6d} bytes")
+    print(f"  heap: config + engine             {cfg_b + eng_b:6d} bytes (target < 16384)")
+    print(f"  heap: whole controller            {ctl_b:6d} bytes (output, photocell, monitor, events)")
+    print(f"  heap: module code (unix, 64-bit)  {mods:6d} bytes (less as .mpy on the ESP32)")
+
+
 if __name__ == "__main__":
     bench_sun_micropython()
+    bench_lamp_micropython()
     bench_sun_cpython()

@@ -87,9 +87,7 @@ def test_songjiang_midsummer_json():
 
 
 def test_polar_night_json():
-    got = sun_json(
-        "micropython", "--lat", "78.22", "--lon", "15.65", "--date", "2026-12-21", "--tz", "CET-1"
-    )
+    got = sun_json("micropython", "--lat", "78.22", "--lon", "15.65", "--date", "2026-12-21", "--tz", "CET-1")
     assert got == {
         "civil_dawn": None,
         "sunrise": None,

@@ -148,9 +148,7 @@ def test_random_places_and_dates_2000_to_2050(lat, lon, day):
             if t is None:
                 # No crossing that solar day: the reference has none within 12 h
                 # of it either, unless the sun grazes the elevation.
-                assert not any(abs(r - anchor) < 12 * 3600 for r in ref) or _grazing(
-                    lat, lon, anchor, elev
-                )
+                assert not any(abs(r - anchor) < 12 * 3600 for r in ref) or _grazing(lat, lon, anchor, elev)
                 continue
             err = min(abs(r - t) for r in ref) if ref else None
             assert (err is not None and err <= 60) or _grazing(lat, lon, t, elev), (elev, err)

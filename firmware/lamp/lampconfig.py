@@ -201,8 +201,7 @@ def _step(c, raw, path):
         else:
             c.error(
                 p,
-                'unknown sun event "%s" (one of %s, or HH:MM[:SS])'
-                % (at, ", ".join(sorted(SUN_EVENTS))),
+                'unknown sun event "%s" (one of %s, or HH:MM[:SS])' % (at, ", ".join(sorted(SUN_EVENTS))),
             )
     elif isinstance(at, dict):
         kind = SUN
@@ -348,9 +347,7 @@ def parse(obj):
         for i, r in enumerate(cal):
             cfg.rules.append(_rule(c, r, "calendar[%d]" % i))
     out = c.obj(root.get("output"), "output", required=False)
-    c.unknown(
-        out, "output", ("min_level", "max_level", "curve", "gamma", "pwm_hz", "relay_min_interval")
-    )
+    c.unknown(out, "output", ("min_level", "max_level", "curve", "gamma", "pwm_hz", "relay_min_interval"))
     cfg.min_level = c.number(out, "min_level", "output", 0, 100, 0)
     cfg.max_level = c.number(out, "max_level", "output", 1, 100, 100)
     if cfg.min_level > cfg.max_level:
@@ -384,9 +381,7 @@ def parse(obj):
     c.unknown(pins, "pins", tuple(DEFAULT_PINS))
     cfg.pins = {}
     for k in DEFAULT_PINS:
-        cfg.pins[k] = c.number(
-            pins, k, "pins", 0, 1 if k == "relay_active" else 48, DEFAULT_PINS[k]
-        )
+        cfg.pins[k] = c.number(pins, k, "pins", 0, 1 if k == "relay_active" else 48, DEFAULT_PINS[k])
     if c.errors:
         raise ConfigError(c.errors)
     return cfg

@@ -33,7 +33,7 @@ _CACHE = 8  # program days kept computed
 class Engine:
     def __init__(self, cfg):
         self.cfg = cfg
-        self._days = {}  # program day -> sorted [(t, level, fade, rule_index, step_index)]
+        self._days = {}  # program day -> sorted [(t, day, step_index, level, fade, rule_index)]
         self._override = None  # (level, until, source)
 
     # --- calendar -------------------------------------------------------
@@ -85,13 +85,13 @@ class Engine:
                 t = tz.to_utc(date * 86400 + st.clock)
             else:
                 date = day if st.setting else day + 1
-                key = (date, st.elev)
+                key = (date, st.elev, st.setting)
                 ev = suns.get(key)
                 if ev is None:
                     anchor = tz.to_utc(date * 86400 + _NOON)
-                    ev = sun.events(anchor, cfg.lat, cfg.lon, (st.elev,))[1][0]
+                    ev = sun.crossing(anchor, cfg.lat, cfg.lon, st.elev, st.setting)
                     suns[key] = ev
-                t, status = (ev[2], ev[3]) if st.setting else (ev[0], ev[1])
+                t, status = ev
                 if t is None:
                     dark_all_day = status == sun.ALWAYS_BELOW
                     if dark_all_day == st.setting:
@@ -100,7 +100,9 @@ class Engine:
                         continue  # never happens
                 else:
                     t += st.offset
-            out.append((t, self.limit(st.level), st.fade, rule, i))
+            # Steps at the same instant (several in a DST gap) apply in the
+            # config's order, and a later program day's after an earlier one's.
+            out.append((t, day, i, self.limit(st.level), st.fade, rule))
         out.sort()
         return out
 
@@ -124,8 +126,8 @@ class Engine:
                 break
             best = item
         if best is None:
-            return 0, 0, None, (NONE, None, -1, None)
-        return best[1], best[2], best[0], (SCHEDULE, best[3], best[4], None)
+            return 0, 0, None, (NONE, -1, -1, None)
+        return best[3], best[4], best[0], (SCHEDULE, best[5], best[2], None)
 
     def target(self, t):
         """(level, fade, since, reason): the level in force at park time t.
@@ -141,8 +143,10 @@ class Engine:
 
     def _next_scheduled(self, t, level):
         day = self.program_day(t)
-        for item in self._window(day):
-            if item[0] > t and item[1] != level:
+        steps = self._window(day)
+        for k, item in enumerate(steps):
+            # Of several steps at one instant the last counts.
+            if item[0] > t and (k + 1 == len(steps) or steps[k + 1][0] != item[0]) and item[3] != level:
                 return item[0]
         # No change within the window: look again from its end.
         return self.cfg.tz.to_utc((day + _AHEAD) * 86400 + _NOON)

@@ -110,7 +110,9 @@ class _Sky:
         for _ in range(_MAX_STEPS):
             step = -self.at(s)[2] * 240.0
             s += step
-            if -0.5 < step < 0.5:
+            # Each step shrinks the error some 3000 times (the equation of time
+            # moves < 30 s a day): after a step under 20 s it is below 0.01 s.
+            if -20.0 < step < 20.0:
                 break
         return s
 
@@ -148,7 +150,9 @@ class _Sky:
             # A rising belongs before its transit, a setting after it.
             if (s < t0) if setting else (s > t0):
                 s = t0
-            if -0.5 < step < 0.5:
+            # The declination's drift shrinks the error ~100 times a step away
+            # from the poles: after a step under 2 s it is well under a second.
+            if -2.0 < step < 2.0:
                 break
         return s, HAPPENS
 
@@ -191,6 +195,18 @@ def events(anchor, lat, lon, elevs):
             )
         )
     return _round(anchor, t0), out
+
+
+def crossing(anchor, lat, lon, elev, setting):
+    """One crossing of the solar day whose noon is nearest `anchor`: the setting
+    through `elev` after that noon, or the rising before it.
+
+    Returns (park time or None, status), as one entry of `events` but at about
+    half the cost."""
+    _check_place(lat, lon)
+    sky = _Sky(anchor, lat, lon)
+    s, status = sky.event(sky.transit(), elev, setting)
+    return (None if s is None else _round(anchor, s)), status
 
 
 def solar_day(tz, year, month, day, lat, lon):

@@ -45,6 +45,66 @@ def cmd_sun(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    text = _read(args.config)
+    answer = call("lamp_schedule", [args.date, str(args.days)], args.runtime, stdin=text)
+    # MicroPython's dicts have no order: put the keys in the documented one.
+    rows = [{k: row[k] for k in ("at", "level", "reason")} for row in answer["transitions"]]
+    if args.json:
+        _print_json(rows)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    start = answer["start"]
+    table = Table(title=f"Schedule from {args.date}, {args.days} day(s)")
+    table.add_column("local time")
+    table.add_column("level", justify="right")
+    table.add_column("reason")
+    table.add_row(start["at"].replace("T", " "), f"{start['level']} %", f"in force: {start['reason']}")
+    for row in rows:
+        table.add_row(row["at"].replace("T", " "), f"{row['level']} %", row["reason"])
+    Console().print(table)
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from .runtime import FIRMWARE_PATHS
+
+    for p in reversed(FIRMWARE_PATHS):
+        if str(p) not in sys.path:
+            sys.path.insert(0, str(p))
+    import lampconfig
+
+    text = _read(args.file)
+    try:
+        cfg = lampconfig.loads(text)
+    except lampconfig.ConfigError as e:
+        if args.json:
+            _print_json({"file": args.file, "ok": False, "errors": e.errors})
+        else:
+            print(f"{args.file}: {len(e.errors)} error(s)", file=sys.stderr)
+            for err in e.errors:
+                print(f"  {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json({"file": args.file, "ok": True, "errors": []})
+    else:
+        print(
+            f"{args.file}: ok ({cfg.name or 'unnamed site'}, {cfg.tz.text}, "
+            f"{len(cfg.rules)} calendar rule(s), default program of {len(cfg.default.steps)} step(s))"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parkctl", description="Tools for the park's lamp controllers and check-in kiosks."
@@ -61,11 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
     sun.add_argument("--lon", required=True, help="longitude, degrees east (-180..180)")
     sun.add_argument("--date", required=True, help="local date, YYYY-MM-DD")
     sun.add_argument("--tz", required=True, help='POSIX TZ string, e.g. "CST-8"')
-    sun.add_argument(
-        "--runtime", choices=RUNTIMES, default="cpython", help="interpreter to compute in"
-    )
+    sun.add_argument("--runtime", choices=RUNTIMES, default="cpython", help="interpreter to compute in")
     sun.add_argument("--json", action="store_true", help="print JSON")
     sun.set_defaults(func=cmd_sun)
+
+    sched = sub.add_parser(
+        "schedule",
+        help="every level change of a lamp configuration over some days",
+        description="Level changes, computed by the firmware's own lighting engine.",
+    )
+    sched.add_argument("--config", required=True, help="lamp configuration (JSON)")
+    sched.add_argument("--date", required=True, help="first local date, YYYY-MM-DD")
+    sched.add_argument("--days", type=int, default=1, help="how many days (1..366, default 1)")
+    sched.add_argument("--runtime", choices=RUNTIMES, default="cpython", help="interpreter to compute in")
+    sched.add_argument("--json", action="store_true", help="print JSON")
+    sched.set_defaults(func=cmd_schedule)
+
+    config = sub.add_parser("config", help="lamp configuration files")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate a lamp configuration and list every error")
+    check.add_argument("file", help="lamp configuration (JSON)")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(func=cmd_config_check)
     return parser
 
 

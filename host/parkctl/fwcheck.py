@@ -62,9 +62,7 @@ def check_imports(files: list[Path]) -> list[str]:
             for name in names:
                 top = name.split(".")[0]
                 if top in BANNED:
-                    errors.append(
-                        f"{path}:{node.lineno}: imports {top}, which MicroPython does not have"
-                    )
+                    errors.append(f"{path}:{node.lineno}: imports {top}, which MicroPython does not have")
     return errors
 
 
@@ -81,9 +79,7 @@ def check_pyright(root: Path) -> list[str]:
     if proc.returncode == 0:
         return []
     lines = [ln for ln in proc.stdout.splitlines() if " - error" in ln or "error:" in ln]
-    return [f"pyright: {ln.strip()}" for ln in lines] or [
-        f"pyright failed:\n{proc.stdout}{proc.stderr}"
-    ]
+    return [f"pyright: {ln.strip()}" for ln in lines] or [f"pyright failed:\n{proc.stdout}{proc.stderr}"]
 
 
 def main(argv: list[str] | None = None) -> int:

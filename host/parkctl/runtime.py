@@ -47,16 +47,15 @@ def micropython_env() -> dict[str, str]:
     return dict(os.environ, MICROPYPATH=os.pathsep.join(str(p) for p in FIRMWARE_PATHS))
 
 
-def call(script: str, args: list[str], runtime: str = "cpython") -> Any:
-    """Run fwscripts/<script>.py's main(args) in `runtime`; returns its JSON answer.
-
-    A script reports bad input as {"error": "..."}, which becomes a UserError."""
+def call(script: str, args: list[str], runtime: str = "cpython", stdin: str | None = None) -> Any:
+    """Run fwscripts/<script>.py's main(args[, stdin]) in `runtime`; returns its JSON
+    answer. A script reports bad input as {"error": "..."}, which becomes a UserError."""
     if runtime == "cpython":
         for p in reversed(FIRMWARE_PATHS):
             if str(p) not in sys.path:
                 sys.path.insert(0, str(p))
         module = importlib.import_module(f"parkctl.fwscripts.{script}")
-        answer = module.main(args)
+        answer = module.main(args) if stdin is None else module.main(args, stdin)
     elif runtime == "micropython":
         cmd = [
             micropython_binary(),
@@ -71,7 +70,7 @@ def call(script: str, args: list[str], runtime: str = "cpython") -> Any:
             text=True,
             timeout=120,
             env=micropython_env(),
-            stdin=subprocess.DEVNULL,
+            input=stdin if stdin is not None else "",
         )
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:

@@ -80,9 +80,7 @@ class FirmwareModule(pytest.File):
             for p in reversed(FIRMWARE_PATHS):
                 if str(p) not in sys.path:
                     sys.path.insert(0, str(p))
-            spec = importlib.util.spec_from_file_location(
-                f"fwtests_{runtime}.{self.path.stem}", self.path
-            )
+            spec = importlib.util.spec_from_file_location(f"fwtests_{runtime}.{self.path.stem}", self.path)
             assert spec and spec.loader
             module = importlib.util.module_from_spec(spec)
             code = self._compile_with_assert_rewriting()
@@ -133,10 +131,7 @@ class FirmwareModule(pytest.File):
             )
         except subprocess.TimeoutExpired as e:
             out = e.stdout if isinstance(e.stdout, str) else ""
-            return {
-                n: ("FAIL", f"MicroPython timed out after {TIMEOUT} s\n{out}")
-                for n in self.test_names
-            }
+            return {n: ("FAIL", f"MicroPython timed out after {TIMEOUT} s\n{out}") for n in self.test_names}
         return _parse(proc.stdout, proc.stderr, proc.returncode, self.test_names)
 
 

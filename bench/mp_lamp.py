@@ -1,0 +1,117 @@
+# Runs inside MicroPython (unix port): the lamp controller's costs.
+#   MICROPYPATH=firmware/lib:firmware/lamp micropython -X heapsize=100k bench/mp_lamp.py CONFIG
+# Prints: idle_pass_us sampling_pass_us next_change_us next_change_cold_us
+#         config_bytes engine_bytes controller_bytes modules_bytes
+import gc
+import sys
+import time
+
+gc.collect()
+m0 = gc.mem_alloc()
+import civil  # noqa: E402
+import lampconfig  # noqa: E402
+from controller import Controller  # noqa: E402
+from schedule import Engine  # noqa: E402
+from timesource import TimeKeeper  # noqa: E402
+
+gc.collect()
+modules = gc.mem_alloc() - m0
+
+
+class Pin:
+    def __init__(self):
+        self.v = 0
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = v
+
+
+class PWM:
+    def duty_u16(self, d=None):
+        return 0
+
+
+class ADC:
+    def __init__(self, raw):
+        self.raw = raw
+
+    def read_u16(self):
+        return self.raw
+
+
+class Hw:
+    def __init__(self):
+        self.pwm = PWM()
+        self.relay = Pin()
+        self.relay_active = 1
+        self.light_adc = ADC(200)
+        self.current_adc = ADC(13107)
+
+
+class Clock:
+    def __init__(self, t):
+        self.t = t
+
+    def now(self):
+        return self.t
+
+    def set(self, t):
+        self.t = t
+
+
+with open(sys.argv[1]) as f:
+    text = f.read()
+gc.collect()
+a = gc.mem_alloc()
+cfg = lampconfig.loads(text)
+del text
+gc.collect()
+config_bytes = gc.mem_alloc() - a
+
+engine = Engine(cfg)
+t0 = cfg.tz.to_utc(civil.to_seconds(2026, 12, 21, 21))
+engine.target(t0)
+engine.next_change(t0)
+gc.collect()
+engine_bytes = gc.mem_alloc() - a - config_bytes
+
+N = 200
+start = time.ticks_us()
+for i in range(N):
+    engine.next_change(t0 + i)
+next_us = time.ticks_diff(time.ticks_us(), start) // N
+
+start = time.ticks_us()
+for i in range(20):
+    Engine(cfg).next_change(t0 + i * 86400)  # a new engine: every program day computed
+cold_us = time.ticks_diff(time.ticks_us(), start) // 20
+
+gc.collect()
+b = gc.mem_alloc()
+system = Clock(t0)
+clock = TimeKeeper(system)
+clock.sync(t0, "bench")
+ctl = Controller(cfg, Hw(), clock)
+ctl.step(0)
+ctl.step(60000)  # past any fade
+gc.collect()
+controller_bytes = gc.mem_alloc() - b
+
+# Idle passes: the level holds, no sensor sample due (samples are once a second).
+ms = 61000
+ctl.step(ms)
+start = time.ticks_us()
+for i in range(N):
+    ctl.step(ms + 1 + i % 900)
+idle_us = time.ticks_diff(time.ticks_us(), start) // N
+
+start = time.ticks_us()
+for i in range(N):
+    ms += 1000
+    system.t += 1
+    ctl.step(ms)
+sample_us = time.ticks_diff(time.ticks_us(), start) // N
+
+print(idle_us, sample_us, next_us, cold_us, config_bytes, engine_bytes, controller_bytes, modules)

@@ -1,0 +1,85 @@
+"""`parkctl schedule` and `parkctl config check`, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_cli_sun import parkctl
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "firmware" / "lamp" / "config.json")
+
+
+def schedule(runtime: str, *args: str) -> list[dict]:
+    proc = parkctl("schedule", "--config", CONFIG, *args, "--runtime", runtime, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_schedule_json_for_a_winter_night():
+    rows = schedule("cpython", "--date", "2026-12-21")
+    assert rows == [
+        {"at": "2026-12-21T05:00:00", "level": 100, "reason": "default step 3 (05:00)"},
+        {"at": "2026-12-21T06:48:58", "level": 0, "reason": "default step 4 (sunrise)"},
+        {"at": "2026-12-21T16:57:00", "level": 100, "reason": "default step 1 (sunset)"},
+        {"at": "2026-12-21T23:00:00", "level": 50, "reason": "default step 2 (23:00)"},
+    ]
+
+
+def test_both_interpreters_give_the_same_schedule():
+    assert schedule("micropython", "--date", "2026-09-28", "--days", "7") == schedule(
+        "cpython", "--date", "2026-09-28", "--days", "7"
+    )
+
+
+def test_schedule_table():
+    proc = parkctl("schedule", "--config", CONFIG, "--date", "2026-10-01")
+    assert proc.returncode == 0
+    assert "in force" in proc.stdout and "holidays step 1" in proc.stdout
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_schedule_with_a_bad_configuration_lists_every_error(tmp_path, runtime):
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"site": {"lat": 95, "lon": 0, "tz": "CET"}, "default": {"steps": [{"at": "x"}]}})
+    )
+    proc = parkctl("schedule", "--config", str(bad), "--date", "2026-12-21", "--runtime", runtime)
+    assert proc.returncode == 2
+    assert "site.lat: 95 is outside -90..90" in proc.stderr
+    assert 'site.tz: bad TZ "CET"' in proc.stderr
+    assert 'default.steps[0].at: unknown sun event "x"' in proc.stderr
+    assert "default.steps[0].level: missing" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_schedule_bad_arguments(tmp_path):
+    proc = parkctl("schedule", "--config", str(tmp_path / "none.json"), "--date", "2026-12-21")
+    assert proc.returncode == 2 and "cannot read" in proc.stderr
+    proc = parkctl("schedule", "--config", CONFIG, "--date", "2026-12-32")
+    assert proc.returncode == 2 and "day 32" in proc.stderr
+    proc = parkctl("schedule", "--config", CONFIG, "--date", "2026-12-01", "--days", "0")
+    assert proc.returncode == 2 and "days 0 is not 1..366" in proc.stderr
+
+
+def test_config_check(tmp_path):
+    proc = parkctl("config", "check", CONFIG)
+    assert proc.returncode == 0
+    assert "ok (G60 park, Songjiang, CST-8" in proc.stdout
+    bad = tmp_path / "bad.json"
+    obj = json.loads(Path(CONFIG).read_text())
+    obj["calendar"][0]["program"]["steps"][1]["at"] = "sunsett"
+    obj["output"]["gamma"] = 9
+    bad.write_text(json.dumps(obj))
+    proc = parkctl("config", "check", str(bad))
+    assert proc.returncode == 1
+    assert "2 error(s)" in proc.stderr
+    assert 'calendar[0].program.steps[1].at: unknown sun event "sunsett"' in proc.stderr
+    assert "output.gamma: 9 is outside 1.0..4.0" in proc.stderr
+    proc = parkctl("config", "check", str(bad), "--json")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["ok"] is False
+    bad.write_text("{")
+    proc = parkctl("config", "check", str(bad))
+    assert proc.returncode == 1 and "not valid JSON" in proc.stderr

@@ -1,0 +1,185 @@
+"""The lighting engine against a brute-force oracle, for random configurations,
+places, time zones and dates (hypothesis). CPython only.
+
+The oracle is written from the rules in docs/lamp-config.md, independently of
+firmware/lamp/schedule.py: it lists every step instant of the nights around,
+and the level at any second is that of the last step at or before it. The
+engine must agree at every minute, its next-change answer must be exact to the
+second, and a fresh engine (a boot) must give the oracle's level.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import civil
+import lampconfig
+import sun
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schedule import Engine
+
+ZONES = [
+    "CST-8",
+    "UTC0",
+    "<+0530>-5:30",
+    "<-03>3",
+    "CET-1CEST,M3.5.0,M10.5.0/3",
+    "EST5EDT,M3.2.0,M11.1.0",
+    "AEST-10AEDT,M10.1.0,M4.1.0/3",
+    "NZST-12NZDT,M9.5.0,M4.1.0/3",
+    "<-04>4<-03>,M9.1.6/24,M4.1.6/24",
+]
+
+clock_step = st.integers(0, 86399).map(lambda s: {"at": f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"})
+sun_step = st.one_of(
+    st.sampled_from(sorted(lampconfig.SUN_EVENTS)).map(lambda e: {"at": e}),
+    st.tuples(st.integers(-10, 10), st.booleans()).map(
+        lambda x: {"at": {"elevation": x[0], "direction": "setting" if x[1] else "rising"}}
+    ),
+).flatmap(lambda s: st.integers(-180, 180).map(lambda off: {**s, "offset": off}))
+step = st.tuples(st.one_of(clock_step, sun_step), st.integers(0, 100), st.integers(0, 120)).map(
+    lambda x: {**x[0], "level": x[1], "fade": x[2]}
+)
+program = st.lists(step, min_size=1, max_size=6).map(lambda steps: {"steps": steps})
+month_day = st.tuples(st.integers(1, 12), st.integers(1, 28)).map(lambda md: f"{md[0]:02d}-{md[1]:02d}")
+rule = st.tuples(
+    st.one_of(
+        st.none(),
+        st.lists(st.tuples(month_day, month_day).map(lambda r: f"{r[0]}..{r[1]}"), min_size=1, max_size=2),
+    ),
+    st.one_of(
+        st.none(),
+        st.lists(st.sampled_from(lampconfig.WEEKDAYS), min_size=1, max_size=3, unique=True),
+    ),
+    program,
+).filter(lambda r: r[0] is not None or r[1] is not None)
+
+
+@st.composite
+def configs(draw):
+    rules = []
+    for i, (dates, weekdays, prog) in enumerate(draw(st.lists(rule, max_size=2))):
+        r = {"name": f"rule{i}", "program": prog}
+        if dates is not None:
+            r["dates"] = dates
+        if weekdays is not None:
+            r["weekdays"] = weekdays
+        rules.append(r)
+    min_level = draw(st.integers(0, 30))
+    obj = {
+        "site": {
+            "lat": draw(st.floats(-68, 68).map(lambda x: round(x, 2))),
+            "lon": draw(st.floats(-180, 180).map(lambda x: round(x, 2))),
+            "tz": draw(st.sampled_from(ZONES)),
+        },
+        "default": draw(program),
+        "calendar": rules,
+        "output": {"min_level": min_level, "max_level": draw(st.integers(max(min_level, 1), 100))},
+    }
+    return lampconfig.parse(obj)
+
+
+class Oracle:
+    """Every step instant, by the rules as written, and a bisect."""
+
+    def __init__(self, cfg, first_day, last_day):
+        self.cfg = cfg
+        items = []
+        for day in range(first_day, last_day + 1):
+            items.extend(self._day(day))
+        items.sort()
+        self.times = [x[0] for x in items]
+        self.levels = [x[3] for x in items]
+
+    def _limit(self, level):
+        c = self.cfg
+        if level <= 0 or level < c.min_level:
+            return 0
+        return min(level, c.max_level)
+
+    def _program(self, day):
+        _, m, d = civil.civil_from_days(day)
+        wd = civil.weekday(day)
+        for r in self.cfg.rules:
+            if r.weekdays and not (r.weekdays >> wd) & 1:
+                continue
+            if r.dates is not None:
+                hit = False
+                for a, b in r.dates:
+                    lo, hi = (a[1], a[2]), (b[1], b[2])
+                    md = (m, d)
+                    hit |= (lo <= md <= hi) if lo <= hi else (md >= lo or md <= hi)
+                if not hit:
+                    continue
+            return r.program
+        return self.cfg.default
+
+    def _day(self, day):
+        c = self.cfg
+        tz = c.tz
+        out = []
+        noon = tz.to_utc(day * 86400 + 43200)
+        for i, s in enumerate(self._program(day).steps):
+            if s.kind == lampconfig.CLOCK:
+                date = day if s.clock >= 43200 else day + 1
+                t = tz.to_utc(date * 86400 + s.clock)
+            else:
+                date = day if s.setting else day + 1
+                anchor = tz.to_utc(date * 86400 + 43200)
+                rise, rs, set_, ss = sun.events(anchor, c.lat, c.lon, (s.elev,))[1][0]
+                t, status = (set_, ss) if s.setting else (rise, rs)
+                if t is None:
+                    dark = status == sun.ALWAYS_BELOW
+                    if dark != s.setting:
+                        continue
+                    t = noon
+                else:
+                    t += s.offset
+            out.append((t, day, i, self._limit(s.level)))
+        return out
+
+    def level(self, t):
+        k = bisect.bisect_right(self.times, t)
+        return self.levels[k - 1] if k else 0
+
+
+def _program_day(cfg, t):
+    return (cfg.tz.to_local(t) - 43200) // 86400
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cfg=configs(),
+    day=st.integers(civil.days_from_civil(2024, 1, 1), civil.days_from_civil(2032, 12, 31)),
+)
+def test_next_change_agrees_with_the_minute_by_minute_oracle(cfg, day):
+    start = cfg.tz.to_utc(day * 86400)
+    end = start + 3 * 86400
+    oracle = Oracle(cfg, _program_day(cfg, start) - 6, _program_day(cfg, end) + 6)
+    engine = Engine(cfg)
+    t = start
+    while t < end:
+        level = engine.target(t)[0]
+        assert level == oracle.level(t), civil.format_datetime(t)
+        assert level == 0 or cfg.min_level <= level <= cfg.max_level
+        nxt = engine.next_change(t)
+        assert nxt > t
+        # Constant, by the oracle, at every minute until the change and the second before it ...
+        m = t + 60
+        while m < min(nxt, end):
+            assert oracle.level(m) == level, (civil.format_datetime(m), civil.format_datetime(nxt))
+            m += 60
+        if nxt < end:
+            assert oracle.level(nxt - 1) == level
+        t = nxt
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs(), t=st.integers(civil.to_seconds(2024, 1, 1), civil.to_seconds(2032, 12, 31)))
+def test_boot_at_any_instant_gives_the_oracle_level(cfg, t):
+    day = _program_day(cfg, t)
+    oracle = Oracle(cfg, day - 6, day + 6)
+    level = Engine(cfg).target(t)[0]
+    assert level == oracle.level(t)
+    assert level == 0 or cfg.min_level <= level <= cfg.max_level
