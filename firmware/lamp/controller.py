@@ -68,6 +68,25 @@ class Controller:
         why = pc.problem or "no reading yet"
         return self.cfg.failsafe_level, 0, (FAILSAFE, -1, -1, why), None
 
+    def status(self):
+        """What a technician or the centre is shown: target and applied level side by side."""
+        out = self.output
+        pc = self.photocell
+        return {
+            "mode": self.mode,
+            "level": self.level,
+            "applied": int(out.applied + 0.5),
+            "relay": "closed" if out.relay_closed else "open",
+            "reason": self.describe(),
+            "time_valid": self.clock.valid,
+            "time_source": self.clock.source,
+            "lux": int(pc.lux + 0.5),
+            "dark": pc.dark,
+            "photocell_problem": pc.problem,
+            "amps": int(self.monitor.amps * 100 + 0.5) / 100,
+            "faults": [k for k, v in self.monitor.active.items() if v],
+        }
+
     def describe(self):
         return self.engine.describe(self.reason) if self.reason else "starting"
 

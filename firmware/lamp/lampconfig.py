@@ -9,7 +9,7 @@
 
 import json
 
-from civil import parse_clock
+from civil import check_date, parse_clock
 from posixtz import TZ, TZError
 
 # Step kinds.
@@ -256,8 +256,6 @@ def _month_day(text):
         y, m, d = int(y), int(m), int(d)
     except ValueError:
         raise ValueError('"%s" is not MM-DD or YYYY-MM-DD' % text)
-    from civil import check_date
-
     check_date(y or 2000, m, d)  # 2000 is a leap year: "02-29" is allowed
     return (y, m, d)
 

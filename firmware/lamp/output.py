@@ -25,17 +25,20 @@ class Output:
         self.relay_active = relay_active
         self.gamma = cfg.gamma
         self.min_interval_ms = int(cfg.relay_min_interval * 1000)
-        self.target = 0
-        self.applied = 0.0  # the level the PWM shows now (0 while the relay is open)
-        self.relay_closed = False
+        self.target = 100
+        self.applied = 100.0  # the level the PWM shows now (0 while the relay is open)
+        self.relay_closed = True
         self._from = 0.0
         self._fade_start = 0
         self._fade_ms = 0
         self._last_switch = None  # ticks of the last relay change; None: never
         self.relay_switches = 0
         self._duty = -1
-        self._set_relay(False, None)
-        self._write(0.0)
+        # The board comes up lit (relay closed, full duty: see board.py), so that is
+        # where the output starts; the first command then moves it without a
+        # needless off-on cycle of the relay at every boot at night.
+        self._set_relay(True, None)
+        self._write(100.0)
 
     def duty(self, level):
         """16-bit duty for a level in percent."""

@@ -7,7 +7,7 @@
 #     and only if a trusted source had set it (the board keeps that mark).
 # `system` is the board's clock: now() -> park time, set(t).
 
-from civil import to_seconds
+from civil import split, to_seconds
 
 SANE_FROM = to_seconds(2024, 1, 1)
 SANE_UNTIL = to_seconds(2100, 1, 1)
@@ -52,8 +52,6 @@ class DS3231:
         return to_seconds(year, month, day, hour, _bcd(b[1]), _bcd(b[0] & 0x7F))
 
     def write(self, t):
-        from civil import split
-
         y, m, d, hh, mm, ss, wd = split(t)[:7]
         b = self._buf
         b[0], b[1], b[2] = _tobcd(ss), _tobcd(mm), _tobcd(hh)

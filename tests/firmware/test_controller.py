@@ -72,13 +72,19 @@ class Rig:
         return [e[1] for e in self.ctl.events]
 
 
+def test_boot_by_day_switches_off_at_once():
+    r = Rig(ds3231_time=cst(2026, 12, 22, 12))
+    assert r.ctl.level == 0
+    assert r.hw.relay.value() == 0 and r.hw.pwm.duty == 0
+
+
 def test_boot_at_night_lights_at_once_at_the_scheduled_level():
     # Power back at 01:00 after a cut at 22:00: no network, the DS3231 kept time.
     r = Rig(ds3231_time=cst(2026, 12, 22, 1))
     assert r.clock.valid and r.clock.source == "ds3231"
     assert r.ctl.level == 50 and r.ctl.mode == SCHEDULE
-    # At once, in the first pass, no fade: relay closed, PWM at the 50 % duty.
-    assert r.hw.relay.value() == 1
+    # At once, in the first pass, no fade: relay closed (never opened), PWM at 50 %.
+    assert r.hw.relay.value() == 1 and r.hw.relay.changes == 1 and r.ctl.output.relay_switches == 0
     assert r.hw.pwm.duty == r.ctl.output.duty(50)
     assert r.ctl.output.applied == 50
 
@@ -164,17 +170,18 @@ def test_relay_respects_its_minimum_interval():
     assert r.hw.relay.value() == 1
     r.ctl.engine.set_override(0, r.sys.t + 3600, "test")
     r.ctl._valid_until = None  # the override arrives as a new command would
-    r.run(31)  # 30 s fade to 0, then the relay may open (it closed at boot, 31 s ago)
+    r.run(31)  # 30 s fade to 0; the relay has not switched since boot: it opens
     assert r.ctl.output.applied == 0
-    r.run(30)
     assert r.hw.relay.value() == 0
     r.ctl.engine.clear_override()
     r.ctl._valid_until = None
     r.run(10)  # wants light again after 10 s: the relay must rest 60 s
     assert r.hw.relay.value() == 0 and r.ctl.output.applied == 0 and r.ctl.output.target == 100
+    st = r.ctl.status()
+    assert (st["level"], st["applied"], st["relay"]) == (100, 0, "open")
     r.run(51)
     assert r.hw.relay.value() == 1
-    assert r.ctl.output.relay_switches == 3  # closed at boot, opened, closed
+    assert r.ctl.output.relay_switches == 2  # it came up closed: opened, closed
 
 
 def test_lamp_failure_is_raised_once_and_cleared_once():
@@ -188,8 +195,10 @@ def test_lamp_failure_is_raised_once_and_cleared_once():
     r.hw.current_adc.raw = 0
     r.run(600)
     assert r.names().count("lamp_failure") == 1
+    assert r.ctl.status()["faults"] == ["lamp_failure"]
     r.hw.current_adc.raw = 13107  # replaced
     r.run(600)
+    assert r.ctl.status()["faults"] == []
     assert r.names().count("lamp_failure_cleared") == 1
     assert r.names().count("lamp_failure") == 1
 
