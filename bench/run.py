@@ -60,7 +60,9 @@ def bench_lamp_micropython() -> None:
     idle, sample, nxt, cold, cfg_b, eng_b, ctl_b, mods = (int(x) for x in out)
     print(f"lamp controller, shipped configuration, MicroPython unix, heap {HEAPSIZE}:")
     print(f"  main-loop pass, nothing to do     {idle:6d} us   (target <= 200)")
-    print(f"  main-loop pass, sensors sampled   {sample:6d} us   (once a second)")
+    print(
+        f"  main-loop pass, sensors sampled   {sample:6d} us   (every minute idle, every second when needed)"
+    )
     print(f"  next change, days cached          {nxt:6d} us   (target <= 2000)")
     print(f"  next change, fresh engine         {cold:6d} us   (at boot: every program day computed)")
     print(f"  heap: configuration               {cfg_b:6d} bytes")

@@ -62,7 +62,13 @@ class Board:
     def ticks_ms(self):
         return time.ticks_ms()
 
-    def wait_until(self, deadline):
-        ms = time.ticks_diff(deadline, time.ticks_ms())
-        if ms > 0:
-            time.sleep_ms(ms)
+    def wait_until(self, deadline, healthy=True):
+        # A long sleep is cut so that a healthy loop keeps feeding the watchdog
+        # while it waits; an unhealthy one is left to be reset.
+        while True:
+            ms = time.ticks_diff(deadline, time.ticks_ms())
+            if ms <= 0:
+                return
+            time.sleep_ms(ms if ms < WDT_MS // 2 else WDT_MS // 2)
+            if healthy:
+                self.feed()

@@ -14,8 +14,12 @@ from photocell import Photocell
 from schedule import SCHEDULE, Engine
 from ticks import add, diff
 
-SAMPLE_MS = 1000  # sensors: photocell and lamp current
-MAX_SLEEP_MS = 5000  # never sleep longer: well inside the watchdog's timeout
+# Sensors (photocell, lamp current) are read every SAMPLE_FAST_MS while they
+# matter now (the photocell decides the level, a fault is being confirmed, the
+# lamp is warming up) and every SAMPLE_IDLE_MS otherwise: the loop sleeps until
+# something is due, not once a second.
+SAMPLE_FAST_MS = 1000
+SAMPLE_IDLE_MS = 60000
 EVENTS_KEPT = 32
 
 PHOTOCELL = "photocell"
@@ -97,7 +101,8 @@ class Controller:
         if first or diff(now_ms, self._next_sample) >= 0:
             self.photocell.sample(now_ms)
             self.monitor.sample(now_ms, self.output.relay_closed, self.output.applied)
-            self._next_sample = add(now_ms, SAMPLE_MS)
+            fast = self.mode != SCHEDULE or self.monitor.busy() or self.photocell.busy()
+            self._next_sample = add(now_ms, SAMPLE_FAST_MS if fast else SAMPLE_IDLE_MS)
         t = self.clock.now() if self.clock.valid else None
         stale = (
             first
@@ -119,6 +124,7 @@ class Controller:
                 self.mode = mode
             if level != self.level:
                 self.output.command(level, fade, now_ms, at_once=first)
+                self._next_sample = now_ms  # a change: watch the lamp from now
                 self.level = level
                 self.event("level", "%s %s" % (level, self.engine.describe(reason)))
             self.reason = reason
@@ -130,6 +136,4 @@ class Controller:
             until_ms = (self._valid_until - t) * 1000
             if until_ms < deadline:
                 deadline = until_ms
-        if deadline > MAX_SLEEP_MS:
-            deadline = MAX_SLEEP_MS
         return add(now_ms, deadline if deadline > 0 else 0)

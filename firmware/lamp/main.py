@@ -31,9 +31,10 @@ def run(ctl, board):
             failures += 1
             sys.print_exception(e)
             deadline = ticks.add(now, 1000)
-        if failures < FAILURES_BEFORE_RESET:
+        healthy = failures < FAILURES_BEFORE_RESET
+        if healthy:
             board.feed()
-        board.wait_until(deadline)
+        board.wait_until(deadline, healthy)
 
 
 def main():

@@ -26,6 +26,11 @@ class LampMonitor:
         self.active = {}  # fault -> True while raised
         self._pending = {}  # fault -> ticks since its condition changed
         self._lit_since = None
+        self._warm = False
+
+    def busy(self):
+        """Is a fault being confirmed or the lamp warming up (sample often)?"""
+        return bool(self._pending) or (self._lit_since is not None and not self._warm)
 
     def sample(self, now, relay_closed, level):
         self.amps = amps = self.adc.read_u16() * self.scale
@@ -37,6 +42,7 @@ class LampMonitor:
         else:
             self._lit_since = None
             warm = False
+        self._warm = warm
         # Each fault's condition; None where it cannot be judged now.
         conds = (
             (amps < self.on_amps) if warm else (None if lit else False),

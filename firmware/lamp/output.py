@@ -3,8 +3,10 @@
 #
 # - Levels are percent. The dimming curve maps them to a 16-bit duty: linear, or
 #   a gamma curve so that equal steps look equal to the eye.
-# - Fades are linear in level, updated every FRAME_MS: at 50 updates a second
-#   and 16-bit resolution no step is visible.
+# - Fades are linear in level, in steps of STEP_LEVEL percent at most, and no
+#   more often than every FRAME_MS: a quarter-percent step with 16-bit duty is
+#   below what the eye sees, and a slow fade does not wake the loop 50 times a
+#   second for nothing.
 # - The relay closes for any level above 0 and opens once the lamp has faded to
 #   0; it never switches twice within relay_min_interval seconds (the contacts
 #   and the driver's inrush limiter need the rest). While it may not close yet,
@@ -16,6 +18,7 @@
 from ticks import diff
 
 FRAME_MS = 20
+STEP_LEVEL = 0.25
 
 
 class Output:
@@ -99,7 +102,8 @@ class Output:
                 level = self._from + (self.target - self._from) * elapsed / self._fade_ms
             self._write(level)
             if level != self.target:
-                return FRAME_MS
+                frame = int(self._fade_ms * STEP_LEVEL / abs(self.target - self._from))
+                return frame if frame > FRAME_MS else FRAME_MS
         if not want_closed and self.relay_closed and self.applied <= 0:
             wait = self._relay_wait(now)
             if wait:

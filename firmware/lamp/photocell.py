@@ -27,9 +27,14 @@ class Photocell:
         self.problem = None  # why it is implausible, or None
         self._since = None  # ticks when the reading first crossed the other threshold
         self._rail_since = None
+        self._rail = False
         self._band = None  # (lo, hi, since) of the readings, for "stuck"
         self._flips = []  # ticks of recent decisions
         self._start = None
+
+    def busy(self):
+        """Is a crossing or a rail being timed (sample often)?"""
+        return self._since is not None or (self._rail_since is not None and not self._rail)
 
     @property
     def plausible(self):
@@ -48,6 +53,7 @@ class Photocell:
         else:
             self._rail_since = None
             rail = False
+        self._rail = rail
         # Stuck.
         band = self._band
         if band is None or raw < band[0] - STUCK_BAND or raw > band[1] + STUCK_BAND:

@@ -184,6 +184,25 @@ def test_relay_respects_its_minimum_interval():
     assert r.ctl.output.relay_switches == 2  # it came up closed: opened, closed
 
 
+def test_the_loop_sleeps_while_nothing_happens():
+    # A steady night: no fade, no fault pending, time valid. Passes come only for the
+    # idle sensor check once a minute, not every second.
+    r = Rig(ds3231_time=cst(2026, 12, 21, 19))
+    r.hw.current_adc.raw = 13107
+    r.hw.light_adc.raw = 200
+    r.run(300)  # warm-up and the fade are over
+    before = r.ctl.passes
+    r.run(3600)
+    assert r.ctl.passes - before <= 61
+    # A dead photocell (on the rail) is confirmed once, then checked at the idle pace.
+    r.hw.light_adc.raw = 0
+    r.run(600)
+    assert r.ctl.status()["photocell_problem"] == "reading on the rail (0)"
+    before = r.ctl.passes
+    r.run(3600)
+    assert r.ctl.passes - before <= 61
+
+
 def test_lamp_failure_is_raised_once_and_cleared_once():
     r = Rig(ds3231_time=cst(2026, 12, 21, 20))
     r.hw.current_adc.raw = 13107  # 1 A: a working lamp
@@ -208,7 +227,8 @@ def test_single_bad_sample_raises_nothing():
     r.hw.current_adc.raw = 13107
     r.run(120)
     r.hw.current_adc.raw = 0
-    r.run(1)
+    r.run((r.deadline - r.ms) / 1000)  # exactly one pass, one sample, reads 0 A
+    assert r.ctl.monitor.amps == 0
     r.hw.current_adc.raw = 13107
     r.run(600)
     assert not [n for n in r.names() if n.startswith("lamp_failure")]
