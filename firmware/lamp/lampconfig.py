@@ -44,6 +44,14 @@ DEFAULT_PINS = {
 }
 
 
+# Used only when no configuration file can be read at all: full light all the
+# time, DevKitC pins. The lamp fails lit rather than dark.
+FALLBACK = {
+    "site": {"name": "no configuration", "lat": 0.0, "lon": 0.0, "tz": "UTC0"},
+    "default": {"steps": [{"at": "00:00", "level": 100}]},
+}
+
+
 class ConfigError(ValueError):
     def __init__(self, errors):
         super().__init__("\n".join(errors))

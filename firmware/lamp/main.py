@@ -12,7 +12,7 @@ import sys
 import ticks
 from board import Board
 from controller import Controller
-from lampconfig import Store
+from lampconfig import FALLBACK, ConfigError, Store, parse
 from timesource import DS3231, TimeKeeper
 
 CONFIG = "/lamp.json"  # what the centre or a technician installed
@@ -39,7 +39,10 @@ def run(ctl, board):
 
 def main():
     store = Store(os, CONFIG, DEFAULT_CONFIG)
-    cfg = store.load()
+    try:
+        cfg = store.load()
+    except ConfigError:
+        cfg = parse(FALLBACK)
     for e in store.errors:
         print("config:", e)
     board = Board(cfg)

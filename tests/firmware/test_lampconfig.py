@@ -112,6 +112,11 @@ def test_elevation_steps_and_offsets():
     assert st.text == "elevation -3 setting-15min"
 
 
+def test_fallback_is_valid_and_lit():
+    cfg = lampconfig.parse(lampconfig.FALLBACK)
+    assert [s.level for s in cfg.default.steps] == [100]
+
+
 def test_not_json():
     e = raises(lampconfig.ConfigError, lampconfig.loads, "{bad json")
     assert e.errors[0].startswith("(file): not valid JSON")
@@ -142,3 +147,8 @@ def test_store_keeps_the_last_good_configuration():
     write(path, '{"site": ')
     assert store.load().name == "North gate"
     assert store.errors and store.errors[0].startswith(path + ": (file): not valid JSON")
+    # Nothing readable at all: an error the caller turns into the lit fallback.
+    write(path + ".good", "[]")
+    write(default, "")
+    e = raises(lampconfig.ConfigError, store.load)
+    assert len(e.errors) == 3
