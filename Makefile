@@ -49,10 +49,10 @@ test: check-firmware lint typecheck pytest
 bench: setup
 	$(PY) bench/run.py
 
+# The default scenario: a winter night in the G60 park (sim/scenarios/winter-night.scn).
 sim: setup
-	@echo "The simulator is not built yet (issue #4: virtual ESP32, virtual clock, world, scenarios)."
-	@echo "Until then: $(VENV)/bin/parkctl sun --lat 31.03 --lon 121.23 --date 2026-12-21 --tz CST-8"
-	@exit 1
+	@mkdir -p build
+	$(VENV)/bin/parkctl sim --plot build/winter-night.png
 
 clean:
 	rm -rf $(VENV) .stubs .pytest_cache .ruff_cache

@@ -26,6 +26,10 @@ PHOTOCELL = "photocell"
 FAILSAFE = "failsafe"
 
 
+def _ignore(name, detail):
+    pass
+
+
 class Controller:
     def __init__(self, cfg, hw, clock):
         """hw: pwm, relay, relay_active, light_adc, current_adc (MicroPython APIs);
@@ -37,6 +41,7 @@ class Controller:
         self.photocell = Photocell(hw.light_adc, cfg)
         self.monitor = LampMonitor(hw.current_adc, cfg, self._fault)
         self.events = []  # (park time or None, name, detail), the newest EVENTS_KEPT
+        self.on_event = _ignore  # called with (name, detail) as each event happens
         self.level = None
         self.reason = None
         self.mode = None
@@ -51,6 +56,7 @@ class Controller:
         self.events.append((t, name, detail))
         if len(self.events) > EVENTS_KEPT:
             self.events.pop(0)
+        self.on_event(name, detail)
 
     def _fault(self, name, raised, detail):
         self.event(name if raised else name + "_cleared", detail)
@@ -100,7 +106,8 @@ class Controller:
         first = self.level is None
         if first or diff(now_ms, self._next_sample) >= 0:
             self.photocell.sample(now_ms)
-            self.monitor.sample(now_ms, self.output.relay_closed, self.output.applied)
+            out = self.output
+            self.monitor.sample(now_ms, out.relay_closed, out.applied, out.duty_fraction())
             fast = self.mode != SCHEDULE or self.monitor.busy() or self.photocell.busy()
             self._next_sample = add(now_ms, SAMPLE_FAST_MS if fast else SAMPLE_IDLE_MS)
         t = self.clock.now() if self.clock.valid else None

@@ -111,7 +111,7 @@ class Config:
         self.pc_level = 100.0
         self.pc_full_scale = 2000.0
         self.failsafe_level = 100.0
-        self.mon_on = 0.2
+        self.mon_lamp = 1.0
         self.mon_off = 0.05
         self.mon_full_scale = 5.0
         self.mon_warmup = 60.0
@@ -375,11 +375,11 @@ def parse(obj):
     cfg.pc_full_scale = c.number(pc, "full_scale_lux", "photocell", 1, 200000, 2000)
     cfg.failsafe_level = c.number(root, "failsafe_level", "", 1, 100, 100)
     mon = c.obj(root.get("monitor"), "monitor", required=False)
-    c.unknown(mon, "monitor", ("on_amps", "off_amps", "full_scale_amps", "warmup", "confirm"))
-    cfg.mon_on = c.number(mon, "on_amps", "monitor", 0, 100, 0.2)
+    c.unknown(mon, "monitor", ("lamp_amps", "off_amps", "full_scale_amps", "warmup", "confirm"))
+    cfg.mon_lamp = c.number(mon, "lamp_amps", "monitor", 0.01, 100, 1.0)
     cfg.mon_off = c.number(mon, "off_amps", "monitor", 0, 100, 0.05)
-    if cfg.mon_off >= cfg.mon_on:
-        c.error("monitor.off_amps", "must be below on_amps (%s)" % cfg.mon_on)
+    if cfg.mon_off >= cfg.mon_lamp:
+        c.error("monitor.off_amps", "must be below lamp_amps (%s)" % cfg.mon_lamp)
     cfg.mon_full_scale = c.number(mon, "full_scale_amps", "monitor", 0.1, 1000, 5.0)
     cfg.mon_warmup = c.number(mon, "warmup", "monitor", 0, 3600, 60)
     cfg.mon_confirm = c.number(mon, "confirm", "monitor", 1, 3600, 30)

@@ -20,6 +20,12 @@ DEFAULT_CONFIG = "/config.json"  # shipped with the app
 FAILURES_BEFORE_RESET = 3
 
 
+def log_event(name, detail):
+    # One line per event on the serial console: what a technician (and the
+    # simulator) reads.
+    print("event", name, detail)
+
+
 def run(ctl, board):
     failures = 0
     while True:
@@ -49,6 +55,8 @@ def main():
     clock = TimeKeeper(board.clock, DS3231(board.i2c), board.rtc_trusted())
     clock.boot()
     ctl = Controller(cfg, board, clock)
+    ctl.on_event = log_event
+    print("event boot", clock.source or "no valid time")
     deadline = ctl.step(board.ticks_ms())
     board.start_watchdog()
     board.wait_until(deadline)

@@ -1,6 +1,8 @@
 # Lamp faults from the current-sense ADC, as TALQ's LampMonitor.
 #
-#   lamp_failure        relay closed, level above 0 for `warmup` s, no current
+#   lamp_failure        relay closed and lit for `warmup` s, but drawing less than
+#                       half the current expected at that duty (lamp_amps at full
+#                       output, in proportion below it: a dimmed lamp draws less)
 #   lamp_on_unexpected  relay closed, level 0 (driver told dark), current flows
 #   relay_failure       relay open, current flows (welded contact)
 #
@@ -17,7 +19,7 @@ class LampMonitor:
     def __init__(self, adc, cfg, emit):
         self.adc = adc
         self.scale = cfg.mon_full_scale / 65535.0
-        self.on_amps = cfg.mon_on
+        self.lamp_amps = cfg.mon_lamp
         self.off_amps = cfg.mon_off
         self.warmup_ms = int(cfg.mon_warmup * 1000)
         self.confirm_ms = int(cfg.mon_confirm * 1000)
@@ -32,7 +34,8 @@ class LampMonitor:
         """Is a fault being confirmed or the lamp warming up (sample often)?"""
         return bool(self._pending) or (self._lit_since is not None and not self._warm)
 
-    def sample(self, now, relay_closed, level):
+    def sample(self, now, relay_closed, level, duty=1.0):
+        """level: percent applied; duty: the PWM duty as a fraction (0..1)."""
         self.amps = amps = self.adc.read_u16() * self.scale
         lit = relay_closed and level > 0
         if lit:
@@ -45,7 +48,7 @@ class LampMonitor:
         self._warm = warm
         # Each fault's condition; None where it cannot be judged now.
         conds = (
-            (amps < self.on_amps) if warm else (None if lit else False),
+            (amps < 0.5 * self.lamp_amps * duty) if warm else (None if lit else False),
             (amps > self.off_amps) if relay_closed and level <= 0 else False,
             (amps > self.off_amps) if not relay_closed else False,
         )

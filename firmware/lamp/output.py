@@ -53,6 +53,10 @@ class Output:
         d = int(x * 65535 + 0.5)
         return 65535 if d > 65535 else d
 
+    def duty_fraction(self):
+        """The duty written last, 0..1."""
+        return self._duty / 65535 if self._duty > 0 else 0.0
+
     def _write(self, level):
         d = self.duty(level)
         if d != self._duty:

@@ -105,6 +105,43 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import simcmd
+
+    path = Path(args.scenario) if args.scenario else simcmd.DEFAULT_SCENARIO
+    result = simcmd.run(path, args.runtime, args.seed)
+    sc = result.scenario
+    if args.json:
+        for e in result.entries:
+            print(
+                json.dumps({"t": simcmd.local(sc, e.t), "kind": e.kind, "text": e.text}, ensure_ascii=False)
+            )
+        for text, ok, seen in result.checks:
+            print(json.dumps({"kind": "expect", "text": text, "ok": ok, "seen": seen}, ensure_ascii=False))
+    else:
+        print(f"{sc.name or path.name}  ({args.runtime}, seed {sc.seed if args.seed is None else args.seed})")
+        for e in result.entries:
+            if e.kind in ("level", "probe"):
+                continue
+            what, detail = simcmd.describe(e)
+            print(f"  {simcmd.local(sc, e.t).replace('T', ' ')}  {what:<10} {detail}")
+        if result.checks:
+            print("expectations:")
+        for text, ok, seen in result.checks:
+            print(f"  {'ok  ' if ok else 'FAIL'} {text}  ({seen})")
+    if args.plot:
+        simcmd.plot(result, Path(args.plot))
+        if not args.json:
+            print(f"plot written to {args.plot}")
+    failed = [text for text, ok, _ in result.checks if not ok]
+    if failed:
+        print(f"parkctl sim: {len(failed)} expectation(s) failed: " + "; ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parkctl", description="Tools for the park's lamp controllers and check-in kiosks."
@@ -136,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--runtime", choices=RUNTIMES, default="cpython", help="interpreter to compute in")
     sched.add_argument("--json", action="store_true", help="print JSON")
     sched.set_defaults(func=cmd_schedule)
+
+    sim = sub.add_parser(
+        "sim",
+        help="run a scenario on the simulated lamp controller",
+        description="Runs the unmodified firmware on a virtual ESP32 through a scenario (docs/scenarios.md).",
+    )
+    sim.add_argument("scenario", nargs="?", help="scenario file (default: the winter night in the G60 park)")
+    sim.add_argument(
+        "--runtime", choices=RUNTIMES, default="cpython", help="interpreter to run the firmware in"
+    )
+    sim.add_argument("--seed", type=int, help="noise seed (default: the scenario's)")
+    sim.add_argument("--plot", metavar="FILE", help="write a PNG plot of the lamp level")
+    sim.add_argument("--json", action="store_true", help="print the timeline as JSON lines")
+    sim.set_defaults(func=cmd_sim)
 
     config = sub.add_parser("config", help="lamp configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

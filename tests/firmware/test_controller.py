@@ -234,6 +234,19 @@ def test_single_bad_sample_raises_nothing():
     assert not [n for n in r.names() if n.startswith("lamp_failure")]
 
 
+def test_a_dimmed_lamp_is_not_a_failed_lamp():
+    # Regression (found by the simulator's DST scenario): at 50 % on a gamma curve the
+    # lamp draws 0.25 A of its 1 A; that is what a working lamp does, not a failure.
+    r = Rig(ds3231_time=cst(2026, 12, 21, 23, 30))
+    assert r.ctl.level == 50
+    r.hw.current_adc.raw = 3277  # 0.25 A
+    r.run(900)
+    assert not [n for n in r.names() if n.startswith("lamp_failure")]
+    r.hw.current_adc.raw = 655  # 0.05 A: under half of what 50 % should draw
+    r.run(900)
+    assert r.names().count("lamp_failure") == 1
+
+
 def test_current_while_off_is_a_relay_fault():
     r = Rig(ds3231_time=cst(2026, 12, 22, 12))  # noon: off, relay open
     assert r.hw.relay.value() == 0

@@ -1,0 +1,218 @@
+"""`parkctl sim`: run a scenario on the simulated board, print what happened,
+check the expectations, draw the plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import UserError
+from .runtime import ROOT, micropython_binary
+
+if TYPE_CHECKING:
+    from sim.scenario import Scenario
+
+DEFAULT_SCENARIO = ROOT / "sim" / "scenarios" / "winter-night.scn"
+SIM_HEAP = "512k"  # the simulator shares the interpreter with the firmware
+
+
+@dataclass
+class Entry:
+    t: int  # park time (UTC)
+    kind: str
+    text: str
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    entries: list[Entry]
+    checks: list[tuple[str, bool, str]]  # (expectation, passed, what was seen)
+
+    @property
+    def ok(self) -> bool:
+        return all(passed for _, passed, _ in self.checks)
+
+
+def run(path: Path, runtime: str = "cpython", seed: int | None = None) -> Result:
+    from sim import cpython
+    from sim.scenario import ScenarioError, load
+
+    try:
+        sc = load(path)
+    except ScenarioError as e:
+        raise UserError(str(e)) from None
+    data = sc.to_json(seed)
+    entries: list[Entry] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        image = Path(tmp) / "flash.img"
+        cpython.make_image(image, {"/config.json": json.dumps(sc.config).encode()})
+        if runtime == "cpython":
+            cpython.run(data, image, lambda t, kind, text: entries.append(Entry(t, kind, text)))
+        elif runtime == "micropython":
+            paths = [
+                ROOT / "sim",
+                ROOT / "sim" / "vesp32",
+                ROOT / "firmware" / "lamp",
+                ROOT / "firmware" / "lib",
+            ]
+            env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(p) for p in paths))
+            proc = subprocess.run(
+                [
+                    micropython_binary(),
+                    "-X",
+                    f"heapsize={SIM_HEAP}",
+                    str(ROOT / "sim" / "mp_main.py"),
+                    str(image),
+                ],
+                input=json.dumps(data),
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=3600,
+            )
+            for line in proc.stdout.splitlines():
+                t, kind, text = json.loads(line)
+                entries.append(Entry(t, kind, text))
+            if proc.returncode != 0:
+                raise RuntimeError(
+                    f"the simulator failed in MicroPython (exit {proc.returncode}):\n{proc.stderr}"
+                )
+        else:
+            raise UserError(f"unknown runtime {runtime!r}: choose cpython or micropython")
+    return Result(sc, entries, check(sc, entries))
+
+
+def _events(entries: list[Entry], name: str) -> list[Entry]:
+    prefix = f"event {name} "
+    return [e for e in entries if e.kind == "console" and (e.text + " ").startswith(prefix)]
+
+
+def check(sc: Scenario, entries: list[Entry]) -> list[tuple[str, bool, str]]:
+    from sim.scenario import FAULTS
+
+    out = []
+    probes = {int(e.text.split()[0]): float(e.text.split()[1]) for e in entries if e.kind == "probe"}
+    k = 0
+    for ex in sc.expectations:
+        if ex.kind == "level":
+            seen = probes.get(k)
+            k += 1
+            ok = seen is not None and abs(seen - ex.value) <= ex.tolerance
+            out.append((ex.text, ok, "no reading" if seen is None else f"level was {seen:.1f}"))
+        elif ex.kind == "no_fault":
+            faults = [e for f in FAULTS for e in _events(entries, f)]
+            out.append((ex.text, not faults, ", ".join(e.text[6:] for e in faults) or "no fault"))
+        elif ex.kind == "fault":
+            n = len(_events(entries, ex.value))
+            out.append((ex.text, n == ex.count, f"raised {n} time(s)"))
+        elif ex.kind == "mode":
+            modes = [e for e in _events(entries, "mode") if ex.at is not None and e.t <= ex.at]
+            seen = modes[-1].text.split()[2] if modes else None
+            out.append((ex.text, seen == ex.value, f"mode was {seen}"))
+    return out
+
+
+def local(sc: Scenario, t: int) -> str:
+    import civil
+
+    return civil.format_datetime(sc.tz.to_local(t))
+
+
+def describe(entry: Entry) -> tuple[str, str]:
+    """(what, detail) of a timeline entry, for people."""
+    if entry.kind == "console" and entry.text.startswith("event "):
+        parts = entry.text.split(" ", 2)
+        name = parts[1]
+        rest = parts[2] if len(parts) > 2 else ""
+        if name == "level":
+            level, _, why = rest.partition(" ")
+            return "level", f"{level} %  {why}"
+        if name == "boot":
+            return "boot", rest if rest == "no valid time" else f"time from {rest}"
+        return name, rest
+    return entry.kind, entry.text
+
+
+def plot(result: Result, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import civil
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    import sun
+
+    sc = result.scenario
+    tz = sc.tz
+
+    def dt(t: int) -> float:
+        import datetime
+
+        y, m, d, hh, mm, ss = civil.split(tz.to_local(t))[:6]
+        return float(mdates.date2num(datetime.datetime(y, m, d, hh, mm, ss)))
+
+    xs, ys = [dt(sc.start)], [0.0]
+    for e in result.entries:
+        if e.kind == "level":
+            if xs and dt(e.t) == xs[-1]:
+                ys[-1] = float(e.text)  # a zero-length state (the lit instant of a boot): not drawn
+                continue
+            xs.append(dt(e.t))
+            ys.append(float(e.text))
+    xs.append(dt(sc.end))
+    ys.append(ys[-1])
+    fig, ax = plt.subplots(figsize=(11, 4.2), dpi=100)
+    ax.step(xs, ys, where="post", color="#e8a400", linewidth=2, label="lamp level")
+    ax.fill_between(xs, ys, step="post", color="#ffd36b", alpha=0.35)
+    # Sunrise and sunset of each date in range.
+    lat, lon = sc.config["site"]["lat"], sc.config["site"]["lon"]
+    day0 = tz.to_local(sc.start) // 86400
+    for day in range(day0 - 1, tz.to_local(sc.end) // 86400 + 2):
+        y, m, d = civil.civil_from_days(day)
+        _, rise, set_, _, _ = sun.solar_day(tz, y, m, d, lat, lon)
+        for t, label in ((rise, "sunrise"), (set_, "sunset")):
+            if t is not None and sc.start <= t <= sc.end:
+                ax.axvline(dt(t), color="#4a6fa5", linestyle="--", linewidth=1)
+                ax.text(dt(t), 103, label, color="#4a6fa5", fontsize=8, ha="center")
+    # Outages, resets, faults.
+    off = None
+    for e in result.entries:
+        if e.kind == "power" and e.text == "mains cut":
+            off = e.t
+        elif e.kind == "power" and e.text == "mains back" and off is not None:
+            ax.axvspan(dt(off), dt(e.t), color="#888888", alpha=0.3, label="power cut")
+            off = None
+        elif e.kind == "reset" and e.text != "power on":
+            ax.axvline(dt(e.t), color="#b00020", linewidth=1)
+            ax.text(dt(e.t), 92, e.text, color="#b00020", fontsize=8, rotation=90)
+        elif (
+            e.kind == "console"
+            and e.text.split(" ")[1:2]
+            and e.text.split(" ")[1]
+            in (
+                "lamp_failure",
+                "lamp_on_unexpected",
+                "relay_failure",
+            )
+        ):
+            ax.plot([dt(e.t)], [5], marker="v", color="#b00020")
+            ax.text(dt(e.t), 8, e.text.split(" ")[1], color="#b00020", fontsize=8)
+    if off is not None:
+        ax.axvspan(dt(off), dt(sc.end), color="#888888", alpha=0.3)
+    ax.set_ylim(-2, 110)
+    ax.set_ylabel("lamp level, %")
+    ax.set_title(sc.name or str(sc.path.name))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles, strict=True))
+    ax.legend(uniq.values(), uniq.keys(), loc="center right", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

@@ -1,0 +1,229 @@
+"""Running the simulator in CPython: the firmware's imports, files and console.
+
+MicroPython gets the virtual ESP32 by putting sim/vesp32 first on its path (its
+`time`, `machine`, `os` shadow the built-in ones). CPython cannot do that without
+breaking itself, so here every firmware and simulator module is loaded by a
+small module system of its own: a module's `import time` finds sim/vesp32's,
+`open` and `print` reach the board's filesystem and console, `sys` gains
+MicroPython's print_exception. Firmware modules are loaded afresh at each boot
+(RAM is lost); the simulator's persist, as the hardware does.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import sys
+import traceback
+import types
+from pathlib import Path
+from typing import Any
+
+import littlefs
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM = ROOT / "sim"
+VESP32 = SIM / "vesp32"
+FIRMWARE_LAMP = ROOT / "firmware" / "lamp"
+FIRMWARE_LIB = ROOT / "firmware" / "lib"
+
+# The ESP32 (4 MiB flash) vfs partition: 2 MiB of 4 KiB blocks.
+BLOCK_SIZE = 4096
+BLOCK_COUNT = 512
+# What MicroPython's VfsLfs2 uses (readsize, progsize, lookahead 32), so images
+# are shared with the board.
+LFS_IO = 32
+
+
+def _littlefs(ctx, block_count: int, mount: bool = True) -> littlefs.LittleFS:
+    return littlefs.LittleFS(
+        context=ctx,
+        mount=mount,
+        block_size=BLOCK_SIZE,
+        block_count=block_count,
+        read_size=LFS_IO,
+        prog_size=LFS_IO,
+        lookahead_size=LFS_IO,
+    )
+
+
+def make_image(path: Path, files: dict[str, bytes], block_count: int = BLOCK_COUNT) -> None:
+    """A fresh littlefs2 image holding `files` (path on the board -> content)."""
+    path.write_bytes(b"\xff" * BLOCK_SIZE * block_count)
+    ctx = littlefs.UserContextFile(str(path))
+    fs = _littlefs(ctx, block_count, mount=False)
+    fs.format()
+    fs.mount()
+    for name, data in files.items():
+        parent = name.rsplit("/", 1)[0]
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        with fs.open(name, "wb") as f:
+            f.write(data)
+    fs.unmount()
+    ctx.close()
+
+
+class LittleFsVfs:
+    """littlefs-python with the methods of MicroPython's VfsLfs2 object."""
+
+    def __init__(self, image: Path):
+        self.ctx = littlefs.UserContextFile(str(image))
+        self.fs = _littlefs(self.ctx, image.stat().st_size // BLOCK_SIZE)
+
+    def _err(self, e: littlefs.LittleFSError) -> OSError:
+        return OSError(abs(e.code), str(e))
+
+    def open(self, path: str, mode: str = "r"):
+        try:
+            f = self.fs.open(path, mode if "b" in mode else mode + "b")
+        except littlefs.LittleFSError as e:
+            raise self._err(e) from None
+        return f if "b" in mode else io.TextIOWrapper(f, encoding="utf-8")
+
+    def ilistdir(self, path: str = "/"):
+        out = []
+        for name in self.fs.listdir(path):
+            st = self.fs.stat(path.rstrip("/") + "/" + name)
+            out.append((name, 0x4000 if st.type == 2 else 0x8000, 0, st.size))
+        return out
+
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except littlefs.LittleFSError as e:
+            raise self._err(e) from None
+
+    def rename(self, a: str, b: str) -> None:
+        self._call(self.fs.rename, a, b)
+
+    def remove(self, path: str) -> None:
+        self._call(self.fs.remove, path)
+
+    def mkdir(self, path: str) -> None:
+        self._call(self.fs.mkdir, path)
+
+    def rmdir(self, path: str) -> None:
+        self._call(self.fs.rmdir, path)
+
+    def stat(self, path: str):
+        st = self._call(self.fs.stat, path)
+        return (0x4000 if st.type == 2 else 0x8000, 0, 0, 0, 0, 0, st.size, 0, 0, 0)
+
+    def statvfs(self, path: str = "/"):
+        used = self.fs.used_block_count
+        n = self.fs.block_count
+        return (BLOCK_SIZE, BLOCK_SIZE, n, n - used, n - used, 0, 0, 0, 0, 255)
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+class ModuleSystem:
+    """Imports for simulated code: search our folders first, then CPython's."""
+
+    def __init__(self, console):
+        self.console = console
+        self.persistent: dict[str, types.ModuleType] = {}
+        self.firmware: dict[str, types.ModuleType] = {}
+        self.sys = types.ModuleType("sys")
+        self.sys.__dict__.update(
+            {k: getattr(sys, k) for k in ("argv", "byteorder", "maxsize", "modules", "path")}
+        )
+        self.sys.__dict__.update(
+            implementation=types.SimpleNamespace(name="micropython", version=(1, 29, 0)),
+            platform="esp32",
+            print_exception=self._print_exception,
+            exit=sys.exit,
+            stdout=sys.stdout,
+        )
+        self.fs: Any = None
+        self._found: dict[str, tuple[Path | None, bool]] = {}
+        self.sim_builtins = dict(builtins.__dict__, __import__=self._import)
+        self.fw_builtins = dict(self.sim_builtins, open=self._open, print=self._print)
+
+    def _print_exception(self, e, file=None):
+        for line in "".join(traceback.format_exception(e)).rstrip().splitlines():
+            self.console(line)
+
+    def _print(self, *args, sep=" ", end="\n", file=None):
+        self.console(sep.join(str(a) for a in args))
+
+    def _open(self, path, mode="r", *args, **kw):
+        return self.fs.open(path, mode)
+
+    def new_boot(self) -> None:
+        self.firmware = {}
+
+    def _find(self, name: str) -> tuple[Path | None, bool]:
+        hit = self._found.get(name)
+        if hit is None:
+            hit = (None, False)
+            for folder, persistent in (
+                (VESP32, True),
+                (SIM, True),
+                (FIRMWARE_LAMP, False),
+                (FIRMWARE_LIB, False),
+            ):
+                p = folder / (name + ".py")
+                if p.is_file():
+                    hit = (p, persistent)
+                    break
+            self._found[name] = hit
+        return hit
+
+    def load(self, name: str, as_firmware: bool) -> types.ModuleType:
+        cache = self.firmware if as_firmware else self.persistent
+        mod = cache.get(name)
+        if mod is not None:
+            return mod
+        path, persistent = self._find(name)
+        if path is None:
+            raise ImportError(f"no module named {name!r}")
+        mod = types.ModuleType(name)
+        mod.__file__ = str(path)
+        fw = as_firmware and not persistent
+        mod.__dict__["__builtins__"] = self.fw_builtins if fw else self.sim_builtins
+        mod.__dict__["__firmware__"] = fw
+        (self.firmware if fw else self.persistent)[name] = mod
+        exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
+        return mod
+
+    def _import(self, name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0 and "." not in name:
+            if name == "sys":
+                return self.sys
+            path, persistent = self._find(name)
+            if path is not None:
+                importer_is_firmware = bool(globals and globals.get("__firmware__"))
+                return self.load(name, as_firmware=importer_is_firmware and not persistent)
+        return builtins.__import__(name, globals, locals, fromlist, level)
+
+
+class Platform:
+    def __init__(self, modules: ModuleSystem):
+        self.modules = modules
+        self.console = None
+
+    def boot(self) -> None:
+        self.modules.new_boot()
+        self.modules.load("main", as_firmware=True)
+
+
+def run(scenario: dict, image: Path, emit) -> Any:
+    """Run `scenario` on a board whose filesystem is `image`; emit(t_s, kind, text)."""
+    modules = ModuleSystem(console=lambda line: None)
+    fs = LittleFsVfs(image)
+    modules.fs = fs
+    platform = Platform(modules)
+    runner = modules.load("runner", as_firmware=False)
+
+    def console(line: str) -> None:
+        assert platform.console is not None
+        platform.console(line)
+
+    modules.console = console
+    try:
+        return runner.run(scenario, fs, platform, lambda t_us, kind, text: emit(t_us // 1000000, kind, text))
+    finally:
+        fs.close()

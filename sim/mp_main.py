@@ -1,0 +1,57 @@
+# The simulator inside the MicroPython interpreter (unix port):
+#   MICROPYPATH=sim:sim/vesp32:firmware/lamp:firmware/lib micropython sim/mp_main.py IMAGE < scenario.json
+# The board's filesystem is MicroPython's own VfsLfs2 over the image file; the
+# timeline comes out as JSON lines on stdout.
+
+import builtins
+import json
+import sys
+
+import runner
+from blockdev import FileBlockDevice
+
+FIRMWARE_DIRS = ("firmware/lamp", "firmware/lib")
+
+
+class Platform:
+    def __init__(self, fs):
+        self.fs = fs
+        self.console = None
+        self.real_print = builtins.print
+
+    def boot(self):
+        # RAM is lost: every firmware module is imported afresh.
+        for name in list(sys.modules):
+            mod = sys.modules[name]
+            path = getattr(mod, "__file__", "") or ""
+            if any(d in path for d in FIRMWARE_DIRS):
+                del sys.modules[name]
+        __import__("main")
+
+
+def main():
+    image = sys.argv[1]
+    scenario = json.loads(sys.stdin.read())
+    import vfs
+
+    fs = vfs.VfsLfs2(FileBlockDevice(image), readsize=32, progsize=32, lookahead=32)
+    platform = Platform(fs)
+    out = sys.stdout
+
+    def emit(t_us, kind, text):
+        out.write(json.dumps([t_us // 1000000, kind, text]))
+        out.write("\n")
+
+    def fw_print(*args, **kw):
+        sep = kw.get("sep", " ")
+        platform.console(sep.join(str(a) for a in args))
+
+    def fw_open(path, mode="r"):
+        return fs.open(path, mode)
+
+    builtins.open = fw_open
+    builtins.print = fw_print
+    runner.run(scenario, fs, platform, emit)
+
+
+main()

@@ -1,0 +1,53 @@
+# Runs one simulated board through a scenario: powers it on, boots the firmware,
+# resets and powers it off as the world says, and records the timeline. Runs on
+# CPython and on MicroPython; `platform` says how firmware is (re)loaded there.
+
+import _hub
+from world import World
+
+_CAUSES = {
+    _hub.PWRON_RESET: "power on",
+    _hub.HARD_RESET: "hard reset",
+    _hub.WDT_RESET: "watchdog",
+    _hub.DEEPSLEEP_RESET: "deep sleep",
+    _hub.SOFT_RESET: "soft reset",
+}
+
+
+def run(scenario, fs, platform, emit):
+    """emit(t_us, kind, text) receives the timeline as it happens."""
+    world = World(scenario, emit)
+    for i, ex in enumerate(scenario.get("probes", [])):
+        world.at(ex * 1000000, {"do": "probe", "id": i})
+    board = _hub.Board(world, fs, scenario.get("uid", b"\x24\x0a\xc4\x00\x00\x01"))
+    world.board = board
+    _hub.board = board
+    platform.console = lambda line: emit(world.now_us, "console", line)
+    emit(world.now_us, "reset", _CAUSES[board.reset_cause])
+    while True:
+        try:
+            try:
+                platform.boot()
+                emit(world.now_us, "firmware", "main.py returned: the board waits in the REPL")
+            except Exception as e:  # noqa: BLE001 - an uncaught error ends main.py, as on a board
+                emit(world.now_us, "firmware", "main.py stopped: %s: %s" % (type(e).__name__, e))
+            # A board whose main.py has ended sits in the REPL until something happens.
+            while True:
+                board.sleep_us(3600 * 1000000)
+        except _hub.Reset as r:
+            board.reset(r.cause)
+            emit(world.now_us, "reset", _CAUSES[r.cause])
+        except _hub.PowerLoss:
+            emit(world.now_us, "power", "board off")
+            try:
+                while not world.powered:
+                    nxt = world.next_event_us()
+                    world.advance(world.end_us if nxt is None else nxt)
+            except _hub.Stop:
+                break
+            board.power_on()
+            emit(world.now_us, "reset", _CAUSES[board.reset_cause])
+        except _hub.Stop:
+            break
+    emit(world.now_us, "end", "%d sleeps" % board.sleeps)
+    return world

@@ -1,0 +1,293 @@
+"""Scenario files: a timeline of stimuli and expectations (docs/scenarios.md).
+
+    # A winter night in the G60 park
+    config ../firmware/lamp/config.json
+    start 2026-12-21 12:00
+    end 2026-12-22 12:00
+    power off 23:10 - 23:40
+    at 03:00 lamp fails
+    expect level 50 +-1 at 23:45
+    expect fault lamp_failure once
+
+Times are local, in the configuration's time zone: `YYYY-MM-DD HH:MM[:SS]`, or
+`HH:MM[:SS]` for the first such time at or after the start. Parsed here, on the
+host; the simulator itself (both runtimes) gets the result as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cpython import FIRMWARE_LAMP, FIRMWARE_LIB
+
+if str(FIRMWARE_LIB) not in sys.path:
+    sys.path.insert(0, str(FIRMWARE_LIB))
+if str(FIRMWARE_LAMP) not in sys.path:
+    sys.path.insert(0, str(FIRMWARE_LAMP))
+
+import civil
+import lampconfig
+
+FAULTS = ("lamp_failure", "lamp_on_unexpected", "relay_failure")
+MODES = ("schedule", "photocell", "failsafe")
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+@dataclass
+class Expectation:
+    text: str  # as written, to name it when it fails
+    kind: str  # level, no_fault, fault, mode
+    at: int | None = None  # park time (UTC)
+    value: Any = None
+    tolerance: float = 0.0
+    count: int | None = None
+
+
+@dataclass
+class Scenario:
+    path: Path
+    name: str = ""
+    config_path: Path | None = None
+    config: dict = field(default_factory=dict)
+    start: int = 0
+    end: int = 0
+    seed: int = 0
+    board: dict = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    expectations: list[Expectation] = field(default_factory=list)
+    tz: Any = None  # posixtz.TZ, from the configuration
+
+    def to_json(self, seed: int | None = None) -> dict:
+        """What the simulator core takes (docs/sim.md)."""
+        return {
+            "name": self.name,
+            "start": self.start,
+            "end": self.end,
+            "seed": self.seed if seed is None else seed,
+            "config": self.config,
+            "board": self.board,
+            "events": sorted(self.events, key=lambda e: e["at"]),
+            "probes": [e.at for e in self.expectations if e.kind == "level"],
+        }
+
+
+_DT = re.compile(r"^(?:(\d{4}-\d{2}-\d{2})\s+)?(\d{2}:\d{2}(?::\d{2})?)$")
+
+
+class _Parser:
+    def __init__(self, path: Path):
+        self.path = path
+        self.sc = Scenario(path=path)
+        self.lineno = 0
+        self.pending: list[tuple[int, str, list[str]]] = []
+
+    def fail(self, why: str) -> ScenarioError:
+        return ScenarioError(f"{self.path}:{self.lineno}: {why}")
+
+    def when(self, text: str) -> int:
+        """A local time -> park time (UTC)."""
+        m = _DT.match(text.strip())
+        if not m:
+            raise self.fail(f'"{text}" is not YYYY-MM-DD HH:MM[:SS] or HH:MM[:SS]')
+        try:
+            clock = civil.parse_clock(m.group(2))
+            tz = self.sc.tz
+            if m.group(1):
+                y, mo, d = civil.parse_date(m.group(1))
+                local = civil.days_from_civil(y, mo, d) * 86400 + clock
+            else:
+                if not self.sc.start:
+                    raise self.fail("a time without a date needs `start` first")
+                start_local = tz.to_local(self.sc.start)
+                local = (start_local // 86400) * 86400 + clock
+                if local < start_local:
+                    local += 86400
+        except ValueError as e:
+            raise self.fail(str(e)) from None
+        return self.sc.tz.to_utc(local)
+
+    def span(self, words: list[str]) -> tuple[int, int | None]:
+        text = " ".join(words)
+        if " - " in text:
+            a, b = text.split(" - ", 1)
+            t0, t1 = self.when(a), self.when(b)
+            if t1 <= t0:
+                raise self.fail(f'"{text}" ends before it starts')
+            return t0, t1
+        return self.when(text), None
+
+    def parse(self, text: str) -> Scenario:
+        sc = self.sc
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            self.lineno = lineno
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                if raw.strip().startswith("#") and not sc.name:
+                    sc.name = raw.strip().lstrip("#").strip()
+                continue
+            words = line.split()
+            head = words[0]
+            if head == "name":
+                sc.name = " ".join(words[1:])
+            elif head == "config":
+                self._config(" ".join(words[1:]))
+            elif head in ("start", "end", "seed") or head in ("power", "at", "wifi", "expect", "rtc", "ntp"):
+                self.pending.append((self.lineno, head, words[1:]))
+            elif head in ("press", "button", "alarm"):
+                raise self.fail("the alarm button is not simulated yet (issue #5)")
+            else:
+                raise self.fail(f'unknown statement "{head}"')
+        if sc.config_path is None:
+            raise ScenarioError(f"{self.path}: no `config` line")
+        # Times need the time zone, which the configuration gives: statements in order.
+        for lineno, head, words in self.pending:
+            self.lineno = lineno
+            getattr(self, "_" + head)(words)
+        if not sc.start or not sc.end:
+            raise ScenarioError(f"{self.path}: `start` and `end` are both needed")
+        if sc.end <= sc.start:
+            raise ScenarioError(f"{self.path}: `end` is not after `start`")
+        for ev in sc.events:
+            if not sc.start <= ev["at"] <= sc.end:
+                raise ScenarioError(f"{self.path}: an event at {self._fmt(ev['at'])} is outside start..end")
+        return sc
+
+    def _fmt(self, t: int) -> str:
+        return civil.format_datetime(self.sc.tz.to_local(t)).replace("T", " ")
+
+    def _config(self, rel: str) -> None:
+        path = (self.path.parent / rel).resolve()
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise self.fail(f"cannot read the configuration {path}: {e.strerror}") from None
+        try:
+            cfg = lampconfig.loads(text)
+        except lampconfig.ConfigError as e:
+            raise self.fail(f"the configuration {path} is not valid: " + "; ".join(e.errors)) from None
+        self.sc.config_path = path
+        self.sc.config = json.loads(text)
+        self.sc.tz = cfg.tz
+
+    def _start(self, words: list[str]) -> None:
+        self.sc.start = self.when(" ".join(words))
+
+    def _end(self, words: list[str]) -> None:
+        self.sc.end = self.when(" ".join(words))
+
+    def _seed(self, words: list[str]) -> None:
+        if len(words) != 1 or not words[0].isdigit():
+            raise self.fail("seed needs a whole number")
+        self.sc.seed = int(words[0])
+
+    def _rtc(self, words: list[str]) -> None:
+        # "rtc battery dead|ok", "rtc unset"
+        if words[:1] == ["battery"] and len(words) == 2 and words[1] in ("dead", "ok"):
+            self.sc.board["rtc_battery"] = words[1]
+        elif words == ["unset"]:
+            self.sc.board["ds3231"] = "unset"
+        else:
+            raise self.fail('expected "rtc battery dead", "rtc battery ok" or "rtc unset"')
+
+    def _ntp(self, words: list[str]) -> None:
+        if words != ["unreachable"]:
+            raise self.fail('expected "ntp unreachable"')
+        self.sc.board["ntp"] = "unreachable"
+
+    def _wifi(self, words: list[str]) -> None:
+        if words in (["up"], ["down"]):
+            self.sc.board["wifi"] = words[0]
+            return
+        if not words or words[0] not in ("up", "down"):
+            raise self.fail('expected "wifi up", "wifi down" or "wifi down T - T"')
+        t0, t1 = self.span(words[1:])
+        other = "up" if words[0] == "down" else "down"
+        self.sc.events.append({"at": t0, "do": "wifi", "state": words[0]})
+        if t1 is not None:
+            self.sc.events.append({"at": t1, "do": "wifi", "state": other})
+
+    def _power(self, words: list[str]) -> None:
+        if not words or words[0] not in ("off", "on"):
+            raise self.fail('expected "power off T [- T]" or "power on T"')
+        t0, t1 = self.span(words[1:])
+        self.sc.events.append({"at": t0, "do": "power_" + words[0]})
+        if t1 is not None:
+            if words[0] != "off":
+                raise self.fail('a span is for "power off T - T"')
+            self.sc.events.append({"at": t1, "do": "power_on"})
+
+    def _at(self, words: list[str]) -> None:
+        # at T lamp fails|repaired / photocell ok|stuck|open|short / rtc battery dead|ok
+        for k in range(len(words), 0, -1):
+            try:
+                t = self.when(" ".join(words[:k]))
+            except ScenarioError:
+                continue
+            what = words[k:]
+            break
+        else:
+            raise self.fail("`at` needs a time")
+        if what == ["lamp", "fails"]:
+            self.sc.events.append({"at": t, "do": "lamp_fail"})
+        elif what == ["lamp", "repaired"]:
+            self.sc.events.append({"at": t, "do": "lamp_repair"})
+        elif len(what) == 2 and what[0] == "photocell" and what[1] in ("ok", "stuck", "open", "short"):
+            self.sc.events.append({"at": t, "do": "photocell", "fault": what[1]})
+        elif len(what) == 3 and what[:2] == ["rtc", "battery"] and what[2] in ("dead", "ok"):
+            self.sc.events.append({"at": t, "do": "rtc_battery", "state": what[2]})
+        elif what[:1] in (["press"], ["button"]):
+            raise self.fail("the alarm button is not simulated yet (issue #5)")
+        else:
+            raise self.fail(
+                f'unknown stimulus "{" ".join(what)}" (lamp fails, lamp repaired, '
+                "photocell ok|stuck|open|short, rtc battery dead|ok)"
+            )
+
+    def _expect(self, words: list[str]) -> None:
+        text = "expect " + " ".join(words)
+        sc = self.sc
+        if words == ["no", "fault"]:
+            sc.expectations.append(Expectation(text, "no_fault"))
+        elif words[:1] == ["level"]:
+            # expect level N [+-TOL] at T
+            m = re.match(r"^level (\d+(?:\.\d+)?)(?: \+-(\d+(?:\.\d+)?))? at (.+)$", " ".join(words))
+            if not m:
+                raise self.fail('expected "expect level N [+-TOL] at T"')
+            sc.expectations.append(
+                Expectation(text, "level", self.when(m.group(3)), float(m.group(1)), float(m.group(2) or 0))
+            )
+        elif words[:1] == ["fault"] and len(words) >= 3:
+            if words[1] not in FAULTS:
+                raise self.fail(f'unknown fault "{words[1]}" (one of {", ".join(FAULTS)})')
+            tail = words[2:]
+            if tail == ["once"]:
+                n = 1
+            elif len(tail) == 2 and tail[0].isdigit() and tail[1] == "times":
+                n = int(tail[0])
+            else:
+                raise self.fail('expected "expect fault NAME once" or "expect fault NAME N times"')
+            sc.expectations.append(Expectation(text, "fault", value=words[1], count=n))
+        elif words[:1] == ["mode"] and len(words) >= 4 and words[2] == "at":
+            if words[1] not in MODES:
+                raise self.fail(f'unknown mode "{words[1]}" (one of {", ".join(MODES)})')
+            sc.expectations.append(Expectation(text, "mode", self.when(" ".join(words[3:])), words[1]))
+        elif words[:1] == ["alarm"]:
+            raise self.fail("alarms are not simulated yet (issue #5)")
+        else:
+            raise self.fail(f'unknown expectation "{text}"')
+
+
+def load(path: Path) -> Scenario:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ScenarioError(f"cannot read {path}: {e.strerror}") from None
+    return _Parser(path).parse(text)

@@ -1,0 +1,140 @@
+# The virtual ESP32's core: the board being simulated, its clock and its events.
+# The modules beside this one (machine, time, micropython, network, ntptime, os)
+# give MicroPython's API on top of it. Runs on CPython and on MicroPython.
+#
+# Time is discrete-event: the world holds the true time (int microseconds since
+# 2000-01-01 UTC) and a queue of events; when the firmware sleeps, the world
+# jumps from event to event up to the wake-up time. The firmware's own work
+# takes no virtual time.
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+SCHEDULE_DEPTH = 8  # micropython.schedule's queue on the ESP32
+
+
+class Reset(BaseException):
+    """Unwinds the firmware when the board resets (not an Exception: firmware that
+    catches Exception must not swallow it, as it cannot stop a real reset)."""
+
+    def __init__(self, cause):
+        BaseException.__init__(self, cause)
+        self.cause = cause
+
+
+class PowerLoss(BaseException):
+    pass
+
+
+class Stop(BaseException):
+    """The end of the scenario."""
+
+
+board = None  # the Board the firmware running now belongs to
+
+
+class Board:
+    """One virtual ESP32: what survives a reset (RTC, RTC memory, pins' wiring) and
+    what the firmware's machine objects act on."""
+
+    def __init__(self, world, fs, uid):
+        self.world = world
+        self.fs = fs
+        self.uid = uid
+        self.power_on_us = world.now_us
+        self.rtc_offset_us = -world.now_us  # the RTC starts at 2000-01-01 at power-on
+        self.rtc_memory = b""
+        self.reset_cause = PWRON_RESET
+        self.schedule = []
+        self.wdt_timeout_us = 0  # 0: not started
+        self.wdt_fed_us = 0
+        self.pin_values = {}
+        self.irqs = {}  # pin id -> (handler, trigger, pin object)
+        self.sleeps = 0
+
+    # --- power and resets ------------------------------------------------
+
+    def power_on(self):
+        self.power_on_us = self.world.now_us
+        self.rtc_offset_us = -self.world.now_us
+        self.rtc_memory = b""
+        self.reset_cause = PWRON_RESET
+        self._boot()
+
+    def reset(self, cause):
+        self.reset_cause = cause
+        self._boot()
+
+    def _boot(self):
+        # A reset stops the watchdog and drops IRQs, queued callbacks and pin state.
+        self.schedule = []
+        self.wdt_timeout_us = 0
+        self.irqs = {}
+        self.pin_values = {}
+
+    # --- time ------------------------------------------------------------
+
+    def uptime_us(self):
+        """Microseconds since power-on, unwrapped (time.ticks_* wrap it)."""
+        return self.world.now_us - self.power_on_us
+
+    def rtc_us(self):
+        return self.world.now_us + self.rtc_offset_us
+
+    def set_rtc_us(self, t_us):
+        self.rtc_offset_us = t_us - self.world.now_us
+
+    def sleep_us(self, us):
+        """The firmware waits: the world moves on; scheduled callbacks run meanwhile."""
+        self.sleeps += 1
+        if us < 0:
+            us = 0
+        target = self.world.now_us + us
+        while True:
+            self.run_scheduled()
+            expiry = self.wdt_fed_us + self.wdt_timeout_us if self.wdt_timeout_us else None
+            if expiry is not None and expiry <= target:
+                self.world.advance(expiry)
+                if self.wdt_timeout_us and self.wdt_fed_us + self.wdt_timeout_us <= self.world.now_us:
+                    self.world.note("reset", "watchdog expired")
+                    raise Reset(WDT_RESET)
+                continue
+            if self.world.advance(target, stop_early=bool(self.schedule)):
+                continue  # an IRQ queued a callback: run it, then go on sleeping
+            break
+        self.run_scheduled()
+
+    # --- soft IRQs -------------------------------------------------------
+
+    def schedule_call(self, fn, arg):
+        if len(self.schedule) >= SCHEDULE_DEPTH:
+            raise RuntimeError("schedule queue full")
+        self.schedule.append((fn, arg))
+
+    def run_scheduled(self):
+        while self.schedule:
+            fn, arg = self.schedule.pop(0)
+            fn(arg)
+
+    def pin_edge(self, pin_id, value):
+        """The world changed an input pin: a soft IRQ, as on the ESP32."""
+        old = self.pin_values.get(pin_id)
+        self.pin_values[pin_id] = value
+        irq = self.irqs.get(pin_id)
+        if irq is None or old == value:
+            return
+        handler, trigger, pin = irq
+        if (value and trigger & 2) or (not value and trigger & 1):  # IRQ_RISING 2, IRQ_FALLING 1
+            self.schedule_call(handler, pin)
+
+    # --- the watchdog ----------------------------------------------------
+
+    def wdt_start(self, timeout_ms):
+        self.wdt_timeout_us = timeout_ms * 1000
+        self.wdt_fed_us = self.world.now_us
+
+    def wdt_feed(self):
+        self.wdt_fed_us = self.world.now_us

@@ -1,0 +1,245 @@
+# The virtual ESP32's `machine` module: what the park firmware uses, with the
+# ESP32's rules (soft pin IRQs through micropython.schedule, a watchdog with a
+# 1 s minimum that cannot be stopped, resets that restart the firmware).
+
+import _hub
+
+PWRON_RESET = _hub.PWRON_RESET
+HARD_RESET = _hub.HARD_RESET
+WDT_RESET = _hub.WDT_RESET
+DEEPSLEEP_RESET = _hub.DEEPSLEEP_RESET
+SOFT_RESET = _hub.SOFT_RESET
+
+
+def _world():
+    return _hub.board.world
+
+
+class Pin:
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_UP = 2
+    PULL_DOWN = 1
+    IRQ_FALLING = 1
+    IRQ_RISING = 2
+
+    def __init__(self, id, mode=-1, pull=-1, value=None):
+        self.id = id
+        self.mode = mode
+        if value is not None:
+            self.value(value)
+
+    def init(self, mode=-1, pull=-1, value=None):
+        if mode != -1:
+            self.mode = mode
+        if value is not None:
+            self.value(value)
+
+    def value(self, v=None):
+        b = _hub.board
+        if v is None:
+            if self.mode == Pin.OUT:
+                return b.pin_values.get(self.id, 0)
+            return b.world.pin_in(b, self.id)
+        v = 1 if v else 0
+        if self.mode == Pin.OUT and b.pin_values.get(self.id) != v:
+            b.pin_values[self.id] = v
+            b.world.pin_out(b, self.id, v)
+        return None
+
+    def __call__(self, v=None):
+        return self.value(v)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def irq(self, handler=None, trigger=3, hard=False):
+        b = _hub.board
+        if handler is None:
+            b.irqs.pop(self.id, None)
+        else:
+            b.irqs[self.id] = (handler, trigger, self)
+            b.pin_values[self.id] = b.world.pin_in(b, self.id)
+
+
+class PWM:
+    def __init__(self, dest, freq=None, duty_u16=None, **kw):
+        self.pin = dest
+        self.freq_hz = freq or 5000
+        self._duty = 0
+        if duty_u16 is not None:
+            self.duty_u16(duty_u16)
+
+    def init(self, freq=None, duty_u16=None, **kw):
+        if freq is not None:
+            self.freq_hz = freq
+        if duty_u16 is not None:
+            self.duty_u16(duty_u16)
+
+    def freq(self, f=None):
+        if f is None:
+            return self.freq_hz
+        self.freq_hz = f
+        return None
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return self._duty
+        d = int(d)
+        if not 0 <= d <= 65535:
+            raise ValueError("duty_u16 must be 0..65535")
+        if d != self._duty:
+            self._duty = d
+            _world().pwm_out(_hub.board, self.pin.id, d)
+        return None
+
+    def deinit(self):
+        self.duty_u16(0)
+
+
+class ADC:
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+
+    def __init__(self, pin, atten=None):
+        self.pin = pin
+
+    def atten(self, a):
+        pass
+
+    def read_u16(self):
+        return _world().adc(_hub.board, self.pin.id)
+
+    def read(self):
+        return self.read_u16() >> 4
+
+
+class I2C:
+    def __init__(self, id=0, scl=None, sda=None, freq=400000, timeout=50000):
+        self.id = id
+
+    def scan(self):
+        return _world().i2c_scan(_hub.board)
+
+    def readfrom_mem(self, addr, reg, n, addrsize=8):
+        return _world().i2c_read(_hub.board, addr, reg, n)
+
+    def readfrom_mem_into(self, addr, reg, buf, addrsize=8):
+        data = _world().i2c_read(_hub.board, addr, reg, len(buf))
+        for i in range(len(buf)):
+            buf[i] = data[i]
+
+    def writeto_mem(self, addr, reg, buf, addrsize=8):
+        _world().i2c_write(_hub.board, addr, reg, bytes(buf))
+
+
+class UART:
+    def __init__(self, id, baudrate=115200, **kw):
+        self.id = id
+        self._rx = b""
+
+    def any(self):
+        return len(self._rx)
+
+    def read(self, n=-1):
+        data = self._rx if n < 0 else self._rx[:n]
+        self._rx = self._rx[len(data) :]
+        return data or None
+
+    def write(self, data):
+        return len(data)
+
+
+class RTC:
+    def datetime(self, dt=None):
+        b = _hub.board
+        if dt is None:
+            from civil import split
+
+            t = b.rtc_us()
+            y, m, d, hh, mm, ss, wd = split(t // 1000000)[:7]
+            return (y, m, d, wd, hh, mm, ss, t % 1000000)
+        from civil import to_seconds
+
+        b.set_rtc_us(to_seconds(dt[0], dt[1], dt[2], dt[4], dt[5], dt[6]) * 1000000 + dt[7])
+        return None
+
+    def memory(self, data=None):
+        b = _hub.board
+        if data is None:
+            return b.rtc_memory
+        if len(data) > 2048:
+            raise ValueError("RTC memory holds 2048 bytes")
+        b.rtc_memory = bytes(data)
+        return None
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        if timeout < 1000:
+            raise ValueError("WDT timeout too short")  # the ESP32's minimum is 1 s
+        _hub.board.wdt_start(timeout)
+
+    def feed(self):
+        _hub.board.wdt_feed()
+
+
+class Timer:
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id=-1, **kw):
+        self.id = id
+
+    def init(self, mode=PERIODIC, period=-1, callback=None, **kw):
+        raise NotImplementedError("machine.Timer is not simulated yet: no firmware uses it")
+
+    def deinit(self):
+        pass
+
+
+def reset():
+    _hub.board.world.note("reset", "machine.reset()")
+    raise _hub.Reset(SOFT_RESET)
+
+
+def soft_reset():
+    raise _hub.Reset(SOFT_RESET)
+
+
+def reset_cause():
+    return _hub.board.reset_cause
+
+
+def unique_id():
+    return _hub.board.uid
+
+
+def freq(hz=None):
+    return 240000000 if hz is None else None
+
+
+def idle():
+    pass
+
+
+def lightsleep(ms=None):
+    _hub.board.sleep_us((ms or 0) * 1000)
+
+
+def deepsleep(ms=None):
+    raise NotImplementedError("deep sleep is not simulated: no firmware uses it")
+
+
+def disable_irq():
+    return 0
+
+
+def enable_irq(state=0):
+    pass

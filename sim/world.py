@@ -1,0 +1,344 @@
+# The world around a simulated lamp controller: the true time, the sun and the
+# sky, mains power, the lamp and its driver, the photocell, the DS3231 clock,
+# Wi-Fi and NTP; and what can go wrong with each. Runs on CPython and on
+# MicroPython. Deterministic: all noise comes from one seeded generator.
+
+import heapq
+import math
+
+import sun
+from _hub import PowerLoss, Stop
+from civil import split, to_seconds
+
+DS3231_ADDR = 0x68
+LAMP_AMPS = 1.0  # at full output
+STANDBY_AMPS = 0.03  # the driver with power, dark
+ADC_AMPS = 5.0  # the current sensor's full scale
+ADC_LUX = 2000.0  # the photocell's full scale
+PHOTOCELL_FLOOR = 48  # counts in total darkness
+PHOTOCELL_CEILING = 64000  # counts in full sun
+CLOUD_STEP_US = 600 * 1000000
+
+
+class Random:
+    """xorshift32: small, and the same sequence on every runtime."""
+
+    def __init__(self, seed):
+        self.s = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
+
+    def next(self):
+        s = self.s
+        s ^= (s << 13) & 0xFFFFFFFF
+        s ^= s >> 17
+        s ^= (s << 5) & 0xFFFFFFFF
+        self.s = s
+        return s
+
+    def uniform(self):
+        return self.next() / 4294967296.0
+
+
+def _bcd(n):
+    return ((n // 10) << 4) | (n % 10)
+
+
+def _unbcd(b):
+    return (b >> 4) * 10 + (b & 0x0F)
+
+
+class DS3231:
+    """The battery-backed clock: keeps time while the board is off if its battery
+    is good; a dead battery stops it (oscillator-stop flag set) at each power loss."""
+
+    def __init__(self, world, set_to_true_time, battery_ok):
+        self.world = world
+        self.battery_ok = battery_ok
+        self.offset_us = 0 if set_to_true_time else -world.now_us  # unset: reads 2000-01-01
+        self.osf = not set_to_true_time
+        self.frozen_us = None  # a stopped oscillator's reading
+        self.regs = bytearray(0x13)
+
+    def now_us(self):
+        if self.frozen_us is not None:
+            return self.frozen_us
+        return self.world.now_us + self.offset_us
+
+    def power_lost(self):
+        if not self.battery_ok and self.frozen_us is None:
+            self.frozen_us = self.now_us()
+            self.osf = True
+
+    def power_back(self):
+        if self.frozen_us is not None:
+            # It starts again from where it stopped.
+            self.offset_us = self.frozen_us - self.world.now_us
+            self.frozen_us = None
+
+    def read(self, reg, n):
+        y, m, d, hh, mm, ss, wd = split(self.now_us() // 1000000)[:7]
+        r = self.regs
+        r[0], r[1], r[2], r[3] = _bcd(ss), _bcd(mm), _bcd(hh), wd + 1
+        r[4], r[5], r[6] = _bcd(d), _bcd(m) | (0x80 if y >= 2100 else 0), _bcd(y % 100)
+        r[0x0F] = (r[0x0F] & 0x7F) | (0x80 if self.osf else 0)
+        return bytes(r[reg : reg + n])
+
+    def write(self, reg, data):
+        r = self.regs
+        for i in range(len(data)):
+            r[reg + i] = data[i]
+        if reg <= 6:
+            t = to_seconds(
+                2000 + _unbcd(r[6]) + (100 if r[5] & 0x80 else 0),
+                _unbcd(r[5] & 0x1F),
+                _unbcd(r[4]),
+                _unbcd(r[2] & 0x3F),
+                _unbcd(r[1]),
+                _unbcd(r[0] & 0x7F),
+            )
+            self.offset_us = t * 1000000 - self.world.now_us
+            self.frozen_us = None
+        if reg <= 0x0F < reg + len(data):
+            self.osf = bool(r[0x0F] & 0x80)
+
+
+class World:
+    def __init__(self, scenario, log):
+        """scenario: the dict made by sim/scenario.py; log(t_us, kind, text) records
+        the timeline."""
+        self.log = log
+        self.now_us = scenario["start"] * 1000000
+        self.end_us = scenario["end"] * 1000000
+        self.rand = Random(scenario.get("seed", 0))
+        cfg = scenario["config"]
+        site = cfg["site"]
+        self.lat = site["lat"]
+        self.lon = site["lon"]
+        out = cfg.get("output", {})
+        self.gamma = out.get("gamma", 2.2) if out.get("curve") == "gamma" else 1.0
+        pins = {
+            "pwm": 25,
+            "relay": 26,
+            "relay_active": 1,
+            "current_adc": 34,
+            "light_adc": 35,
+            "button": 27,
+        }
+        pins.update(cfg.get("pins", {}))
+        self.pins = pins
+        b = scenario.get("board", {})
+        self.ds3231 = DS3231(self, b.get("ds3231", "set") == "set", b.get("rtc_battery", "ok") == "ok")
+        self.ntp_step_s = 0
+        self.ntp_ok = b.get("ntp", "ok") == "ok"
+        self.wifi = b.get("wifi", "down") == "up"
+        self.powered = True
+        self.lamp_ok = True
+        self.photocell_fault = None  # None, "open", "short", "stuck"
+        self.stuck_counts = 0
+        self.clouds = 1.0
+        self.next_cloud_us = self.now_us
+        self.duty = 0
+        self.relay_closed = False
+        self.level = 0.0
+        self._recorded = 0.0
+        self.board = None
+        self._queue = []
+        self._seq = 0
+        self._sun_cache = {}
+        for ev in scenario.get("events", []):
+            self.at(ev["at"] * 1000000, ev)
+
+    # --- the event queue ---------------------------------------------------
+
+    def at(self, t_us, ev):
+        self._seq += 1
+        heapq.heappush(self._queue, (t_us, self._seq, ev))
+
+    def next_event_us(self):
+        return self._queue[0][0] if self._queue else None
+
+    def advance(self, target, stop_early=False):
+        """Move the true time on to `target`, applying the events due on the way.
+        Returns True when stopped early because an event queued a callback."""
+        while self._queue and self._queue[0][0] <= target:
+            t, _, ev = heapq.heappop(self._queue)
+            if t > self.now_us:
+                self.now_us = t
+            was_on = self.powered
+            self.apply(ev)
+            if was_on and not self.powered:
+                raise PowerLoss()
+            if stop_early and self.board is not None and self.board.schedule:
+                return True
+        if target >= self.end_us:
+            self.now_us = self.end_us
+            raise Stop()
+        if target > self.now_us:
+            self.now_us = target
+        return False
+
+    def apply(self, ev):
+        do = ev["do"]
+        if do == "power_off":
+            self.set_power(False)
+        elif do == "power_on":
+            self.set_power(True)
+        elif do == "lamp_fail":
+            self.lamp_ok = False
+            self.note("world", "the lamp fails")
+            self._observe()
+        elif do == "lamp_repair":
+            self.lamp_ok = True
+            self.note("world", "the lamp is replaced")
+            self._observe()
+        elif do == "photocell":
+            fault = ev.get("fault")
+            self.photocell_fault = None if fault == "ok" else fault
+            self.stuck_counts = self._photocell_counts() if fault == "stuck" else 0
+            self.note("world", "photocell %s" % fault)
+        elif do == "wifi":
+            self.wifi = ev.get("state") == "up"
+            self.note("world", "Wi-Fi %s" % ev.get("state"))
+        elif do == "ntp":
+            self.ntp_ok = ev.get("state", "ok") == "ok"
+            self.ntp_step_s = ev.get("step", 0)
+            self.note(
+                "world",
+                "NTP server %s, step %+d s" % ("answers" if self.ntp_ok else "silent", self.ntp_step_s),
+            )
+        elif do == "probe":
+            self.log(self.now_us, "probe", "%d %.2f" % (ev["id"], self.level))
+        elif do == "rtc_battery":
+            self.ds3231.battery_ok = ev.get("state") == "ok"
+            self.note("world", "RTC battery %s" % ev.get("state"))
+        else:
+            raise ValueError("unknown world event %r" % do)
+
+    def set_power(self, on):
+        if on == self.powered:
+            return
+        self.powered = on
+        if on:
+            self.ds3231.power_back()
+            self.note("power", "mains back")
+        else:
+            self.ds3231.power_lost()
+            self.note("power", "mains cut")
+        self._observe()
+
+    def note(self, kind, text):
+        self.log(self.now_us, kind, text)
+
+    # --- the sky -----------------------------------------------------------
+
+    def elevation(self):
+        # The sun moves slowly: evaluate on a 5-minute grid and interpolate.
+        step = 300
+        t = self.now_us // 1000000
+        k = t // step
+        e0 = self._elev_at(k * step)
+        e1 = self._elev_at((k + 1) * step)
+        return e0 + (e1 - e0) * (t - k * step) / step
+
+    def _elev_at(self, t):
+        e = self._sun_cache.get(t)
+        if e is None:
+            if len(self._sun_cache) > 64:
+                self._sun_cache = {}
+            e = sun.elevation(t, self.lat, self.lon)
+            self._sun_cache[t] = e
+        return e
+
+    def lux(self):
+        """Outdoor illuminance: clear sky from the sun's elevation, times clouds."""
+        e = self.elevation()
+        if e >= 0.0:
+            clear = 400.0 + 100000.0 * math.sin(math.radians(e)) ** 1.2
+        elif e >= -6.0:
+            clear = 400.0 * 10.0 ** (e / 6.0 * 2.07)  # 400 lux at 0 deg, 3.4 at -6
+        elif e >= -18.0:
+            clear = 3.4 * 10.0 ** ((e + 6.0) / 12.0 * 3.5)
+        else:
+            clear = 0.001
+        while self.now_us >= self.next_cloud_us:
+            # A slow random walk between overcast (0.1) and clear (1.0).
+            self.clouds += (self.rand.uniform() - 0.5) * 0.2
+            self.clouds = 0.1 if self.clouds < 0.1 else (1.0 if self.clouds > 1.0 else self.clouds)
+            self.next_cloud_us += CLOUD_STEP_US
+        return clear * self.clouds
+
+    # --- what the board's pins see ----------------------------------------
+
+    def _photocell_counts(self):
+        # A live sensor stays off both rails: its divider leaks a little in the
+        # dark and saturates just below full scale in the sun. Only an open or
+        # shorted sensor reads 0 or 65535 (what the firmware checks for).
+        c = PHOTOCELL_FLOOR + int(self.lux() / ADC_LUX * 65535) + (self.rand.next() & 7)
+        return PHOTOCELL_CEILING if c > PHOTOCELL_CEILING else c
+
+    def adc(self, board, pin):
+        if pin == self.pins["light_adc"]:
+            f = self.photocell_fault
+            if f == "open":
+                return 65535
+            if f == "short":
+                return 0
+            if f == "stuck":
+                return self.stuck_counts
+            return self._photocell_counts()
+        if pin == self.pins["current_adc"]:
+            amps = 0.0
+            if self.powered and self.relay_closed:
+                amps = STANDBY_AMPS
+                if self.lamp_ok:
+                    amps += LAMP_AMPS * self.duty / 65535
+            # A little sensor noise, so nothing is ever perfectly constant.
+            counts = int(amps / ADC_AMPS * 65535) + (self.rand.next() & 15)
+            return 65535 if counts > 65535 else counts
+        return 0
+
+    def pin_in(self, board, pin):
+        return 1  # the button input idles high (pull-up); issue #5 presses it
+
+    def pin_out(self, board, pin, value):
+        if pin == self.pins["relay"]:
+            self.relay_closed = value == self.pins["relay_active"]
+            self._observe()
+
+    def pwm_out(self, board, pin, duty):
+        if pin == self.pins["pwm"]:
+            self.duty = duty
+            self._observe()
+
+    def _observe(self):
+        lit = self.powered and self.relay_closed and self.lamp_ok and self.duty > 0
+        level = 100.0 * (self.duty / 65535) ** (1.0 / self.gamma) if lit else 0.0
+        self.level = level
+        # The series for plots: whole-percent moves, and every arrival at 0 or 100.
+        last = self._recorded
+        if abs(level - last) >= 1.0 or (level != last and (level == 0.0 or level >= 99.95)):
+            self._recorded = level
+            self.log(self.now_us, "level", "%.1f" % level)
+
+    def i2c_scan(self, board):
+        return [DS3231_ADDR]
+
+    def i2c_read(self, board, addr, reg, n):
+        if addr != DS3231_ADDR:
+            raise OSError(19)  # ENODEV, as MicroPython says for no ACK
+        return self.ds3231.read(reg, n)
+
+    def i2c_write(self, board, addr, reg, data):
+        if addr != DS3231_ADDR:
+            raise OSError(19)
+        self.ds3231.write(reg, data)
+
+    def wifi_up(self):
+        return self.wifi and self.powered
+
+    def ntp_time(self):
+        if not (self.wifi_up() and self.ntp_ok):
+            return None
+        return self.now_us // 1000000 + self.ntp_step_s
+
+    def random_bytes(self, n):
+        return bytes(self.rand.next() & 0xFF for _ in range(n))

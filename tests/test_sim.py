@@ -1,0 +1,163 @@
+"""The simulator: scenarios from the issue, both runtimes, determinism, and the
+virtual ESP32's rules. The firmware runs unmodified; the tests speak only to the
+scenario files and the timeline, as a user of `parkctl sim` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from parkctl import simcmd
+from test_cli_sun import parkctl
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "sim" / "scenarios"
+PAIN_POINTS = ["winter-night", "dst-night-cet", "rtc-dead-no-network", "photocell-failure", "lamp-failure"]
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+@pytest.mark.parametrize("name", PAIN_POINTS)
+def test_scenario_expectations_hold(name, runtime):
+    result = simcmd.run(SCENARIOS / f"{name}.scn", runtime)
+    failed = [(text, seen) for text, ok, seen in result.checks if not ok]
+    assert result.checks and not failed
+
+
+def test_both_runtimes_give_the_same_timeline():
+    a = simcmd.run(SCENARIOS / "winter-night.scn", "cpython")
+    b = simcmd.run(SCENARIOS / "winter-night.scn", "micropython")
+    assert [(e.t, e.kind, e.text) for e in a.entries] == [(e.t, e.kind, e.text) for e in b.entries]
+
+
+def test_same_seed_same_bytes_other_seed_other_weather():
+    args = ("sim", str(SCENARIOS / "rtc-dead-no-network.scn"), "--json")
+    one, two = parkctl(*args), parkctl(*args)
+    assert one.returncode == 0 and one.stdout == two.stdout
+    other = parkctl(*args, "--seed", "7")
+    assert other.returncode == 0 and other.stdout != one.stdout  # the clouds differ
+    lines = [json.loads(line) for line in one.stdout.splitlines()]
+    assert {"t", "kind", "text"} <= set(lines[0])
+    assert any(x["kind"] == "expect" and x["ok"] for x in lines)
+
+
+def test_a_failed_expectation_is_named_and_fails_the_run(tmp_path):
+    scn = tmp_path / "wrong.scn"
+    scn.write_text(
+        (SCENARIOS / "lamp-failure.scn")
+        .read_text()
+        .replace("../../firmware", str(SCENARIOS.parents[1] / "firmware"))
+        + "expect level 100 at 21:00\nexpect no fault\n"
+    )
+    proc = parkctl("sim", str(scn))
+    assert proc.returncode == 1
+    assert "FAIL expect level 100 at 21:00  (level was 0.0)" in proc.stdout
+    assert "2 expectation(s) failed: expect level 100 at 21:00; expect no fault" in proc.stderr
+
+
+def test_plot_is_written(tmp_path):
+    out = tmp_path / "night.png"
+    proc = parkctl("sim", str(SCENARIOS / "lamp-failure.scn"), "--plot", str(out))
+    assert proc.returncode == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10000
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("start 2026-12-21 12:00\n", "no `config` line"),
+        ("config missing.json\n", "cannot read the configuration"),
+        (
+            "config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nfly away\n",
+            ':4: unknown statement "fly"',
+        ),
+        ("config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\npower off 25:00\n", "out of range"),
+        ("config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nat 22:03 press button\n", "issue #5"),
+        (
+            "config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nexpect fault lamp_fire once\n",
+            "unknown fault",
+        ),
+        ("config CFG\nstart 2026-12-21 12:00\nend 2026-12-20 12:00\n", "`end` is not after `start`"),
+        (
+            "config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\npower off 2026-12-23 01:00\n",
+            "outside start..end",
+        ),
+    ],
+)
+def test_bad_scenarios_say_what_and_where(tmp_path, text, message):
+    scn = tmp_path / "bad.scn"
+    scn.write_text(text.replace("CFG", str(SCENARIOS.parents[1] / "firmware" / "lamp" / "config.json")))
+    proc = parkctl("sim", str(scn))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_virtual_esp32_rules(tmp_path):
+    """The ESP32 behaviours docs/sim.md promises, checked on the virtual board itself."""
+    from sim import cpython
+
+    image = tmp_path / "flash.img"
+    cpython.make_image(image, {"/hello.txt": b"hi"})
+    modules = cpython.ModuleSystem(console=lambda line: None)
+    fs = cpython.LittleFsVfs(image)
+    modules.fs = fs
+    hub = modules.load("_hub", as_firmware=False)
+    world_mod = modules.load("world", as_firmware=False)
+    cfg = json.loads((SCENARIOS.parents[1] / "firmware" / "lamp" / "config.json").read_text())
+    world = world_mod.World({"start": 0, "end": 10**6, "config": cfg}, lambda *a: None)
+    board = hub.Board(world, fs, b"\x01\x02\x03\x04\x05\x06")
+    world.board = board
+    hub.__dict__["board"] = board
+    machine = modules.load("machine", as_firmware=False)
+    vtime = modules.load("time", as_firmware=False)
+    micropython = modules.load("micropython", as_firmware=False)
+    vos = modules.load("os", as_firmware=False)
+    # Epoch 2000.
+    assert vtime.gmtime(0)[:3] == (2000, 1, 1)
+    # The schedule queue holds 8 and raises when full.
+    for _ in range(8):
+        micropython.schedule(lambda arg: None, None)
+    with pytest.raises(RuntimeError, match="schedule queue full"):
+        micropython.schedule(lambda arg: None, None)
+    board.run_scheduled()
+    # The watchdog: 1 s minimum; not fed in time, it resets the board.
+    with pytest.raises(ValueError):
+        machine.WDT(timeout=500)
+    wdt = machine.WDT(timeout=2000)
+    vtime.sleep_ms(1500)
+    wdt.feed()
+    vtime.sleep_ms(1500)
+    with pytest.raises(hub.Reset) as reset:
+        vtime.sleep_ms(3000)
+    assert reset.value.cause == machine.WDT_RESET
+    board.reset(reset.value.cause)
+    assert machine.reset_cause() == machine.WDT_RESET
+    # ticks wrap as on the board, and ticks_diff sees through it.
+    assert vtime.ticks_diff(vtime.ticks_add(vtime.ticks_ms(), 5), vtime.ticks_ms()) == 5
+    assert vtime.ticks_diff(3, (1 << 30) - 2) == 5
+    # machine.reset() restarts the firmware; the filesystem is kept.
+    with pytest.raises(hub.Reset):
+        machine.reset()
+    assert vos.listdir("/") == ["hello.txt"]
+    assert machine.unique_id() == b"\x01\x02\x03\x04\x05\x06"
+
+
+def test_image_is_what_micropython_mounts(tmp_path):
+    """littlefs-python makes the image; MicroPython's own VfsLfs2 reads it back."""
+    from sim import cpython
+
+    image = tmp_path / "flash.img"
+    cpython.make_image(image, {"/config.json": b'{"a": 1}', "/lib/x.py": b"X = 1\n"})
+    code = (
+        "import vfs\nfrom blockdev import FileBlockDevice\n"
+        f"fs = vfs.VfsLfs2(FileBlockDevice({str(image)!r}), readsize=32, progsize=32, lookahead=32)\n"
+        "print(sorted(e[0] for e in fs.ilistdir('/')), fs.open('/config.json', 'r').read())\n"
+    )
+    from parkctl.runtime import micropython_binary
+
+    env = dict(os.environ, MICROPYPATH=str(SCENARIOS.parent))
+    out = subprocess.run(
+        [micropython_binary(), "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.stdout.strip() == "['config.json', 'lib'] {\"a\": 1}", out.stderr
