@@ -115,8 +115,8 @@ state = [ms]
 
 
 def sampled(i):
-    state[0] += 60000
-    system.t += 60
+    state[0] += 300000  # the idle sampling period: every pass reads the sensors
+    system.t += 300
     ctl.step(state[0])
 
 

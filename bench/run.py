@@ -60,9 +60,7 @@ def bench_lamp_micropython() -> None:
     idle, sample, nxt, cold, cfg_b, eng_b, ctl_b, mods = (int(x) for x in out)
     print(f"lamp controller, shipped configuration, MicroPython unix, heap {HEAPSIZE}:")
     print(f"  main-loop pass, nothing to do     {idle:6d} us   (target <= 200)")
-    print(
-        f"  main-loop pass, sensors sampled   {sample:6d} us   (every minute idle, every second when needed)"
-    )
+    print(f"  main-loop pass, sensors sampled   {sample:6d} us   (every 5 min idle, 1 s when needed)")
     print(f"  next change, days cached          {nxt:6d} us   (target <= 2000)")
     print(f"  next change, fresh engine         {cold:6d} us   (at boot: every program day computed)")
     print(f"  heap: configuration               {cfg_b:6d} bytes")
@@ -72,7 +70,25 @@ def bench_lamp_micropython() -> None:
     print(f"  heap: module code (unix, 64-bit)  {mods:6d} bytes (less as .mpy on the ESP32)")
 
 
+def bench_sim_year() -> None:
+    from parkctl import simcmd
+
+    scenario = ROOT / "bench" / "sim_year.scn"
+    print("simulator, one lamp, one year (bench/sim_year.scn), no network:")
+    for runtime, target in (("cpython", 2.0), ("micropython", 10.0)):
+        start = time.perf_counter()
+        result = simcmd.run(scenario, runtime)
+        wall = time.perf_counter() - start
+        span = result.scenario.end - result.scenario.start
+        sleeps = result.entries[-1].text
+        print(
+            f"  {runtime:<12} {wall:6.1f} s wall  {span / wall:12,.0f} simulated s per s"
+            f"   (target {target:.0f} s; {sleeps})"
+        )
+
+
 if __name__ == "__main__":
     bench_sun_micropython()
     bench_lamp_micropython()
     bench_sun_cpython()
+    bench_sim_year()

@@ -19,7 +19,7 @@ from ticks import add, diff
 # lamp is warming up) and every SAMPLE_IDLE_MS otherwise: the loop sleeps until
 # something is due, not once a second.
 SAMPLE_FAST_MS = 1000
-SAMPLE_IDLE_MS = 60000
+SAMPLE_IDLE_MS = 300000
 EVENTS_KEPT = 32
 
 PHOTOCELL = "photocell"
