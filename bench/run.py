@@ -87,8 +87,23 @@ def bench_sim_year() -> None:
         )
 
 
+def bench_fleet() -> None:
+    from parkctl import simcmd
+
+    scenario = ROOT / "bench" / "fleet_night.scn"
+    lamps = 1000
+    start = time.perf_counter()
+    results = simcmd.run_fleet(scenario, lamps)
+    wall = time.perf_counter() - start
+    span = results[0].scenario.end - results[0].scenario.start
+    print(f"simulator, {lamps} lamps in one process, one night (bench/fleet_night.scn), no network:")
+    rate = span * lamps / wall
+    print(f"  cpython      {wall:6.1f} s wall  {rate:12,.0f} simulated lamp-s per s   (target 30 s)")
+
+
 if __name__ == "__main__":
     bench_sun_micropython()
     bench_lamp_micropython()
     bench_sun_cpython()
     bench_sim_year()
+    bench_fleet()

@@ -64,10 +64,29 @@ def make_image(path: Path, files: dict[str, bytes], block_count: int = BLOCK_COU
     ctx.close()
 
 
-class LittleFsVfs:
-    """littlefs-python with the methods of MicroPython's VfsLfs2 object."""
+def make_ram_image(files: dict[str, bytes], block_count: int) -> bytes:
+    """A littlefs2 image in memory (for many simulated boards at once)."""
+    ctx = littlefs.UserContext(BLOCK_SIZE * block_count)
+    fs = _littlefs(ctx, block_count, mount=False)
+    fs.format()
+    fs.mount()
+    for name, data in files.items():
+        with fs.open(name, "wb") as f:
+            f.write(data)
+    fs.unmount()
+    return bytes(ctx.buffer)
 
-    def __init__(self, image: Path):
+
+class LittleFsVfs:
+    """littlefs-python with the methods of MicroPython's VfsLfs2 object, over an
+    image file or, given `ram`, an image in memory."""
+
+    def __init__(self, image: Path | None = None, ram: bytes | None = None):
+        if ram is not None:
+            self.ctx = littlefs.UserContext(buffer=bytearray(ram))
+            self.fs = _littlefs(self.ctx, len(ram) // BLOCK_SIZE)
+            return
+        assert image is not None
         self.ctx = littlefs.UserContextFile(str(image))
         self.fs = _littlefs(self.ctx, image.stat().st_size // BLOCK_SIZE)
 
@@ -116,7 +135,11 @@ class LittleFsVfs:
         return (BLOCK_SIZE, BLOCK_SIZE, n, n - used, n - used, 0, 0, 0, 0, 255)
 
     def close(self) -> None:
-        self.ctx.close()
+        if isinstance(self.ctx, littlefs.UserContextFile):
+            self.ctx.close()
+
+
+_CODE: dict[Path, Any] = {}  # compiled once per process: boots and boards share it
 
 
 class ModuleSystem:
@@ -186,7 +209,10 @@ class ModuleSystem:
         mod.__dict__["__builtins__"] = self.fw_builtins if fw else self.sim_builtins
         mod.__dict__["__firmware__"] = fw
         (self.firmware if fw else self.persistent)[name] = mod
-        exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
+        code = _CODE.get(path)
+        if code is None:
+            code = _CODE[path] = compile(path.read_text(), str(path), "exec")
+        exec(code, mod.__dict__)
         return mod
 
     def _import(self, name, globals=None, locals=None, fromlist=(), level=0):
@@ -205,15 +231,29 @@ class Platform:
         self.modules = modules
         self.console = None
 
+    def pacer(self, start_us: int, factor: float):
+        """Real-time mode: simulated time runs `factor` times the wall clock."""
+        import time
+
+        t0 = time.monotonic()
+
+        def pace(t_us: int) -> None:
+            left = t0 + (t_us - start_us) / 1e6 / factor - time.monotonic()
+            if left > 0:
+                time.sleep(left)
+
+        return pace
+
     def boot(self) -> None:
         self.modules.new_boot()
         self.modules.load("main", as_firmware=True)
 
 
-def run(scenario: dict, image: Path, emit) -> Any:
-    """Run `scenario` on a board whose filesystem is `image`; emit(t_s, kind, text)."""
+def run(scenario: dict, image: Path | LittleFsVfs, emit, world_hook=None) -> Any:
+    """Run `scenario` on a board whose filesystem is `image`; emit(t_s, kind, text).
+    world_hook(world), if given, is called once the world exists (the fleet's)."""
     modules = ModuleSystem(console=lambda line: None)
-    fs = LittleFsVfs(image)
+    fs = image if isinstance(image, LittleFsVfs) else LittleFsVfs(image)
     modules.fs = fs
     platform = Platform(modules)
     runner = modules.load("runner", as_firmware=False)
@@ -223,6 +263,15 @@ def run(scenario: dict, image: Path, emit) -> Any:
         platform.console(line)
 
     modules.console = console
+    if world_hook is not None:
+        world_mod = modules.load("world", as_firmware=False)
+        real_init = world_mod.World.__init__
+
+        def init(self, *args, **kw):
+            real_init(self, *args, **kw)
+            world_hook(self)
+
+        world_mod.World.__init__ = init
     try:
         return runner.run(scenario, fs, platform, lambda t_us, kind, text: emit(t_us // 1000000, kind, text))
     finally:

@@ -14,6 +14,20 @@ FIRMWARE_DIRS = ("firmware/lamp", "firmware/lib")
 
 
 class Platform:
+    def pacer(self, start_us, factor):
+        """Real-time mode: simulated time runs `factor` times the wall clock."""
+        import utime  # the built-in time: `time` is the virtual board's here
+
+        t0 = utime.ticks_ms()
+
+        def pace(t_us):
+            due = int((t_us - start_us) / 1000 / factor)
+            left = utime.ticks_diff(utime.ticks_add(t0, due), utime.ticks_ms())
+            if left > 0:
+                utime.sleep_ms(left)
+
+        return pace
+
     def __init__(self, fs):
         self.fs = fs
         self.console = None

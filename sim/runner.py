@@ -17,6 +17,8 @@ _CAUSES = {
 def run(scenario, fs, platform, emit):
     """emit(t_us, kind, text) receives the timeline as it happens."""
     world = World(scenario, emit)
+    if scenario.get("realtime"):
+        world.pace = platform.pacer(world.now_us, scenario["realtime"])
     for i, ex in enumerate(scenario.get("probes", [])):
         world.at(ex * 1000000, {"do": "probe", "id": i})
     board = _hub.Board(world, fs, scenario.get("uid", b"\x24\x0a\xc4\x00\x00\x01"))

@@ -65,9 +65,10 @@ class Scenario:
     expectations: list[Expectation] = field(default_factory=list)
     tz: Any = None  # posixtz.TZ, from the configuration
 
-    def to_json(self, seed: int | None = None) -> dict:
+    def to_json(self, seed: int | None = None, realtime: float | None = None) -> dict:
         """What the simulator core takes (docs/sim.md)."""
         return {
+            "realtime": realtime,
             "name": self.name,
             "start": self.start,
             "end": self.end,
@@ -141,8 +142,8 @@ class _Parser:
                 self._config(" ".join(words[1:]))
             elif head in ("start", "end", "seed") or head in ("power", "at", "wifi", "expect", "rtc", "ntp"):
                 self.pending.append((self.lineno, head, words[1:]))
-            elif head in ("press", "button", "alarm"):
-                raise self.fail("the alarm button is not simulated yet (issue #5)")
+            elif head == "alarm":
+                raise self.fail("alarms are not simulated yet (issue #5)")
             else:
                 raise self.fail(f'unknown statement "{head}"')
         if sc.config_path is None:
@@ -206,8 +207,14 @@ class _Parser:
         if words in (["up"], ["down"]):
             self.sc.board["wifi"] = words[0]
             return
+        if words[:1] == ["flapping"]:
+            t0, t1 = self.span(words[1:])
+            if t1 is None:
+                raise self.fail('expected "wifi flapping T - T"')
+            self.sc.events.append({"at": t0, "do": "wifi_flap", "until": t1})
+            return
         if not words or words[0] not in ("up", "down"):
-            raise self.fail('expected "wifi up", "wifi down" or "wifi down T - T"')
+            raise self.fail('expected "wifi up", "wifi down", "wifi down T - T" or "wifi flapping T - T"')
         t0, t1 = self.span(words[1:])
         other = "up" if words[0] == "down" else "down"
         self.sc.events.append({"at": t0, "do": "wifi", "state": words[0]})
@@ -243,13 +250,22 @@ class _Parser:
             self.sc.events.append({"at": t, "do": "photocell", "fault": what[1]})
         elif len(what) == 3 and what[:2] == ["rtc", "battery"] and what[2] in ("dead", "ok"):
             self.sc.events.append({"at": t, "do": "rtc_battery", "state": what[2]})
-        elif what[:1] in (["press"], ["button"]):
-            raise self.fail("the alarm button is not simulated yet (issue #5)")
+        elif what[:2] == ["press", "button"] and len(what) == 4 and what[2] == "for":
+            self.sc.events.append({"at": t, "do": "press", "ms": self._ms(what[3])})
+        elif what[:2] == ["button", "noise"] and len(what) == 3:
+            self.sc.events.append({"at": t, "do": "noise", "ms": self._ms(what[2])})
         else:
             raise self.fail(
                 f'unknown stimulus "{" ".join(what)}" (lamp fails, lamp repaired, '
-                "photocell ok|stuck|open|short, rtc battery dead|ok)"
+                "photocell ok|stuck|open|short, rtc battery dead|ok, press button for N ms|s, "
+                "button noise N ms)"
             )
+
+    def _ms(self, text: str) -> int:
+        m = re.match(r"^(\d+)(ms|s)$", text)
+        if not m:
+            raise self.fail(f'"{text}" is not a duration like 300ms or 2s')
+        return int(m.group(1)) * (1000 if m.group(2) == "s" else 1)
 
     def _expect(self, words: list[str]) -> None:
         text = "expect " + " ".join(words)
@@ -279,7 +295,7 @@ class _Parser:
             if words[1] not in MODES:
                 raise self.fail(f'unknown mode "{words[1]}" (one of {", ".join(MODES)})')
             sc.expectations.append(Expectation(text, "mode", self.when(" ".join(words[3:])), words[1]))
-        elif words[:1] == ["alarm"]:
+        elif words[:1] in (["alarm"], ["an"]):
             raise self.fail("alarms are not simulated yet (issue #5)")
         else:
             raise self.fail(f'unknown expectation "{text}"')

@@ -127,6 +127,7 @@ class World:
         self.pins = pins
         b = scenario.get("board", {})
         self.ds3231 = DS3231(self, b.get("ds3231", "set") == "set", b.get("rtc_battery", "ok") == "ok")
+        self.ds3231.offset_us += b.get("clock_offset_s", 0) * 1000000
         self.ntp_step_s = 0
         self.ntp_ok = b.get("ntp", "ok") == "ok"
         self.wifi = b.get("wifi", "down") == "up"
@@ -140,7 +141,10 @@ class World:
         self.relay_closed = False
         self.level = 0.0
         self._recorded = 0.0
+        self.button_down = False
         self.board = None
+        self.pace = None  # real-time mode: pace(t_us) waits until the wall clock is there
+        self.wait = None  # many lamps in one process: wait(t_us) lets the others catch up
         self._queue = []
         self._seq = 0
         self._sun_cache = {}
@@ -159,9 +163,13 @@ class World:
     def advance(self, target, stop_early=False):
         """Move the true time on to `target`, applying the events due on the way.
         Returns True when stopped early because an event queued a callback."""
+        if self.wait is not None:
+            self.wait(target if target < self.end_us else self.end_us)
         while self._queue and self._queue[0][0] <= target:
             t, _, ev = heapq.heappop(self._queue)
             if t > self.now_us:
+                if self.pace is not None:
+                    self.pace(t)
                 self.now_us = t
             was_on = self.powered
             self.apply(ev)
@@ -170,9 +178,13 @@ class World:
             if stop_early and self.board is not None and self.board.schedule:
                 return True
         if target >= self.end_us:
+            if self.pace is not None:
+                self.pace(self.end_us)
             self.now_us = self.end_us
             raise Stop()
         if target > self.now_us:
+            if self.pace is not None:
+                self.pace(target)
             self.now_us = target
         return False
 
@@ -195,6 +207,21 @@ class World:
             self.photocell_fault = None if fault == "ok" else fault
             self.stuck_counts = self._photocell_counts() if fault == "stuck" else 0
             self.note("world", "photocell %s" % fault)
+        elif do == "press":
+            self._press(ev["ms"])
+        elif do == "noise":
+            self._spike(ev["ms"])
+        elif do == "button":
+            self._set_button(ev["down"])
+        elif do == "wifi_flap":
+            # Up and down at random for the span: each state lasts 5 to 60 s.
+            state = not self.wifi
+            t = self.now_us
+            while t < ev["until"] * 1000000:
+                t += (5 + self.rand.next() % 56) * 1000000
+                self.at(min(t, ev["until"] * 1000000), {"do": "wifi", "state": "up" if state else "down"})
+                state = not state
+            self.note("world", "Wi-Fi starts flapping")
         elif do == "wifi":
             self.wifi = ev.get("state") == "up"
             self.note("world", "Wi-Fi %s" % ev.get("state"))
@@ -212,6 +239,36 @@ class World:
             self.note("world", "RTC battery %s" % ev.get("state"))
         else:
             raise ValueError("unknown world event %r" % do)
+
+    # --- the alarm button: contacts bounce, lines pick up spikes ---------------
+
+    def _bounce(self, t_us, settle_down):
+        """Contact chatter on one edge: 3 to 8 flips over about 2-6 ms, then it settles."""
+        flips = 3 + self.rand.next() % 6
+        level = not settle_down
+        for _ in range(flips):
+            t_us += 100 + self.rand.next() % 900
+            level = not level
+            self.at(t_us, {"do": "button", "down": level})
+        t_us += 100 + self.rand.next() % 900
+        self.at(t_us, {"do": "button", "down": settle_down})
+        return t_us
+
+    def _press(self, ms):
+        self.note("world", "button pressed for %d ms" % ms)
+        self._bounce(self.now_us, True)
+        self._bounce(self.now_us + ms * 1000, False)
+
+    def _spike(self, ms):
+        self.note("world", "noise spike on the button line, %d ms" % ms)
+        self.at(self.now_us, {"do": "button", "down": True})
+        self.at(self.now_us + ms * 1000, {"do": "button", "down": False})
+
+    def _set_button(self, down):
+        self.button_down = down
+        if self.board is not None and self.powered:
+            # Active low: the contact pulls the input to ground.
+            self.board.pin_edge(self.pins["button"], 0 if down else 1)
 
     def set_power(self, on):
         if on == self.powered:
@@ -297,7 +354,9 @@ class World:
         return 0
 
     def pin_in(self, board, pin):
-        return 1  # the button input idles high (pull-up); issue #5 presses it
+        if pin == self.pins["button"]:
+            return 0 if self.button_down else 1  # pulled up; the contact pulls it low
+        return 0
 
     def pin_out(self, board, pin, value):
         if pin == self.pins["relay"]:

@@ -56,6 +56,27 @@ def test_a_failed_expectation_is_named_and_fails_the_run(tmp_path):
     assert "2 expectation(s) failed: expect level 100 at 21:00; expect no fault" in proc.stderr
 
 
+def test_real_time_mode_changes_nothing_but_the_pace():
+    fast = simcmd.run(SCENARIOS / "lamp-failure.scn", "cpython")
+    paced = simcmd.run(SCENARIOS / "lamp-failure.scn", "cpython", realtime=1e9)
+    assert [(e.t, e.text) for e in fast.entries] == [(e.t, e.text) for e in paced.entries]
+
+
+def test_many_lamps_in_one_process():
+    results = simcmd.run_fleet(SCENARIOS / "lamp-failure.scn", 4)
+    assert len(results) == 4
+    for r in results:
+        assert r.ok, [c for c in r.checks if not c[1]]
+    # Distinct boards: small offsets in place and clock move their sunsets apart.
+    sunsets = {next(e.t for e in r.entries if "step 1 (sunset)" in e.text) for r in results}
+    assert len(sunsets) > 1
+    # And the same fleet again gives the same timelines.
+    again = simcmd.run_fleet(SCENARIOS / "lamp-failure.scn", 4)
+    assert [[(e.t, e.text) for e in r.entries] for r in again] == [
+        [(e.t, e.text) for e in r.entries] for r in results
+    ]
+
+
 def test_plot_is_written(tmp_path):
     out = tmp_path / "night.png"
     proc = parkctl("sim", str(SCENARIOS / "lamp-failure.scn"), "--plot", str(out))
@@ -73,7 +94,15 @@ def test_plot_is_written(tmp_path):
             ':4: unknown statement "fly"',
         ),
         ("config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\npower off 25:00\n", "out of range"),
-        ("config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nat 22:03 press button\n", "issue #5"),
+        (
+            "config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nat 22:03 press button\n",
+            "unknown stimulus",
+        ),
+        (
+            "config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nat 22:03 press button for 3x\n",
+            "a duration",
+        ),
+        ("config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nexpect an alarm by 22:10\n", "issue #5"),
         (
             "config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nexpect fault lamp_fire once\n",
             "unknown fault",
@@ -136,6 +165,15 @@ def test_virtual_esp32_rules(tmp_path):
     # ticks wrap as on the board, and ticks_diff sees through it.
     assert vtime.ticks_diff(vtime.ticks_add(vtime.ticks_ms(), 5), vtime.ticks_ms()) == 5
     assert vtime.ticks_diff(3, (1 << 30) - 2) == 5
+    # A button press bounces: the firmware's IRQ sees several edges for one press.
+    edges = []
+    button = machine.Pin(27, machine.Pin.IN, machine.Pin.PULL_UP)
+    button.irq(lambda pin: edges.append(pin.value()), machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING)
+    world.at(world.now_us + 1000, {"do": "press", "ms": 300})
+    vtime.sleep_ms(100)
+    assert button.value() == 0  # held down
+    vtime.sleep_ms(400)
+    assert button.value() == 1 and len(edges) >= 6
     # machine.reset() restarts the firmware; the filesystem is kept.
     with pytest.raises(hub.Reset):
         machine.reset()

@@ -105,13 +105,64 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim_fleet(args: argparse.Namespace, path) -> int:
+    import time
+
+    from . import simcmd
+
+    if args.runtime != "cpython":
+        raise UserError("--lamps runs many boards in one CPython process: use --runtime cpython")
+    if not 1 <= args.lamps <= 100000:
+        raise UserError("--lamps must be 1..100000")
+    if args.plot or args.realtime:
+        raise UserError("--plot and --realtime are for one lamp")
+    start = time.perf_counter()
+    results = simcmd.run_fleet(path, args.lamps, args.seed)
+    wall = time.perf_counter() - start
+    sc = results[0].scenario
+    failed = [(i, text) for i, r in enumerate(results) for text, ok, _ in r.checks if not ok]
+    if args.json:
+        for i, r in enumerate(results):
+            for e in r.entries:
+                print(json.dumps({"lamp": i, "t": simcmd.local(sc, e.t), "kind": e.kind, "text": e.text}))
+            for text, ok, seen in r.checks:
+                print(json.dumps({"lamp": i, "kind": "expect", "text": text, "ok": ok, "seen": seen}))
+    else:
+        changes = [
+            sum(1 for e in r.entries if e.kind == "console" and e.text.startswith("event level "))
+            for r in results
+        ]
+        resets = [sum(1 for e in r.entries if e.kind == "reset") for r in results]
+        span = sc.end - sc.start
+        print(f"{sc.name or path.name}: {args.lamps} lamps in one process, {wall:.1f} s wall")
+        print(f"  simulated: {span * args.lamps / wall:,.0f} lamp-seconds per second")
+        print(f"  level changes per lamp: {min(changes)}..{max(changes)}")
+        print(f"  boots per lamp: {min(resets)}..{max(resets)}")
+        print(
+            f"  expectations: {sum(len(r.checks) for r in results) - len(failed)} held, {len(failed)} failed"
+        )
+        for i, text in failed[:10]:
+            print(f"  FAIL lamp {i}: {text}")
+    if failed:
+        print(
+            f"parkctl sim: {len(failed)} expectation(s) failed on {len({i for i, _ in failed})} lamp(s)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import simcmd
 
     path = Path(args.scenario) if args.scenario else simcmd.DEFAULT_SCENARIO
-    result = simcmd.run(path, args.runtime, args.seed)
+    if args.lamps != 1:
+        return _sim_fleet(args, path)
+    if args.realtime is not None and args.realtime <= 0:
+        raise UserError("--realtime needs a speed above 0 (1 is real time, 60 a minute a second)")
+    result = simcmd.run(path, args.runtime, args.seed, args.realtime)
     sc = result.scenario
     if args.json:
         for e in result.entries:
@@ -186,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, help="noise seed (default: the scenario's)")
     sim.add_argument("--plot", metavar="FILE", help="write a PNG plot of the lamp level")
     sim.add_argument("--json", action="store_true", help="print the timeline as JSON lines")
+    sim.add_argument("--lamps", type=int, default=1, metavar="N", help="N lamps in one process (CPython)")
+    sim.add_argument(
+        "--realtime",
+        type=float,
+        metavar="X",
+        help="run at X times real time, to watch (default: as fast as it goes)",
+    )
     sim.set_defaults(func=cmd_sim)
 
     config = sub.add_parser("config", help="lamp configuration files")

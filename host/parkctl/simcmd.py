@@ -39,7 +39,9 @@ class Result:
         return all(passed for _, passed, _ in self.checks)
 
 
-def run(path: Path, runtime: str = "cpython", seed: int | None = None) -> Result:
+def run(
+    path: Path, runtime: str = "cpython", seed: int | None = None, realtime: float | None = None
+) -> Result:
     from sim import cpython
     from sim.scenario import ScenarioError, load
 
@@ -47,7 +49,7 @@ def run(path: Path, runtime: str = "cpython", seed: int | None = None) -> Result
         sc = load(path)
     except ScenarioError as e:
         raise UserError(str(e)) from None
-    data = sc.to_json(seed)
+    data = sc.to_json(seed, realtime)
     entries: list[Entry] = []
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "flash.img"
@@ -86,6 +88,20 @@ def run(path: Path, runtime: str = "cpython", seed: int | None = None) -> Result
         else:
             raise UserError(f"unknown runtime {runtime!r}: choose cpython or micropython")
     return Result(sc, entries, check(sc, entries))
+
+
+def run_fleet(path: Path, lamps: int, seed: int | None = None) -> list[Result]:
+    """`lamps` boards in one process (CPython), one Result each."""
+    from sim import fleet
+    from sim.scenario import ScenarioError, load
+
+    try:
+        sc = load(path)
+    except ScenarioError as e:
+        raise UserError(str(e)) from None
+    per_lamp: list[list[Entry]] = [[] for _ in range(lamps)]
+    fleet.run(sc.to_json(seed), lamps, lambda i, t, kind, text: per_lamp[i].append(Entry(t, kind, text)))
+    return [Result(sc, entries, check(sc, entries)) for entries in per_lamp]
 
 
 def _events(entries: list[Entry], name: str) -> list[Entry]:

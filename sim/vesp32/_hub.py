@@ -53,6 +53,7 @@ class Board:
         self.wdt_fed_us = 0
         self.pin_values = {}
         self.irqs = {}  # pin id -> (handler, trigger, pin object)
+        self.irqs_dropped = 0
         self.sleeps = 0
 
     # --- power and resets ------------------------------------------------
@@ -128,7 +129,12 @@ class Board:
             return
         handler, trigger, pin = irq
         if (value and trigger & 2) or (not value and trigger & 1):  # IRQ_RISING 2, IRQ_FALLING 1
-            self.schedule_call(handler, pin)
+            # The port's pin ISR drops the callback when the queue is full (only
+            # micropython.schedule() called from Python raises).
+            if len(self.schedule) < SCHEDULE_DEPTH:
+                self.schedule.append((handler, pin))
+            else:
+                self.irqs_dropped += 1
 
     # --- the watchdog ----------------------------------------------------
 
