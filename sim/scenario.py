@@ -190,13 +190,19 @@ class _Parser:
         self.sc.seed = int(words[0])
 
     def _rtc(self, words: list[str]) -> None:
-        # "rtc battery dead|ok", "rtc unset"
+        # "rtc battery dead|ok", "rtc unset", "rtc off by +2h"
         if words[:1] == ["battery"] and len(words) == 2 and words[1] in ("dead", "ok"):
             self.sc.board["rtc_battery"] = words[1]
         elif words == ["unset"]:
             self.sc.board["ds3231"] = "unset"
+        elif words[:2] == ["off", "by"] and len(words) == 3:
+            m = re.match(r"^([+-])(\d+)(s|min|h)$", words[2])
+            if not m:
+                raise self.fail(f'"{words[2]}" is not an offset like +2h, -90s or +5min')
+            n = int(m.group(2)) * {"s": 1, "min": 60, "h": 3600}[m.group(3)]
+            self.sc.board["clock_offset_s"] = n if m.group(1) == "+" else -n
         else:
-            raise self.fail('expected "rtc battery dead", "rtc battery ok" or "rtc unset"')
+            raise self.fail('expected "rtc battery dead", "rtc battery ok", "rtc unset" or "rtc off by +2h"')
 
     def _ntp(self, words: list[str]) -> None:
         if words != ["unreachable"]:
@@ -206,6 +212,9 @@ class _Parser:
     def _wifi(self, words: list[str]) -> None:
         if words in (["up"], ["down"]):
             self.sc.board["wifi"] = words[0]
+            return
+        if len(words) >= 2 and words[0] in ("up", "down") and " - " not in " ".join(words):
+            self.sc.events.append({"at": self.when(" ".join(words[1:])), "do": "wifi", "state": words[0]})
             return
         if words[:1] == ["flapping"]:
             t0, t1 = self.span(words[1:])

@@ -33,6 +33,13 @@ def test_both_interpreters_give_the_same_schedule():
     )
 
 
+def test_a_whole_year_fits_micropythons_heap():
+    # Regression: the answer used to be built whole, and a week overflowed 100 KB.
+    year = schedule("micropython", "--date", "2026-01-01", "--days", "366")
+    assert len(year) > 1300  # about four a night, two on holidays
+    assert year == schedule("cpython", "--date", "2026-01-01", "--days", "366")
+
+
 def test_schedule_table():
     proc = parkctl("schedule", "--config", CONFIG, "--date", "2026-10-01")
     assert proc.returncode == 0

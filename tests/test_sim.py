@@ -14,7 +14,14 @@ from parkctl import simcmd
 from test_cli_sun import parkctl
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "sim" / "scenarios"
-PAIN_POINTS = ["winter-night", "dst-night-cet", "rtc-dead-no-network", "photocell-failure", "lamp-failure"]
+PAIN_POINTS = [
+    "winter-night",
+    "dst-night-cet",
+    "ntp-steps-back",
+    "rtc-dead-no-network",
+    "photocell-failure",
+    "lamp-failure",
+]
 
 
 @pytest.mark.parametrize("runtime", ["cpython", "micropython"])

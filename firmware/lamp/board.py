@@ -45,6 +45,17 @@ class Board:
         self.rtc = machine.RTC()
         self.clock = SystemClock(self.rtc)
         self.wdt = None
+        self.wlan = None
+        if cfg.ssid:
+            import network
+
+            self.wlan = network.WLAN(network.STA_IF)
+
+    def ntp_time(self):
+        """Park time from NTP (blocks up to ntptime.timeout); OSError without an answer."""
+        import ntptime
+
+        return ntptime.time() + self.clock.offset
 
     def rtc_trusted(self):
         if machine.reset_cause() == machine.PWRON_RESET:

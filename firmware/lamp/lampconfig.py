@@ -117,6 +117,9 @@ class Config:
         self.mon_warmup = 60.0
         self.mon_confirm = 30.0
         self.pins = {}
+        self.ssid = ""  # no Wi-Fi when empty
+        self.wifi_key = ""
+        self.ntp_interval = 3600.0
 
 
 class _Checker:
@@ -326,7 +329,17 @@ def parse(obj):
     c.unknown(
         root,
         "",
-        ("site", "default", "calendar", "output", "photocell", "failsafe_level", "monitor", "pins"),
+        (
+            "site",
+            "default",
+            "calendar",
+            "output",
+            "photocell",
+            "failsafe_level",
+            "monitor",
+            "pins",
+            "network",
+        ),
     )
     cfg = Config()
     site = c.obj(root.get("site"), "site")
@@ -383,6 +396,13 @@ def parse(obj):
     cfg.mon_full_scale = c.number(mon, "full_scale_amps", "monitor", 0.1, 1000, 5.0)
     cfg.mon_warmup = c.number(mon, "warmup", "monitor", 0, 3600, 60)
     cfg.mon_confirm = c.number(mon, "confirm", "monitor", 1, 3600, 30)
+    net = c.obj(root.get("network"), "network", required=False)
+    c.unknown(net, "network", ("ssid", "key", "ntp_interval"))
+    cfg.ssid = c.text(net, "ssid", "network", "")
+    cfg.wifi_key = c.text(net, "key", "network", "")
+    if net and not cfg.ssid:
+        c.error("network.ssid", "missing")
+    cfg.ntp_interval = c.number(net, "ntp_interval", "network", 60, 86400, 3600)
     pins = c.obj(root.get("pins"), "pins", required=False)
     c.unknown(pins, "pins", tuple(DEFAULT_PINS))
     cfg.pins = {}

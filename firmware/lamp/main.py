@@ -13,6 +13,7 @@ import ticks
 from board import Board
 from controller import Controller
 from lampconfig import FALLBACK, ConfigError, Store, parse
+from netclock import NtpSync, Station
 from timesource import DS3231, TimeKeeper
 
 CONFIG = "/lamp.json"  # what the centre or a technician installed
@@ -26,12 +27,16 @@ def log_event(name, detail):
     print("event", name, detail)
 
 
-def run(ctl, board):
+def run(ctl, board, net):
     failures = 0
     while True:
         now = board.ticks_ms()
         try:
-            deadline = ctl.step(now)
+            # The network first: a clock it steps is acted on in this same pass.
+            deadline = net.step(now) if net is not None else None
+            d = ctl.step(now)
+            if deadline is None or ticks.diff(d, deadline) < 0:
+                deadline = d
             failures = 0
         except Exception as e:  # noqa: BLE001 - a pass must never end the loop
             failures += 1
@@ -41,6 +46,19 @@ def run(ctl, board):
         if healthy:
             board.feed()
         board.wait_until(deadline, healthy)
+
+
+class Network:
+    """Wi-Fi and NTP, stepped together: NTP only while the link is up."""
+
+    def __init__(self, station, ntp):
+        self.station = station
+        self.ntp = ntp
+
+    def step(self, now):
+        a = self.station.step(now)
+        b = self.ntp.step(now, self.station.up)
+        return ticks.add(now, a if a < b else b)
 
 
 def main():
@@ -57,10 +75,14 @@ def main():
     ctl = Controller(cfg, board, clock)
     ctl.on_event = log_event
     print("event boot", clock.source or "no valid time")
-    deadline = ctl.step(board.ticks_ms())
+    deadline = ctl.step(board.ticks_ms())  # the right level first, no network needed
+    net = None
+    if board.wlan is not None:
+        station = Station(board.wlan, cfg.ssid, cfg.wifi_key, log_event)
+        net = Network(station, NtpSync(clock, board.ntp_time, int(cfg.ntp_interval), log_event))
     board.start_watchdog()
     board.wait_until(deadline)
-    run(ctl, board)
+    run(ctl, board, net)
 
 
 main()

@@ -8,7 +8,7 @@ import sys
 
 from . import __version__
 from .errors import UserError
-from .runtime import RUNTIMES, call
+from .runtime import RUNTIMES, call, call_lines
 
 
 def _print_json(data) -> None:
@@ -55,16 +55,15 @@ def _read(path: str) -> str:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     text = _read(args.config)
-    answer = call("lamp_schedule", [args.date, str(args.days)], args.runtime, stdin=text)
+    answers = call_lines("lamp_schedule", [args.date, str(args.days)], args.runtime, stdin=text)
     # MicroPython's dicts have no order: put the keys in the documented one.
-    rows = [{k: row[k] for k in ("at", "level", "reason")} for row in answer["transitions"]]
+    start, *rows = ({k: row[k] for k in ("at", "level", "reason")} for row in answers)
     if args.json:
         _print_json(rows)
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    start = answer["start"]
     table = Table(title=f"Schedule from {args.date}, {args.days} day(s)")
     table.add_column("local time")
     table.add_column("level", justify="right")

@@ -50,37 +50,44 @@ def micropython_env() -> dict[str, str]:
 def call(script: str, args: list[str], runtime: str = "cpython", stdin: str | None = None) -> Any:
     """Run fwscripts/<script>.py's main(args[, stdin]) in `runtime`; returns its JSON
     answer. A script reports bad input as {"error": "..."}, which becomes a UserError."""
+    answers = _run(script, args, runtime, stdin, streamed=False)
+    return answers[0]
+
+
+def call_lines(script: str, args: list[str], runtime: str = "cpython", stdin: str | None = None) -> list[Any]:
+    """As call(), for a script that emits its answer as JSON lines: main(args, stdin, emit)."""
+    return _run(script, args, runtime, stdin, streamed=True)
+
+
+def _run(script: str, args: list[str], runtime: str, stdin: str | None, streamed: bool) -> list[Any]:
     if runtime == "cpython":
         for p in reversed(FIRMWARE_PATHS):
             if str(p) not in sys.path:
                 sys.path.insert(0, str(p))
         module = importlib.import_module(f"parkctl.fwscripts.{script}")
-        answer = module.main(args) if stdin is None else module.main(args, stdin)
+        if streamed:
+            answers: list[Any] = []
+            module.main(args, stdin, answers.append)
+        else:
+            answers = [module.main(args) if stdin is None else module.main(args, stdin)]
     elif runtime == "micropython":
-        cmd = [
-            micropython_binary(),
-            "-X",
-            f"heapsize={HEAPSIZE}",
-            str(SCRIPTS / f"{script}.py"),
-            *args,
-        ]
+        cmd = [micropython_binary(), "-X", f"heapsize={HEAPSIZE}", str(SCRIPTS / f"{script}.py"), *args]
         proc = subprocess.run(
             cmd,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=600,
             env=micropython_env(),
             input=stdin if stdin is not None else "",
         )
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
-            raise RuntimeError(
-                f"MicroPython failed running {script}.py (exit {proc.returncode}):\n"
-                f"{proc.stdout}{proc.stderr}"
-            )
-        answer = json.loads(lines[-1])
+            why = f"exit {proc.returncode}):\n{proc.stdout}{proc.stderr}"
+            raise RuntimeError(f"MicroPython failed running {script}.py ({why}")
+        answers = [json.loads(line) for line in lines] if streamed else [json.loads(lines[-1])]
     else:
         raise UserError(f"unknown runtime {runtime!r}: choose cpython or micropython")
-    if isinstance(answer, dict) and "error" in answer:
-        raise UserError(answer["error"])
-    return answer
+    for answer in answers:
+        if isinstance(answer, dict) and "error" in answer:
+            raise UserError(answer["error"])
+    return answers

@@ -117,6 +117,16 @@ def test_fallback_is_valid_and_lit():
     assert [s.level for s in cfg.default.steps] == [100]
 
 
+def test_network_section():
+    cfg = good()
+    cfg["network"] = {"ssid": "park-iot", "key": "secret", "ntp_interval": 1800}
+    parsed = lampconfig.parse(cfg)
+    assert (parsed.ssid, parsed.wifi_key, parsed.ntp_interval) == ("park-iot", "secret", 1800)
+    assert lampconfig.parse(good()).ssid == ""  # no section: no Wi-Fi
+    cfg["network"] = {"key": "secret", "ntp_interval": 5}
+    assert errors_of(cfg) == ["network.ssid: missing", "network.ntp_interval: 5 is outside 60..86400"]
+
+
 def test_not_json():
     e = raises(lampconfig.ConfigError, lampconfig.loads, "{bad json")
     assert e.errors[0].startswith("(file): not valid JSON")

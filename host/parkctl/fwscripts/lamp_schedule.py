@@ -2,7 +2,8 @@
 # firmware's own lighting engine. Runs on CPython (imported by parkctl) and on
 # MicroPython, reading the configuration's JSON text on stdin:
 #   MICROPYPATH=firmware/lib:firmware/lamp micropython lamp_schedule.py YYYY-MM-DD DAYS < config.json
-# Answers one JSON object; bad input gives {"error": "..."}.
+# Answers JSON lines (the level at the start, then each change); bad input gives
+# one line {"error": "..."}.
 # (Not named schedule.py: MicroPython puts the script's folder first on its path,
 # and the firmware module it imports is called schedule.)
 
@@ -10,7 +11,9 @@ import json
 import sys
 
 
-def main(args, text):
+def main(args, text, emit):
+    """emit(obj) gets the level in force at the start, then each transition: one
+    at a time, so a year of them never has to fit in a 100 KB heap."""
     import civil
     import lampconfig
     from schedule import Engine
@@ -21,22 +24,20 @@ def main(args, text):
         if not 1 <= days <= 366:
             raise ValueError("days %d is not 1..366" % days)
     except ValueError as e:
-        return {"error": str(e)}
+        emit({"error": str(e)})
+        return
     try:
         cfg = lampconfig.loads(text)
     except lampconfig.ConfigError as e:
-        return {"error": "the configuration has %d error(s):\n  %s" % (len(e.errors), "\n  ".join(e.errors))}
+        emit({"error": "the configuration has %d error(s):\n  %s" % (len(e.errors), "\n  ".join(e.errors))})
+        return
+    del text
     tz = cfg.tz
     engine = Engine(cfg)
     start = tz.to_utc(civil.days_from_civil(y, m, d) * 86400)
     end = tz.to_utc((civil.days_from_civil(y, m, d) + days) * 86400)
     level, _, _, reason = engine.target(start)
-    first = {
-        "at": civil.format_datetime(tz.to_local(start)),
-        "level": level,
-        "reason": engine.describe(reason),
-    }
-    out = []
+    emit({"at": civil.format_datetime(tz.to_local(start)), "level": level, "reason": engine.describe(reason)})
     t = start
     while True:
         t = engine.next_change(t)
@@ -44,16 +45,11 @@ def main(args, text):
             break
         new, _, _, reason = engine.target(t)
         if new != level:
-            out.append(
-                {
-                    "at": civil.format_datetime(tz.to_local(t)),
-                    "level": new,
-                    "reason": engine.describe(reason),
-                }
+            emit(
+                {"at": civil.format_datetime(tz.to_local(t)), "level": new, "reason": engine.describe(reason)}
             )
             level = new
-    return {"start": first, "transitions": out}
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1:], sys.stdin.read())))
+    main(sys.argv[1:], sys.stdin.read(), lambda obj: print(json.dumps(obj)))
