@@ -35,6 +35,7 @@ class Engine:
         self.cfg = cfg
         self._days = {}  # program day -> sorted [(t, day, step_index, level, fade, rule_index)]
         self._override = None  # (level, until, source)
+        self._suns = {}  # local date -> sun.SolarDay: a date's transit serves two program days
 
     # --- calendar -------------------------------------------------------
 
@@ -77,7 +78,9 @@ class Engine:
         tz = cfg.tz
         rule, program = self.program_for(day)
         start = tz.to_utc(day * 86400 + _NOON)
-        suns = {}
+        suns = self._suns
+        if len(suns) > 2 * _CACHE:
+            suns.clear()
         out = []
         for i, st in enumerate(program.steps):
             if st.kind == 0:  # clock time
@@ -85,13 +88,10 @@ class Engine:
                 t = tz.to_utc(date * 86400 + st.clock)
             else:
                 date = day if st.setting else day + 1
-                key = (date, st.elev, st.setting)
-                ev = suns.get(key)
-                if ev is None:
-                    anchor = tz.to_utc(date * 86400 + _NOON)
-                    ev = sun.crossing(anchor, cfg.lat, cfg.lon, st.elev, st.setting)
-                    suns[key] = ev
-                t, status = ev
+                sd = suns.get(date)
+                if sd is None:
+                    sd = suns[date] = sun.SolarDay(tz.to_utc(date * 86400 + _NOON), cfg.lat, cfg.lon)
+                t, status = sd.crossing(st.elev, st.setting)
                 if t is None:
                     dark_all_day = status == sun.ALWAYS_BELOW
                     if dark_all_day == st.setting:

@@ -40,17 +40,20 @@ def position(n, f):
     """The sun at n + f days after J2000.0 (2000-01-01 12:00 UTC; n an int, f a
     float of at most a few days). Returns (sin_decl, cos_decl, eqt_minutes)."""
     jc = n / 36525.0 + f / 36525.0
+    jc2 = jc * jc
     # Mean longitude and mean anomaly, ~0.9856 degrees a day: the whole-day part
-    # is reduced mod 360 in integers (4037/4096 is the rate's head), only the
+    # is reduced mod 360 in integers (4037/4096 is both rates' head), only the
     # small remainder goes through float arithmetic.
-    l0 = 280.46646 + _reduce(n, 4037) + n * 5.1656875e-5 + f * 0.98564736 + 3.032e-4 * jc * jc
-    m = 357.52911 + _reduce(n, 4037) + n * 4.576875e-6 + f * 0.98560028 - 1.537e-4 * jc * jc
-    l0r = l0 * _DEG
-    mr = m * _DEG
-    e = 0.016708634 - jc * (4.2037e-5 + 1.267e-7 * jc)
+    whole = _reduce(n, 4037)
+    l0 = 280.46646 + whole + n * 5.1656875e-5 + f * 0.98564736 + 3.032e-4 * jc2
+    mr = (357.52911 + whole + n * 4.576875e-6 + f * 0.98560028 - 1.537e-4 * jc2) * _DEG
+    l0r2 = 2.0 * l0 * _DEG
+    e = 0.016708634 - jc * 4.2037e-5 - 1.267e-7 * jc2
+    sm = math.sin(mr)
+    s2m = math.sin(2.0 * mr)
     c = (
-        math.sin(mr) * (1.914602 - jc * (0.004817 + 1.4e-5 * jc))
-        + math.sin(2.0 * mr) * (0.019993 - 1.01e-4 * jc)
+        sm * (1.914602 - jc * 0.004817 - 1.4e-5 * jc2)
+        + s2m * (0.019993 - 1.01e-4 * jc)
         + math.sin(3.0 * mr) * 2.89e-4
     )
     omega = (125.04 - n * 0.05295377 - f * 0.05295377) * _DEG
@@ -61,15 +64,14 @@ def position(n, f):
     cd = math.sqrt(1.0 - sd * sd)
     y = math.tan(eps / 2.0)
     y *= y
-    sm = math.sin(mr)
     eqt = (
-        y * math.sin(2.0 * l0r)
+        y * math.sin(l0r2)
         - 2.0 * e * sm
-        + 4.0 * e * y * sm * math.cos(2.0 * l0r)
-        - 0.5 * y * y * math.sin(4.0 * l0r)
-        - 1.25 * e * e * math.sin(2.0 * mr)
+        + 4.0 * e * y * sm * math.cos(l0r2)
+        - 0.5 * y * y * math.sin(2.0 * l0r2)
+        - 1.25 * e * e * s2m
     )
-    return sd, cd, 4.0 * eqt / _DEG
+    return sd, cd, eqt * (4.0 / _DEG)
 
 
 def _split(anchor):
@@ -91,6 +93,7 @@ class _Sky:
     so no float ever holds a full timestamp."""
 
     def __init__(self, anchor, lat, lon):
+        self.noon = None
         self.n, self.rem = _split(anchor)
         self.lon = lon
         self.sl = math.sin(lat * _DEG)
@@ -105,10 +108,15 @@ class _Sky:
         return sd, cd, h
 
     def transit(self):
-        """Seconds from the anchor to the nearest upper transit (solar noon)."""
+        """Seconds from the anchor to the nearest upper transit (solar noon).
+
+        Also keeps the sun's (sin_decl, cos_decl, 0.0) there in `self.noon`, for
+        the first step of `event`."""
         s = 0.0
         for _ in range(_MAX_STEPS):
-            step = -self.at(s)[2] * 240.0
+            sd, cd, h = self.at(s)
+            self.noon = (sd, cd, 0.0)
+            step = -h * 240.0
             s += step
             # Each step shrinks the error some 3000 times (the equation of time
             # moves < 30 s a day): after a step under 20 s it is below 0.01 s.
@@ -128,10 +136,12 @@ class _Sky:
         (rising) or after (setting) the transit at t0."""
         s = t0
         near_lower = False
-        for _ in range(_MAX_STEPS):
+        for k in range(_MAX_STEPS):
             # Declination and hour angle at the current estimate: the target
             # hour angle moves with the declination, so both are re-evaluated.
-            sd, cd, h = self.at(s)
+            # (At the transit they are known already: at most 20 s and 0.01
+            # degrees of hour angle away, which the next step absorbs.)
+            sd, cd, h = self.noon if k == 0 and s == t0 and self.noon else self.at(s)
             ch = self.cos_hour_angle(sd, cd, elev)
             if ch >= 1.0 or ch <= -1.0:
                 if near_lower:
@@ -197,16 +207,32 @@ def events(anchor, lat, lon, elevs):
     return _round(anchor, t0), out
 
 
+class SolarDay:
+    """The solar day whose noon is nearest `anchor` (park time, UTC): its transit is
+    found once, and any number of crossings computed from it."""
+
+    def __init__(self, anchor, lat, lon):
+        _check_place(lat, lon)
+        self.anchor = anchor
+        self._sky = _Sky(anchor, lat, lon)
+        self._t0 = None
+
+    def crossing(self, elev, setting):
+        """The setting through `elev` after the transit, or the rising before it:
+        (park time or None, status)."""
+        sky = self._sky
+        if self._t0 is None:
+            self._t0 = sky.transit()
+        s, status = sky.event(self._t0, elev, setting)
+        return (None if s is None else _round(self.anchor, s)), status
+
+
 def crossing(anchor, lat, lon, elev, setting):
     """One crossing of the solar day whose noon is nearest `anchor`: the setting
     through `elev` after that noon, or the rising before it.
 
-    Returns (park time or None, status), as one entry of `events` but at about
-    half the cost."""
-    _check_place(lat, lon)
-    sky = _Sky(anchor, lat, lon)
-    s, status = sky.event(sky.transit(), elev, setting)
-    return (None if s is None else _round(anchor, s)), status
+    Returns (park time or None, status), as one entry of `events`."""
+    return SolarDay(anchor, lat, lon).crossing(elev, setting)
 
 
 def solar_day(tz, year, month, day, lat, lon):
