@@ -1,5 +1,5 @@
 # Runs inside MicroPython (unix port): the lamp controller's costs.
-#   MICROPYPATH=firmware/lib:firmware/lamp micropython -X heapsize=100k bench/mp_lamp.py CONFIG
+#   MICROPYPATH=firmware/lib:firmware/lamp:tests/firmware micropython -X heapsize=100k bench/mp_lamp.py CONFIG
 # Prints: idle_pass_us sampling_pass_us next_change_us next_change_cold_us
 #         config_bytes engine_bytes controller_bytes modules_bytes
 import gc
@@ -18,48 +18,8 @@ gc.collect()
 modules = gc.mem_alloc() - m0
 
 
-class Pin:
-    def __init__(self):
-        self.v = 0
-
-    def value(self, v=None):
-        if v is None:
-            return self.v
-        self.v = v
-
-
-class PWM:
-    def duty_u16(self, d=None):
-        return 0
-
-
-class ADC:
-    def __init__(self, raw):
-        self.raw = raw
-
-    def read_u16(self):
-        return self.raw
-
-
-class Hw:
-    def __init__(self):
-        self.pwm = PWM()
-        self.relay = Pin()
-        self.relay_active = 1
-        self.light_adc = ADC(200)
-        self.current_adc = ADC(13107)
-
-
-class Clock:
-    def __init__(self, t):
-        self.t = t
-
-    def now(self):
-        return self.t
-
-    def set(self, t):
-        self.t = t
-
+from fakehw import Hw  # noqa: E402  (the firmware tests' stand-ins)
+from fakehw import SystemClock as Clock  # noqa: E402
 
 with open(sys.argv[1]) as f:
     text = f.read()
@@ -103,7 +63,10 @@ b = gc.mem_alloc()
 system = Clock(t0)
 clock = TimeKeeper(system)
 clock.sync(t0, "bench")
-ctl = Controller(cfg, Hw(), clock)
+hw = Hw()
+hw.light_adc.raw = 200  # a dark evening
+hw.current_adc.raw = 13107  # a lamp drawing 1 A
+ctl = Controller(cfg, hw, clock)
 ctl.step(0)
 ctl.step(60000)  # past any fade
 gc.collect()

@@ -19,9 +19,11 @@ from parkctl.runtime import HEAPSIZE, micropython_binary, micropython_env  # noq
 
 
 def _micropython(script: str, *args: str) -> list[str]:
+    env = micropython_env()
+    env["MICROPYPATH"] += ":" + str(ROOT / "tests" / "firmware")  # fakehw's peripherals
     proc = subprocess.run(
         [micropython_binary(), "-X", f"heapsize={HEAPSIZE}", str(ROOT / "bench" / script), *args],
-        env=micropython_env(),
+        env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
