@@ -224,6 +224,8 @@ def plot(result: Result, out: Path) -> None:
     ax.set_ylim(-2, 110)
     ax.set_ylabel("lamp level, %")
     ax.set_title(sc.name or str(sc.path.name))
+    if sc.end - sc.start <= 3 * 86400:
+        ax.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3)))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles, strict=True))
