@@ -1,7 +1,8 @@
 # The simulator inside the MicroPython interpreter (unix port):
 #   MICROPYPATH=sim:sim/vesp32:firmware/lamp:firmware/lib micropython sim/mp_main.py IMAGE < scenario.json
 # The board's filesystem is MicroPython's own VfsLfs2 over the image file; the
-# timeline comes out as JSON lines on stdout.
+# timeline comes out on stdout as JSON lines, each after a \x1e; any other line
+# is the firmware writing to the console directly (sys.print_exception).
 
 import builtins
 import json
@@ -53,6 +54,8 @@ def main():
     out = sys.stdout
 
     def emit(t_us, kind, text):
+        # Framed, because the firmware can write to stdout too (sys.print_exception).
+        out.write("\x1e")
         out.write(json.dumps([t_us // 1000000, kind, text]))
         out.write("\n")
 

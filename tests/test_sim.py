@@ -63,6 +63,22 @@ def test_a_failed_expectation_is_named_and_fails_the_run(tmp_path):
     assert "2 expectation(s) failed: expect level 100 at 21:00; expect no fault" in proc.stderr
 
 
+def test_firmware_output_outside_the_timeline_is_kept_as_console_lines():
+    out = (
+        '\x1e[100, "reset", "power on"]\n'
+        "Traceback (most recent call last):\n"
+        '  File "main.py"\n'
+        '\x1e[160, "end", "x"]\n'
+    )
+    entries = simcmd.parse_micropython_output(out, 0)
+    assert [(e.t, e.kind, e.text) for e in entries] == [
+        (100, "reset", "power on"),
+        (100, "console", "Traceback (most recent call last):"),
+        (100, "console", '  File "main.py"'),
+        (160, "end", "x"),
+    ]
+
+
 def test_real_time_mode_changes_nothing_but_the_pace():
     fast = simcmd.run(SCENARIOS / "lamp-failure.scn", "cpython")
     paced = simcmd.run(SCENARIOS / "lamp-failure.scn", "cpython", realtime=1e9)
@@ -175,12 +191,22 @@ def test_virtual_esp32_rules(tmp_path):
     # A button press bounces: the firmware's IRQ sees several edges for one press.
     edges = []
     button = machine.Pin(27, machine.Pin.IN, machine.Pin.PULL_UP)
-    button.irq(lambda pin: edges.append(pin.value()), machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING)
+    button.irq(
+        lambda pin: edges.append((vtime.ticks_us(), pin.value())),
+        machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING,
+    )
+    pressed_at = vtime.ticks_us() + 1000
     world.at(world.now_us + 1000, {"do": "press", "ms": 300})
     vtime.sleep_ms(100)
     assert button.value() == 0  # held down
     vtime.sleep_ms(400)
     assert button.value() == 1 and len(edges) >= 6
+    # Each handler ran during the sleep, at its edge, as scheduled callbacks do on the board:
+    # the chatter of the press is over within a few ms, that of the release 300 ms later.
+    assert all(
+        pressed_at <= t < pressed_at + 10000 or pressed_at + 300000 <= t < pressed_at + 310000
+        for t, _ in edges
+    )
     # machine.reset() restarts the firmware; the filesystem is kept.
     with pytest.raises(hub.Reset):
         machine.reset()

@@ -78,9 +78,7 @@ def run(
                 env=env,
                 timeout=3600,
             )
-            for line in proc.stdout.splitlines():
-                t, kind, text = json.loads(line)
-                entries.append(Entry(t, kind, text))
+            entries = parse_micropython_output(proc.stdout, sc.start)
             if proc.returncode != 0:
                 raise RuntimeError(
                     f"the simulator failed in MicroPython (exit {proc.returncode}):\n{proc.stderr}"
@@ -88,6 +86,19 @@ def run(
         else:
             raise UserError(f"unknown runtime {runtime!r}: choose cpython or micropython")
     return Result(sc, entries, check(sc, entries))
+
+
+def parse_micropython_output(stdout: str, start: int) -> list[Entry]:
+    """sim/mp_main.py's stdout: timeline entries framed by \x1e, and any other line
+    is the firmware writing to stdout itself (a traceback), kept as console lines."""
+    entries: list[Entry] = []
+    for line in stdout.split("\n"):
+        if line.startswith("\x1e"):
+            t, kind, text = json.loads(line[1:])
+            entries.append(Entry(t, kind, text))
+        elif line:
+            entries.append(Entry(entries[-1].t if entries else start, "console", line))
+    return entries
 
 
 def run_fleet(path: Path, lamps: int, seed: int | None = None) -> list[Result]:

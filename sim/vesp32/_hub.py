@@ -103,8 +103,8 @@ class Board:
                     self.world.note("reset", "watchdog expired")
                     raise Reset(WDT_RESET)
                 continue
-            if self.world.advance(target, stop_early=bool(self.schedule)):
-                continue  # an IRQ queued a callback: run it, then go on sleeping
+            if self.world.advance(target, stop_early=True):
+                continue  # an IRQ queued a callback: run it now, then go on sleeping
             break
         self.run_scheduled()
 
