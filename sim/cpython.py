@@ -94,10 +94,19 @@ class LittleFsVfs:
         return OSError(abs(e.code), str(e))
 
     def open(self, path: str, mode: str = "r"):
+        bmode = mode if "b" in mode else mode + "b"
         try:
-            f = self.fs.open(path, mode if "b" in mode else mode + "b")
+            if "a" in mode:
+                # MicroPython's "a" creates a missing file; littlefs-python's does not.
+                try:
+                    self.fs.stat(path)
+                except (littlefs.LittleFSError, FileNotFoundError):
+                    self.fs.open(path, "wb").close()
+            f = self.fs.open(path, bmode)
         except littlefs.LittleFSError as e:
             raise self._err(e) from None
+        except FileNotFoundError:
+            raise OSError(2, f"no such file: {path}") from None
         return f if "b" in mode else io.TextIOWrapper(f, encoding="utf-8")
 
     def ilistdir(self, path: str = "/"):

@@ -1,0 +1,200 @@
+# The on-flash event journal: every event is written here before anyone tries to
+# deliver it, and stays until the centre has it.
+#
+# Files in one folder: `boot` (the boot counter) and numbered segments
+# `NNNNNNNN.log`, each a text file of records, one a line:
+#   SEQ BOOT KIND CRITICAL BODY CRC
+# BODY is JSON (never a newline in it); CRC is the CRC-32 of the rest of the
+# line, in hex. A delivery is recorded by appending `SEQ - ack 0 "" CRC`.
+# A line whose CRC does not match (torn by a power cut mid-write) is skipped
+# and counted; every other line, before or after it, is kept.
+#
+# Bounded: at most `max_segments` segments of `segment_records` records. When
+# a new segment would exceed that, the oldest goes: its delivered records are
+# dropped; undelivered non-critical ones too (counted in `dropped`); undelivered
+# critical ones (alarms) are carried into the newest segment with their ids,
+# never dropped. A segment holding nothing but undelivered alarms stays: then
+# the journal outgrows its bound rather than lose an alarm.
+#
+# Each event's id is "DEVICE-BOOT-SEQ": unique across reboots, so a centre
+# that receives an event twice (at-least-once delivery) can drop the copy.
+# Only sequence numbers of undelivered events are kept in RAM; bodies are read
+# back from flash when they are delivered.
+
+import binascii
+
+
+def _crc(text):
+    return binascii.crc32(text.encode()) & 0xFFFFFFFF
+
+
+class Journal:
+    def __init__(self, os_module, folder, device, max_segments=8, segment_records=64, opener=open):
+        self.os = os_module
+        self.open = opener
+        self.folder = folder
+        self.device = device
+        self.max_segments = max_segments
+        self.segment_records = segment_records
+        self.torn = 0  # lines skipped for a bad CRC or shape
+        self.dropped = 0  # undelivered non-critical events dropped for room
+        self.pending = {}  # seq -> critical (True/False): not yet delivered
+        self.seq = 0  # the last sequence number used
+        self._segments = []  # segment numbers, oldest first
+        self._count = 0  # records in the newest segment
+        self._torn_tail = False
+        try:
+            self.os.mkdir(folder)
+        except OSError:
+            pass  # it exists
+        self.boot = self._next_boot()
+        self._load()
+
+    # --- files -------------------------------------------------------------
+
+    def _path(self, number):
+        return "%s/%08d.log" % (self.folder, number)
+
+    def _next_boot(self):
+        path = self.folder + "/boot"
+        n = 0
+        try:
+            with self.open(path) as f:
+                n = int(f.read().strip() or "0")
+        except (OSError, ValueError):
+            n = 0
+        n += 1
+        tmp = path + ".tmp"
+        with self.open(tmp, "w") as f:
+            f.write("%d\n" % n)
+        self.os.rename(tmp, path)
+        return n
+
+    def _lines(self, number, loading=False):
+        """(seq, boot, kind, critical, body) of each good line of a segment."""
+        try:
+            f = self.open(self._path(number))
+        except OSError:
+            return
+        with f:
+            for line in f:
+                rec = self._parse(line) if line.endswith("\n") else None
+                if rec is None:
+                    if loading:
+                        self.torn += 1
+                        self._torn_tail = True
+                else:
+                    if loading:
+                        self._torn_tail = False
+                    yield rec
+
+    @staticmethod
+    def _parse(line):
+        line = line.rstrip("\n")
+        cut = line.rfind(" ")
+        if cut < 0:
+            return None
+        head = line[:cut]
+        try:
+            if int(line[cut + 1 :], 16) != _crc(head):
+                return None
+            seq, boot, kind, critical, body = head.split(" ", 4)
+            return int(seq), boot, kind, critical == "1", body
+        except ValueError:
+            return None
+
+    def _load(self):
+        numbers = []
+        for name in self.os.listdir(self.folder):
+            if name.endswith(".log") and name[:-4].isdigit():
+                numbers.append(int(name[:-4]))
+        numbers.sort()
+        self._segments = numbers
+        for number in numbers:
+            count = 0
+            self._torn_tail = False
+            for seq, _, kind, critical, _ in self._lines(number, loading=True):
+                count += 1
+                if kind == "ack":
+                    self.pending.pop(seq, None)
+                    continue
+                if seq > self.seq:
+                    self.seq = seq
+                self.pending[seq] = critical
+            self._count = count
+        if self._torn_tail:
+            # Never append after a torn line: the next record would be glued to it.
+            self._count = self.segment_records
+
+    def _write(self, seq, boot, kind, critical, body, rollover=True):
+        head = "%d %s %s %d %s" % (seq, boot, kind, 1 if critical else 0, body)
+        if rollover and (not self._segments or self._count >= self.segment_records):
+            self._new_segment()
+        with self.open(self._path(self._segments[-1]), "a") as f:
+            f.write("%s %08x\n" % (head, _crc(head)))
+        self._count += 1
+
+    def _new_segment(self):
+        self._segments.append(self._segments[-1] + 1 if self._segments else 1)
+        self._count = 0
+        # Oldest first; a segment of nothing but undelivered alarms is passed over.
+        for number in self._segments[:-1]:
+            if len(self._segments) <= self.max_segments:
+                break
+            self._retire(number)
+
+    def _retire(self, number):
+        keep = []
+        total = 0
+        for rec in self._lines(number):
+            total += 1
+            seq, kind, critical = rec[0], rec[2], rec[3]
+            if kind != "ack" and seq in self.pending and critical:
+                keep.append(rec)
+        if keep and len(keep) == total:
+            return  # nothing to gain: undelivered alarms outrank the bound
+        # Alarms first go into the newest segment (same seq, same id), and only
+        # then is the old segment removed: a power cut in between leaves a copy
+        # in both, which undelivered() reads once.
+        for rec in keep:
+            self._write(rec[0], rec[1], rec[2], rec[3], rec[4], rollover=False)
+        for seq, _, kind, critical, _ in self._lines(number):
+            if kind != "ack" and not critical and self.pending.pop(seq, None) is not None:
+                self.dropped += 1
+        self.os.remove(self._path(number))
+        self._segments.remove(number)
+
+    # --- use ---------------------------------------------------------------
+
+    def event_id(self, seq, boot=None):
+        return "%s-%s-%d" % (self.device, self.boot if boot is None else boot, seq)
+
+    def append(self, kind, body, critical=False):
+        """Journal an event (body: JSON text) before delivery; returns its id."""
+        if " " in kind or not kind or kind == "ack":
+            raise ValueError("bad event kind %r" % kind)
+        if "\n" in body:
+            raise ValueError("an event body is one line of JSON")
+        self.seq += 1
+        self._write(self.seq, self.boot, kind, critical, body)
+        self.pending[self.seq] = critical
+        return self.event_id(self.seq)
+
+    def delivered(self, seq):
+        """The centre has it: it may now be dropped when room is needed."""
+        if self.pending.pop(seq, None) is not None:
+            self._write(seq, "-", "ack", False, '""')
+
+    def undelivered(self, limit=8):
+        """Up to `limit` undelivered events, oldest first: (seq, id, kind, body)."""
+        out = []
+        if not self.pending:
+            return out
+        seen = {}
+        for number in self._segments:
+            for seq, boot, kind, _, body in self._lines(number):
+                if kind != "ack" and seq in self.pending and seq not in seen:
+                    seen[seq] = True
+                    out.append((seq, self.event_id(seq, boot), kind, body))
+        out.sort()
+        return out[:limit]

@@ -1,0 +1,84 @@
+# The on-flash journal: nothing lost, bounded, torn records skipped.
+# CPython, float32, MicroPython (real files in a temp folder; tests/test_journal_littlefs.py
+# runs it on a littlefs image).
+
+import os
+
+from fwtest import raises, read, tempdir, write
+from journal import Journal
+
+
+def new(folder=None, **kw):
+    return Journal(os, folder or tempdir() + "/j", "lamp-7", **kw)
+
+
+def test_append_deliver_and_ids():
+    j = new()
+    assert j.boot == 1
+    a = j.append("alarm", '{"press": 1}', critical=True)
+    b = j.append("fault", '{"name": "lamp_failure"}')
+    assert (a, b) == ("lamp-7-1-1", "lamp-7-1-2")
+    assert [(seq, kind) for seq, _, kind, _ in j.undelivered()] == [(1, "alarm"), (2, "fault")]
+    j.delivered(1)
+    assert [x[1] for x in j.undelivered()] == ["lamp-7-1-2"]
+    assert raises(ValueError, j.append, "two words", "{}")
+    assert raises(ValueError, j.append, "x", "{\n}")
+
+
+def test_a_reboot_keeps_what_was_not_delivered():
+    folder = tempdir() + "/j"
+    j = new(folder)
+    j.append("alarm", '{"n": 1}', critical=True)
+    j.append("state", '{"n": 2}')
+    j.delivered(2)
+    j2 = new(folder)  # power cut, boot again
+    assert j2.boot == 2
+    assert [(x[1], x[3]) for x in j2.undelivered()] == [("lamp-7-1-1", '{"n": 1}')]
+    # Sequence numbers go on; the id says which boot journaled it.
+    assert j2.append("state", "{}") == "lamp-7-2-3"
+
+
+def test_a_torn_record_is_skipped_and_the_rest_kept():
+    folder = tempdir() + "/j"
+    j = new(folder)
+    j.append("alarm", '{"n": 1}', critical=True)
+    j.append("alarm", '{"n": 2}', critical=True)
+    path = folder + "/00000001.log"
+    text = read(path)
+    write(path, text + text.splitlines()[1][:20])  # a third record, cut short by a power cut
+    j2 = new(folder)
+    assert [x[3] for x in j2.undelivered()] == ['{"n": 1}', '{"n": 2}']
+    assert j2.torn == 1
+    # The next record does not get glued to the torn one: it is read back whole.
+    j2.append("alarm", '{"n": 3}', critical=True)
+    assert [x[3] for x in new(folder).undelivered()] == ['{"n": 1}', '{"n": 2}', '{"n": 3}']
+    # A bit flipped inside a record: its CRC no longer matches.
+    lines = read(path).splitlines()
+    write(path, lines[0].replace('"n": 1', '"n": 7') + "\n" + lines[1] + "\n")
+    j3 = new(folder)
+    assert [x[3] for x in j3.undelivered()] == ['{"n": 2}', '{"n": 3}'] and j3.torn == 1
+
+
+def test_bounded_delivered_first_then_plain_events_never_alarms():
+    folder = tempdir() + "/j"
+    j = new(folder, max_segments=3, segment_records=4)
+    for i in range(40):  # delivered as they go: the journal stays small
+        j.delivered(int(j.append("state", '{"i": %d}' % i).split("-")[-1]))
+    assert len([n for n in os.listdir(folder) if n.endswith(".log")]) <= 3
+    assert j.dropped == 0
+    alarm = j.append("alarm", '{"help": true}', critical=True)
+    for i in range(30):  # offline: nothing delivered any more
+        j.append("state", '{"i": %d}' % i)
+    assert j.dropped > 0  # old plain events made room ...
+    kept = [x[1] for x in j.undelivered(100)]
+    assert alarm in kept  # ... the alarm never
+    assert len([n for n in os.listdir(folder) if n.endswith(".log")]) <= 3
+    # And after a reboot, the alarm is still there, once.
+    assert [x[1] for x in new(folder).undelivered(100)].count(alarm) == 1
+
+
+def test_alarms_outrank_the_bound():
+    folder = tempdir() + "/j"
+    j = new(folder, max_segments=2, segment_records=2)
+    ids = [j.append("alarm", '{"n": %d}' % i, critical=True) for i in range(9)]
+    assert [x[1] for x in j.undelivered(100)] == ids
