@@ -207,6 +207,17 @@ def test_virtual_esp32_rules(tmp_path):
         pressed_at <= t < pressed_at + 10000 or pressed_at + 300000 <= t < pressed_at + 310000
         for t, _ in edges
     )
+    # The firmware's debouncer on that virtual pin: one press per press, none per spike.
+    button.irq(None)
+    debounced = modules.load("button", as_firmware=True).Button(button, vtime.ticks_ms)
+    button.irq(debounced.irq, machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING)
+    seen: list[str] = []
+    world.at(world.now_us + 1000, {"do": "press", "ms": 300})
+    world.at(world.now_us + 600000, {"do": "noise", "ms": 3})
+    for _ in range(200):  # the main loop's part: step, sleep until the next deadline
+        wait = debounced.step(vtime.ticks_ms(), seen.append)
+        vtime.sleep_ms(wait if 0 <= wait < 10 else 10)
+    assert seen == ["press", "release"]
     # machine.reset() restarts the firmware; the filesystem is kept.
     with pytest.raises(hub.Reset):
         machine.reset()
