@@ -72,6 +72,24 @@ def bench_lamp_micropython() -> None:
     print(f"  heap: module code (unix, 64-bit)  {mods:6d} bytes (less as .mpy on the ESP32)")
 
 
+def bench_sun_accuracy() -> None:
+    """Not speed, but a figure worth printing: the float32 sun against skyfield/DE421."""
+    import warnings
+
+    warnings.filterwarnings("ignore", "The file finals2000A.all has expired")
+    sys.path.insert(0, str(ROOT / "tests"))
+    import test_sun_accuracy as acc
+
+    print("sun accuracy, float32 build vs skyfield/DE421, every day of 2026 (worst error):")
+    for lats, target in ((acc.LATITUDES_60S, 60), (acc.LATITUDES_10MIN, 600)):
+        worst = 0
+        for lat in lats:
+            err, _ = acc._compare(lat, (lat * 7.3) % 360.0 - 180.0, target)
+            worst = max(worst, err)
+        span = f"{min(abs(x) for x in lats):.0f}..{max(abs(x) for x in lats):.0f} deg"
+        print(f"  {len(lats):2d} latitudes, {span:<12} {worst:5d} s   (target {target} s)")
+
+
 def bench_sim_year() -> None:
     from parkctl import simcmd
 
@@ -107,5 +125,6 @@ if __name__ == "__main__":
     bench_sun_micropython()
     bench_lamp_micropython()
     bench_sun_cpython()
+    bench_sun_accuracy()
     bench_sim_year()
     bench_fleet()
