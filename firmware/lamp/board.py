@@ -8,7 +8,7 @@ import time
 import machine
 from civil import epoch_offset, split
 
-WDT_MS = 600000  # a hung loop resets within 10 minutes; longer sleeps are cut to feed it
+WDT_MS = 60000  # a hung loop resets within a minute; longer sleeps are cut to feed it
 # Written into RTC memory when a trusted source sets the clock: a reset that
 # keeps the RTC running (not a power-on) may then trust it.
 _RTC_MARK = b"park-time-ok"
