@@ -118,7 +118,7 @@ class World:
         pins = {
             "pwm": 25,
             "relay": 26,
-            "relay_active": 1,
+            "relay_active": 0,
             "current_adc": 34,
             "light_adc": 35,
             "button": 27,

@@ -34,7 +34,7 @@ DEFAULT_PINS = {
     # ESP32 DevKitC (docs/lamp-config.md has the wiring).
     "pwm": 25,
     "relay": 26,
-    "relay_active": 1,
+    "relay_active": 0,  # coil off keeps the normally-closed contact closed: lit
     "current_adc": 34,
     "light_adc": 35,
     "i2c_sda": 21,

@@ -12,8 +12,9 @@
 #   and the driver's inrush limiter need the rest). While it may not close yet,
 #   the level applied is 0 and the output reports that beside the target.
 # - Wiring: the relay's normally-closed contact feeds the driver, so a board
-#   that is off, resetting or dead leaves the lamp lit ("fails lit");
-#   `relay_active` says which pin level opens... see docs/lamp-config.md.
+#   that is off, resetting or dead leaves the lamp lit ("fails lit").
+#   `relay_active` is the pin level that keeps the driver powered: 0 for that
+#   wiring (coil off), 1 for a normally-open one (docs/lamp-config.md).
 
 from ticks import diff
 
