@@ -6,6 +6,7 @@
 import heapq
 import math
 
+import lampconfig
 import sun
 from _hub import PowerLoss, Stop
 from civil import split, to_seconds
@@ -109,22 +110,13 @@ class World:
         self.now_us = scenario["start"] * 1000000
         self.end_us = scenario["end"] * 1000000
         self.rand = Random(scenario.get("seed", 0))
-        cfg = scenario["config"]
-        site = cfg["site"]
-        self.lat = site["lat"]
-        self.lon = site["lon"]
-        out = cfg.get("output", {})
-        self.gamma = out.get("gamma", 2.2) if out.get("curve") == "gamma" else 1.0
-        pins = {
-            "pwm": 25,
-            "relay": 26,
-            "relay_active": 0,
-            "current_adc": 34,
-            "light_adc": 35,
-            "button": 27,
-        }
-        pins.update(cfg.get("pins", {}))
-        self.pins = pins
+        # The installed configuration says where the lamp is and how it is wired:
+        # read with the firmware's own parser, so defaults cannot drift apart.
+        cfg = lampconfig.parse(scenario["config"])
+        self.lat = cfg.lat
+        self.lon = cfg.lon
+        self.gamma = cfg.gamma
+        self.pins = cfg.pins
         b = scenario.get("board", {})
         self.ds3231 = DS3231(self, b.get("ds3231", "set") == "set", b.get("rtc_battery", "ok") == "ok")
         self.ds3231.offset_us += b.get("clock_offset_s", 0) * 1000000
