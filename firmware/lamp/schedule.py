@@ -36,6 +36,7 @@ class Engine:
         self._days = {}  # program day -> sorted [(t, day, step_index, level, fade, rule_index)]
         self._override = None  # (level, until, source)
         self._suns = {}  # local date -> sun.SolarDay: a date's transit serves two program days
+        self._reach_s = None
 
     # --- calendar -------------------------------------------------------
 
@@ -106,12 +107,24 @@ class Engine:
         out.sort()
         return out
 
-    def _window(self, day):
-        merged = []
-        for d in range(day - _BACK, day + _AHEAD + 1):
-            merged.extend(self.day_steps(d))
-        merged.sort()
-        return merged
+    def _reach(self):
+        """(before, after): every step of program day X lies within
+        [noon(X) - before, noon(X) + after]. A setting event is within half a day
+        after a transit that is within half a day of local noon; a rising one
+        within a day before the next noon; clock times within the program day;
+        then the offsets, and an hour for a clock change."""
+        r = self._reach_s
+        if r is None:
+            most = 0
+            for p in [self.cfg.default] + [rule.program for rule in self.cfg.rules]:
+                for st in p.steps:
+                    off = st.offset if st.offset > 0 else -st.offset
+                    most = off if off > most else most
+            r = self._reach_s = (12 * 3600 + most + 3600, 36 * 3600 + most + 3600)
+        return r
+
+    def _noon(self, day):
+        return self.cfg.tz.to_utc(day * 86400 + _NOON)
 
     def program_day(self, t):
         return (self.cfg.tz.to_local(t) - _NOON) // 86400
@@ -120,11 +133,22 @@ class Engine:
 
     def scheduled(self, t):
         """(level, fade, since, reason) from the schedule alone at park time t."""
+        # The latest step at or before t, over the program days from two after
+        # t's back to _BACK before it; a day is skipped when all its steps
+        # are surely after t, and the search stops once a day's steps are surely
+        # all before the best found so far. Usually three days are computed.
+        before, after = self._reach()
+        day = self.program_day(t)
         best = None
-        for item in self._window(self.program_day(t)):
-            if item[0] > t:
+        for d in range(day + 2, day - _BACK - 1, -1):
+            noon = self._noon(d)
+            if noon - before > t:
+                continue
+            if best is not None and noon + after < best[0]:
                 break
-            best = item
+            for item in self.day_steps(d):
+                if item[0] <= t and (best is None or item > best):
+                    best = item
         if best is None:
             return 0, 0, None, (NONE, -1, -1, None)
         return best[3], best[4], best[0], (SCHEDULE, best[5], best[2], None)
@@ -142,14 +166,27 @@ class Engine:
         return self.scheduled(t)
 
     def _next_scheduled(self, t, level):
+        before, after = self._reach()
         day = self.program_day(t)
-        steps = self._window(day)
-        for k, item in enumerate(steps):
-            # Of several steps at one instant the last counts.
-            if item[0] > t and (k + 1 == len(steps) or steps[k + 1][0] != item[0]) and item[3] != level:
-                return item[0]
+        steps = []
+        for d in range(day - _BACK, day + _AHEAD + 1):
+            noon = self._noon(d)
+            if noon + after <= t:
+                continue  # all of that day's steps are before t
+            for item in self.day_steps(d):
+                if item[0] > t:
+                    steps.append(item)
+            steps.sort()
+            # The first step that changes the level (of several at one instant,
+            # the last counts), final once the next day's steps surely come after.
+            nxt = self._noon(d + 1) - before
+            for k, item in enumerate(steps):
+                if item[0] >= nxt:
+                    break
+                if (k + 1 == len(steps) or steps[k + 1][0] != item[0]) and item[3] != level:
+                    return item[0]
         # No change within the window: look again from its end.
-        return self.cfg.tz.to_utc((day + _AHEAD) * 86400 + _NOON)
+        return self._noon(day + _AHEAD)
 
     def next_change(self, t):
         """The first instant after t at which the level may differ from now.
