@@ -182,4 +182,5 @@ def test_float32_and_float64_builds_differ_but_agree_to_a_second():
             a = sun32.solar_day(tz32, 2026, month, 15, 31.03, 121.23)
         b = sun64.solar_day(tz64, 2026, month, 15, 31.03, 121.23)
         for x, y in zip(a[:4], b[:4], strict=True):
+            assert x is not None and y is not None  # every event happens in Songjiang
             assert abs(x - y) <= 1

@@ -61,10 +61,9 @@ class Controller:
     def _fault(self, name, raised, detail):
         self.event(name if raised else name + "_cleared", detail)
 
-    def _decide(self, now_ms):
-        """(level, fade, reason, valid_until or None)."""
-        if self.clock.valid:
-            t = self.clock.now()
+    def _decide(self, t):
+        """(level, fade, reason, valid_until or None) at park time t (None: no valid time)."""
+        if t is not None:
             level, fade, _, reason = self.engine.target(t)
             return level, fade, reason, self.engine.next_change(t)
         pc = self.photocell
@@ -114,16 +113,15 @@ class Controller:
         stale = (
             first
             or self._gen != self.clock.generation
-            or not self.clock.valid
+            or t is None  # no valid time: the photocell's answer can change any pass
             or self._valid_until is None
-            or t is None
             or t >= self._valid_until
             or (self._last_t is not None and t < self._last_t)  # the clock went back
         )
         self._last_t = t
         if stale:
             self._gen = self.clock.generation
-            level, fade, reason, until = self._decide(now_ms)
+            level, fade, reason, until = self._decide(t)
             self._valid_until = until
             mode = reason[0] if reason[0] in (PHOTOCELL, FAILSAFE) else SCHEDULE
             if mode != self.mode:

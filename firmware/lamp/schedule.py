@@ -17,7 +17,7 @@
 # step gives the right level at once; a missed step cannot exist.
 
 import sun
-from civil import civil_from_days, days_from_civil, weekday
+from civil import civil_from_days, weekday
 
 # Why a level is what it is: reason[0].
 SCHEDULE = "schedule"
@@ -78,7 +78,7 @@ class Engine:
         cfg = self.cfg
         tz = cfg.tz
         rule, program = self.program_for(day)
-        start = tz.to_utc(day * 86400 + _NOON)
+        start = self._noon(day)
         suns = self._suns
         if len(suns) > 2 * _CACHE:
             suns.clear()
@@ -91,7 +91,7 @@ class Engine:
                 date = day if st.setting else day + 1
                 sd = suns.get(date)
                 if sd is None:
-                    sd = suns[date] = sun.SolarDay(tz.to_utc(date * 86400 + _NOON), cfg.lat, cfg.lon)
+                    sd = suns[date] = sun.SolarDay(self._noon(date), cfg.lat, cfg.lon)
                 t, status = sd.crossing(st.elev, st.setting)
                 if t is None:
                     dark_all_day = status == sun.ALWAYS_BELOW
@@ -235,7 +235,3 @@ def _date_matches(ranges, y, m, d):
         elif md >= lo or md <= hi:  # wraps over New Year: "12-24..01-02"
             return True
     return False
-
-
-def local_noon(tz, y, m, d):
-    return tz.to_utc(days_from_civil(y, m, d) * 86400 + _NOON)

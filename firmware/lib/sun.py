@@ -141,7 +141,7 @@ class _Sky:
             # hour angle moves with the declination, so both are re-evaluated.
             # (At the transit they are known already: at most 20 s and 0.01
             # degrees of hour angle away, which the next step absorbs.)
-            sd, cd, h = self.noon if k == 0 and s == t0 and self.noon else self.at(s)
+            sd, cd, h = self.noon if k == 0 and self.noon else self.at(s)
             ch = self.cos_hour_angle(sd, cd, elev)
             if ch >= 1.0 or ch <= -1.0:
                 if near_lower:
@@ -183,30 +183,6 @@ def day_anchor(tz, year, month, day):
     return tz.to_utc(days_from_civil(year, month, day) * 86400 + _HALF_DAY)
 
 
-def events(anchor, lat, lon, elevs):
-    """For the solar day whose noon is nearest `anchor` (park time, UTC), the
-    rising and setting through each elevation in `elevs` (degrees).
-
-    Returns (transit, [(rise, rise_status, set, set_status), ...]), instants as
-    int park time, None where the status is not HAPPENS."""
-    _check_place(lat, lon)
-    sky = _Sky(anchor, lat, lon)
-    t0 = sky.transit()
-    out = []
-    for elev in elevs:
-        r, rs = sky.event(t0, elev, False)
-        st, ss = sky.event(t0, elev, True)
-        out.append(
-            (
-                None if r is None else _round(anchor, r),
-                rs,
-                None if st is None else _round(anchor, st),
-                ss,
-            )
-        )
-    return _round(anchor, t0), out
-
-
 class SolarDay:
     """The solar day whose noon is nearest `anchor` (park time, UTC): its transit is
     found once, and any number of crossings computed from it."""
@@ -217,22 +193,30 @@ class SolarDay:
         self._sky = _Sky(anchor, lat, lon)
         self._t0 = None
 
+    def _transit(self):
+        if self._t0 is None:
+            self._t0 = self._sky.transit()
+        return self._t0
+
+    def transit(self):
+        """Solar noon, park time."""
+        return _round(self.anchor, self._transit())
+
     def crossing(self, elev, setting):
         """The setting through `elev` after the transit, or the rising before it:
         (park time or None, status)."""
-        sky = self._sky
-        if self._t0 is None:
-            self._t0 = sky.transit()
-        s, status = sky.event(self._t0, elev, setting)
+        s, status = self._sky.event(self._transit(), elev, setting)
         return (None if s is None else _round(self.anchor, s)), status
 
 
-def crossing(anchor, lat, lon, elev, setting):
-    """One crossing of the solar day whose noon is nearest `anchor`: the setting
-    through `elev` after that noon, or the rising before it.
+def events(anchor, lat, lon, elevs):
+    """For the solar day whose noon is nearest `anchor` (park time, UTC), the
+    rising and setting through each elevation in `elevs` (degrees).
 
-    Returns (park time or None, status), as one entry of `events`."""
-    return SolarDay(anchor, lat, lon).crossing(elev, setting)
+    Returns (transit, [(rise, rise_status, set, set_status), ...]), instants as
+    int park time, None where the status is not HAPPENS."""
+    day = SolarDay(anchor, lat, lon)
+    return day.transit(), [day.crossing(e, False) + day.crossing(e, True) for e in elevs]
 
 
 def solar_day(tz, year, month, day, lat, lon):
