@@ -236,9 +236,14 @@ class ModuleSystem:
 
 
 class Platform:
-    def __init__(self, modules: ModuleSystem):
+    def __init__(self, modules: ModuleSystem, world_ready=None):
         self.modules = modules
-        self.console = None
+        self.console: Any = None
+        self._world_ready = world_ready
+
+    def world_ready(self, world) -> None:
+        if self._world_ready is not None:
+            self._world_ready(world)
 
     def pacer(self, start_us: int, factor: float):
         """Real-time mode: simulated time runs `factor` times the wall clock."""
@@ -258,29 +263,14 @@ class Platform:
         self.modules.load("main", as_firmware=True)
 
 
-def run(scenario: dict, image: Path | LittleFsVfs, emit, world_hook=None) -> Any:
+def run(scenario: dict, image: Path | LittleFsVfs, emit, world_ready=None) -> Any:
     """Run `scenario` on a board whose filesystem is `image`; emit(t_s, kind, text).
-    world_hook(world), if given, is called once the world exists (the fleet's)."""
-    modules = ModuleSystem(console=lambda line: None)
+    world_ready(world), if given, is called once the world exists (the fleet's)."""
+    modules = ModuleSystem(console=lambda line: platform.console(line))
     fs = image if isinstance(image, LittleFsVfs) else LittleFsVfs(image)
     modules.fs = fs
-    platform = Platform(modules)
+    platform = Platform(modules, world_ready)
     runner = modules.load("runner", as_firmware=False)
-
-    def console(line: str) -> None:
-        assert platform.console is not None
-        platform.console(line)
-
-    modules.console = console
-    if world_hook is not None:
-        world_mod = modules.load("world", as_firmware=False)
-        real_init = world_mod.World.__init__
-
-        def init(self, *args, **kw):
-            real_init(self, *args, **kw)
-            world_hook(self)
-
-        world_mod.World.__init__ = init
     try:
         return runner.run(scenario, fs, platform, lambda t_us, kind, text: emit(t_us // 1000000, kind, text))
     finally:

@@ -48,7 +48,7 @@ def run(scenario: dict, lamps: int, emit) -> None:
             sc,
             cpython.LittleFsVfs(ram=image),
             lambda t, kind, text: emit(i, t, kind, text),
-            world_hook=hook,
+            world_ready=hook,
         )
 
     for i in range(lamps):

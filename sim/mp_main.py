@@ -29,10 +29,11 @@ class Platform:
 
         return pace
 
-    def __init__(self, fs):
-        self.fs = fs
+    def __init__(self):
         self.console = None
-        self.real_print = builtins.print
+
+    def world_ready(self, world):
+        pass
 
     def boot(self):
         # RAM is lost: every firmware module is imported afresh.
@@ -50,7 +51,7 @@ def main():
     import vfs
 
     fs = vfs.VfsLfs2(FileBlockDevice(image), readsize=32, progsize=32, lookahead=32)
-    platform = Platform(fs)
+    platform = Platform()
     out = sys.stdout
 
     def emit(t_us, kind, text):

@@ -17,6 +17,7 @@ _CAUSES = {
 def run(scenario, fs, platform, emit):
     """emit(t_us, kind, text) receives the timeline as it happens."""
     world = World(scenario, emit)
+    platform.world_ready(world)
     if scenario.get("realtime"):
         world.pace = platform.pacer(world.now_us, scenario["realtime"])
     for i, ex in enumerate(scenario.get("probes", [])):
