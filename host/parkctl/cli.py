@@ -76,11 +76,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from .runtime import FIRMWARE_PATHS
+    from .runtime import import_firmware
 
-    for p in reversed(FIRMWARE_PATHS):
-        if str(p) not in sys.path:
-            sys.path.insert(0, str(p))
+    import_firmware()
     import lampconfig
 
     text = _read(args.file)

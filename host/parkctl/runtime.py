@@ -3,7 +3,7 @@
 Host commands that compute with firmware modules (the sun, schedules) do it
 through a script in fwscripts/ that runs unmodified on both interpreters: in
 CPython it is imported and called; in MicroPython it runs as a program with
-firmware/lib on its path and answers one JSON line.
+the firmware folders on its path and answers in JSON lines.
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ def micropython_env() -> dict[str, str]:
     return dict(os.environ, MICROPYPATH=os.pathsep.join(str(p) for p in FIRMWARE_PATHS))
 
 
+def import_firmware() -> None:
+    """Make firmware modules importable in this (CPython) process."""
+    for p in reversed(FIRMWARE_PATHS):
+        if str(p) not in sys.path:
+            sys.path.insert(0, str(p))
+
+
 def call(script: str, args: list[str], runtime: str = "cpython", stdin: str | None = None) -> Any:
     """Run fwscripts/<script>.py's main(args[, stdin]) in `runtime`; returns its JSON
     answer. A script reports bad input as {"error": "..."}, which becomes a UserError."""
@@ -61,9 +68,7 @@ def call_lines(script: str, args: list[str], runtime: str = "cpython", stdin: st
 
 def _run(script: str, args: list[str], runtime: str, stdin: str | None, streamed: bool) -> list[Any]:
     if runtime == "cpython":
-        for p in reversed(FIRMWARE_PATHS):
-            if str(p) not in sys.path:
-                sys.path.insert(0, str(p))
+        import_firmware()
         module = importlib.import_module(f"parkctl.fwscripts.{script}")
         if streamed:
             answers: list[Any] = []
