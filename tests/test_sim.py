@@ -145,6 +145,25 @@ def test_bad_scenarios_say_what_and_where(tmp_path, text, message):
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--realtime", "0"], "--realtime needs a speed above 0"),
+        (["--lamps", "0"], "--lamps must be 1..100000"),
+        (["--lamps", "3", "--runtime", "micropython"], "use --runtime cpython"),
+        (["--lamps", "3", "--plot", "x.png"], "are for one lamp"),
+        (["/no/such.scn"], "cannot read /no/such.scn"),
+    ],
+)
+def test_bad_sim_arguments_give_one_line(args, message):
+    if not args[0].startswith("/"):
+        args = [str(SCENARIOS / "lamp-failure.scn"), *args]
+    proc = parkctl("sim", *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
 def test_virtual_esp32_rules(tmp_path):
     """The ESP32 behaviours docs/sim.md promises, checked on the virtual board itself."""
     from sim import cpython
