@@ -9,9 +9,18 @@ STUBS_STAMP := $(STUBS)/.setup-done
 # pytest-xdist workers; the machine has 2 cores.
 JOBS ?= 2
 
-.PHONY: setup test check-firmware lint typecheck pytest bench sim clean
+.PHONY: setup mosquitto test check-firmware lint typecheck pytest bench sim clean
 
-setup: $(SETUP_STAMP) $(STUBS_STAMP)
+setup: $(SETUP_STAMP) $(STUBS_STAMP) mosquitto
+
+# The tests run the real broker: Mosquitto from Debian's packages, installed
+# here when missing (as root, or through sudo).
+mosquitto:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
+		echo "installing mosquitto (Debian package)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto >/dev/null; }
 
 $(SETUP_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

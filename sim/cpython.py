@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import builtins
 import io
+import select
+import socket
 import sys
 import traceback
 import types
@@ -271,6 +273,8 @@ def run(scenario: dict, image: Path | LittleFsVfs, emit, world_ready=None) -> An
     modules.fs = fs
     platform = Platform(modules, world_ready)
     runner = modules.load("runner", as_firmware=False)
+    hub: Any = modules.load("_hub", as_firmware=False)
+    hub.net, hub.net_select = socket, select  # the host's network, under the virtual socket
     try:
         return runner.run(scenario, fs, platform, lambda t_us, kind, text: emit(t_us // 1000000, kind, text))
     finally:

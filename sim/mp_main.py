@@ -8,8 +8,22 @@ import builtins
 import json
 import sys
 
-import runner
-from blockdev import FileBlockDevice
+
+def _real(names):
+    """The interpreter's own modules that sim/vesp32 shadows on the path."""
+    saved = sys.path[:]
+    sys.path[:] = [p for p in saved if not p.endswith("vesp32")]
+    try:
+        return [__import__(n) for n in names]
+    finally:
+        sys.path[:] = saved
+
+
+_socket, _select = _real(("socket", "select"))
+
+import _hub  # noqa: E402
+import runner  # noqa: E402
+from blockdev import FileBlockDevice  # noqa: E402
 
 FIRMWARE_DIRS = ("firmware/lamp", "firmware/lib")
 
@@ -46,6 +60,7 @@ class Platform:
 
 
 def main():
+    _hub.net, _hub.net_select = _socket, _select
     image = sys.argv[1]
     scenario = json.loads(sys.stdin.read())
     import vfs

@@ -34,7 +34,7 @@ import civil
 import lampconfig
 
 FAULTS = ("lamp_failure", "lamp_on_unexpected", "relay_failure")
-MODES = ("schedule", "photocell", "failsafe")
+MODES = ("schedule", "photocell", "failsafe", "alarm")
 
 
 class ScenarioError(ValueError):
@@ -64,6 +64,17 @@ class Scenario:
     events: list[dict] = field(default_factory=list)
     expectations: list[Expectation] = field(default_factory=list)
     tz: Any = None  # posixtz.TZ, from the configuration
+
+    @property
+    def networked(self) -> bool:
+        """Its lamp has Wi-Fi configured: the simulation needs a broker."""
+        return "network" in self.config
+
+    @property
+    def needs_centre(self) -> bool:
+        return any(e["do"] == "centre" for e in self.events) or any(
+            x.kind in ("alarm_by", "alarms") for x in self.expectations
+        )
 
     def to_json(self, seed: int | None = None, realtime: float | None = None) -> dict:
         """What the simulator core takes (docs/sim.md)."""
@@ -263,11 +274,13 @@ class _Parser:
             self.sc.events.append({"at": t, "do": "press", "ms": self._ms(what[3])})
         elif what[:2] == ["button", "noise"] and len(what) == 3:
             self.sc.events.append({"at": t, "do": "noise", "ms": self._ms(what[2])})
+        elif len(what) == 2 and what[0] == "centre" and what[1] in ("ack", "resolve", "garbage"):
+            self.sc.events.append({"at": t, "do": "centre", "cmd": what[1]})
         else:
             raise self.fail(
                 f'unknown stimulus "{" ".join(what)}" (lamp fails, lamp repaired, '
                 "photocell ok|stuck|open|short, rtc battery dead|ok, press button for N ms|s, "
-                "button noise N ms)"
+                "button noise N ms, centre ack|resolve|garbage)"
             )
 
     def _ms(self, text: str) -> int:
@@ -304,8 +317,10 @@ class _Parser:
             if words[1] not in MODES:
                 raise self.fail(f'unknown mode "{words[1]}" (one of {", ".join(MODES)})')
             sc.expectations.append(Expectation(text, "mode", self.when(" ".join(words[3:])), words[1]))
-        elif words[:1] in (["alarm"], ["an"]):
-            raise self.fail("alarms are not simulated yet (issue #5)")
+        elif words[:4] == ["an", "alarm", "at", "centre"] and len(words) > 5 and words[4] == "by":
+            sc.expectations.append(Expectation(text, "alarm_by", self.when(" ".join(words[5:]))))
+        elif len(words) == 4 and words[0].isdigit() and words[1:] == ["alarms", "at", "centre"]:
+            sc.expectations.append(Expectation(text, "alarms", count=int(words[0])))
         else:
             raise self.fail(f'unknown expectation "{text}"')
 

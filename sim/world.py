@@ -137,6 +137,8 @@ class World:
         self.board = None
         self.pace = None  # real-time mode: pace(t_us) waits until the wall clock is there
         self.wait = None  # many lamps in one process: wait(t_us) lets the others catch up
+        self.centre = None  # the control centre (sim/centre.py), where the platform has one
+        self._settled = -1  # the board's net_activity when the centre last settled
         self._queue = []
         self._seq = 0
         self._sun_cache = {}
@@ -157,6 +159,11 @@ class World:
         Returns True when stopped early because an event queued a callback."""
         if self.wait is not None:
             self.wait(target if target < self.end_us else self.end_us)
+        if self.centre is not None and target > self.now_us and self.board is not None:
+            # Whatever the lamp sent is at the centre before the clock moves on.
+            if self.board.net_activity != self._settled:
+                self.centre.settle()
+                self._settled = self.board.net_activity
         while self._queue and self._queue[0][0] <= target:
             t, _, ev = heapq.heappop(self._queue)
             if t > self.now_us:
@@ -224,6 +231,12 @@ class World:
                 "world",
                 "NTP server %s, step %+d s" % ("answers" if self.ntp_ok else "silent", self.ntp_step_s),
             )
+        elif do == "centre":
+            if self.centre is None:
+                self.note("centre", "no centre in this runtime: %s not sent" % ev["cmd"])
+            elif self.centre.command(ev["cmd"]) and self.board is not None:
+                for s in self.board.sockets:
+                    s.expect_push()
         elif do == "probe":
             self.log(self.now_us, "probe", "%d %.2f" % (ev["id"], self.level))
         elif do == "rtc_battery":

@@ -125,7 +125,10 @@ def test_plot_is_written(tmp_path):
             "config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nat 22:03 press button for 3x\n",
             "a duration",
         ),
-        ("config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nexpect an alarm by 22:10\n", "issue #5"),
+        (
+            "config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nexpect an alarm by 22:10\n",
+            "unknown expectation",
+        ),
         (
             "config CFG\nstart 2026-12-21 12:00\nend 2026-12-22 12:00\nexpect fault lamp_fire once\n",
             "unknown fault",

@@ -3,10 +3,15 @@
 # DevKitC, see docs/lamp-config.md). The simulator provides its own `machine`
 # with the same API, so this file runs unmodified there too.
 
+import io
+import select
 import time
 
 import machine
 from civil import epoch_offset, split
+
+_POLLIN = 1
+_STREAM_POLL = 3  # MP_STREAM_POLL: how select.poll asks a stream if it is ready
 
 WDT_MS = 60000  # a hung loop resets within a minute; longer sleeps are cut to feed it
 # Written into RTC memory when a trusted source sets the clock: a reset that
@@ -31,6 +36,20 @@ class SystemClock:
         self.rtc.memory(_RTC_MARK)
 
 
+class Wake(io.IOBase):
+    """A stream that select.poll sees as readable while `flag()` is true: it lets
+    a pin IRQ (which only sets a flag) end the main loop's wait at once, as
+    asyncio's ThreadSafeFlag does."""
+
+    def __init__(self, flag):
+        self.flag = flag
+
+    def ioctl(self, req, arg):
+        if req == _STREAM_POLL and self.flag():
+            return arg & _POLLIN
+        return 0
+
+
 class Board:
     def __init__(self, cfg):
         p = cfg.pins
@@ -44,12 +63,57 @@ class Board:
         self.i2c = machine.I2C(0, scl=Pin(p["i2c_scl"]), sda=Pin(p["i2c_sda"]), freq=400000)
         self.rtc = machine.RTC()
         self.clock = SystemClock(self.rtc)
+        self.button_pin = Pin(p["button"], Pin.IN, Pin.PULL_UP)
+        self.button_led = Pin(p["button_led"], Pin.OUT, value=0)
+        self._poll = select.poll()
+        self._watched = None  # the socket the wait also watches
         self.wdt = None
         self.wlan = None
         if cfg.ssid:
             import network
 
             self.wlan = network.WLAN(network.STA_IF)
+
+    def watch_button(self, button):
+        """Pin IRQ on both edges into `button` (a button.Button); its flag wakes the loop."""
+        self.button_pin.irq(button.irq, machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING)
+        self._poll.register(Wake(lambda: button.flag), _POLLIN)
+
+    def watch(self, sock):
+        """Data arriving on `sock` (None: no socket) also ends the wait."""
+        if sock is self._watched:
+            return
+        if self._watched is not None:
+            self._poll.unregister(self._watched)
+        if sock is not None:
+            self._poll.register(sock, _POLLIN)
+        self._watched = sock
+
+    def open_socket(self, tls, host, port):
+        """A non-blocking TCP connection to host:port, being made (for mqtt.Client)."""
+        import socket
+
+        addr = socket.getaddrinfo(host, port)[0][-1]
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(addr)
+        except OSError as e:
+            if e.args[0] not in (115, 119):  # EINPROGRESS (Linux, lwip): expected
+                s.close()
+                raise
+        if tls:
+            import ssl
+
+            s = ssl.wrap_socket(s, server_hostname=host, do_handshake=False)
+        return s
+
+    def device_id(self):
+        """The default device id: "lamp-" and the chip's id in hex."""
+        return "lamp-" + "".join("%02x" % b for b in machine.unique_id())
+
+    def restart(self):
+        machine.reset()
 
     def ntp_time(self):
         """Park time from NTP (blocks up to ntptime.timeout); OSError without an answer."""
@@ -74,12 +138,15 @@ class Board:
         return time.ticks_ms()
 
     def wait_until(self, deadline, healthy=True):
-        # A long sleep is cut so that a healthy loop keeps feeding the watchdog
-        # while it waits; an unhealthy one is left to be reset.
+        """Until `deadline` (ticks), a button edge or data on the watched socket.
+        A long wait is cut so that a healthy loop keeps feeding the watchdog; an
+        unhealthy one is left to be reset."""
         while True:
             ms = time.ticks_diff(deadline, time.ticks_ms())
             if ms <= 0:
                 return
-            time.sleep_ms(ms if ms < WDT_MS // 2 else WDT_MS // 2)
+            ready = self._poll.poll(ms if ms < WDT_MS // 2 else WDT_MS // 2)
             if healthy:
                 self.feed()
+            if ready:
+                return

@@ -24,6 +24,7 @@ EVENTS_KEPT = 32
 
 PHOTOCELL = "photocell"
 FAILSAFE = "failsafe"
+ALARM = "alarm"
 
 
 def _ignore(name, detail):
@@ -31,9 +32,10 @@ def _ignore(name, detail):
 
 
 class Controller:
-    def __init__(self, cfg, hw, clock):
+    def __init__(self, cfg, hw, clock, alarms=None):
         """hw: pwm, relay, relay_active, light_adc, current_adc (MicroPython APIs);
-        clock: a TimeKeeper."""
+        clock: a TimeKeeper; alarms: an alarm.Alarms (while one is open, its
+        indication rules the lamp)."""
         self.cfg = cfg
         self.clock = clock
         self.engine = Engine(cfg)
@@ -42,6 +44,8 @@ class Controller:
         self.monitor = LampMonitor(hw.current_adc, cfg, self._fault)
         self.events = []  # (park time or None, name, detail), the newest EVENTS_KEPT
         self.on_event = _ignore  # called with (name, detail) as each event happens
+        self.alarms = alarms
+        self._alarm_shown = False
         self.level = None
         self.reason = None
         self.mode = None
@@ -96,6 +100,10 @@ class Controller:
             "faults": [k for k, v in self.monitor.active.items() if v],
         }
 
+    def refresh(self):
+        """Something the level depends on changed (an override): decide again."""
+        self._valid_until = None
+
     def describe(self):
         return self.engine.describe(self.reason) if self.reason else "starting"
 
@@ -119,24 +127,42 @@ class Controller:
             or (self._last_t is not None and t < self._last_t)  # the clock went back
         )
         self._last_t = t
+        shown = self.alarms.level(now_ms) if self.alarms is not None else None
+        if shown is None and self._alarm_shown:
+            # Resolved: back to what the schedule says, at once.
+            self._alarm_shown = False
+            stale = True
+            self.mode = None  # said again below
+            self.output.command(self.level, 0, now_ms, at_once=True)
         if stale:
             self._gen = self.clock.generation
             level, fade, reason, until = self._decide(t)
             self._valid_until = until
             mode = reason[0] if reason[0] in (PHOTOCELL, FAILSAFE) else SCHEDULE
-            if mode != self.mode:
+            if mode != self.mode and shown is None:
                 self.event("mode", mode)
                 self.mode = mode
             if level != self.level:
-                self.output.command(level, fade, now_ms, at_once=first)
-                self._next_sample = now_ms  # a change: watch the lamp from now
+                # The schedule's level; while an alarm shows, it waits for its end.
+                if shown is None:
+                    self.output.command(level, fade, now_ms, at_once=first)
+                    self._next_sample = now_ms  # a change: watch the lamp from now
                 self.level = level
                 self.event("level", "%s %s" % (level, self.engine.describe(reason)))
             self.reason = reason
+        if shown is not None:
+            # The alarm's pattern, at once (no fade, relay interval or not).
+            if not self._alarm_shown:
+                self._alarm_shown = True
+                self.mode = ALARM
+                self.event("mode", ALARM)
+            self.output.command(shown[0], 0, now_ms, at_once=True, urgent=True)
         wait = self.output.update(now_ms)
         deadline = diff(self._next_sample, now_ms)
         if wait >= 0 and wait < deadline:
             deadline = wait
+        if shown is not None and shown[1] < deadline:
+            deadline = shown[1]
         if self._valid_until is not None and t is not None:
             until_ms = (self._valid_until - t) * 1000
             if until_ms < deadline:

@@ -11,6 +11,7 @@ import json
 
 from civil import check_date, parse_clock
 from posixtz import TZ, TZError
+from topics import broker_url, topic_word
 
 # Step kinds.
 CLOCK = 0
@@ -43,6 +44,9 @@ DEFAULT_PINS = {
     "button_led": 2,
 }
 
+
+# The lamp while an alarm is open: full for 700 ms, 20 % for 300 ms, repeated.
+DEFAULT_FLASH = [(100, 700), (20, 300)]
 
 # Used only when no configuration file can be read at all: full light all the
 # time, DevKitC pins. The lamp fails lit rather than dark.
@@ -120,6 +124,17 @@ class Config:
         self.ssid = ""  # no Wi-Fi when empty
         self.wifi_key = ""
         self.ntp_interval = 3600.0
+        self.site_id = "park"
+        self.device = ""  # empty: from the chip's id
+        self.broker_host = ""  # empty: no MQTT
+        self.broker_port = 1883
+        self.broker_tls = False
+        self.mqtt_user = ""  # empty: none
+        self.mqtt_password = ""
+        self.keepalive = 60.0
+        self.debounce_ms = 50.0
+        self.stuck_s = 30.0
+        self.flash = DEFAULT_FLASH
 
 
 class _Checker:
@@ -339,11 +354,19 @@ def parse(obj):
             "monitor",
             "pins",
             "network",
+            "device",
+            "alarm",
         ),
     )
     cfg = Config()
     site = c.obj(root.get("site"), "site")
-    c.unknown(site, "site", ("name", "lat", "lon", "tz"))
+    c.unknown(site, "site", ("id", "name", "lat", "lon", "tz"))
+    cfg.site_id = c.text(site, "id", "site", "park")
+    if not topic_word(cfg.site_id):
+        c.error("site.id", "must be letters, digits, - or _ (it is part of MQTT topics)")
+    cfg.device = c.text(root, "device", "", "")
+    if cfg.device and not topic_word(cfg.device):
+        c.error("device", "must be letters, digits, - or _ (it is part of MQTT topics)")
     cfg.name = c.text(site, "name", "site", "")
     cfg.lat = c.number(site, "lat", "site", -90, 90, 0.0)
     cfg.lon = c.number(site, "lon", "site", -180, 180, 0.0)
@@ -397,12 +420,26 @@ def parse(obj):
     cfg.mon_warmup = c.number(mon, "warmup", "monitor", 0, 3600, 60)
     cfg.mon_confirm = c.number(mon, "confirm", "monitor", 1, 3600, 30)
     net = c.obj(root.get("network"), "network", required=False)
-    c.unknown(net, "network", ("ssid", "key", "ntp_interval"))
+    c.unknown(net, "network", ("ssid", "key", "ntp_interval", "broker", "user", "password", "keepalive"))
     cfg.ssid = c.text(net, "ssid", "network", "")
     cfg.wifi_key = c.text(net, "key", "network", "")
     if net and not cfg.ssid:
         c.error("network.ssid", "missing")
     cfg.ntp_interval = c.number(net, "ntp_interval", "network", 60, 86400, 3600)
+    url = c.text(net, "broker", "network", "")
+    if url:
+        try:
+            cfg.broker_tls, cfg.broker_host, cfg.broker_port = broker_url(url)
+        except ValueError as e:
+            c.error("network.broker", str(e))
+    cfg.mqtt_user = c.text(net, "user", "network", "")
+    cfg.mqtt_password = c.text(net, "password", "network", "")
+    cfg.keepalive = c.number(net, "keepalive", "network", 10, 3600, 60)
+    al = c.obj(root.get("alarm"), "alarm", required=False)
+    c.unknown(al, "alarm", ("debounce_ms", "stuck_s", "flash"))
+    cfg.debounce_ms = c.number(al, "debounce_ms", "alarm", 5, 1000, 50)
+    cfg.stuck_s = c.number(al, "stuck_s", "alarm", 1, 3600, 30)
+    cfg.flash = _flash(c, al["flash"]) if al and "flash" in al else DEFAULT_FLASH
     pins = c.obj(root.get("pins"), "pins", required=False)
     c.unknown(pins, "pins", tuple(DEFAULT_PINS))
     cfg.pins = {}
@@ -411,6 +448,22 @@ def parse(obj):
     if c.errors:
         raise ConfigError(c.errors)
     return cfg
+
+
+def _flash(c, raw):
+    path = "alarm.flash"
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 8:
+        c.error(path, "must be a list of 1 to 8 [level, ms] pairs")
+        return DEFAULT_FLASH
+    out = []
+    for i, p in enumerate(raw):
+        ok = isinstance(p, list) and len(p) == 2
+        ok = ok and all(isinstance(x, int) and not isinstance(x, bool) for x in p)
+        if not ok or not (0 <= p[0] <= 100 and 50 <= p[1] <= 10000):
+            c.error("%s[%d]" % (path, i), "must be [level 0..100, ms 50..10000]")
+            return DEFAULT_FLASH
+        out.append((p[0], p[1]))
+    return out
 
 
 def loads(text):

@@ -1,24 +1,36 @@
 # The lamp controller's entry point, on the board and in the simulator.
 #
 # Order matters: the configuration and the right level come first (no network
-# needed), the watchdog starts after the first good pass, then the loop sleeps
-# until the next deadline and goes round again. The watchdog is fed only while
-# passes succeed: a loop that keeps failing or hangs resets the board, which
-# comes back with the lamp lit (relay closed from the first instruction).
+# needed), the watchdog starts after the first good pass, then the loop waits
+# until the next deadline, a button edge or data from the broker, and goes
+# round again. The watchdog is fed only while passes succeed: a loop that keeps
+# failing or hangs resets the board, which comes back with the lamp lit (relay
+# closed from the first instruction).
 
+import json
 import os
 import sys
 
 import ticks
+from alarm import Alarms
 from board import Board
+from button import Button
 from controller import Controller
+from journal import Journal
 from lampconfig import FALLBACK, ConfigError, Store, parse
+from mqtt import Client
 from netclock import NtpSync, Station
 from timesource import DS3231, TimeKeeper
+from uplink import UNIX_2000, CommandError, Uplink
 
 CONFIG = "/lamp.json"  # what the centre or a technician installed
 DEFAULT_CONFIG = "/config.json"  # shipped with the app
+JOURNAL = "/journal"
 FAILURES_BEFORE_RESET = 3
+RESTART_DELAY_MS = 2000  # after a new configuration: time for the reply to go out
+# Controller events kept in the journal (and sent to the centre); the rest,
+# like Wi-Fi and MQTT chatter, only go to the console.
+JOURNALED = ("mode", "level", "lamp_failure", "lamp_on_unexpected", "relay_failure")
 
 
 def log_event(name, detail):
@@ -27,16 +39,12 @@ def log_event(name, detail):
     print("event", name, detail)
 
 
-def run(ctl, board, net):
+def run(app, board):
     failures = 0
     while True:
         now = board.ticks_ms()
         try:
-            # The network first: a clock it steps is acted on in this same pass.
-            deadline = net.step(now) if net is not None else None
-            d = ctl.step(now)
-            if deadline is None or ticks.diff(d, deadline) < 0:
-                deadline = d
+            deadline = app.step(now)
             failures = 0
         except Exception as e:  # noqa: BLE001 - a pass must never end the loop
             failures += 1
@@ -48,17 +56,207 @@ def run(ctl, board, net):
         board.wait_until(deadline, healthy)
 
 
-class Network:
-    """Wi-Fi and NTP, stepped together: NTP only while the link is up."""
+def _earliest(now, deadline, ms):
+    """The earlier of an absolute deadline and `ms` from now (ms < 0: none)."""
+    if ms < 0:
+        return deadline
+    d = ticks.add(now, ms)
+    return d if ticks.diff(d, deadline) < 0 else deadline
 
-    def __init__(self, station, ntp):
-        self.station = station
-        self.ntp = ntp
+
+class Lamp:
+    """Everything the loop steps: network, button, alarm, lighting, uplink."""
+
+    def __init__(self, cfg, store, board, clock):
+        self.cfg = cfg
+        self.store = store
+        self.board = board
+        self.clock = clock
+        self.device = cfg.device or board.device_id()
+        self.journal = Journal(os, JOURNAL, self.device)
+        self.alarms = Alarms(board.button_led, cfg.flash, self.post)
+        self.ctl = Controller(cfg, board, clock, self.alarms)
+        self.ctl.on_event = self._controller_event
+        self.button = Button(board.button_pin, board.ticks_ms, int(cfg.debounce_ms), int(cfg.stuck_s * 1000))
+        board.watch_button(self.button)
+        self.restart_at = None
+        self.station = self.ntp = self.client = self.uplink = None
+        if board.wlan is not None:
+            self.station = Station(board.wlan, cfg.ssid, cfg.wifi_key, log_event)
+            self.ntp = NtpSync(clock, board.ntp_time, int(cfg.ntp_interval), log_event)
+        if self.station is not None and cfg.broker_host:
+            self._start_uplink(cfg)
+        elif not cfg.broker_host:
+            log_event("mqtt", "no broker configured: events stay in the journal")
+
+    def _start_uplink(self, cfg):
+        base = "park/%s/lamp/%s" % (cfg.site_id, self.device)
+        tls, host, port = cfg.broker_tls, cfg.broker_host, cfg.broker_port
+        if not cfg.mqtt_user:
+            # No default credentials: say so, and try anonymously (a broker that
+            # wants a login will refuse, and the status says why).
+            log_event("mqtt", "no MQTT credentials configured")
+        self.client = Client(
+            lambda: self.board.open_socket(tls, host, port),
+            self.device,
+            int(cfg.keepalive),
+            cfg.mqtt_user or None,
+            cfg.mqtt_password or None,
+            will=(base + "/status", "offline", True),
+            birth=(base + "/status", "online", True),
+            on_event=log_event,
+        )
+        up = Uplink(self.client, self.journal, base, self.device, self.state, self._delivered)
+        up.handlers = {
+            "ack": self._ack,
+            "resolve": self._resolve,
+            "override": self._override,
+            "config": self._config,
+            "time": self._time,
+            "status": self._status,
+            "test_alarm": self._test_alarm,
+        }
+        self.uplink = up
+
+    # --- events --------------------------------------------------------------
+
+    def unix_time(self):
+        return self.clock.now() + UNIX_2000 if self.clock.valid else None
+
+    def post(self, kind, fields, critical=False):
+        """Journal an event (then it is delivered from the journal); returns its id."""
+        fields["ts"] = self.unix_time()
+        aid = self.journal.append(kind, json.dumps(fields), critical)
+        log_event(kind, fields.get("detail") or fields.get("alarm") or aid)
+        if self.uplink is not None:
+            self.uplink.changed()
+        return aid
+
+    def _controller_event(self, name, detail):
+        if name in JOURNALED or name.endswith("_cleared"):
+            self.post(name, {"detail": detail})
+        else:
+            log_event(name, detail)
+
+    def _delivered(self, kind, aid):
+        if kind == "alarm_raised":
+            self.alarms.delivered(aid)
+
+    def _button(self, name):
+        if name == "press":
+            self.alarms.press(self.board.ticks_ms(), self.unix_time())
+            if self.uplink is not None:
+                self.uplink.changed()
+        elif name == "stuck":
+            self.post("button_stuck", {"detail": "held over %d s" % self.cfg.stuck_s})
+        elif name == "unstuck":
+            self.post("button_stuck_cleared", {"detail": "released"})
+
+    def state(self):
+        s = self.ctl.status()
+        s["device"] = self.device
+        s["ts"] = self.unix_time()
+        s["alarm"] = self.alarms.open
+        s["pending"] = len(self.journal.pending)
+        s["boot"] = self.journal.boot
+        if self.button.stuck:
+            s["faults"].append("button_stuck")
+        return s
+
+    # --- commands from the centre ------------------------------------------
+
+    def _alarm_id(self, msg):
+        aid = msg.get("alarm")
+        if not isinstance(aid, str):
+            raise CommandError('"alarm" must be the alarm id (a string)')
+        return aid
+
+    def _ack(self, msg):
+        why = self.alarms.acknowledge(self._alarm_id(msg))
+        if why:
+            raise CommandError(why)
+
+    def _resolve(self, msg):
+        why = self.alarms.resolve(self._alarm_id(msg))
+        if why:
+            raise CommandError(why)
+
+    def _override(self, msg):
+        eng = self.ctl.engine
+        if msg.get("clear"):
+            eng.clear_override()
+        else:
+            level = msg.get("level")
+            minutes = msg.get("minutes")
+            if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 100:
+                raise CommandError('"level" must be a whole number from 0 to 100')
+            if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 10080:
+                raise CommandError('"minutes" must be a whole number from 1 to 10080')
+            if not self.clock.valid:
+                raise CommandError("the device has no valid time: an override needs one")
+            eng.set_override(level, self.clock.now() + minutes * 60, "centre")
+        self.ctl.refresh()
+
+    def _config(self, msg):
+        c = msg.get("config")
+        if not isinstance(c, dict):
+            raise CommandError('"config" must be the whole configuration, a JSON object')
+        try:
+            self.store.save(json.dumps(c))
+        except ConfigError as e:
+            raise CommandError("; ".join(e.errors))
+        self.restart_at = ticks.add(self.board.ticks_ms(), RESTART_DELAY_MS)
+        return {"restart_in_s": RESTART_DELAY_MS // 1000}
+
+    def _time(self, msg):
+        ts = msg.get("ts")
+        if not isinstance(ts, int) or isinstance(ts, bool):
+            raise CommandError('"ts" must be Unix time in whole seconds')
+        try:
+            step = self.clock.sync(ts - UNIX_2000, "centre")
+        except ValueError as e:
+            raise CommandError(str(e))
+        return {"step_s": step}
+
+    def _status(self, msg):
+        return self.state()
+
+    def _test_alarm(self, msg):
+        return {"alarm": self.alarms.press(self.board.ticks_ms(), self.unix_time(), test=True)}
+
+    # --- the pass ------------------------------------------------------------
 
     def step(self, now):
-        a = self.station.step(now)
-        b = self.ntp.step(now, self.station.up)
-        return ticks.add(now, a if a < b else b)
+        """One pass; returns the ticks by which the next is due."""
+        deadline = ticks.add(now, 3600000)
+        st = self.station
+        ntp = self.ntp
+        c = self.client
+        if st is not None and ntp is not None:
+            # The network first: a clock it steps is acted on in this same pass.
+            deadline = _earliest(now, deadline, st.step(now))
+            deadline = _earliest(now, deadline, ntp.step(now, st.up))
+            if c is not None:
+                if st.up:
+                    deadline = _earliest(now, deadline, c.step(now))
+                else:
+                    c.drop("Wi-Fi down")
+                self.board.watch(c.sock)
+        deadline = _earliest(now, deadline, self.button.step(now, self._button))
+        d = self.ctl.step(now)
+        if ticks.diff(d, deadline) < 0:
+            deadline = d
+        up = self.uplink
+        if up is not None and c is not None:
+            deadline = _earliest(now, deadline, up.step(now))
+            if c.up:
+                c.step(now)  # what the uplink queued goes out in this pass
+        if self.restart_at is not None:
+            if ticks.diff(now, self.restart_at) >= 0:
+                log_event("restart", "new configuration installed")
+                self.board.restart()
+            deadline = _earliest(now, deadline, ticks.diff(self.restart_at, now))
+        return deadline
 
 
 def main():
@@ -72,17 +270,12 @@ def main():
     board = Board(cfg)
     clock = TimeKeeper(board.clock, DS3231(board.i2c), board.rtc_trusted())
     clock.boot()
-    ctl = Controller(cfg, board, clock)
-    ctl.on_event = log_event
-    print("event boot", clock.source or "no valid time")
-    deadline = ctl.step(board.ticks_ms())  # the right level first, no network needed
-    net = None
-    if board.wlan is not None:
-        station = Station(board.wlan, cfg.ssid, cfg.wifi_key, log_event)
-        net = Network(station, NtpSync(clock, board.ntp_time, int(cfg.ntp_interval), log_event))
+    app = Lamp(cfg, store, board, clock)
+    app.post("boot", {"detail": clock.source or "no valid time"})
+    deadline = app.ctl.step(board.ticks_ms())  # the right level first, no network needed
     board.start_watchdog()
     board.wait_until(deadline)
-    run(ctl, board, net)
+    run(app, board)
 
 
 main()

@@ -36,6 +36,7 @@ class Output:
         self._fade_start = 0
         self._fade_ms = 0
         self._last_switch = None  # ticks of the last relay change; None: never
+        self._urgent = False
         self.relay_switches = 0
         self._duty = -1
         # The board comes up lit (relay closed, full duty: see board.py), so that is
@@ -79,8 +80,10 @@ class Output:
         left = self.min_interval_ms - diff(now, self._last_switch)
         return left if left > 0 else 0
 
-    def command(self, level, fade_s, now, at_once=False):
-        """Go to `level` over `fade_s` seconds (at once when at_once, as at boot)."""
+    def command(self, level, fade_s, now, at_once=False, urgent=False):
+        """Go to `level` over `fade_s` seconds (at once when at_once, as at boot);
+        urgent: close the relay now, even within its minimum interval (an alarm)."""
+        self._urgent = urgent
         if level == self.target and not at_once:
             return
         self.target = level
@@ -92,7 +95,7 @@ class Output:
         """Move the output on; returns ms until it next needs an update, or -1 when idle."""
         want_closed = self.target > 0
         if want_closed and not self.relay_closed:
-            wait = self._relay_wait(now)
+            wait = 0 if self._urgent else self._relay_wait(now)
             if wait:
                 return wait
             self._set_relay(True, now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__
@@ -159,7 +160,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return _sim_fleet(args, path)
     if args.realtime is not None and args.realtime <= 0:
         raise UserError("--realtime needs a speed above 0 (1 is real time, 60 a minute a second)")
-    result = simcmd.run(path, args.runtime, args.seed, args.realtime)
+    result = simcmd.run(path, args.runtime, args.seed, args.realtime, args.broker)
     sc = result.scenario
     if args.json:
         for e in result.entries:
@@ -188,6 +189,96 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print(f"parkctl sim: {len(failed)} expectation(s) failed: " + "; ".join(failed), file=sys.stderr)
         return 1
     return 0
+
+
+def _print_line(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+def _table(rows: list[dict], columns: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(*columns)
+    for r in rows:
+        t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    Console().print(t)
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    from .centrecmd import Lamps, _when
+
+    lamps = Lamps(args.broker)
+    try:
+        alarms = lamps.open_alarms()
+    finally:
+        lamps.close()
+    if args.json:
+        for a in alarms:
+            _print_line(a)
+        return 0
+    if not alarms:
+        print("no open alarms")
+        return 0
+    rows = [dict(a, raised=_when(a.get("raised")), test="test" if a.get("test") else "") for a in alarms]
+    _table(rows, ["id", "device", "site", "state", "presses", "raised", "online", "test"])
+    return 0
+
+
+def cmd_act(args: argparse.Namespace) -> int:
+    from .centrecmd import act
+
+    if args.timeout <= 0:
+        raise UserError("--timeout needs a number of seconds above 0")
+    reply = act(args.broker, args.command, args.alarm, args.timeout)
+    if args.json:
+        _print_line(reply)
+    if not reply.get("ok"):
+        if not args.json:
+            print(f"parkctl {args.command}: refused by the lamp: {reply.get('reason')}", file=sys.stderr)
+        return 1
+    if not args.json:
+        print(f"{args.alarm}: {'acknowledged' if args.command == 'ack' else 'resolved'}")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    import threading
+
+    from .centrecmd import Lamps, device_rows
+
+    columns = ["device", "site", "status", "level", "mode", "alarm", "faults", "pending", "ts"]
+    if args.once:
+        lamps = Lamps(args.broker)
+        try:
+            rows = device_rows(lamps)
+        finally:
+            lamps.close()
+        if args.json:
+            for r in rows:
+                _print_line(r)
+        else:
+            _table(rows, columns)
+        return 0
+    changed = threading.Event()
+    lamps = Lamps(args.broker, on_change=changed.set)
+    try:
+        changed.set()
+        while True:
+            changed.wait()
+            changed.clear()
+            rows = device_rows(lamps)
+            if args.json:
+                for r in rows:
+                    _print_line(r)
+                sys.stdout.flush()
+            else:
+                print("\x1b[2J\x1b[H", end="")
+                _table(rows, columns)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        lamps.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtime", choices=RUNTIMES, default="cpython", help="interpreter to run the firmware in"
     )
     sim.add_argument("--seed", type=int, help="noise seed (default: the scenario's)")
+    sim.add_argument(
+        "--broker",
+        metavar="URL",
+        help="MQTT broker for a networked scenario, mqtt://HOST:PORT (default: an embedded one)",
+    )
     sim.add_argument("--plot", metavar="FILE", help="write a PNG plot of the lamp level")
     sim.add_argument("--json", action="store_true", help="print the timeline as JSON lines")
     sim.add_argument("--lamps", type=int, default=1, metavar="N", help="N lamps in one process (CPython)")
@@ -242,6 +338,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="run at X times real time, to watch (default: as fast as it goes)",
     )
     sim.set_defaults(func=cmd_sim)
+
+    broker_help = "the park's MQTT broker, mqtt://HOST[:PORT] (default: $PARK_BROKER)"
+    default_broker = os.environ.get("PARK_BROKER")
+
+    mon = sub.add_parser("monitor", help="the lamps live: online, level, open alarms, faults")
+    mon.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
+    mon.add_argument("--once", action="store_true", help="print the table once and exit")
+    mon.add_argument("--json", action="store_true", help="JSON lines, one per lamp")
+    mon.set_defaults(func=cmd_monitor)
+
+    al = sub.add_parser("alarms", help="the open alarms of every lamp")
+    al.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
+    al.add_argument("--json", action="store_true", help="JSON lines, one per alarm")
+    al.set_defaults(func=cmd_alarms)
+
+    for name, what in (("ack", "acknowledge"), ("resolve", "resolve (close)")):
+        p = sub.add_parser(name, help=f"{what} an alarm")
+        p.add_argument("alarm", help="the alarm's id, as `parkctl alarms` lists it")
+        p.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the lamp's reply")
+        p.add_argument("--json", action="store_true", help="print the lamp's reply as JSON")
+        p.set_defaults(func=cmd_act)
 
     config = sub.add_parser("config", help="lamp configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

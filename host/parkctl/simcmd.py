@@ -40,22 +40,61 @@ class Result:
 
 
 def run(
-    path: Path, runtime: str = "cpython", seed: int | None = None, realtime: float | None = None
+    path: Path,
+    runtime: str = "cpython",
+    seed: int | None = None,
+    realtime: float | None = None,
+    broker: str | None = None,
 ) -> Result:
-    from sim import cpython
+    """broker: the MQTT broker's URL for a networked scenario (default: an
+    embedded one, started here)."""
     from sim.scenario import ScenarioError, load
 
     try:
         sc = load(path)
     except ScenarioError as e:
         raise UserError(str(e)) from None
+    if sc.needs_centre and runtime != "cpython":
+        raise UserError(f"{path}: the centre's commands and expectations need --runtime cpython")
+    if not sc.networked:
+        return _run(sc, runtime, seed, realtime, None)
+    if broker is not None:
+        return _run(sc, runtime, seed, realtime, broker)
+    from .brokers import Embedded
+
+    embedded = Embedded().start()
+    try:
+        return _run(sc, runtime, seed, realtime, embedded.url)
+    finally:
+        embedded.close()
+
+
+def _run(sc: Scenario, runtime: str, seed: int | None, realtime: float | None, broker: str | None) -> Result:
+    from sim import cpython
+
+    config = dict(sc.config)
+    world_ready = None
+    if broker is not None:
+        config["network"] = dict(config["network"], broker=broker)
+        world_ready = _centre_hook(broker)
     data = sc.to_json(seed, realtime)
+    data["config"] = config
     entries: list[Entry] = []
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "flash.img"
-        cpython.make_image(image, {"/config.json": json.dumps(sc.config).encode()})
+        cpython.make_image(image, {"/config.json": json.dumps(config).encode()})
         if runtime == "cpython":
-            cpython.run(data, image, lambda t, kind, text: entries.append(Entry(t, kind, text)))
+            centre: list = []
+            try:
+                cpython.run(
+                    data,
+                    image,
+                    lambda t, kind, text: entries.append(Entry(t, kind, text)),
+                    (lambda world: centre.append(world_ready(world))) if world_ready else None,
+                )
+            finally:
+                for c in centre:
+                    c.close()
         elif runtime == "micropython":
             paths = [
                 ROOT / "sim",
@@ -86,6 +125,21 @@ def run(
         else:
             raise UserError(f"unknown runtime {runtime!r}: choose cpython or micropython")
     return Result(sc, entries, check(sc, entries))
+
+
+def _centre_hook(url: str):
+    """world_ready for a networked run: the centre joins the broker."""
+    from parkctl.brokers import parse_url
+
+    host, port = parse_url(url)
+
+    def ready(world):
+        from sim.centre import Centre
+
+        world.centre = Centre(host, port, lambda kind, text: world.log(world.now_us, kind, text))
+        return world.centre
+
+    return ready
 
 
 def parse_micropython_output(stdout: str, start: int) -> list[Entry]:
@@ -138,6 +192,14 @@ def check(sc: Scenario, entries: list[Entry]) -> list[tuple[str, bool, str]]:
         elif ex.kind == "fault":
             n = len(_events(entries, ex.value))
             out.append((ex.text, n == ex.count, f"raised {n} time(s)"))
+        elif ex.kind in ("alarm_by", "alarms"):
+            raised = [e for e in entries if e.kind == "centre" and e.text.startswith("alarm_raised ")]
+            if ex.kind == "alarms":
+                out.append((ex.text, len(raised) == ex.count, f"{len(raised)} alarm(s) at the centre"))
+            else:
+                first = raised[0].t if raised else None
+                ok = first is not None and ex.at is not None and first <= ex.at
+                out.append((ex.text, ok, "no alarm" if first is None else f"first at {local(sc, first)}"))
         elif ex.kind == "mode":
             modes = [e for e in _events(entries, "mode") if ex.at is not None and e.t <= ex.at]
             seen = modes[-1].text.split()[2] if modes else None

@@ -14,6 +14,22 @@ DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
 
 SCHEDULE_DEPTH = 8  # micropython.schedule's queue on the ESP32
+# The longest real time the clock waits for an answer a broker owes: after it,
+# the answer is taken as lost (a dead or stopped broker) and time goes on.
+ANSWER_WAIT_MS = 2000
+
+# The runtime's own socket and select modules (the virtual ones shadow them),
+# set by the platform before the firmware runs.
+net = None
+net_select = None
+
+
+def net_ready(socks, timeout_ms):
+    """Is any of these real sockets readable (data, end or error) within timeout_ms?"""
+    p = net_select.poll()
+    for s in socks:
+        p.register(s, 1)
+    return bool(p.poll(timeout_ms))
 
 
 class Reset(BaseException):
@@ -55,6 +71,8 @@ class Board:
         self.irqs = {}  # pin id -> (handler, trigger, pin object)
         self.irqs_dropped = 0
         self.sleeps = 0
+        self.sockets = []  # the firmware's open virtual sockets
+        self.net_activity = 0  # bytes moved on them, as a change counter
 
     # --- power and resets ------------------------------------------------
 
@@ -75,6 +93,9 @@ class Board:
         self.wdt_timeout_us = 0
         self.irqs = {}
         self.pin_values = {}
+        # RAM is gone: the board's connections drop without a goodbye.
+        for s in list(self.sockets):
+            s.close()
 
     # --- time ------------------------------------------------------------
 
@@ -90,23 +111,39 @@ class Board:
 
     def sleep_us(self, us):
         """The firmware waits: the world moves on; scheduled callbacks run meanwhile."""
+        self.wait_us(us)
+
+    def wait_us(self, us, ready=None):
+        """Wait up to `us` (-1: for ever) or until ready() gives something true,
+        which is returned ([] at the end of the wait). Scheduled callbacks run
+        meanwhile; an answer a broker owes is waited for in real time first."""
         self.sleeps += 1
-        if us < 0:
-            us = 0
-        target = self.world.now_us + us
+        world = self.world
+        target = world.end_us if us < 0 else world.now_us + (us if us > 0 else 0)
         while True:
             self.run_scheduled()
+            if ready is not None:
+                r = ready()
+                if r:
+                    return r
+            if world.now_us >= target:
+                return []
+            owing = [s for s in self.sockets if s.owed]
+            if owing and world.wifi_up():
+                if net_ready([s._s for s in owing], ANSWER_WAIT_MS):
+                    if ready is not None:
+                        continue  # ready() sees it at once
+                else:
+                    for s in owing:
+                        s.owed = s.pushes = 0  # not coming: time goes on
             expiry = self.wdt_fed_us + self.wdt_timeout_us if self.wdt_timeout_us else None
             if expiry is not None and expiry <= target:
-                self.world.advance(expiry)
-                if self.wdt_timeout_us and self.wdt_fed_us + self.wdt_timeout_us <= self.world.now_us:
-                    self.world.note("reset", "watchdog expired")
+                world.advance(expiry)
+                if self.wdt_timeout_us and self.wdt_fed_us + self.wdt_timeout_us <= world.now_us:
+                    world.note("reset", "watchdog expired")
                     raise Reset(WDT_RESET)
                 continue
-            if self.world.advance(target, stop_early=True):
-                continue  # an IRQ queued a callback: run it now, then go on sleeping
-            break
-        self.run_scheduled()
+            world.advance(target, stop_early=True)
 
     # --- soft IRQs -------------------------------------------------------
 

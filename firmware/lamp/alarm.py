@@ -1,0 +1,118 @@
+# The emergency alarm: its lifecycle, and what the pole shows while it is open.
+#
+#   raised (a confirmed press, on the device) -> delivered (the broker has it:
+#   PUBACK) -> acknowledged (the centre's command) -> resolved (the centre
+#   closes it). Each transition is an event, journaled before delivery; the
+#   raise is critical (never dropped from the journal before the centre has it).
+#
+# One alarm is open at a time: more presses while it is open add to its press
+# count, nothing else. While open, the lamp shows `flash` (a repeating list of
+# [level, ms]) so that responders find the pole; the ring LED on the button
+# blinks until the centre acknowledges, then stays lit until it resolves.
+# Nothing here resets the board or touches the configuration, whatever the
+# presses.
+
+from ticks import diff
+
+RAISED = "raised"
+DELIVERED = "delivered"
+ACKNOWLEDGED = "acknowledged"
+BLINK_MS = 250
+
+
+def _ignore(kind, fields, critical):
+    return None
+
+
+class Alarms:
+    def __init__(self, led, flash, post=_ignore):
+        """led: the ring LED's machine.Pin (1 lit); flash: [[level, ms], ...];
+        post(kind, fields, critical): journal an event, returns its id."""
+        self.led = led
+        self.flash = flash
+        self.post = post
+        self.open = None  # {"id", "state", "presses", "test", "raised"}
+        self._started = 0  # ticks the indication began
+        self.raised = 0
+        led.value(0)
+
+    # --- transitions -------------------------------------------------------
+
+    def press(self, now, t, test=False):
+        """A confirmed press (or a technician's test alarm) at ticks `now`, Unix time t."""
+        a = self.open
+        if a is not None:
+            a["presses"] += 1
+            return a["id"]
+        self._started = now
+        self.raised += 1
+        fields = {"presses": 1, "test": test}
+        aid = self.post("alarm_raised", fields, True)
+        self.open = {"id": aid, "state": RAISED, "presses": 1, "test": test, "raised": t}
+        return aid
+
+    def delivered(self, aid):
+        """The raise of `aid` has reached the broker."""
+        a = self.open
+        if a is not None and a["id"] == aid and a["state"] == RAISED:
+            a["state"] = DELIVERED
+            self.post("alarm_delivered", {"alarm": aid}, False)
+
+    def acknowledge(self, aid):
+        """The centre has seen it. Returns None, or why not."""
+        a = self.open
+        why = self._check(aid)
+        if why or a is None:
+            return why
+        if a["state"] == ACKNOWLEDGED:
+            return "alarm %s is already acknowledged" % aid
+        a["state"] = ACKNOWLEDGED
+        self.post("alarm_acknowledged", {"alarm": aid, "presses": a["presses"]}, True)
+        return None
+
+    def resolve(self, aid):
+        """The centre closes it: the pole goes back to normal. None, or why not."""
+        a = self.open
+        why = self._check(aid)
+        if why or a is None:
+            return why
+        self.open = None
+        self.led.value(0)
+        self.post("alarm_resolved", {"alarm": aid, "presses": a["presses"]}, True)
+        return None
+
+    def _check(self, aid):
+        a = self.open
+        if a is None:
+            return "no alarm is open"
+        if a["id"] != aid:
+            return "alarm %s is not the open one (%s)" % (aid, a["id"])
+        return None
+
+    # --- the indication ----------------------------------------------------
+
+    def level(self, now):
+        """(lamp level, ms until it changes) while an alarm is open; None otherwise.
+        Also drives the ring LED."""
+        a = self.open
+        if a is None:
+            return None
+        since = diff(now, self._started)
+        if a["state"] == ACKNOWLEDGED:
+            self.led.value(1)
+            led_wait = -1
+        else:
+            self.led.value(0 if (since // BLINK_MS) % 2 else 1)
+            led_wait = BLINK_MS - since % BLINK_MS
+        period = 0
+        for step in self.flash:
+            period += step[1]
+        k = since % period
+        for level, ms in self.flash:
+            if k < ms:
+                wait = ms - k
+                if 0 <= led_wait < wait:
+                    wait = led_wait
+                return level, wait
+            k -= ms
+        return self.flash[0][0], 1  # not reached: k < period

@@ -1,0 +1,147 @@
+# The device's side of the protocol with the centre (docs/protocol.md), over an
+# mqtt.Client: events from the journal, commands and their replies, the state.
+#
+# The app journals each event first; step() delivers undelivered events, oldest
+# first, as QoS 1 messages, and marks each delivered in the journal when its
+# PUBACK comes. A reboot, a lost connection or a lost PUBACK means the event is
+# sent again (at least once); its id lets the centre drop the copy.
+#
+# Commands arrive on .../cmd as JSON {"id", "cmd", ...}; a handler returns None
+# (done), a dict (done, with a result) or raises CommandError (refused, with the
+# reason). Every command gets a reply on .../reply; one that cannot be read is
+# refused, counted and changes nothing.
+
+import json
+
+from ticks import diff
+
+UNIX_2000 = 946684800  # seconds from 1970 to 2000: the protocol speaks Unix time
+STATE_MIN_MS = 1000  # the retained state is published at most this often
+REPLIES_KEPT = 8
+
+
+class CommandError(Exception):
+    pass
+
+
+def _ignore(kind, aid):
+    pass
+
+
+class Uplink:
+    def __init__(self, client, journal, base, device, state=None, on_delivered=_ignore):
+        """base: the topic prefix, park/<site>/lamp/<device>; state(): the state
+        to publish (retained); on_delivered(kind, id): the broker has an event."""
+        self.client = client
+        self.journal = journal
+        self.base = base
+        self.device = device
+        self.handlers = {}  # command name -> fn(message dict)
+        self.state = state
+        self.on_delivered = on_delivered
+        self.bad_commands = 0
+        self.stray = 0
+        self.replies_dropped = 0
+        self._sending = {}  # packet id -> (seq, kind, id) of events in flight
+        self._seqs = {}  # seqs in flight
+        self._replies = []  # reply payloads not yet accepted by the client
+        self._state_dirty = True
+        self._state_at = None
+        self._was_up = False
+        client.on_puback = self._puback
+        client.on_message = self._message
+        client.subscribe(base + "/cmd", 1)
+
+    def changed(self):
+        """The state is different: publish it (soon)."""
+        self._state_dirty = True
+
+    # --- the loop ----------------------------------------------------------
+
+    def step(self, now):
+        c = self.client
+        up = c.up
+        if up and not self._was_up:
+            self._state_dirty = True  # a new connection: say where we are
+        self._was_up = up
+        if not up:
+            return -1
+        self._deliver()
+        while self._replies:
+            if c.publish(self.base + "/reply", self._replies[0], 1) is None:
+                break
+            self._replies.pop(0)
+        if self._state_dirty and self.state is not None:
+            if self._state_at is not None and diff(now, self._state_at) < STATE_MIN_MS:
+                return STATE_MIN_MS - diff(now, self._state_at)
+            if c.publish(self.base + "/state", json.dumps(self.state()), 1, True) is not None:
+                self._state_dirty = False
+                self._state_at = now
+        return -1
+
+    def _deliver(self):
+        c = self.client
+        j = self.journal
+        room = c.room()
+        if room <= 0 or len(j.pending) <= len(self._seqs):
+            return
+        for seq, aid, kind, body in j.undelivered(room + len(self._seqs)):
+            if seq in self._seqs:
+                continue
+            head = '{"id": "%s", "device": "%s", "type": "%s", ' % (aid, self.device, kind)
+            pid = c.publish(self.base + "/event", head + body[1:], 1)
+            if pid is None:
+                return
+            self._sending[pid] = (seq, kind, aid)
+            self._seqs[seq] = True
+
+    def _puback(self, pid):
+        sent = self._sending.pop(pid, None)
+        if sent is None:
+            return
+        seq, kind, aid = sent
+        self._seqs.pop(seq, None)
+        self.journal.delivered(seq)
+        self.on_delivered(kind, aid)
+
+    # --- commands ----------------------------------------------------------
+
+    def _message(self, topic, payload):
+        if topic != self.base + "/cmd":
+            self.stray += 1  # not ours to act on (a broker may echo a will)
+            return
+        cid = None
+        name = None
+        try:
+            try:
+                msg = json.loads(payload)
+            except ValueError:
+                raise CommandError("not JSON")
+            if not isinstance(msg, dict):
+                raise CommandError("not a JSON object")
+            cid = msg.get("id")
+            name = msg.get("cmd")
+            if not isinstance(cid, str) or not cid:
+                cid = None
+                raise CommandError('"id" must be a non-empty string')
+            fn = self.handlers.get(name)
+            if fn is None:
+                raise CommandError(
+                    "unknown command %r (known: %s)" % (name, ", ".join(sorted(self.handlers)))
+                )
+            result = fn(msg)
+        except CommandError as e:
+            self.bad_commands += 1
+            self._reply({"id": cid, "cmd": name, "ok": False, "reason": str(e)})
+            return
+        reply = {"id": cid, "cmd": name, "ok": True}
+        if result:
+            reply["result"] = result
+        self._reply(reply)
+        self._state_dirty = True
+
+    def _reply(self, obj):
+        if len(self._replies) >= REPLIES_KEPT:
+            self._replies.pop(0)
+            self.replies_dropped += 1
+        self._replies.append(json.dumps(obj))

@@ -1,0 +1,115 @@
+"""The park's control centre inside a simulation (CPython): a paho-mqtt client
+on the same broker as the simulated lamps. It records what arrives (alarms,
+replies, online/offline) on the timeline, drops duplicate events by id as the
+real centre does, and sends the scenario's commands (`at 22:05 centre ack`).
+
+Its network is real and the clock virtual: before the world moves the clock on
+after any traffic, settle() sends a marker to itself through the broker and
+reads until the marker is back, so that everything the lamps published before
+is on the timeline at the moment it happened, on every run alike."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+SYNC_TOPIC = "park/_sim/sync"
+SETTLE_TIMEOUT_S = 5.0
+
+
+class Centre:
+    def __init__(self, host: str, port: int, log):
+        """log(kind, text): a timeline entry at the world's time."""
+        self.log = log
+        self.seen: set[str] = set()  # event ids
+        self.duplicates = 0
+        self.alarms: dict[str, dict[str, Any]] = {}  # alarm id -> {"device", "base", "state", ...}
+        self.bases: list[str] = []  # each lamp's topic prefix, in the order they came online
+        self._sync_n = 0
+        self._synced = 0
+        self._cmd_n = 0
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="park-sim-centre")
+        self.client.on_message = self._message
+        self.client.connect(host, port, keepalive=600)
+        self.client.subscribe([("park/+/lamp/+/event", 1), ("park/+/lamp/+/reply", 1)])
+        self.client.subscribe([("park/+/lamp/+/status", 1), (SYNC_TOPIC, 0)])
+        self.settle()
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+    # --- what arrives --------------------------------------------------------
+
+    def _message(self, client, userdata, msg) -> None:
+        if msg.topic == SYNC_TOPIC:
+            self._synced = int(msg.payload)
+            return
+        parts = msg.topic.split("/")
+        base, kind = "/".join(parts[:4]), parts[4]
+        text = msg.payload.decode("utf-8", "replace")
+        if kind == "status":
+            if base not in self.bases:
+                self.bases.append(base)
+            self.log("centre", f"{parts[3]} {text}")
+            return
+        try:
+            body = json.loads(text)
+        except ValueError:
+            self.log("centre", f"unreadable message on {msg.topic}: {text[:80]}")
+            return
+        if kind == "reply":
+            how = "ok" if body.get("ok") else "refused: " + str(body.get("reason"))
+            self.log("centre", f"reply to {body.get('cmd')} {body.get('id')}: {how}")
+            return
+        eid = body.get("id")
+        if eid in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(eid)
+        etype = body.get("type", "")
+        if etype.startswith("alarm_"):
+            aid = body.get("alarm", eid)
+            if etype == "alarm_raised":
+                self.alarms[aid] = {"device": body.get("device"), "base": base, "state": "raised"}
+            elif aid in self.alarms:
+                self.alarms[aid]["state"] = etype[len("alarm_") :]
+            test = " (test)" if body.get("test") else ""
+            self.log("centre", f"{etype} {aid}{test}")
+
+    # --- keeping in step with the virtual clock --------------------------------
+
+    def settle(self) -> None:
+        self._sync_n += 1
+        self.client.publish(SYNC_TOPIC, str(self._sync_n), 0)
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while self._synced != self._sync_n and time.monotonic() < deadline:
+            self.client.loop(0.05)
+
+    # --- commands ------------------------------------------------------------
+
+    def command(self, cmd: str) -> bool:
+        """Send `cmd` (ack, resolve) for the newest open alarm, or garbage (not
+        JSON) to the first lamp; False if there is nothing to send it to."""
+        if cmd == "garbage":
+            if not self.bases:
+                self.log("centre", "no lamp to send garbage to")
+                return False
+            self.client.publish(self.bases[0] + "/cmd", b"\xff{garbage", 1)
+            self.log("centre", f"sends garbage to {self.bases[0]}/cmd")
+            return True
+        want = {"ack": ("raised", "delivered"), "resolve": ("raised", "delivered", "acknowledged")}[cmd]
+        for aid in reversed(list(self.alarms)):
+            a = self.alarms[aid]
+            if a["state"] in want:
+                self._cmd_n += 1
+                cid = f"centre-{self._cmd_n}"
+                payload = json.dumps({"id": cid, "cmd": cmd, "alarm": aid})
+                self.client.publish(a["base"] + "/cmd", payload, 1)
+                self.log("centre", f"sends {cmd} {cid} for {aid}")
+                return True
+        self.log("centre", f"no open alarm to {cmd}")
+        return False

@@ -1,0 +1,162 @@
+# The virtual ESP32's `socket`: TCP over the host's real network (a real broker
+# on loopback), through the world's Wi-Fi. With the link down nothing goes out
+# or comes in, as when the access point is gone: a connection is not told, it
+# just goes quiet (what keepalives are for). A reset or power cut closes every
+# socket the board had, without a goodbye. The API is MicroPython's: write()
+# and readinto() return None when a non-blocking socket would block.
+#
+# The clock must not run past an answer that is on its way: a broker answers
+# in a fraction of a millisecond of real time, while a sleeping firmware would
+# jump minutes of virtual time. So the socket reads the MQTT packets going by
+# (headers only) and counts requests that get an answer (CONNECT, QoS 1
+# PUBLISH, SUBSCRIBE, PINGREQ) against answers read; while one is owed, the
+# board waits for it in real time (_hub.Board.wait_us) before moving the clock.
+#
+# The platform puts the runtime's own socket module in _hub.net (this module
+# shadows it on the path).
+
+import _hub
+
+AF_INET = 2
+SOCK_STREAM = 1
+SOCK_DGRAM = 2
+IPPROTO_TCP = 6
+SOL_SOCKET = 0xFFF
+SO_REUSEADDR = 4
+
+_EAGAIN = 11
+_EHOSTUNREACH = 113
+
+
+def _link():
+    return _hub.board.world.wifi_up()
+
+
+def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
+    if not _link():
+        raise OSError(-202)  # the ESP32's "no DNS answer"
+    return _hub.net.getaddrinfo(host, port, 0, SOCK_STREAM)
+
+
+# First byte's type nibble -> requests that get an answer / answers.
+_ASKS = (0x1, 0x8, 0xC)  # CONNECT, SUBSCRIBE, PINGREQ (and QoS 1 PUBLISH, below)
+_ANSWERS = (0x2, 0x4, 0x9, 0xB, 0xD)  # CONNACK, PUBACK, SUBACK, UNSUBACK, PINGRESP
+
+
+class _Packets:
+    """Finds MQTT packet boundaries in one direction of a stream; calls seen(first byte)."""
+
+    def __init__(self, seen):
+        self.seen = seen
+        self.skip = 0  # body bytes of the current packet still to pass
+        self.head = bytearray()  # fixed header bytes so far
+
+    def feed(self, data):
+        i = 0
+        n = len(data)
+        while i < n:
+            if self.skip:
+                k = min(self.skip, n - i)
+                self.skip -= k
+                i += k
+                continue
+            self.head.append(data[i])
+            i += 1
+            h = self.head
+            if len(h) >= 2 and not h[-1] & 0x80:
+                length = 0
+                for j in range(len(h) - 1, 0, -1):
+                    length = (length << 7) | (h[j] & 0x7F)
+                self.seen(h[0])
+                self.skip = length
+                self.head = bytearray()
+
+
+def _errno(e):
+    return e.args[0] if e.args and isinstance(e.args[0], int) else getattr(e, "errno", 5)
+
+
+class socket:
+    def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=IPPROTO_TCP):
+        self._s = _hub.net.socket(af, type, proto)
+        self._board = _hub.board
+        self._board.sockets.append(self)
+        self.owed = 0  # answers the broker owes us
+        self.pushes = 0  # messages the world knows are on their way to us
+        self._sent = _Packets(self._asked)
+        self._got = _Packets(self._answered)
+
+    def _asked(self, first):
+        if first >> 4 in _ASKS or (first >> 4 == 3 and first & 0x06):
+            self.owed += 1
+
+    def _answered(self, first):
+        kind = first >> 4
+        if kind == 3 and self.pushes > 0:
+            self.pushes -= 1
+        elif kind not in _ANSWERS:
+            return
+        if self.owed > 0:
+            self.owed -= 1
+
+    def expect_push(self):
+        """The centre has just sent us something: wait for it before moving the clock."""
+        self.pushes += 1
+        self.owed += 1
+
+    def setblocking(self, flag):
+        self._s.setblocking(flag)
+
+    def settimeout(self, t):
+        self._s.settimeout(t)
+
+    def setsockopt(self, *args):
+        pass
+
+    def connect(self, addr):
+        if not _link():
+            raise OSError(_EHOSTUNREACH)
+        try:
+            self._s.connect(addr)
+        except OSError as e:
+            raise OSError(_errno(e)) from None
+
+    def write(self, buf):
+        if not _link():
+            return None
+        try:
+            n = self._s.send(buf)
+        except OSError as e:
+            if _errno(e) == _EAGAIN:
+                return None
+            raise OSError(_errno(e)) from None
+        if n:
+            self._board.net_activity += 1
+            self._sent.feed(memoryview(buf)[:n])
+        return n
+
+    send = write
+
+    def readinto(self, buf, n=None):
+        if not _link():
+            return None
+        s = self._s
+        try:
+            r = s.recv_into(buf) if hasattr(s, "recv_into") else s.readinto(buf)
+        except OSError as e:
+            if _errno(e) == _EAGAIN:
+                return None
+            raise OSError(_errno(e)) from None
+        if r:
+            self._board.net_activity += 1
+            self._got.feed(memoryview(buf)[:r])
+        return r
+
+    def readable(self):
+        """Data (or an error, or the end) is waiting: a real poll, no waiting."""
+        return _link() and _hub.net_ready([self._s], 0)
+
+    def close(self):
+        if self in self._board.sockets:
+            self._board.sockets.remove(self)
+        self._s.close()
