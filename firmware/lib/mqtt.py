@@ -190,17 +190,17 @@ class Client:
         try:
             self._read(now)
             if self.sock is None:
-                return 0
+                return self._retry_wait(now)
             if self.state == UP and not self._waiting and diff(now, self._since) >= self.keepalive_ms // 2:
                 self._queue(bytes((PINGREQ, 0)))
                 self._expect_answer()
             self._flush()
         except OSError as e:
             self._close("socket error %s" % e)
-            return 0
+            return self._retry_wait(now)
         if self._waiting is not None and diff(now, self._waiting) >= 0:
             self._close("no answer within %d s" % (RESPONSE_MS // 1000))
-            return 0
+            return self._retry_wait(now)
         wait = self.keepalive_ms // 2 - diff(now, self._since) if self.state == UP else RESPONSE_MS
         if self._waiting is not None:
             w = diff(self._waiting, now)
@@ -208,6 +208,9 @@ class Client:
         if self._out:
             wait = 20 if wait > 20 else wait  # the socket was full: try again soon
         return wait if wait > 0 else 0
+
+    def _retry_wait(self, now):
+        return diff(self._retry_at, now) if self._retry_at is not None else 0
 
     # --- connection --------------------------------------------------------
 

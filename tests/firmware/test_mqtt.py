@@ -1,0 +1,135 @@
+# The MQTT client's protocol, byte by byte, against a scripted broker: the
+# failure modes mqtt_as lists (lost PUBACKs, dead connections, oversized
+# packets). The real brokers are in tests/test_alarm_sim.py. CPython, float32,
+# MicroPython.
+
+from mqtt import PINGREQ, RESPONSE_MS, Client
+
+
+class Sock:
+    def __init__(self):
+        self.sent = bytearray()
+        self.inbox = bytearray()
+        self.closed = False
+
+    def write(self, b):
+        self.sent += b
+        return len(b)
+
+    def readinto(self, mv):
+        if not self.inbox:
+            return None
+        n = min(len(mv), len(self.inbox))
+        mv[:n] = self.inbox[:n]
+        self.inbox = self.inbox[n:]
+        return n
+
+    def close(self):
+        self.closed = True
+
+
+def make(**kw):
+    socks = []
+
+    def opener():
+        s = Sock()
+        socks.append(s)
+        return s
+
+    c = Client(
+        opener, "lamp-1", 60, will=("t/status", "offline", True), birth=("t/status", "online", True), **kw
+    )
+    got = []
+    c.on_message = lambda topic, payload: got.append((topic, payload))
+    return c, socks, got
+
+
+def connack(sock, session=False):
+    sock.inbox += bytes((0x20, 2, 1 if session else 0, 0))
+
+
+def test_connect_packet_and_session():
+    c, socks, _ = make()
+    c.subscribe("t/cmd", 1)
+    c.step(0)
+    s = socks[0]
+    # CONNECT: MQTT 3.1.1, clean session 0, will QoS 1 retained, keepalive 60.
+    assert s.sent[0] == 0x10
+    assert bytes(s.sent[2:9]) == b"\x00\x04MQTT\x04"
+    assert s.sent[9] == 0x04 | 0x08 | 0x20
+    assert s.sent[10:12] == b"\x00\x3c"
+    s.sent = bytearray()
+    connack(s)
+    c.step(10)
+    assert c.up
+    # No session at the broker: subscribe again, then the birth message.
+    assert s.sent[0] == 0x82
+    assert b"t/cmd" in s.sent and b"online" in s.sent
+
+
+def test_unacknowledged_qos1_is_sent_again_with_dup_after_reconnect():
+    c, socks, _ = make()
+    c.step(0)
+    connack(socks[0], session=True)
+    c.step(1)
+    pid = c.publish("t/event", '{"a": 1}', 1)
+    c.step(2)
+    first = bytes(socks[0].sent)
+    assert b'{"a": 1}' in first
+    # The PUBACK never comes: the connection is declared dead...
+    c.step(2 + RESPONSE_MS)
+    assert not c.up and socks[0].closed
+    # ...and after reconnecting, the message goes again, DUP set, same id.
+    c.step(2 + RESPONSE_MS + 5000)
+    connack(socks[1], session=True)
+    c.step(2 + RESPONSE_MS + 5001)
+    again = bytes(socks[1].sent)
+    k = again.index(b"t/event") - 4
+    assert again[k] == 0x30 | 0x08 | 0x02
+    assert again[k + 4 + 7 : k + 4 + 9] == bytes((pid >> 8, pid & 0xFF))
+    acked = []
+    c.on_puback = acked.append
+    socks[1].inbox += bytes((0x40, 2, pid >> 8, pid & 0xFF))
+    c.step(2 + RESPONSE_MS + 5002)
+    assert acked == [pid] and c.room() == c.max_inflight
+
+
+def test_a_silent_connection_is_found_dead_by_keepalive():
+    c, socks, _ = make()
+    c.step(0)
+    connack(socks[0])
+    c.step(1)
+    socks[0].sent = bytearray()
+    wait = c.step(2)
+    assert 0 < wait <= 30000
+    c.step(30001)
+    assert socks[0].sent == bytes((PINGREQ, 0))
+    c.step(30001 + RESPONSE_MS - 1)
+    assert c.up
+    c.step(30001 + RESPONSE_MS)
+    assert not c.up and "no answer" in c.last_error
+
+
+def test_an_oversized_packet_is_skipped_and_the_next_one_read():
+    c, socks, got = make(max_packet=64)
+    c.step(0)
+    connack(socks[0])
+    c.step(1)
+    big = b"x" * 200
+    n = len(big) + 5  # 205: two bytes of remaining length
+    socks[0].inbox += bytes((0x30, 0x80 | (n & 0x7F), n >> 7, 0, 3)) + b"t/a" + big
+    socks[0].inbox += bytes((0x30, 7, 0, 3)) + b"t/b" + b"ok"
+    c.step(2)
+    c.step(3)
+    assert c.oversized == 1
+    assert got == [("t/b", b"ok")]
+
+
+def test_a_refused_login_backs_off():
+    c, socks, _ = make()
+    c.step(0)
+    socks[0].inbox += bytes((0x20, 2, 0, 5))
+    wait = c.step(1)
+    assert not c.up and "not authorised" in c.last_error
+    assert wait >= 1000
+    assert c.step(2) > 0 and len(socks) == 1  # not before the backoff
