@@ -4,9 +4,10 @@ replies, online/offline) on the timeline, drops duplicate events by id as the
 real centre does, and sends the scenario's commands (`at 22:05 centre ack`).
 
 Its network is real and the clock virtual: before the world moves the clock on
-after any traffic, settle() sends a marker to itself through the broker and
-reads until the marker is back, so that everything the lamps published before
-is on the timeline at the moment it happened, on every run alike."""
+after any traffic, settle() reads until it has every message the lamps have
+published to it so far (the virtual sockets count them) and a marker of its own,
+so that what the lamps published is on the timeline at the moment it happened,
+on every run alike."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class Centre:
         self.duplicates = 0
         self.alarms: dict[str, dict[str, Any]] = {}  # alarm id -> {"device", "base", "state", ...}
         self.bases: list[str] = []  # each lamp's topic prefix, in the order they came online
+        self.received = 0  # messages from the lamps (not the broker's wills)
         self._sync_n = 0
         self._synced = 0
         self._cmd_n = 0
@@ -51,6 +53,8 @@ class Centre:
         parts = msg.topic.split("/")
         base, kind = "/".join(parts[:4]), parts[4]
         text = msg.payload.decode("utf-8", "replace")
+        if kind != "status" or text == "online":
+            self.received += 1
         if kind == "status":
             if base not in self.bases:
                 self.bases.append(base)
@@ -82,11 +86,13 @@ class Centre:
 
     # --- keeping in step with the virtual clock --------------------------------
 
-    def settle(self) -> None:
+    def settle(self, published: int = 0) -> None:
+        """Read until the lamps' `published` messages (counted by the virtual
+        sockets) and a marker of our own have all arrived."""
         self._sync_n += 1
         self.client.publish(SYNC_TOPIC, str(self._sync_n), 0)
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while self._synced != self._sync_n and time.monotonic() < deadline:
+        while (self._synced != self._sync_n or self.received < published) and time.monotonic() < deadline:
             self.client.loop(0.05)
 
     # --- commands ------------------------------------------------------------

@@ -162,7 +162,7 @@ class World:
         if self.centre is not None and target > self.now_us and self.board is not None:
             # Whatever the lamp sent is at the centre before the clock moves on.
             if self.board.net_activity != self._settled:
-                self.centre.settle()
+                self.centre.settle(self.board.to_centre)
                 self._settled = self.board.net_activity
         while self._queue and self._queue[0][0] <= target:
             t, _, ev = heapq.heappop(self._queue)

@@ -274,7 +274,9 @@ class Client:
         self._backoff = BACKOFF_MIN_MS
         self.last_error = None
         self._waiting = None
-        self.on_event("mqtt", "up" + (" (session kept)" if session_present else ""))
+        # (Whether the broker kept our session is not said: brokers differ in
+        # when they drop the old connection, and it changes nothing we do.)
+        self.on_event("mqtt", "up")
         if not session_present:
             self._send_subscribe()
         # Unacknowledged messages again, oldest first, marked as duplicates.

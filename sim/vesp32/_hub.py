@@ -73,6 +73,7 @@ class Board:
         self.sleeps = 0
         self.sockets = []  # the firmware's open virtual sockets
         self.net_activity = 0  # bytes moved on them, as a change counter
+        self.to_centre = 0  # messages published on topics the centre listens to
 
     # --- power and resets ------------------------------------------------
 

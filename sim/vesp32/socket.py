@@ -41,24 +41,38 @@ def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
 # First byte's type nibble -> requests that get an answer / answers.
 _ASKS = (0x1, 0x8, 0xC)  # CONNECT, SUBSCRIBE, PINGREQ (and QoS 1 PUBLISH, below)
 _ANSWERS = (0x2, 0x4, 0x9, 0xB, 0xD)  # CONNACK, PUBACK, SUBACK, UNSUBACK, PINGRESP
+# What the centre listens to (sim/centre.py): it waits until it has as many
+# messages on these as the lamps published.
+_TO_CENTRE = (b"/event", b"/reply", b"/status")
+
+
+_PEEK = 64  # body bytes kept of each packet: enough for a topic
 
 
 class _Packets:
-    """Finds MQTT packet boundaries in one direction of a stream; calls seen(first byte)."""
+    """Finds MQTT packets in one direction of a stream; calls seen(first byte,
+    the first bytes of the body) once each has gone by whole."""
 
     def __init__(self, seen):
         self.seen = seen
-        self.skip = 0  # body bytes of the current packet still to pass
         self.head = bytearray()  # fixed header bytes so far
+        self.left = 0  # body bytes of the current packet still to come
+        self.body = bytearray()
+        self.first = 0
 
     def feed(self, data):
         i = 0
         n = len(data)
         while i < n:
-            if self.skip:
-                k = min(self.skip, n - i)
-                self.skip -= k
+            if self.left:
+                k = min(self.left, n - i)
+                room = _PEEK - len(self.body)
+                if room > 0:
+                    self.body += data[i : i + min(k, room)]
+                self.left -= k
                 i += k
+                if not self.left:
+                    self.seen(self.first, self.body)
                 continue
             self.head.append(data[i])
             i += 1
@@ -67,9 +81,17 @@ class _Packets:
                 length = 0
                 for j in range(len(h) - 1, 0, -1):
                     length = (length << 7) | (h[j] & 0x7F)
-                self.seen(h[0])
-                self.skip = length
+                self.first = h[0]
                 self.head = bytearray()
+                self.body = bytearray()
+                self.left = length
+                if not length:
+                    self.seen(self.first, self.body)
+
+
+def _topic(body):
+    n = (body[0] << 8) | body[1] if len(body) >= 2 else 0
+    return bytes(body[2 : 2 + n])
 
 
 def _errno(e):
@@ -86,11 +108,13 @@ class socket:
         self._sent = _Packets(self._asked)
         self._got = _Packets(self._answered)
 
-    def _asked(self, first):
+    def _asked(self, first, body):
         if first >> 4 in _ASKS or (first >> 4 == 3 and first & 0x06):
             self.owed += 1
+        if first >> 4 == 3 and _topic(body).endswith(_TO_CENTRE):
+            self._board.to_centre += 1
 
-    def _answered(self, first):
+    def _answered(self, first, body):
         kind = first >> 4
         if kind == 3 and self.pushes > 0:
             self.pushes -= 1
