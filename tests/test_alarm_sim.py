@@ -87,6 +87,9 @@ def test_every_alarm_reaches_mosquitto_once_after_dedupe(mosquitto, tmp_path):
         "at 22:40 press button for 2s\n"
         "expect 2 alarms at centre\n"
         "expect an alarm at centre by 22:25\n"
+        # Back from the power cut, the pole shows the open alarm again.
+        "expect mode alarm at 22:07\n"
+        "expect mode schedule at 22:35\n"
     )
     sub = Subscriber(mosquitto.port, ["park/+/lamp/+/event", "park/+/lamp/+/state", "park/+/lamp/+/status"])
     try:
@@ -95,6 +98,8 @@ def test_every_alarm_reaches_mosquitto_once_after_dedupe(mosquitto, tmp_path):
     finally:
         sub.close()
     assert result.ok, [c for c in result.checks if not c[1]]
+    centre = [e.text for e in result.entries if e.kind == "centre"]
+    assert "reply to ack centre-1: ok" in centre and "reply to resolve centre-2: ok" in centre
     events = [json.loads(p) for t, p, _ in sub.messages if t.endswith("/event")]
     by_id: dict[str, dict] = {}
     for ev in events:

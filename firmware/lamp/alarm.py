@@ -12,7 +12,11 @@
 # Nothing here resets the board or touches the configuration, whatever the
 # presses.
 
+import json
+
 from ticks import diff
+
+KINDS = ("alarm_raised", "alarm_delivered", "alarm_acknowledged", "alarm_resolved")
 
 RAISED = "raised"
 DELIVERED = "delivered"
@@ -35,6 +39,40 @@ class Alarms:
         self._started = 0  # ticks the indication began
         self.raised = 0
         led.value(0)
+
+    def restore(self, records, now):
+        """After a reset: the alarm that was open, from the journal's records
+        (seq, id, kind, body) of KINDS, oldest first. The pole shows it again at
+        once; returns it, or None. (Presses after the raise are counted in RAM
+        only: the count restarts from the last journaled one.)"""
+        a = None
+        for seq, eid, kind, body in records:
+            try:
+                fields = json.loads(body)
+            except ValueError:
+                continue
+            if kind == "alarm_raised":
+                a = {
+                    "id": eid,
+                    "state": RAISED,
+                    "presses": fields.get("presses", 1),
+                    "test": fields.get("test", False),
+                    "raised": fields.get("ts"),
+                    "seq": seq,
+                }
+            elif a is not None and fields.get("alarm") == a["id"]:
+                if kind == "alarm_resolved":
+                    a = None
+                elif kind == "alarm_delivered" and a["state"] == RAISED:
+                    a["state"] = DELIVERED
+                elif kind == "alarm_acknowledged":
+                    a["state"] = ACKNOWLEDGED
+                    a["presses"] = fields.get("presses", a["presses"])
+        if a is not None:
+            a.pop("seq")
+            self.open = a
+            self._started = now
+        return a
 
     # --- transitions -------------------------------------------------------
 

@@ -12,6 +12,7 @@ import os
 import sys
 
 import ticks
+from alarm import KINDS as ALARM_KINDS
 from alarm import Alarms
 from board import Board
 from button import Button
@@ -75,6 +76,10 @@ class Lamp:
         self.device = cfg.device or board.device_id()
         self.journal = Journal(os, JOURNAL, self.device)
         self.alarms = Alarms(board.button_led, cfg.flash, self.post)
+        kinds = ALARM_KINDS
+        restored = self.alarms.restore(self.journal.find(lambda seq, kind: kind in kinds), board.ticks_ms())
+        if restored is not None:
+            log_event("alarm", "%s still open after the reset: shown again" % restored["id"])
         self.ctl = Controller(cfg, board, clock, self.alarms)
         self.ctl.on_event = self._controller_event
         self.button = Button(board.button_pin, board.ticks_ms, int(cfg.debounce_ms), int(cfg.stuck_s * 1000))

@@ -187,14 +187,20 @@ class Journal:
 
     def undelivered(self, limit=8):
         """Up to `limit` undelivered events, oldest first: (seq, id, kind, body)."""
-        out = []
         if not self.pending:
-            return out
+            return []
+        pending = self.pending
+        return self.find(lambda seq, kind: seq in pending)[:limit]
+
+    def find(self, wanted):
+        """The events still on flash for which wanted(seq, kind) is true, oldest
+        first: (seq, id, kind, body). Read from flash; keep `wanted` narrow."""
+        out = []
         seen = {}
         for number in self._segments:
             for seq, boot, kind, _, body in self._lines(number):
-                if kind != "ack" and seq in self.pending and seq not in seen:
+                if kind != "ack" and seq not in seen and wanted(seq, kind):
                     seen[seq] = True
                     out.append((seq, self.event_id(seq, boot), kind, body))
         out.sort()
-        return out[:limit]
+        return out
