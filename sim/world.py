@@ -134,6 +134,7 @@ class World:
         self.level = 0.0
         self._recorded = 0.0
         self.button_down = False
+        self.led = False
         self.board = None
         self.pace = None  # real-time mode: pace(t_us) waits until the wall clock is there
         self.wait = None  # many lamps in one process: wait(t_us) lets the others catch up
@@ -285,6 +286,9 @@ class World:
         else:
             self.ds3231.power_lost()
             self.note("power", "mains cut")
+            if self.led:
+                self.led = False
+                self.log(self.now_us, "led", "off")
         self._observe()
 
     def note(self, kind, text):
@@ -367,6 +371,10 @@ class World:
         if pin == self.pins["relay"]:
             self.relay_closed = value == self.pins["relay_active"]
             self._observe()
+        elif pin == self.pins["button_led"] and bool(value) != self.led:
+            # The button's ring LED, as responders see it.
+            self.led = bool(value)
+            self.log(self.now_us, "led", "on" if value else "off")
 
     def pwm_out(self, board, pin, duty):
         if pin == self.pins["pwm"]:

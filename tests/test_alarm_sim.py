@@ -38,6 +38,19 @@ def test_alarm_night_with_the_embedded_broker():
         "alarm_acknowledged",
         "alarm_resolved",
     ]
+
+    # The ring LED blinks until the acknowledgement, then stays lit until the
+    # resolution, then goes off.
+    def led(t0, t1):
+        return [e.text for e in result.entries if e.kind == "led" and t0 <= e.t < t1]
+
+    ack_at, resolve_at = (
+        next(e.t for e in result.entries if e.text.startswith(f"sends {c}")) for c in ("ack", "resolve")
+    )
+    press = next(e.t for e in result.entries if e.text.startswith("button pressed"))
+    assert led(press, ack_at).count("off") > 100  # blinking: 2 a second for two minutes
+    assert "off" not in led(ack_at + 1, resolve_at)
+    assert led(resolve_at, resolve_at + 1)[-1:] == ["off"]
     # Garbage on the command topic is refused with a reason and changes nothing.
     assert "reply to None None: refused: not JSON" in centre
     assert "reply to ack centre-1: ok" in centre

@@ -24,17 +24,24 @@ ACKNOWLEDGED = "acknowledged"
 BLINK_MS = 250
 
 
-def _ignore(kind, fields, critical):
+def _ignore(kind, fields, critical, seq=None):
     return None
 
 
+def _no_ids():
+    return 0, ""
+
+
 class Alarms:
-    def __init__(self, led, flash, post=_ignore):
+    def __init__(self, led, flash, post=_ignore, reserve=_no_ids):
         """led: the ring LED's machine.Pin (1 lit); flash: [[level, ms], ...];
-        post(kind, fields, critical): journal an event, returns its id."""
+        post(kind, fields, critical, seq=None): journal an event, returns its id;
+        reserve(): (seq, id) of an event to be posted a little later."""
         self.led = led
         self.flash = flash
         self.post = post
+        self.reserve = reserve
+        self._unwritten = None  # the raise, journaled by write() once the pole shows it
         self.open = None  # {"id", "state", "presses", "test", "raised"}
         self._started = 0  # ticks the indication began
         self.raised = 0
@@ -84,10 +91,19 @@ class Alarms:
             return a["id"]
         self._started = now
         self.raised += 1
-        fields = {"presses": 1, "test": test}
-        aid = self.post("alarm_raised", fields, True)
+        # The pole shows the alarm first (the next controller pass), then the
+        # raise goes to flash: a flash write can take tens of ms on the ESP32.
+        seq, aid = self.reserve()
+        self._unwritten = (seq, {"presses": 1, "test": test})
         self.open = {"id": aid, "state": RAISED, "presses": 1, "test": test, "raised": t}
         return aid
+
+    def write(self):
+        """Journal the raise that press() left for after the indication."""
+        u = self._unwritten
+        if u is not None:
+            self._unwritten = None
+            self.post("alarm_raised", u[1], True, u[0])
 
     def delivered(self, aid):
         """The raise of `aid` has reached the broker."""

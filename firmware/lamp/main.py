@@ -75,7 +75,7 @@ class Lamp:
         self.clock = clock
         self.device = cfg.device or board.device_id()
         self.journal = Journal(os, JOURNAL, self.device)
-        self.alarms = Alarms(board.button_led, cfg.flash, self.post)
+        self.alarms = Alarms(board.button_led, cfg.flash, self.post, self._reserve)
         kinds = ALARM_KINDS
         restored = self.alarms.restore(self.journal.find(lambda seq, kind: kind in kinds), board.ticks_ms())
         if restored is not None:
@@ -128,10 +128,14 @@ class Lamp:
     def unix_time(self):
         return self.clock.now() + UNIX_2000 if self.clock.valid else None
 
-    def post(self, kind, fields, critical=False):
+    def _reserve(self):
+        seq = self.journal.reserve()
+        return seq, self.journal.event_id(seq)
+
+    def post(self, kind, fields, critical=False, seq=None):
         """Journal an event (then it is delivered from the journal); returns its id."""
         fields["ts"] = self.unix_time()
-        aid = self.journal.append(kind, json.dumps(fields), critical)
+        aid = self.journal.append(kind, json.dumps(fields), critical, seq)
         log_event(kind, fields.get("detail") or fields.get("alarm") or aid)
         if self.uplink is not None:
             self.uplink.changed()
@@ -246,16 +250,20 @@ class Lamp:
                     deadline = _earliest(now, deadline, c.step(now))
                 else:
                     c.drop("Wi-Fi down")
-                self.board.watch(c.sock)
         deadline = _earliest(now, deadline, self.button.step(now, self._button))
         d = self.ctl.step(now)
         if ticks.diff(d, deadline) < 0:
             deadline = d
+        self.alarms.write()  # a new alarm shows on the pole already: now to flash
         up = self.uplink
         if up is not None and c is not None:
+            handled = up.commands
             deadline = _earliest(now, deadline, up.step(now))
             if c.up:
-                c.step(now)  # what the uplink queued goes out in this pass
+                c.step(now)  # what the uplink queued goes out (and what came in is handled)
+            if up.commands != handled:
+                deadline = now  # a command may change what the pole shows: round again at once
+            self.board.watch(c.sock)
         if self.restart_at is not None:
             if ticks.diff(now, self.restart_at) >= 0:
                 log_event("restart", "new configuration installed")

@@ -169,16 +169,24 @@ class Journal:
     def event_id(self, seq, boot=None):
         return "%s-%s-%d" % (self.device, self.boot if boot is None else boot, seq)
 
-    def append(self, kind, body, critical=False):
-        """Journal an event (body: JSON text) before delivery; returns its id."""
+    def reserve(self):
+        """The sequence number of an event that will be appended a little later
+        (its id is needed now). One never appended leaves a gap, nothing else."""
+        self.seq += 1
+        return self.seq
+
+    def append(self, kind, body, critical=False, seq=None):
+        """Journal an event (body: JSON text) before delivery; returns its id.
+        seq: a number from reserve(), else the next one."""
         if " " in kind or not kind or kind == "ack":
             raise ValueError("bad event kind %r" % kind)
         if "\n" in body:
             raise ValueError("an event body is one line of JSON")
-        self.seq += 1
-        self._write(self.seq, self.boot, kind, critical, body)
-        self.pending[self.seq] = critical
-        return self.event_id(self.seq)
+        if seq is None:
+            seq = self.reserve()
+        self._write(seq, self.boot, kind, critical, body)
+        self.pending[seq] = critical
+        return self.event_id(seq)
 
     def delivered(self, seq):
         """The centre has it: it may now be dropped when room is needed."""

@@ -39,6 +39,7 @@ class Uplink:
         self.handlers = {}  # command name -> fn(message dict)
         self.state = state
         self.on_delivered = on_delivered
+        self.commands = 0  # received, good or bad
         self.bad_commands = 0
         self.stray = 0
         self.replies_dropped = 0
@@ -110,6 +111,7 @@ class Uplink:
         if topic != self.base + "/cmd":
             self.stray += 1  # not ours to act on (a broker may echo a will)
             return
+        self.commands += 1
         cid = None
         name = None
         try:

@@ -172,8 +172,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     else:
         print(f"{sc.name or path.name}  ({args.runtime}, seed {sc.seed if args.seed is None else args.seed})")
         for e in result.entries:
-            if e.kind in ("level", "probe"):
-                continue
+            if e.kind in ("level", "probe", "led"):
+                continue  # series, for the plot and --json
             what, detail = simcmd.describe(e)
             print(f"  {simcmd.local(sc, e.t).replace('T', ' ')}  {what:<10} {detail}")
         if result.checks:

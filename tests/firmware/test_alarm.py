@@ -15,16 +15,25 @@ FLASH = [(100, 700), (20, 300)]
 def make(folder=None):
     j = Journal(os, folder or tempdir() + "/j", "lamp-7")
 
-    def post(kind, fields, critical):
-        return j.append(kind, json.dumps(fields), critical)
+    def post(kind, fields, critical, seq=None):
+        return j.append(kind, json.dumps(fields), critical, seq)
+
+    def reserve():
+        seq = j.reserve()
+        return seq, j.event_id(seq)
 
     led = Pin()
-    return Alarms(led, FLASH, post), led, j
+    return Alarms(led, FLASH, post, reserve), led, j
 
 
 def test_one_alarm_however_many_presses():
     a, _, j = make()
     first = a.press(0, 1766300000)
+    # The raise is journaled once the pole shows it (the app calls write()
+    # after the controller's pass), under the id press() gave.
+    assert j.undelivered() == []
+    a.write()
+    assert j.undelivered()[0][1] == first
     assert a.press(5000, 1766300005) == first
     assert a.press(9000, 1766300009) == first
     assert a.open["presses"] == 3 and a.raised == 1
@@ -35,6 +44,7 @@ def test_one_alarm_however_many_presses():
 def test_lifecycle_and_refusals():
     a, led, j = make()
     aid = a.press(0, None)
+    a.write()
     assert a.acknowledge("lamp-7-1-99") == "alarm lamp-7-1-99 is not the open one (%s)" % aid
     a.delivered(aid)
     assert a.open["state"] == DELIVERED
@@ -68,6 +78,7 @@ def test_an_open_alarm_survives_a_reset():
     folder = tempdir() + "/j"
     a, _, j = make(folder)
     aid = a.press(0, 1766300000)
+    a.write()
     a.delivered(aid)
     a.acknowledge(aid)
     # The board resets: RAM is gone, the journal is not.
