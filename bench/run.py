@@ -121,6 +121,23 @@ def bench_fleet() -> None:
     print(f"  cpython      {wall:6.1f} s wall  {rate:12,.0f} simulated lamp-s per s   (target 30 s)")
 
 
+def bench_fleet_broker(lamps: int = 1000) -> None:
+    from parkctl import simcmd
+    from parkctl.brokers import Mosquitto
+
+    scenario = ROOT / "bench" / "fleet_night_wifi.scn"
+    broker = Mosquitto().start()
+    try:
+        start = time.perf_counter()
+        results = simcmd.run_fleet(scenario, lamps, broker=broker.url)
+        wall = time.perf_counter() - start
+    finally:
+        broker.close()
+    up = sum(1 for r in results if any(e.text == "event mqtt up" for e in r.entries))
+    print(f"simulator, {lamps} lamps, one night against Mosquitto (bench/fleet_night_wifi.scn):")
+    print(f"  cpython      {wall:6.1f} s wall   {up} lamps connected   (target 60 s)")
+
+
 if __name__ == "__main__":
     bench_sun_micropython()
     bench_lamp_micropython()
@@ -128,3 +145,8 @@ if __name__ == "__main__":
     bench_sun_accuracy()
     bench_sim_year()
     bench_fleet()
+    import alarms
+
+    alarms.bench_alarm_latency()
+    alarms.bench_heap_week()
+    bench_fleet_broker()

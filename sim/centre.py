@@ -12,6 +12,7 @@ on every run alike."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from typing import Any
 
@@ -37,6 +38,9 @@ class Centre:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="park-sim-centre")
         self.client.on_message = self._message
         self.client.connect(host, port, keepalive=600)
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):  # no Nagle delays on the host's loopback
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.subscribe([("park/+/lamp/+/event", 1), ("park/+/lamp/+/reply", 1)])
         self.client.subscribe([("park/+/lamp/+/status", 1), (SYNC_TOPIC, 0)])
         self.settle()

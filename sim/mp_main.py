@@ -45,11 +45,14 @@ class Platform:
 
     def __init__(self):
         self.console = None
+        self.heap = None  # a HeapProbe, for make bench
 
     def world_ready(self, world):
         pass
 
     def boot(self):
+        if self.heap is not None and self.heap.base is None:
+            self.heap.start()
         # RAM is lost: every firmware module is imported afresh.
         for name in list(sys.modules):
             mod = sys.modules[name]
@@ -57,6 +60,59 @@ class Platform:
             if any(d in path for d in FIRMWARE_DIRS):
                 del sys.modules[name]
         __import__("main")
+
+
+class HeapProbe:
+    """The heap in use after gc.collect(), sampled every `every` waits of the
+    board (the firmware idle), per simulated day: for `make bench`."""
+
+    def __init__(self, emit, every=20):
+        self.emit = emit
+        self.every = every
+        self.base = None
+        self.n = 0
+        self.day = 0
+        self.peak = 0
+        self.last = 0
+        self.t = 0
+
+    def start(self):
+        import gc
+
+        gc.collect()
+        self.base = gc.mem_alloc()
+        self.emit(_hub.board.world.now_us, "heap", "0 %d 0 0" % self.base)
+        self.start_us = _hub.board.world.now_us
+        wait = _hub.Board.wait_us
+        probe = self
+
+        def wait_us(board, us, ready=None):
+            probe.sample(board.world.now_us)
+            return wait(board, us, ready)
+
+        _hub.Board.wait_us = wait_us
+
+    def sample(self, now_us):
+        import gc
+
+        self.n += 1
+        if self.n % self.every:
+            return
+        gc.collect()
+        a = gc.mem_alloc()
+        day = (now_us - self.start_us) // 86400000000 + 1
+        if day != self.day:
+            self.flush()
+            self.day = day
+            self.peak = 0
+        self.t = now_us
+        self.last = a
+        if a > self.peak:
+            self.peak = a
+
+    def flush(self):
+        if self.day:
+            self.emit(self.t, "heap", "%d %d %d %d" % (self.day, self.base, self.peak, self.last))
 
 
 def main():
@@ -84,7 +140,11 @@ def main():
 
     builtins.open = fw_open
     builtins.print = fw_print
+    if scenario.get("heap_probe"):
+        platform.heap = HeapProbe(emit)
     runner.run(scenario, fs, platform, emit)
+    if platform.heap is not None:
+        platform.heap.flush()
 
 
 main()

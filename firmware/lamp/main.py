@@ -135,8 +135,12 @@ class Lamp:
     def post(self, kind, fields, critical=False, seq=None):
         """Journal an event (then it is delivered from the journal); returns its id."""
         fields["ts"] = self.unix_time()
-        aid = self.journal.append(kind, json.dumps(fields), critical, seq)
+        j = self.journal
+        if seq is None:
+            seq = j.reserve()
+        aid = j.event_id(seq)
         log_event(kind, fields.get("detail") or fields.get("alarm") or aid)
+        j.append(kind, json.dumps(fields), critical, seq)
         if self.uplink is not None:
             self.uplink.changed()
         return aid

@@ -39,6 +39,7 @@ class Journal:
         self.torn = 0  # lines skipped for a bad CRC or shape
         self.dropped = 0  # undelivered non-critical events dropped for room
         self.pending = {}  # seq -> critical (True/False): not yet delivered
+        self._where = {}  # seq -> segment number, for the pending ones: what to read back
         self.seq = 0  # the last sequence number used
         self._segments = []  # segment numbers, oldest first
         self._count = 0  # records in the newest segment
@@ -116,11 +117,12 @@ class Journal:
             for seq, _, kind, critical, _ in self._lines(number, loading=True):
                 count += 1
                 if kind == "ack":
-                    self.pending.pop(seq, None)
+                    self._settled(seq)
                     continue
                 if seq > self.seq:
                     self.seq = seq
                 self.pending[seq] = critical
+                self._where[seq] = number
             self._count = count
         if self._torn_tail:
             # Never append after a torn line: the next record would be glued to it.
@@ -158,8 +160,9 @@ class Journal:
         # in both, which undelivered() reads once.
         for rec in keep:
             self._write(rec[0], rec[1], rec[2], rec[3], rec[4], rollover=False)
+            self._where[rec[0]] = self._segments[-1]
         for seq, _, kind, critical, _ in self._lines(number):
-            if kind != "ack" and not critical and self.pending.pop(seq, None) is not None:
+            if kind != "ack" and not critical and self._settled(seq):
                 self.dropped += 1
         self.os.remove(self._path(number))
         self._segments.remove(number)
@@ -186,11 +189,17 @@ class Journal:
             seq = self.reserve()
         self._write(seq, self.boot, kind, critical, body)
         self.pending[seq] = critical
+        self._where[seq] = self._segments[-1]
         return self.event_id(seq)
+
+    def _settled(self, seq):
+        """No longer pending (delivered or dropped); False if it was not."""
+        self._where.pop(seq, None)
+        return self.pending.pop(seq, None) is not None
 
     def delivered(self, seq):
         """The centre has it: it may now be dropped when room is needed."""
-        if self.pending.pop(seq, None) is not None:
+        if self._settled(seq):
             self._write(seq, "-", "ack", False, '""')
 
     def undelivered(self, limit=8):
@@ -198,14 +207,20 @@ class Journal:
         if not self.pending:
             return []
         pending = self.pending
-        return self.find(lambda seq, kind: seq in pending)[:limit]
+        # Only the segments that hold pending events are read back (usually the newest).
+        where = {}
+        for number in self._where.values():
+            where[number] = True
+        segments = sorted(where)
+        return self.find(lambda seq, kind: seq in pending, segments)[:limit]
 
-    def find(self, wanted):
+    def find(self, wanted, segments=None):
         """The events still on flash for which wanted(seq, kind) is true, oldest
-        first: (seq, id, kind, body). Read from flash; keep `wanted` narrow."""
+        first: (seq, id, kind, body). Read from flash (all segments, or those
+        numbered in `segments`); keep `wanted` narrow."""
         out = []
         seen = {}
-        for number in self._segments:
+        for number in self._segments if segments is None else segments:
             for seq, boot, kind, _, body in self._lines(number):
                 if kind != "ack" and seq not in seen and wanted(seq, kind):
                     seen[seq] = True

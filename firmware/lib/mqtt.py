@@ -6,7 +6,8 @@
 # What it survives (mqtt_as's list): Wi-Fi loss (the app calls drop(); the
 # connection is made again with backoff); a broker that goes away (reconnect
 # with backoff, 1 s doubling to a minute); a connection that dies without an
-# error (keepalive: a PINGREQ when idle, and no answer to it or to a PUBLISH
+# error (keepalive: a PINGREQ after `keepalive_s` without sending anything, which
+# the broker allows 1.5 times over; no answer to it or to a PUBLISH
 # within RESPONSE_MS means dead); lost PUBACKs (QoS 1 messages stay in flight
 # and are sent again with DUP after every reconnect, in order).
 #
@@ -191,7 +192,7 @@ class Client:
             self._read(now)
             if self.sock is None:
                 return self._retry_wait(now)
-            if self.state == UP and not self._waiting and diff(now, self._since) >= self.keepalive_ms // 2:
+            if self.state == UP and not self._waiting and diff(now, self._since) >= self.keepalive_ms:
                 self._queue(bytes((PINGREQ, 0)))
                 self._expect_answer()
             self._flush()
@@ -201,7 +202,7 @@ class Client:
         if self._waiting is not None and diff(now, self._waiting) >= 0:
             self._close("no answer within %d s" % (RESPONSE_MS // 1000))
             return self._retry_wait(now)
-        wait = self.keepalive_ms // 2 - diff(now, self._since) if self.state == UP else RESPONSE_MS
+        wait = self.keepalive_ms - diff(now, self._since) if self.state == UP else RESPONSE_MS
         if self._waiting is not None:
             w = diff(self._waiting, now)
             wait = w if w < wait else wait

@@ -102,8 +102,8 @@ class Uplink:
             return
         seq, kind, aid = sent
         self._seqs.pop(seq, None)
-        self.journal.delivered(seq)
         self.on_delivered(kind, aid)
+        self.journal.delivered(seq)
 
     # --- commands ----------------------------------------------------------
 

@@ -73,7 +73,8 @@ class Mosquitto:
             "persistence false\n"
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
-            "max_queued_messages 10000\n" + extra
+            "max_queued_messages 10000\n"
+            "set_tcp_nodelay true\n" + extra
         )
         self.proc: subprocess.Popen | None = None
 

@@ -115,7 +115,7 @@ def _sim_fleet(args: argparse.Namespace, path) -> int:
     if args.plot or args.realtime:
         raise UserError("--plot and --realtime are for one lamp")
     start = time.perf_counter()
-    results = simcmd.run_fleet(path, args.lamps, args.seed)
+    results = simcmd.run_fleet(path, args.lamps, args.seed, args.broker)
     wall = time.perf_counter() - start
     sc = results[0].scenario
     failed = [(i, text) for i, r in enumerate(results) for text, ok, _ in r.checks if not ok]

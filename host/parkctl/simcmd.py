@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ class Entry:
     t: int  # park time (UTC)
     kind: str
     text: str
+    wall: float = 0.0  # time.perf_counter() when it happened (CPython runtime): for benchmarks
 
 
 @dataclass
@@ -45,9 +47,11 @@ def run(
     seed: int | None = None,
     realtime: float | None = None,
     broker: str | None = None,
+    heap_probe: bool = False,
 ) -> Result:
     """broker: the MQTT broker's URL for a networked scenario (default: an
-    embedded one, started here)."""
+    embedded one, started here); heap_probe: MicroPython only, `heap` entries
+    (bench/alarms.py)."""
     from sim.scenario import ScenarioError, load
 
     try:
@@ -57,19 +61,21 @@ def run(
     if sc.needs_centre and runtime != "cpython":
         raise UserError(f"{path}: the centre's commands and expectations need --runtime cpython")
     if not sc.networked:
-        return _run(sc, runtime, seed, realtime, None)
+        return _run(sc, runtime, seed, realtime, None, heap_probe)
     if broker is not None:
-        return _run(sc, runtime, seed, realtime, broker)
+        return _run(sc, runtime, seed, realtime, broker, heap_probe)
     from .brokers import Embedded
 
     embedded = Embedded().start()
     try:
-        return _run(sc, runtime, seed, realtime, embedded.url)
+        return _run(sc, runtime, seed, realtime, embedded.url, heap_probe)
     finally:
         embedded.close()
 
 
-def _run(sc: Scenario, runtime: str, seed: int | None, realtime: float | None, broker: str | None) -> Result:
+def _run(
+    sc: Scenario, runtime: str, seed: int | None, realtime: float | None, broker: str | None, heap_probe: bool
+) -> Result:
     from sim import cpython
 
     config = dict(sc.config)
@@ -79,6 +85,7 @@ def _run(sc: Scenario, runtime: str, seed: int | None, realtime: float | None, b
         world_ready = _centre_hook(broker)
     data = sc.to_json(seed, realtime)
     data["config"] = config
+    data["heap_probe"] = heap_probe
     entries: list[Entry] = []
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "flash.img"
@@ -89,7 +96,7 @@ def _run(sc: Scenario, runtime: str, seed: int | None, realtime: float | None, b
                 cpython.run(
                     data,
                     image,
-                    lambda t, kind, text: entries.append(Entry(t, kind, text)),
+                    lambda t, kind, text: entries.append(Entry(t, kind, text, time.perf_counter())),
                     (lambda world: centre.append(world_ready(world))) if world_ready else None,
                 )
             finally:
@@ -155,8 +162,9 @@ def parse_micropython_output(stdout: str, start: int) -> list[Entry]:
     return entries
 
 
-def run_fleet(path: Path, lamps: int, seed: int | None = None) -> list[Result]:
-    """`lamps` boards in one process (CPython), one Result each."""
+def run_fleet(path: Path, lamps: int, seed: int | None = None, broker: str | None = None) -> list[Result]:
+    """`lamps` boards in one process (CPython), one Result each; a networked
+    scenario's lamps all use `broker` (default: an embedded one). No centre."""
     from sim import fleet
     from sim.scenario import ScenarioError, load
 
@@ -164,8 +172,26 @@ def run_fleet(path: Path, lamps: int, seed: int | None = None) -> list[Result]:
         sc = load(path)
     except ScenarioError as e:
         raise UserError(str(e)) from None
+    if sc.needs_centre:
+        raise UserError(f"{path}: the centre's statements are for one lamp, not --lamps")
+    embedded = None
+    data = sc.to_json(seed)
+    if sc.networked:
+        if broker is None:
+            from .brokers import Embedded
+
+            embedded = Embedded().start()
+            broker = embedded.url
+        from .brokers import parse_url
+
+        parse_url(broker)
+        data["config"] = dict(data["config"], network=dict(data["config"]["network"], broker=broker))
     per_lamp: list[list[Entry]] = [[] for _ in range(lamps)]
-    fleet.run(sc.to_json(seed), lamps, lambda i, t, kind, text: per_lamp[i].append(Entry(t, kind, text)))
+    try:
+        fleet.run(data, lamps, lambda i, t, kind, text: per_lamp[i].append(Entry(t, kind, text)))
+    finally:
+        if embedded is not None:
+            embedded.close()
     return [Result(sc, entries, check(sc, entries)) for entries in per_lamp]
 
 

@@ -1,0 +1,148 @@
+"""Alarm benchmarks for `make bench` (bench/run.py): delivery latency against
+Mosquitto, and the lamp firmware's heap over a simulated week in MicroPython."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from parkctl import simcmd
+from parkctl.brokers import Mosquitto
+from parkctl.runtime import HEAPSIZE
+
+ROOT = Path(__file__).resolve().parents[1]
+WIFI_CONFIG = ROOT / "sim" / "scenarios" / "songjiang-wifi.json"
+
+
+def _cycles(n: int, every_s: int) -> str:
+    """n press / acknowledge / resolve cycles from 2026-12-21 18:00 local."""
+    import datetime as dt
+
+    t0 = dt.datetime(2026, 12, 21, 18, 0, 0)
+    lines = []
+    for i in range(n):
+        t = t0 + dt.timedelta(seconds=i * every_s)
+        for off, what in ((0, "press button for 300ms"), (2, "centre ack"), (4, "centre resolve")):
+            lines.append(f"at {(t + dt.timedelta(seconds=off)).strftime('%Y-%m-%d %H:%M:%S')} {what}")
+    end = t0 + dt.timedelta(seconds=n * every_s + 60)
+    head = (
+        f"config {WIFI_CONFIG}\nstart 2026-12-21 17:55\nend {end.strftime('%Y-%m-%d %H:%M')}\nwifi up 17:55\n"
+    )
+    return head + "\n".join(lines) + f"\nexpect {n} alarms at centre\n"
+
+
+def bench_alarm_latency(n: int = 1000) -> None:
+    """Press confirmed (the ring LED lights, in the same loop pass) -> PUBACK
+    back at the lamp (its alarm_delivered), in wall-clock time: the simulated
+    clock does not move while the broker owes the lamp an answer, so what is
+    measured is the firmware's work, the journal write and the round trip."""
+    broker = Mosquitto().start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            scn = Path(tmp) / "alarms.scn"
+            scn.write_text(_cycles(n, 10))
+            start = time.perf_counter()
+            result = simcmd.run(scn, broker=broker.url)
+            wall = time.perf_counter() - start
+    finally:
+        broker.close()
+    lat = []
+    lit = None
+    for e in result.entries:
+        if e.kind == "led" and e.text == "on" and lit is None:
+            lit = e.wall
+        elif e.text.startswith("event alarm_delivered ") and lit is not None:
+            lat.append((e.wall - lit) * 1000)
+            lit = None
+        elif e.text.startswith("event alarm_resolved"):
+            lit = None
+    arrived = sum(1 for e in result.entries if e.kind == "centre" and e.text.startswith("alarm_raised "))
+    lat.sort()
+    print(
+        f"alarm delivery, {n} presses against Mosquitto on loopback (CPython simulator, {wall:.0f} s wall):"
+    )
+    print(f"  alarms at the centre            {arrived:6d} of {n}")
+    if lat:
+        p50 = statistics.median(lat)
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        print(f"  press confirmed -> PUBACK p50   {p50:8.2f} ms")
+        print(f"  press confirmed -> PUBACK p99   {p99:8.2f} ms   (target < 50)")
+    print("  press confirmed -> lamp and LED   same loop pass, before the journal write (target < 20 ms)")
+
+
+FIRMWARE_MODULES = (
+    "lampconfig schedule controller output photocell monitor alarm journal mqtt uplink "
+    "netclock timesource button sun posixtz civil ticks topics"
+)
+
+
+def _module_code_bytes() -> int:
+    """Heap the firmware's modules (all but board and main) take once imported."""
+    import subprocess
+
+    from parkctl.runtime import micropython_binary, micropython_env
+
+    code = (
+        "import gc\ngc.collect()\na = gc.mem_alloc()\n"
+        f"import {', '.join(FIRMWARE_MODULES.split())}\n"
+        "gc.collect()\nprint(gc.mem_alloc() - a)\n"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "code_heap.py"  # a file: this build crashes on long -c arguments
+        script.write_text(code)
+        proc = subprocess.run(
+            [micropython_binary(), "-X", "heapsize=400k", str(script)],
+            env=micropython_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return int(proc.stdout.split()[-1])
+
+
+def bench_heap_week() -> None:
+    """The lamp firmware with Wi-Fi, MQTT and the journal, a week in the
+    MicroPython simulator: its live heap after gc.collect(), sampled while idle."""
+    broker = Mosquitto().start()
+    days = 7
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            scn = Path(tmp) / "week.scn"
+            lines = [
+                f"config {WIFI_CONFIG}",
+                "start 2026-12-21 12:00",
+                f"end 2026-12-{21 + days} 12:00",
+                "wifi up 12:00",
+            ]
+            for d in range(days):
+                day = f"2026-12-{21 + d}"
+                lines += [
+                    f"at {day} 22:03 press button for 300ms",
+                    f"wifi down {day} 23:00 - {day} 23:20",
+                    f"at {day} 23:10 press button for 1s",
+                    f"power off {day} 02:00 - {day} 02:05" if d else "",
+                ]
+            scn.write_text("\n".join(lines) + "\n")
+            result = simcmd.run(scn, "micropython", broker=broker.url, heap_probe=True)
+    finally:
+        broker.close()
+    probes = [e.text.split() for e in result.entries if e.kind == "heap"]
+    if not probes:
+        print("lamp heap over a week: no heap probe came back")
+        return
+    base = int(probes[0][1])  # the simulator alone, before the firmware's first boot
+    per_day = [(int(p[0]), int(p[2]) - base, int(p[3]) - base) for p in probes[1:]]
+    print(f"lamp firmware heap over {days} simulated days (MicroPython unix 64-bit, Wi-Fi, MQTT, journal):")
+    print(f"  {'day':>4} {'peak live':>10} {'after gc, end of day':>22}")
+    for day, peak, end in per_day:
+        print(f"  {day:4d} {peak:10d} {end:22d}")
+    peak = max(p for _, p, _ in per_day)
+    code = _module_code_bytes()
+    print(f"  peak live heap {peak} bytes, of which module code {code} bytes: data {peak - code} bytes")
+    print(f"  (target < 48 KB at {HEAPSIZE}; 64-bit objects are larger than the ESP32's; code frozen")
+    print("  into the firmware image would not use the heap at all)")
+    if len(per_day) >= 2:
+        growth = per_day[-1][2] - per_day[0][2]
+        print(f"  growth day 1 -> day {per_day[-1][0]}: {growth:+d} bytes (target: none)")
