@@ -32,6 +32,7 @@ class Centre:
         self.alarms: dict[str, dict[str, Any]] = {}  # alarm id -> {"device", "base", "state", ...}
         self.bases: list[str] = []  # each lamp's topic prefix, in the order they came online
         self.received = 0  # messages from the lamps (not the broker's wills)
+        self.wills = 0  # "offline" from the broker, for lamps gone without a goodbye
         self._sync_n = 0
         self._synced = 0
         self._cmd_n = 0
@@ -59,6 +60,8 @@ class Centre:
         text = msg.payload.decode("utf-8", "replace")
         if kind != "status" or text == "online":
             self.received += 1
+        elif text == "offline":
+            self.wills += 1
         if kind == "status":
             if base not in self.bases:
                 self.bases.append(base)
@@ -90,13 +93,15 @@ class Centre:
 
     # --- keeping in step with the virtual clock --------------------------------
 
-    def settle(self, published: int = 0) -> None:
-        """Read until the lamps' `published` messages (counted by the virtual
-        sockets) and a marker of our own have all arrived."""
+    def settle(self, published: int = 0, wills: int = 0) -> None:
+        """Read until the lamps' `published` messages and the broker's `wills`
+        (both counted by the virtual sockets) and a marker of our own are here."""
         self._sync_n += 1
         self.client.publish(SYNC_TOPIC, str(self._sync_n), 0)
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while (self._synced != self._sync_n or self.received < published) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            self._synced != self._sync_n or self.received < published or self.wills < wills
+        ):
             self.client.loop(0.05)
 
     # --- commands ------------------------------------------------------------

@@ -1,8 +1,11 @@
 # The simulator inside the MicroPython interpreter (unix port):
-#   MICROPYPATH=sim:sim/vesp32:firmware/lamp:firmware/lib micropython sim/mp_main.py IMAGE < scenario.json
+#   MICROPYPATH=sim:sim/vesp32:firmware/lamp:firmware/lib micropython sim/mp_main.py IMAGE SCENARIO.json
 # The board's filesystem is MicroPython's own VfsLfs2 over the image file; the
 # timeline comes out on stdout as JSON lines, each after a \x1e; any other line
 # is the firmware writing to the console directly (sys.print_exception).
+# The control centre lives in the host's process (sim/centre.py, paho-mqtt):
+# when the scenario has one, the world asks it through a line after a \x1d on
+# stdout and waits for its answer, a line on stdin (host/parkctl/simcmd.py).
 
 import builtins
 import json
@@ -46,9 +49,11 @@ class Platform:
     def __init__(self):
         self.console = None
         self.heap = None  # a HeapProbe, for make bench
+        self.centre = False  # the host runs a centre for this scenario
 
     def world_ready(self, world):
-        pass
+        if self.centre:
+            world.centre = RemoteCentre(world)
 
     def boot(self):
         if self.heap is not None and self.heap.base is None:
@@ -115,10 +120,31 @@ class HeapProbe:
             self.emit(self.t, "heap", "%d %d %d %d" % (self.day, self.base, self.peak, self.last))
 
 
+class RemoteCentre:
+    """The world's centre, answered by the host (see the top of this file)."""
+
+    def __init__(self, world):
+        self.world = world
+
+    def _ask(self, request):
+        out = sys.stdout
+        out.write("\x1d")
+        out.write(json.dumps(dict(request, t=self.world.now_us)))
+        out.write("\n")
+        return sys.stdin.readline().strip()
+
+    def settle(self, published=0, wills=0):
+        self._ask({"ask": "settle", "published": published, "wills": wills})
+
+    def command(self, cmd):
+        return self._ask({"ask": "command", "cmd": cmd}) == "1"
+
+
 def main():
     _hub.net, _hub.net_select = _socket, _select
     image = sys.argv[1]
-    scenario = json.loads(sys.stdin.read())
+    with open(sys.argv[2]) as f:
+        scenario = json.loads(f.read())
     import vfs
 
     fs = vfs.VfsLfs2(FileBlockDevice(image), readsize=32, progsize=32, lookahead=32)
@@ -140,6 +166,7 @@ def main():
 
     builtins.open = fw_open
     builtins.print = fw_print
+    platform.centre = bool(scenario.get("centre"))
     if scenario.get("heap_probe"):
         platform.heap = HeapProbe(emit)
     runner.run(scenario, fs, platform, emit)

@@ -41,6 +41,7 @@ def run(scenario, fs, platform, emit):
             board.reset(r.cause)
             emit(world.now_us, "reset", _CAUSES[r.cause])
         except _hub.PowerLoss:
+            board.drop_connections()
             emit(world.now_us, "power", "board off")
             try:
                 while not world.powered:
@@ -52,8 +53,10 @@ def run(scenario, fs, platform, emit):
             emit(world.now_us, "reset", _CAUSES[board.reset_cause])
         except _hub.Stop:
             break
-    for s in list(board.sockets):
-        s.close()  # the board is switched off: its connections drop
+    # The end: the board's connections end at the broker (its will for each).
+    board.drop_connections()
+    for s in list(board.lingering):
+        s.end()
     if board.net_activity:
         # Over a real network, how many passes the loop makes depends on how
         # packets happen to arrive together; what happens when does not.

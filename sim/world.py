@@ -163,7 +163,7 @@ class World:
         if self.centre is not None and target > self.now_us and self.board is not None:
             # Whatever the lamp sent is at the centre before the clock moves on.
             if self.board.net_activity != self._settled:
-                self.centre.settle(self.board.to_centre)
+                self.centre.settle(self.board.to_centre, self.board.wills)
                 self._settled = self.board.net_activity
         while self._queue and self._queue[0][0] <= target:
             t, _, ev = heapq.heappop(self._queue)
@@ -232,6 +232,8 @@ class World:
                 "world",
                 "NTP server %s, step %+d s" % ("answers" if self.ntp_ok else "silent", self.ntp_step_s),
             )
+        elif do == "linger_end":
+            ev["sock"].end()  # the broker's keepalive ran out
         elif do == "centre":
             if self.centre is None:
                 self.note("centre", "no centre in this runtime: %s not sent" % ev["cmd"])

@@ -58,8 +58,6 @@ def run(
         sc = load(path)
     except ScenarioError as e:
         raise UserError(str(e)) from None
-    if sc.needs_centre and runtime != "cpython":
-        raise UserError(f"{path}: the centre's commands and expectations need --runtime cpython")
     if not sc.networked:
         return _run(sc, runtime, seed, realtime, None, heap_probe)
     if broker is not None:
@@ -103,35 +101,68 @@ def _run(
                 for c in centre:
                     c.close()
         elif runtime == "micropython":
-            paths = [
-                ROOT / "sim",
-                ROOT / "sim" / "vesp32",
-                ROOT / "firmware" / "lamp",
-                ROOT / "firmware" / "lib",
-            ]
-            env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(p) for p in paths))
-            proc = subprocess.run(
-                [
-                    micropython_binary(),
-                    "-X",
-                    f"heapsize={SIM_HEAP}",
-                    str(ROOT / "sim" / "mp_main.py"),
-                    str(image),
-                ],
-                input=json.dumps(data),
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=3600,
-            )
-            entries = parse_micropython_output(proc.stdout, sc.start)
-            if proc.returncode != 0:
-                raise RuntimeError(
-                    f"the simulator failed in MicroPython (exit {proc.returncode}):\n{proc.stderr}"
-                )
+            data["centre"] = broker is not None
+            entries = _run_micropython(data, image, Path(tmp) / "scenario.json", sc.start, broker)
         else:
             raise UserError(f"unknown runtime {runtime!r}: choose cpython or micropython")
     return Result(sc, entries, check(sc, entries))
+
+
+def _run_micropython(data: dict, image: Path, spec: Path, start: int, broker: str | None) -> list[Entry]:
+    """sim/mp_main.py in the MicroPython interpreter; with a broker, the centre
+    runs here and answers the world's requests (\x1d lines) on its stdin."""
+    spec.write_text(json.dumps(data))
+    paths = [ROOT / "sim", ROOT / "sim" / "vesp32", ROOT / "firmware" / "lamp", ROOT / "firmware" / "lib"]
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(p) for p in paths))
+    cmd = [
+        micropython_binary(),
+        "-X",
+        f"heapsize={SIM_HEAP}",
+        str(ROOT / "sim" / "mp_main.py"),
+        str(image),
+        str(spec),
+    ]
+    entries: list[Entry] = []
+    now = [start]
+    centre = None
+    if broker is not None:
+        from sim.centre import Centre
+
+        from .brokers import parse_url
+
+        host, port = parse_url(broker)
+        centre = Centre(host, port, lambda kind, text: entries.append(Entry(now[0], kind, text)))
+    errors = spec.with_suffix(".stderr")
+    with errors.open("w") as errf:
+        proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errf, text=True
+        )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            if line.startswith("\x1d") and centre is not None:
+                ask = json.loads(line[1:])
+                now[0] = ask["t"] // 1000000
+                if ask["ask"] == "settle":
+                    centre.settle(ask["published"], ask["wills"])
+                    answer = ""
+                else:
+                    answer = "1" if centre.command(ask["cmd"]) else "0"
+                proc.stdin.write(answer + "\n")
+                proc.stdin.flush()
+            else:
+                entries.extend(parse_micropython_output(line, entries[-1].t if entries else start))
+        rc = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if centre is not None:
+            centre.close()
+    if rc != 0:
+        raise RuntimeError(f"the simulator failed in MicroPython (exit {rc}):\n{errors.read_text()}")
+    return entries
 
 
 def _centre_hook(url: str):
@@ -295,9 +326,22 @@ def plot(result: Result, out: Path) -> None:
             if t is not None and sc.start <= t <= sc.end:
                 ax.axvline(dt(t), color="#4a6fa5", linestyle="--", linewidth=1)
                 ax.text(dt(t), 103, label, color="#4a6fa5", fontsize=8, ha="center")
-    # Outages, resets, faults.
+    # Outages, resets, faults, alarms.
     off = None
+    wifi_off = None
+    alarm_on = None
     for e in result.entries:
+        if e.kind == "world" and e.text == "Wi-Fi down":
+            wifi_off = e.t
+        elif e.kind == "world" and e.text == "Wi-Fi up" and wifi_off is not None:
+            ax.axvspan(dt(wifi_off), dt(e.t), color="#9ec5e8", alpha=0.4, label="Wi-Fi down")
+            wifi_off = None
+        if e.kind == "console" and e.text.startswith("event mode "):
+            if e.text == "event mode alarm":
+                alarm_on = e.t
+            elif alarm_on is not None:
+                ax.axvspan(dt(alarm_on), dt(e.t), color="#d97700", alpha=0.35, label="alarm: lamp flashing")
+                alarm_on = None
         if e.kind == "power" and e.text == "mains cut":
             off = e.t
         elif e.kind == "power" and e.text == "mains back" and off is not None:

@@ -74,6 +74,8 @@ class Board:
         self.sockets = []  # the firmware's open virtual sockets
         self.net_activity = 0  # bytes moved on them, as a change counter
         self.to_centre = 0  # messages published on topics the centre listens to
+        self.lingering = []  # connections lost without a goodbye, still open at the broker
+        self.wills = 0  # connections that ended at the broker without a goodbye
 
     # --- power and resets ------------------------------------------------
 
@@ -94,9 +96,12 @@ class Board:
         self.wdt_timeout_us = 0
         self.irqs = {}
         self.pin_values = {}
-        # RAM is gone: the board's connections drop without a goodbye.
+        self.drop_connections()
+
+    def drop_connections(self):
+        """Power or RAM is gone: the board's connections vanish without a goodbye."""
         for s in list(self.sockets):
-            s.close()
+            s.close(abrupt=True)
 
     # --- time ------------------------------------------------------------
 

@@ -110,15 +110,27 @@ class socket:
         self._poll = None
         self._sent = _Packets(self._asked)
         self._got = _Packets(self._answered)
+        self._closed = False  # by the firmware
+        self._ended = False  # at the broker's end too
+        self.keepalive_s = 0  # from our CONNECT
+        self.session = False  # CONNACK accepted: the broker holds our will
+        self.goodbye = False  # we sent DISCONNECT: no will
 
     def _asked(self, first, body):
-        if first >> 4 in _ASKS or (first >> 4 == 3 and first & 0x06):
+        kind = first >> 4
+        if kind in _ASKS or (kind == 3 and first & 0x06):
             self.owed += 1
-        if first >> 4 == 3 and _topic(body).endswith(_TO_CENTRE):
+        if kind == 3 and _topic(body).endswith(_TO_CENTRE):
             self._board.to_centre += 1
+        elif kind == 1 and len(body) >= 10:
+            self.keepalive_s = (body[8] << 8) | body[9]
+        elif kind == 14:
+            self.goodbye = True
 
     def _answered(self, first, body):
         kind = first >> 4
+        if kind == 2 and len(body) >= 2 and body[1] == 0:
+            self.session = True
         if kind == 3 and self.pushes > 0:
             self.pushes -= 1
         elif kind not in _ANSWERS:
@@ -143,12 +155,18 @@ class socket:
     def connect(self, addr):
         if not _link():
             raise OSError(_EHOSTUNREACH)
+        # Connections the lamp lost without a goodbye end at the broker when it
+        # comes back under the same client id, if their keepalive has not already.
+        for old in list(self._board.lingering):
+            old.end()
         try:
             self._s.connect(addr)
         except OSError as e:
             raise OSError(_errno(e)) from None
 
     def write(self, buf):
+        if self._closed:
+            raise OSError(9)  # EBADF
         if not _link():
             return None
         try:
@@ -165,6 +183,8 @@ class socket:
     send = write
 
     def readinto(self, buf, n=None):
+        if self._closed:
+            raise OSError(9)
         if not _link():
             return None
         s = self._s
@@ -181,14 +201,39 @@ class socket:
 
     def readable(self):
         """Data (or an error, or the end) is waiting: a real poll, no waiting."""
-        if not _link():
+        if self._closed or not _link():
             return False
         if self._poll is None:
             self._poll = _hub.net_select.poll()
             self._poll.register(self._s, 1)
         return bool(self._poll.poll(0))
 
-    def close(self):
-        if self in self._board.sockets:
-            self._board.sockets.remove(self)
+    def close(self, abrupt=False):
+        """abrupt: the board lost power or reset. Then, as when the link is down,
+        nothing reaches the broker: it finds out when the keepalive it was given
+        runs out (1.5 times over), or when the lamp connects again."""
+        b = self._board
+        if self in b.sockets:
+            b.sockets.remove(self)
+        if self._closed:
+            return
+        self._closed = True
+        if (abrupt or not _link()) and self.session and self.keepalive_s:
+            b.lingering.append(self)
+            w = b.world
+            w.at(w.now_us + self.keepalive_s * 1500000, {"do": "linger_end", "sock": self})
+        else:
+            self.end()
+
+    def end(self):
+        """The connection ends at the broker's side now (it publishes our will)."""
+        if self._ended:
+            return
+        self._ended = True
+        b = self._board
+        if self in b.lingering:
+            b.lingering.remove(self)
+        if self.session and not self.goodbye:
+            b.wills += 1
+        b.net_activity += 1
         self._s.close()
