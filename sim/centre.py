@@ -39,15 +39,26 @@ class Centre:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="park-sim-centre")
         self.client.on_message = self._message
         self.client.connect(host, port, keepalive=600)
+        self._subscribe()
+        self.settle()
+
+    def _subscribe(self) -> None:
         sock = self.client.socket()
         if isinstance(sock, socket.socket):  # no Nagle delays on the host's loopback
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.subscribe([("park/+/lamp/+/event", 1), ("park/+/lamp/+/reply", 1)])
         self.client.subscribe([("park/+/lamp/+/status", 1), (SYNC_TOPIC, 0)])
-        self.settle()
 
     def close(self) -> None:
         self.client.disconnect()
+
+    def reconnect(self) -> None:
+        """After the broker was restarted (it forgot our subscriptions): the
+        counts settle() waits on start again, as the world's do."""
+        self.received = self.wills = 0
+        self.client.reconnect()
+        self._subscribe()
+        self.settle()
 
     # --- what arrives --------------------------------------------------------
 
@@ -128,3 +139,63 @@ class Centre:
                 return True
         self.log("centre", f"no open alarm to {cmd}")
         return False
+
+
+class Outside:
+    """What a simulated lamp has outside its board: the centre, and the broker
+    when the simulation started it (a scenario may kill, hang and restart it).
+    The world calls settle(), command() and broker(); in MicroPython, through
+    answer() (host/parkctl/simcmd.py)."""
+
+    def __init__(self, broker, host: str, port: int, log):
+        """broker: an object with `url`, and `start`/`kill`/`freeze` if we own it."""
+        self.broker_obj = broker
+        self.log = log
+        self.centre = Centre(host, port, log)
+        self.state = "up"
+        self._lost = False  # the centre's connection died with the broker
+
+    def close(self) -> None:
+        if self.state == "up":
+            self.centre.close()
+
+    def settle(self, published: int = 0, wills: int = 0) -> None:
+        if self.state == "up":  # with the broker gone or hung there is nothing to wait for
+            self.centre.settle(published, wills)
+
+    def command(self, cmd: str) -> bool:
+        if self.state != "up":
+            self.log("centre", f"cannot send {cmd}: the broker is {self.state}")
+            return False
+        return self.centre.command(cmd)
+
+    def broker(self, state: str) -> None:
+        """down (killed), hung (stopped: connections stay open, nothing answers), up."""
+        b = self.broker_obj
+        if state == "down":
+            b.kill()
+            self._lost = True
+            self.log("broker", "killed")
+        elif state == "hung":
+            b.freeze(True)
+            self.log("broker", "hangs: connections stay open, nothing is answered")
+        else:
+            if self.state == "hung":
+                b.freeze(False)
+            else:
+                b.start()
+            self.log("broker", "back")
+        self.state = state
+        if state == "up" and self._lost:
+            self._lost = False
+            self.centre.reconnect()
+
+    def answer(self, ask: dict) -> str:
+        what = ask["ask"]
+        if what == "settle":
+            self.settle(ask["published"], ask["wills"])
+            return ""
+        if what == "command":
+            return "1" if self.command(ask["cmd"]) else "0"
+        self.broker(ask["state"])
+        return ""

@@ -3,9 +3,9 @@
 # The board's filesystem is MicroPython's own VfsLfs2 over the image file; the
 # timeline comes out on stdout as JSON lines, each after a \x1e; any other line
 # is the firmware writing to the console directly (sys.print_exception).
-# The control centre lives in the host's process (sim/centre.py, paho-mqtt):
-# when the scenario has one, the world asks it through a line after a \x1d on
-# stdout and waits for its answer, a line on stdin (host/parkctl/simcmd.py).
+# The control centre and the broker live in the host's process (sim/centre.py):
+# the world asks them through a line after a \x1d on stdout and waits for the
+# answer, a line on stdin (host/parkctl/simcmd.py).
 
 import builtins
 import json
@@ -49,11 +49,11 @@ class Platform:
     def __init__(self):
         self.console = None
         self.heap = None  # a HeapProbe, for make bench
-        self.centre = False  # the host runs a centre for this scenario
+        self.outside = False  # the host runs a centre and broker for this scenario
 
     def world_ready(self, world):
-        if self.centre:
-            world.centre = RemoteCentre(world)
+        if self.outside:
+            world.outside = RemoteOutside(world)
 
     def boot(self):
         if self.heap is not None and self.heap.base is None:
@@ -120,8 +120,8 @@ class HeapProbe:
             self.emit(self.t, "heap", "%d %d %d %d" % (self.day, self.base, self.peak, self.last))
 
 
-class RemoteCentre:
-    """The world's centre, answered by the host (see the top of this file)."""
+class RemoteOutside:
+    """The world's centre and broker, in the host's process (see the top of this file)."""
 
     def __init__(self, world):
         self.world = world
@@ -138,6 +138,9 @@ class RemoteCentre:
 
     def command(self, cmd):
         return self._ask({"ask": "command", "cmd": cmd}) == "1"
+
+    def broker(self, state):
+        self._ask({"ask": "broker", "state": state})
 
 
 def main():
@@ -166,7 +169,7 @@ def main():
 
     builtins.open = fw_open
     builtins.print = fw_print
-    platform.centre = bool(scenario.get("centre"))
+    platform.outside = bool(scenario.get("outside"))
     if scenario.get("heap_probe"):
         platform.heap = HeapProbe(emit)
     runner.run(scenario, fs, platform, emit)

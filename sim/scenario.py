@@ -71,6 +71,10 @@ class Scenario:
         return "network" in self.config
 
     @property
+    def controls_broker(self) -> bool:
+        return any(e["do"] == "broker" for e in self.events)
+
+    @property
     def needs_centre(self) -> bool:
         return any(e["do"] == "centre" for e in self.events) or any(
             x.kind in ("alarm_by", "alarms") for x in self.expectations
@@ -151,10 +155,16 @@ class _Parser:
                 sc.name = " ".join(words[1:])
             elif head == "config":
                 self._config(" ".join(words[1:]))
-            elif head in ("start", "end", "seed") or head in ("power", "at", "wifi", "expect", "rtc", "ntp"):
+            elif head in ("start", "end", "seed") or head in (
+                "power",
+                "at",
+                "wifi",
+                "expect",
+                "rtc",
+                "ntp",
+                "broker",
+            ):
                 self.pending.append((self.lineno, head, words[1:]))
-            elif head == "alarm":
-                raise self.fail("alarms are not simulated yet (issue #5)")
             else:
                 raise self.fail(f'unknown statement "{head}"')
         if sc.config_path is None:
@@ -240,6 +250,18 @@ class _Parser:
         self.sc.events.append({"at": t0, "do": "wifi", "state": words[0]})
         if t1 is not None:
             self.sc.events.append({"at": t1, "do": "wifi", "state": other})
+
+    def _broker(self, words: list[str]) -> None:
+        # broker down T - T: killed, started again; broker hangs T [- T]: stopped
+        # (connections open, nothing answered), resumed (or killed by a later `down`)
+        if words[:1] not in (["down"], ["hangs"]):
+            raise self.fail('expected "broker down T - T" or "broker hangs T [- T]"')
+        t0, t1 = self.span(words[1:])
+        if t1 is None and words[0] == "down":
+            raise self.fail('expected "broker down T - T": it is started again at the second time')
+        self.sc.events.append({"at": t0, "do": "broker", "state": "down" if words[0] == "down" else "hung"})
+        if t1 is not None:
+            self.sc.events.append({"at": t1, "do": "broker", "state": "up"})
 
     def _power(self, words: list[str]) -> None:
         if not words or words[0] not in ("off", "on"):

@@ -138,8 +138,9 @@ class World:
         self.board = None
         self.pace = None  # real-time mode: pace(t_us) waits until the wall clock is there
         self.wait = None  # many lamps in one process: wait(t_us) lets the others catch up
-        self.centre = None  # the control centre (sim/centre.py), where the platform has one
+        self.outside = None  # the centre and the broker (sim/centre.py Outside), when networked
         self._settled = -1  # the board's net_activity when the centre last settled
+        self._counted = (0, 0)  # the board's (to_centre, wills) when the broker last restarted
         self._queue = []
         self._seq = 0
         self._sun_cache = {}
@@ -160,10 +161,11 @@ class World:
         Returns True when stopped early because an event queued a callback."""
         if self.wait is not None:
             self.wait(target if target < self.end_us else self.end_us)
-        if self.centre is not None and target > self.now_us and self.board is not None:
+        if self.outside is not None and target > self.now_us and self.board is not None:
             # Whatever the lamp sent is at the centre before the clock moves on.
             if self.board.net_activity != self._settled:
-                self.centre.settle(self.board.to_centre, self.board.wills)
+                b = self.board
+                self.outside.settle(b.to_centre - self._counted[0], b.wills - self._counted[1])
                 self._settled = self.board.net_activity
         while self._queue and self._queue[0][0] <= target:
             t, _, ev = heapq.heappop(self._queue)
@@ -235,11 +237,23 @@ class World:
         elif do == "linger_end":
             ev["sock"].end()  # the broker's keepalive ran out
         elif do == "centre":
-            if self.centre is None:
-                self.note("centre", "no centre in this runtime: %s not sent" % ev["cmd"])
-            elif self.centre.command(ev["cmd"]) and self.board is not None:
+            if self.outside is None:
+                self.note("centre", "no centre: the scenario has no network")
+            elif self.outside.command(ev["cmd"]) and self.board is not None:
                 for s in self.board.sockets:
                     s.expect_push()
+        elif do == "broker":
+            if self.outside is None:
+                self.note("broker", "no broker: the scenario has no network")
+            else:
+                if ev["state"] == "down" and self.board is not None:
+                    # What the dead broker had is gone, and no will comes for
+                    # connections it held: the centre counts afresh.
+                    b = self.board
+                    for s in b.sockets + b.lingering:
+                        s.peer_gone = True
+                    self._counted = (b.to_centre, b.wills)
+                self.outside.broker(ev["state"])
         elif do == "probe":
             self.log(self.now_us, "probe", "%d %.2f" % (ev["id"], self.level))
         elif do == "rtc_battery":

@@ -169,3 +169,64 @@ def test_centre_tools_see_the_open_alarm_and_a_silent_lamp(mosquitto, tmp_path):
     ):
         proc = parkctl(*args)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+
+
+def test_broker_killed_mid_delivery_and_back_two_minutes_later(tmp_path):
+    # The broker hangs just before the press (the raise is written to a
+    # connection nobody reads), is killed with it unacknowledged, and comes back
+    # two minutes later: the alarm arrives, once, sent again from the lamp's
+    # in-flight table (DUP).
+    scn = tmp_path / "kill.scn"
+    scn.write_text(
+        f"config {WIFI_CONFIG}\nstart 2026-12-21 18:00\nend 2026-12-21 23:00\nwifi up 18:00\n"
+        "broker hangs 22:02:59\n"
+        "at 22:03 press button for 300ms\n"
+        "broker down 22:03:10 - 22:05:10\n"
+        "at 22:08 centre ack\n"
+        "expect 1 alarms at centre\n"
+        "expect an alarm at centre by 22:06\n"
+    )
+    result = simcmd.run(scn, broker="mosquitto")
+    assert result.ok, [c for c in result.checks if not c[1]]
+    timeline = _timeline(result)
+    killed = next(t for t, k, x in timeline if k == "broker" and x == "killed")
+    back = next(t for t, k, x in timeline if k == "broker" and x == "back")
+    assert back - killed == 120
+    delivered = [t for t, k, x in timeline if x.startswith("event alarm_delivered")]
+    assert len(delivered) == 1 and delivered[0] >= back
+    assert any(k == "centre" and x == "reply to ack centre-1: ok" for _, k, x in timeline)
+
+
+def test_the_embedded_broker_can_be_killed_too():
+    text = (
+        (SCENARIOS / "alarm-night.scn")
+        .read_text()
+        .replace("at 22:04 centre garbage", "broker down 22:03:30 - 22:04:30")
+    )
+    result = simcmd.run(_write(text), broker="embedded")
+    assert result.ok, [c for c in result.checks if not c[1]]
+
+
+def _write(text: str) -> Path:
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "s.scn"
+    path.write_text(text.replace("config songjiang-wifi.json", f"config {WIFI_CONFIG}"))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("lines", "args", "message"),
+    [
+        ("broker down 22:00\n", [], "broker down T - T"),
+        ("broker sleeps 22:00 - 22:10\n", [], "broker hangs T"),
+        ("broker hangs 22:00 - 22:10\n", [], "needs --broker mosquitto"),
+        ("broker down 22:00 - 22:10\n", ["--broker", "mqtt://127.0.0.1:1883"], "not one at a URL"),
+    ],
+)
+def test_broker_statements_are_checked(tmp_path, lines, args, message):
+    scn = tmp_path / "b.scn"
+    scn.write_text(f"config {WIFI_CONFIG}\nstart 2026-12-21 18:00\nend 2026-12-21 23:00\n" + lines)
+    proc = parkctl("sim", *args, str(scn))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr

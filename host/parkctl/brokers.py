@@ -59,6 +59,17 @@ def mosquitto_binary() -> str:
     raise UserError("mosquitto is not installed: `make setup` installs it (apt-get install mosquitto)")
 
 
+class External:
+    """A broker someone else runs: we only know its URL."""
+
+    def __init__(self, url: str):
+        parse_url(url)
+        self.url = url
+
+    def close(self) -> None:
+        pass
+
+
 class Mosquitto:
     """A Mosquitto of our own: anonymous, no persistence, its own config and log."""
 
@@ -98,6 +109,13 @@ class Mosquitto:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+    def freeze(self, frozen: bool) -> None:
+        """A hung broker: connections stay open and nothing answers (SIGSTOP), or on again."""
+        import signal
+
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -163,6 +181,10 @@ class Embedded:
             raise RuntimeError(f"the embedded broker did not start: {failure[0]}")
         _wait_listening(self.port, lambda: self._thread is not None and self._thread.is_alive())
         return self
+
+    def kill(self) -> None:
+        """Stopped, its clients cut off (start() brings it back on the same port)."""
+        self.close()
 
     def close(self) -> None:
         loop, broker = self._loop, self._broker

@@ -326,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--broker",
         metavar="URL",
-        help="MQTT broker for a networked scenario, mqtt://HOST:PORT (default: an embedded one)",
+        help="MQTT broker for a networked scenario: embedded (the default, amqtt in this process), "
+        "mosquitto (one started for the run) or mqtt://HOST:PORT (one that is running)",
     )
     sim.add_argument("--plot", metavar="FILE", help="write a PNG plot of the lamp level")
     sim.add_argument("--json", action="store_true", help="print the timeline as JSON lines")

@@ -49,9 +49,10 @@ def run(
     broker: str | None = None,
     heap_probe: bool = False,
 ) -> Result:
-    """broker: the MQTT broker's URL for a networked scenario (default: an
-    embedded one, started here); heap_probe: MicroPython only, `heap` entries
-    (bench/alarms.py)."""
+    """broker, for a networked scenario: "embedded" (the default: amqtt, in this
+    process), "mosquitto" (one of our own), or the URL of one that is running
+    (then the scenario cannot stop it); heap_probe: MicroPython only, `heap`
+    entries (bench/alarms.py)."""
     from sim.scenario import ScenarioError, load
 
     try:
@@ -60,57 +61,90 @@ def run(
         raise UserError(str(e)) from None
     if not sc.networked:
         return _run(sc, runtime, seed, realtime, None, heap_probe)
-    if broker is not None:
-        return _run(sc, runtime, seed, realtime, broker, heap_probe)
-    from .brokers import Embedded
-
-    embedded = Embedded().start()
+    owned = _own_broker(broker or "embedded", sc)
     try:
-        return _run(sc, runtime, seed, realtime, embedded.url, heap_probe)
+        return _run(sc, runtime, seed, realtime, owned, heap_probe)
     finally:
-        embedded.close()
+        owned.close()
+
+
+def _own_broker(broker: str, sc: Scenario):
+    from .brokers import Embedded, External, Mosquitto
+
+    if broker == "embedded":
+        if any(e["do"] == "broker" and e["state"] == "hung" for e in sc.events):
+            raise UserError(f"{sc.path}: `broker hangs` needs --broker mosquitto (amqtt cannot be paused)")
+        return Embedded().start()
+    if broker == "mosquitto":
+        return Mosquitto().start()
+    if sc.controls_broker:
+        raise UserError(
+            f"{sc.path}: `broker ...` statements need a broker the simulation starts "
+            "(--broker embedded or --broker mosquitto), not one at a URL"
+        )
+    return External(broker)
 
 
 def _run(
-    sc: Scenario, runtime: str, seed: int | None, realtime: float | None, broker: str | None, heap_probe: bool
+    sc: Scenario, runtime: str, seed: int | None, realtime: float | None, broker, heap_probe: bool
 ) -> Result:
     from sim import cpython
+    from sim.centre import Outside
+
+    from .brokers import parse_url
 
     config = dict(sc.config)
-    world_ready = None
     if broker is not None:
-        config["network"] = dict(config["network"], broker=broker)
-        world_ready = _centre_hook(broker)
+        config["network"] = dict(config["network"], broker=broker.url)
     data = sc.to_json(seed, realtime)
     data["config"] = config
     data["heap_probe"] = heap_probe
     entries: list[Entry] = []
+    now = [sc.start]
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "flash.img"
         cpython.make_image(image, {"/config.json": json.dumps(config).encode()})
         if runtime == "cpython":
-            centre: list = []
+            made: list[Outside] = []
+
+            def ready(world) -> None:
+                assert broker is not None
+                log = lambda kind, text: world.log(world.now_us, kind, text)  # noqa: E731
+                world.outside = Outside(broker, *parse_url(broker.url), log)
+                made.append(world.outside)
+
             try:
                 cpython.run(
                     data,
                     image,
                     lambda t, kind, text: entries.append(Entry(t, kind, text, time.perf_counter())),
-                    (lambda world: centre.append(world_ready(world))) if world_ready else None,
+                    ready if broker is not None else None,
                 )
             finally:
-                for c in centre:
-                    c.close()
+                for o in made:
+                    o.close()
         elif runtime == "micropython":
-            data["centre"] = broker is not None
-            entries = _run_micropython(data, image, Path(tmp) / "scenario.json", sc.start, broker)
+            data["outside"] = broker is not None
+            outside = None
+            if broker is not None:
+                log = lambda kind, text: entries.append(Entry(now[0], kind, text))  # noqa: E731
+                outside = Outside(broker, *parse_url(broker.url), log)
+            try:
+                _run_micropython(data, image, Path(tmp) / "scenario.json", entries, now, outside)
+            finally:
+                if outside is not None:
+                    outside.close()
         else:
             raise UserError(f"unknown runtime {runtime!r}: choose cpython or micropython")
     return Result(sc, entries, check(sc, entries))
 
 
-def _run_micropython(data: dict, image: Path, spec: Path, start: int, broker: str | None) -> list[Entry]:
-    """sim/mp_main.py in the MicroPython interpreter; with a broker, the centre
-    runs here and answers the world's requests (\x1d lines) on its stdin."""
+def _run_micropython(
+    data: dict, image: Path, spec: Path, entries: list[Entry], now: list[int], outside
+) -> None:
+    """sim/mp_main.py in the MicroPython interpreter; the world outside the board
+    (centre, broker) runs here and answers its requests (\x1d lines) on its stdin.
+    now[0]: the simulated time of the request being answered."""
     spec.write_text(json.dumps(data))
     paths = [ROOT / "sim", ROOT / "sim" / "vesp32", ROOT / "firmware" / "lamp", ROOT / "firmware" / "lib"]
     env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(p) for p in paths))
@@ -122,16 +156,6 @@ def _run_micropython(data: dict, image: Path, spec: Path, start: int, broker: st
         str(image),
         str(spec),
     ]
-    entries: list[Entry] = []
-    now = [start]
-    centre = None
-    if broker is not None:
-        from sim.centre import Centre
-
-        from .brokers import parse_url
-
-        host, port = parse_url(broker)
-        centre = Centre(host, port, lambda kind, text: entries.append(Entry(now[0], kind, text)))
     errors = spec.with_suffix(".stderr")
     with errors.open("w") as errf:
         proc = subprocess.Popen(
@@ -141,43 +165,20 @@ def _run_micropython(data: dict, image: Path, spec: Path, start: int, broker: st
     try:
         for line in proc.stdout:
             line = line.rstrip("\n")
-            if line.startswith("\x1d") and centre is not None:
+            if line.startswith("\x1d") and outside is not None:
                 ask = json.loads(line[1:])
-                now[0] = ask["t"] // 1000000
-                if ask["ask"] == "settle":
-                    centre.settle(ask["published"], ask["wills"])
-                    answer = ""
-                else:
-                    answer = "1" if centre.command(ask["cmd"]) else "0"
-                proc.stdin.write(answer + "\n")
+                now[0] = ask.pop("t") // 1000000
+                proc.stdin.write(outside.answer(ask) + "\n")
                 proc.stdin.flush()
             else:
-                entries.extend(parse_micropython_output(line, entries[-1].t if entries else start))
+                entries.extend(parse_micropython_output(line, entries[-1].t if entries else now[0]))
         rc = proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if centre is not None:
-            centre.close()
     if rc != 0:
         raise RuntimeError(f"the simulator failed in MicroPython (exit {rc}):\n{errors.read_text()}")
-    return entries
-
-
-def _centre_hook(url: str):
-    """world_ready for a networked run: the centre joins the broker."""
-    from parkctl.brokers import parse_url
-
-    host, port = parse_url(url)
-
-    def ready(world):
-        from sim.centre import Centre
-
-        world.centre = Centre(host, port, lambda kind, text: world.log(world.now_us, kind, text))
-        return world.centre
-
-    return ready
 
 
 def parse_micropython_output(stdout: str, start: int) -> list[Entry]:
@@ -205,24 +206,19 @@ def run_fleet(path: Path, lamps: int, seed: int | None = None, broker: str | Non
         raise UserError(str(e)) from None
     if sc.needs_centre:
         raise UserError(f"{path}: the centre's statements are for one lamp, not --lamps")
-    embedded = None
+    if sc.controls_broker:
+        raise UserError(f"{path}: `broker ...` statements are for one lamp, not --lamps")
+    owned = None
     data = sc.to_json(seed)
     if sc.networked:
-        if broker is None:
-            from .brokers import Embedded
-
-            embedded = Embedded().start()
-            broker = embedded.url
-        from .brokers import parse_url
-
-        parse_url(broker)
-        data["config"] = dict(data["config"], network=dict(data["config"]["network"], broker=broker))
+        owned = _own_broker(broker or "embedded", sc)
+        data["config"] = dict(data["config"], network=dict(data["config"]["network"], broker=owned.url))
     per_lamp: list[list[Entry]] = [[] for _ in range(lamps)]
     try:
         fleet.run(data, lamps, lambda i, t, kind, text: per_lamp[i].append(Entry(t, kind, text)))
     finally:
-        if embedded is not None:
-            embedded.close()
+        if owned is not None:
+            owned.close()
     return [Result(sc, entries, check(sc, entries)) for entries in per_lamp]
 
 

@@ -115,13 +115,20 @@ class socket:
         self.keepalive_s = 0  # from our CONNECT
         self.session = False  # CONNACK accepted: the broker holds our will
         self.goodbye = False  # we sent DISCONNECT: no will
+        self.peer_gone = False  # the broker's end died first (reset, end of stream): no will
+        self._to_centre = {}  # packet ids of QoS 1 messages for the centre, until their PUBACK
 
     def _asked(self, first, body):
         kind = first >> 4
         if kind in _ASKS or (kind == 3 and first & 0x06):
             self.owed += 1
         if kind == 3 and _topic(body).endswith(_TO_CENTRE):
-            self._board.to_centre += 1
+            # Counted once the broker has it: at its PUBACK (QoS 1), or now (QoS 0).
+            if first & 0x06:
+                n = 2 + len(_topic(body))
+                self._to_centre[(body[n] << 8) | body[n + 1]] = True
+            else:
+                self._board.to_centre += 1
         elif kind == 1 and len(body) >= 10:
             self.keepalive_s = (body[8] << 8) | body[9]
         elif kind == 14:
@@ -131,6 +138,8 @@ class socket:
         kind = first >> 4
         if kind == 2 and len(body) >= 2 and body[1] == 0:
             self.session = True
+        if kind == 4 and len(body) >= 2 and self._to_centre.pop((body[0] << 8) | body[1], None):
+            self._board.to_centre += 1
         if kind == 3 and self.pushes > 0:
             self.pushes -= 1
         elif kind not in _ANSWERS:
@@ -174,6 +183,7 @@ class socket:
         except OSError as e:
             if _errno(e) == _EAGAIN:
                 return None
+            self.peer_gone = True
             raise OSError(_errno(e)) from None
         if n:
             self._board.net_activity += 1
@@ -193,7 +203,10 @@ class socket:
         except OSError as e:
             if _errno(e) == _EAGAIN:
                 return None
+            self.peer_gone = True
             raise OSError(_errno(e)) from None
+        if r == 0:
+            self.peer_gone = True
         if r:
             self._board.net_activity += 1
             self._got.feed(memoryview(buf)[:r])
@@ -233,7 +246,7 @@ class socket:
         b = self._board
         if self in b.lingering:
             b.lingering.remove(self)
-        if self.session and not self.goodbye:
+        if self.session and not self.goodbye and not self.peer_gone:
             b.wills += 1
         b.net_activity += 1
         self._s.close()
