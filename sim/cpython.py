@@ -253,10 +253,18 @@ class Platform:
 
         t0 = time.monotonic()
 
-        def pace(t_us: int) -> None:
-            left = t0 + (t_us - start_us) / 1e6 / factor - time.monotonic()
-            if left > 0:
-                time.sleep(left)
+        def pace(t_us: int, wake) -> int | None:
+            # wake(ms): data on the board's sockets within ms? (None: nothing to wait on)
+            while True:
+                left = t0 + (t_us - start_us) / 1e6 / factor - time.monotonic()
+                if left <= 0:
+                    return None
+                got = wake(int(left * 1000) + 1)
+                if got is None:
+                    time.sleep(left)
+                    return None
+                if got:
+                    return min(t_us, start_us + int((time.monotonic() - t0) * factor * 1e6))
 
         return pace
 

@@ -38,11 +38,20 @@ class Platform:
 
         t0 = utime.ticks_ms()
 
-        def pace(t_us):
+        def pace(t_us, wake):
+            # wake(ms): data on the board's sockets within ms? (None: nothing to wait on)
             due = int((t_us - start_us) / 1000 / factor)
-            left = utime.ticks_diff(utime.ticks_add(t0, due), utime.ticks_ms())
-            if left > 0:
-                utime.sleep_ms(left)
+            while True:
+                left = utime.ticks_diff(utime.ticks_add(t0, due), utime.ticks_ms())
+                if left <= 0:
+                    return None
+                got = wake(left)
+                if got is None:
+                    utime.sleep_ms(left)
+                    return None
+                if got:
+                    now = start_us + int(utime.ticks_diff(utime.ticks_ms(), t0) * factor * 1000)
+                    return now if now < t_us else t_us
 
         return pace
 

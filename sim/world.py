@@ -8,7 +8,7 @@ import math
 
 import lampconfig
 import sun
-from _hub import PowerLoss, Stop
+from _hub import PowerLoss, Stop, net_ready
 from civil import split, to_seconds
 
 DS3231_ADDR = 0x68
@@ -168,11 +168,10 @@ class World:
                 self.outside.settle(b.to_centre - self._counted[0], b.wills - self._counted[1])
                 self._settled = self.board.net_activity
         while self._queue and self._queue[0][0] <= target:
-            t, _, ev = heapq.heappop(self._queue)
-            if t > self.now_us:
-                if self.pace is not None:
-                    self.pace(t)
-                self.now_us = t
+            t = self._queue[0][0]
+            if t > self.now_us and self._pace_to(t):
+                return True
+            _, _, ev = heapq.heappop(self._queue)
             was_on = self.powered
             self.apply(ev)
             if was_on and not self.powered:
@@ -180,15 +179,33 @@ class World:
             if stop_early and self.board is not None and self.board.schedule:
                 return True
         if target >= self.end_us:
-            if self.pace is not None:
-                self.pace(self.end_us)
-            self.now_us = self.end_us
+            if self._pace_to(self.end_us):
+                return True
             raise Stop()
-        if target > self.now_us:
-            if self.pace is not None:
-                self.pace(target)
-            self.now_us = target
+        if target > self.now_us and self._pace_to(target):
+            return True
         return False
+
+    def _pace_to(self, t):
+        """Move the clock to t; in real-time mode, when the wall clock is there.
+        True when data arrived on the board's network first (the clock then
+        stops at the moment it came, and the firmware sees it)."""
+        if self.pace is not None:
+            early = self.pace(t, self._wake)
+            if early is not None:
+                if early > self.now_us:
+                    self.now_us = early
+                return True
+        self.now_us = t
+        return False
+
+    def _wake(self, timeout_ms):
+        """Real-time mode: wait up to timeout_ms for data on the board's sockets;
+        None when it has none to wait on."""
+        b = self.board
+        if b is None or not b.sockets or not self.wifi_up():
+            return None
+        return net_ready([s._s for s in b.sockets], timeout_ms)
 
     def apply(self, ev):
         do = ev["do"]

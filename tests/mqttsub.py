@@ -39,6 +39,19 @@ class Subscriber:
         with self._got:
             assert self._got.wait_for(lambda: mark in self._marks, timeout), "the broker lost our marker"
 
+    def wait_for(self, match, timeout: float = 30.0) -> tuple[str, bytes]:
+        """The first message (topic, payload) for which match(topic, payload) is true,
+        received already or within `timeout` seconds of real time."""
+        with self._got:
+
+            def found():
+                return next(((t, p) for t, p, _ in self.messages if match(t, p)), None)
+
+            assert self._got.wait_for(lambda: found() is not None, timeout), "no such message arrived"
+            hit = found()
+            assert hit is not None
+            return hit
+
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()

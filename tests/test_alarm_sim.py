@@ -230,3 +230,59 @@ def test_broker_statements_are_checked(tmp_path, lines, args, message):
     proc = parkctl("sim", *args, str(scn))
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_end_to_end_with_the_centre_tools(mosquitto, tmp_path):
+    # The lamp runs in real time (x2) against Mosquitto; the test is the centre,
+    # with paho and `parkctl`: press -> alarm at a subscriber -> parkctl ack ->
+    # ring LED steady -> parkctl resolve -> the lamp back on its schedule.
+    import subprocess
+
+    from test_cli_sun import PARKCTL
+
+    scn = tmp_path / "e2e.scn"
+    scn.write_text(
+        f"config {WIFI_CONFIG}\nstart 2026-12-21 22:00\nend 2026-12-21 22:00:40\nwifi up 22:00\n"
+        "at 22:00:04 press button for 300ms\n"
+    )
+    sub = Subscriber(mosquitto.port, ["park/+/lamp/+/event", "park/+/lamp/+/state"])
+    sim = subprocess.Popen(
+        [PARKCTL, "sim", str(scn), "--realtime", "2", "--broker", mosquitto.url, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        raised = sub.wait_for(lambda t, p: t.endswith("/event") and json.loads(p)["type"] == "alarm_raised")
+        aid = json.loads(raised[1])["id"]
+        proc = parkctl("ack", aid, "--broker", mosquitto.url)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == f"{aid}: acknowledged"
+        sub.wait_for(
+            lambda t, p: (
+                t.endswith("/state") and (json.loads(p)["alarm"] or {}).get("state") == "acknowledged"
+            )
+        )
+        proc = parkctl("resolve", aid, "--broker", mosquitto.url)
+        assert proc.returncode == 0, proc.stderr
+        sub.wait_for(lambda t, p: t.endswith("/state") and json.loads(p)["alarm"] is None)
+        out, err = sim.communicate(timeout=120)
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+        sub.close()
+    assert sim.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    timeline = [(x["t"], x["kind"], x["text"]) for x in lines if "t" in x]
+    texts = [x for _, _, x in timeline]
+    i_ack = texts.index(f"event alarm_acknowledged {aid}")
+    i_resolve = texts.index(f"event alarm_resolved {aid}")
+    # Blinking before the acknowledgement; steady on after it; off at the resolution.
+    assert [x for _, k, x in timeline[:i_ack] if k == "led"].count("off") >= 1
+    assert "off" not in [x for _, k, x in timeline[i_ack:i_resolve] if k == "led"]
+    assert [x for _, k, x in timeline[i_resolve:] if k == "led"][-1:] == ["off"]
+    # Back on the schedule: full light before 23:00, steady (the flash was 100/20).
+    assert "event mode schedule" in texts[i_resolve:]
+    assert [float(x) for _, k, x in timeline if k == "level"][-1] == 100.0
+    last = json.loads([p for t, p, _ in sub.messages if t.endswith("/state")][-1])
+    assert (last["mode"], last["applied"], last["alarm"]) == ("schedule", 100, None)

@@ -131,8 +131,8 @@ class Alarms:
         if why or a is None:
             return why
         self.open = None
-        self.led.value(0)
         self.post("alarm_resolved", {"alarm": aid, "presses": a["presses"]}, True)
+        self.led.value(0)
         return None
 
     def _check(self, aid):
