@@ -7,10 +7,23 @@ _BLOCK = 4096
 class FileBlockDevice:
     """A littlefs block device over an image file: no flash image in the heap."""
 
-    def __init__(self, path):
+    def __init__(self, path, world=None):
+        """world: the simulation's, asked how much of each write happens (power cuts)."""
         self.f = open(path, "r+b")
         self.f.seek(0, 2)
         self.count = self.f.tell() // _BLOCK
+        self.world = world
+
+    def _allowed(self, n):
+        return n if self.world is None else self.world.flash_write(n)
+
+    def _stop_if_cut(self):
+        # The board has no power: littlefs stops in the middle of what it was
+        # doing, and so does the firmware (a BaseException it cannot catch).
+        if self.world is not None and not self.world.powered:
+            from _hub import PowerLoss
+
+            raise PowerLoss()
 
     def readblocks(self, n, buf, off=0):
         self.f.seek(n * _BLOCK + off)
@@ -19,8 +32,11 @@ class FileBlockDevice:
     def writeblocks(self, n, buf, off=None):
         if off is None:
             off = 0
-        self.f.seek(n * _BLOCK + off)
-        self.f.write(buf)
+        k = self._allowed(len(buf))
+        if k:
+            self.f.seek(n * _BLOCK + off)
+            self.f.write(buf if k == len(buf) else memoryview(buf)[:k])
+        self._stop_if_cut()
 
     def ioctl(self, op, arg):
         if op == 4:
@@ -28,8 +44,11 @@ class FileBlockDevice:
         if op == 5:
             return _BLOCK
         if op == 6:  # erase
-            self.f.seek(arg * _BLOCK)
-            self.f.write(b"\xff" * _BLOCK)
+            k = self._allowed(_BLOCK)
+            if k:
+                self.f.seek(arg * _BLOCK)
+                self.f.write(b"\xff" * k)
+            self._stop_if_cut()
             return 0
         if op == 3:
             self.f.flush()

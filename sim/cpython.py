@@ -79,18 +79,53 @@ def make_ram_image(files: dict[str, bytes], block_count: int) -> bytes:
     return bytes(ctx.buffer)
 
 
+class _Powered:
+    """A littlefs context whose writes ask the world how much of them happens:
+    a power cut in the middle of a write leaves it half done, and nothing after."""
+
+    world: Any = None
+
+    def prog(self, cfg, block, off, data):
+        n = len(data) if self.world is None else self.world.flash_write(len(data))
+        if n:
+            super().prog(cfg, block, off, data[:n])  # type: ignore[misc]
+        return 0
+
+    def erase(self, cfg, block):
+        if self.world is None or self.world.flash_write(BLOCK_SIZE) == BLOCK_SIZE:
+            return super().erase(cfg, block)  # type: ignore[misc]
+        return 0  # a torn erase: the block keeps what it had, as far as littlefs can tell
+
+
+class _PoweredFile(_Powered, littlefs.UserContextFile):
+    pass
+
+
+class _PoweredRam(_Powered, littlefs.UserContext):
+    pass
+
+
 class LittleFsVfs:
     """littlefs-python with the methods of MicroPython's VfsLfs2 object, over an
     image file or, given `ram`, an image in memory."""
 
     def __init__(self, image: Path | None = None, ram: bytes | None = None):
         if ram is not None:
-            self.ctx = littlefs.UserContext(buffer=bytearray(ram))
-            self.fs = _littlefs(self.ctx, len(ram) // BLOCK_SIZE)
-            return
-        assert image is not None
-        self.ctx = littlefs.UserContextFile(str(image))
-        self.fs = _littlefs(self.ctx, image.stat().st_size // BLOCK_SIZE)
+            self.ctx: Any = _PoweredRam(buffer=bytearray(ram))
+            self.blocks = len(ram) // BLOCK_SIZE
+        else:
+            assert image is not None
+            self.ctx = _PoweredFile(str(image))
+            self.blocks = image.stat().st_size // BLOCK_SIZE
+        self.fs = _littlefs(self.ctx, self.blocks)
+
+    def attach(self, world) -> None:
+        """Writes from now on happen as the world's power allows."""
+        self.ctx.world = world
+
+    def remount(self) -> None:
+        """Power is back: mounted afresh (littlefs's RAM state is gone)."""
+        self.fs = _littlefs(self.ctx, self.blocks)
 
     def _err(self, e: littlefs.LittleFSError) -> OSError:
         return OSError(abs(e.code), str(e))
@@ -146,6 +181,7 @@ class LittleFsVfs:
         return (BLOCK_SIZE, BLOCK_SIZE, n, n - used, n - used, 0, 0, 0, 0, 255)
 
     def close(self) -> None:
+        self.attach(None)
         if isinstance(self.ctx, littlefs.UserContextFile):
             self.ctx.close()
 
@@ -244,8 +280,12 @@ class Platform:
         self._world_ready = world_ready
 
     def world_ready(self, world) -> None:
+        self.modules.fs.attach(world)
         if self._world_ready is not None:
             self._world_ready(world)
+
+    def remount(self) -> None:
+        self.modules.fs.remount()
 
     def pacer(self, start_us: int, factor: float):
         """Real-time mode: simulated time runs `factor` times the wall clock."""

@@ -26,6 +26,7 @@ _socket, _select = _real(("socket", "select"))
 
 import _hub  # noqa: E402
 import runner  # noqa: E402
+import vfs  # noqa: E402
 from blockdev import FileBlockDevice  # noqa: E402
 
 FIRMWARE_DIRS = ("firmware/lamp", "firmware/lib")
@@ -59,8 +60,17 @@ class Platform:
         self.console = None
         self.heap = None  # a HeapProbe, for make bench
         self.outside = False  # the host runs a centre and broker for this scenario
+        self.bdev = None  # the flash: a FileBlockDevice over the image
+        self.fs = None  # its filesystem as mounted now
+
+    def remount(self):
+        """Power is back: the filesystem is mounted afresh (littlefs's RAM state is gone)."""
+        self.bdev.f.flush()
+        self.fs = vfs.VfsLfs2(self.bdev, readsize=32, progsize=32, lookahead=32)
+        _hub.board.fs = self.fs
 
     def world_ready(self, world):
+        self.bdev.world = world
         if self.outside:
             world.outside = RemoteOutside(world)
 
@@ -157,10 +167,9 @@ def main():
     image = sys.argv[1]
     with open(sys.argv[2]) as f:
         scenario = json.loads(f.read())
-    import vfs
-
-    fs = vfs.VfsLfs2(FileBlockDevice(image), readsize=32, progsize=32, lookahead=32)
     platform = Platform()
+    platform.bdev = FileBlockDevice(image)
+    platform.fs = vfs.VfsLfs2(platform.bdev, readsize=32, progsize=32, lookahead=32)
     out = sys.stdout
 
     def emit(t_us, kind, text):
@@ -174,14 +183,14 @@ def main():
         platform.console(sep.join(str(a) for a in args))
 
     def fw_open(path, mode="r"):
-        return fs.open(path, mode)
+        return platform.fs.open(path, mode)
 
     builtins.open = fw_open
     builtins.print = fw_print
     platform.outside = bool(scenario.get("outside"))
     if scenario.get("heap_probe"):
         platform.heap = HeapProbe(emit)
-    runner.run(scenario, fs, platform, emit)
+    runner.run(scenario, platform.fs, platform, emit)
     if platform.heap is not None:
         platform.heap.flush()
 

@@ -25,7 +25,12 @@ def run(scenario, fs, platform, emit):
     board = _hub.Board(world, fs, scenario.get("uid", b"\x24\x0a\xc4\x00\x00\x01"))
     world.board = board
     _hub.board = board
-    platform.console = lambda line: emit(world.now_us, "console", line)
+
+    def console(line):
+        if world.powered:  # a board cut off in the middle of something says nothing more
+            emit(world.now_us, "console", line)
+
+    platform.console = console
     emit(world.now_us, "reset", _CAUSES[board.reset_cause])
     while True:
         try:
@@ -49,6 +54,7 @@ def run(scenario, fs, platform, emit):
                     world.advance(world.end_us if nxt is None else nxt)
             except _hub.Stop:
                 break
+            platform.remount()
             board.power_on()
             emit(world.now_us, "reset", _CAUSES[board.reset_cause])
         except _hub.Stop:

@@ -264,8 +264,16 @@ class _Parser:
             self.sc.events.append({"at": t1, "do": "broker", "state": "up"})
 
     def _power(self, words: list[str]) -> None:
+        if words[:2] == ["cut", "mid-write"]:
+            # Armed at the first time: the power goes in the middle of the next
+            # flash write after it, and comes back at the second.
+            t0, t1 = self.span(words[2:])
+            if t1 is None:
+                raise self.fail('expected "power cut mid-write T - T"')
+            self.sc.events.append({"at": t0, "do": "cut_write", "until": t1})
+            return
         if not words or words[0] not in ("off", "on"):
-            raise self.fail('expected "power off T [- T]" or "power on T"')
+            raise self.fail('expected "power off T [- T]", "power on T" or "power cut mid-write T - T"')
         t0, t1 = self.span(words[1:])
         self.sc.events.append({"at": t0, "do": "power_" + words[0]})
         if t1 is not None:

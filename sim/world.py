@@ -138,6 +138,7 @@ class World:
         self.board = None
         self.pace = None  # real-time mode: pace(t_us) waits until the wall clock is there
         self.wait = None  # many lamps in one process: wait(t_us) lets the others catch up
+        self.cut_write_until = None  # power cut armed for the next flash write: back at this time
         self.outside = None  # the centre and the broker (sim/centre.py Outside), when networked
         self._settled = -1  # the board's net_activity when the centre last settled
         self._counted = (0, 0)  # the board's (to_centre, wills) when the broker last restarted
@@ -213,6 +214,9 @@ class World:
             self.set_power(False)
         elif do == "power_on":
             self.set_power(True)
+        elif do == "cut_write":
+            self.cut_write_until = ev["until"] * 1000000
+            self.note("world", "the power will go in the middle of the next flash write")
         elif do == "lamp_fail":
             self.lamp_ok = False
             self.note("world", "the lamp fails")
@@ -323,6 +327,21 @@ class World:
                 self.led = False
                 self.log(self.now_us, "led", "off")
         self._observe()
+
+    def flash_write(self, n):
+        """How many bytes of an n-byte flash write (or erase) happen: all, none
+        without power, or half when a cut is armed: then the power goes at once
+        (the firmware is stopped at its next wait)."""
+        if not self.powered:
+            return 0
+        if self.cut_write_until is not None:
+            until = self.cut_write_until
+            self.cut_write_until = None
+            self.note("power", "mains cut in the middle of a flash write")
+            self.set_power(False)
+            self.at(until, {"do": "power_on"})
+            return n // 2
+        return n
 
     def note(self, kind, text):
         self.log(self.now_us, kind, text)

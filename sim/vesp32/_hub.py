@@ -127,6 +127,8 @@ class Board:
         world = self.world
         target = world.end_us if us < 0 else world.now_us + (us if us > 0 else 0)
         while True:
+            if not world.powered:
+                raise PowerLoss()  # cut in the middle of what the firmware was doing
             self.run_scheduled()
             if ready is not None:
                 r = ready()
