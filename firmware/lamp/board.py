@@ -67,6 +67,7 @@ class Board:
         self.button_led = Pin(p["button_led"], Pin.OUT, value=0)
         self._poll = select.poll()
         self._watched = None  # the socket the wait also watches
+        self._addrs = {}  # host -> address, resolved once
         self.wdt = None
         self.wlan = None
         if cfg.ssid:
@@ -93,7 +94,12 @@ class Board:
         """A non-blocking TCP connection to host:port, being made (for mqtt.Client)."""
         import socket
 
-        addr = socket.getaddrinfo(host, port)[0][-1]
+        addr = self._addrs.get(host)
+        if addr is None:
+            # The one call here that can block (lwIP's resolver waits for the DNS
+            # answer), so the answer is kept: once per host, not at every reconnect.
+            addr = socket.getaddrinfo(host, port)[0][-1]
+            self._addrs[host] = addr
         s = socket.socket()
         s.setblocking(False)
         try:
@@ -101,6 +107,7 @@ class Board:
         except OSError as e:
             if e.args[0] not in (115, 119):  # EINPROGRESS (Linux, lwip): expected
                 s.close()
+                self._addrs.pop(host, None)  # ask the DNS again next time
                 raise
         if tls:
             import ssl
