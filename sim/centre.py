@@ -85,6 +85,8 @@ class Centre:
             return
         if kind == "reply":
             how = "ok" if body.get("ok") else "refused: " + str(body.get("reason"))
+            if body.get("ok") and "result" in body:
+                how += " " + json.dumps(body["result"], sort_keys=True)
             self.log("centre", f"reply to {body.get('cmd')} {body.get('id')}: {how}")
             return
         eid = body.get("id")
@@ -117,15 +119,25 @@ class Centre:
 
     # --- commands ------------------------------------------------------------
 
-    def command(self, cmd: str) -> bool:
-        """Send `cmd` (ack, resolve) for the newest open alarm, or garbage (not
-        JSON) to the first lamp; False if there is nothing to send it to."""
-        if cmd == "garbage":
+    def command(self, cmd: str, message: dict | None = None) -> bool:
+        """Send `cmd` (ack, resolve) for the newest open alarm; or to the first
+        lamp, garbage (not JSON) or `message` (cmd "send", a command of the
+        scenario's, given an id if it has none). False if there is nothing to
+        send it to."""
+        if cmd in ("garbage", "send"):
             if not self.bases:
-                self.log("centre", "no lamp to send garbage to")
+                self.log("centre", f"no lamp to send {cmd} to")
                 return False
-            self.client.publish(self.bases[0] + "/cmd", b"\xff{garbage", 1)
-            self.log("centre", f"sends garbage to {self.bases[0]}/cmd")
+            if cmd == "garbage":
+                payload = b"\xff{garbage"
+                self.log("centre", f"sends garbage to {self.bases[0]}/cmd")
+            else:
+                self._cmd_n += 1
+                msg = dict(message or {})
+                msg.setdefault("id", f"centre-{self._cmd_n}")
+                payload = json.dumps(msg).encode()
+                self.log("centre", f"sends {msg.get('cmd')} {msg['id']}")
+            self.client.publish(self.bases[0] + "/cmd", payload, 1)
             return True
         want = {"ack": ("raised", "delivered"), "resolve": ("raised", "delivered", "acknowledged")}[cmd]
         for aid in reversed(list(self.alarms)):
@@ -163,11 +175,11 @@ class Outside:
         if self.state == "up":  # with the broker gone or hung there is nothing to wait for
             self.centre.settle(published, wills)
 
-    def command(self, cmd: str) -> bool:
+    def command(self, cmd: str, message: dict | None = None) -> bool:
         if self.state != "up":
             self.log("centre", f"cannot send {cmd}: the broker is {self.state}")
             return False
-        return self.centre.command(cmd)
+        return self.centre.command(cmd, message)
 
     def broker(self, state: str) -> None:
         """down (killed), hung (stopped: connections stay open, nothing answers), up."""
@@ -196,6 +208,6 @@ class Outside:
             self.settle(ask["published"], ask["wills"])
             return ""
         if what == "command":
-            return "1" if self.command(ask["cmd"]) else "0"
+            return "1" if self.command(ask["cmd"], ask.get("message")) else "0"
         self.broker(ask["state"])
         return ""

@@ -155,8 +155,8 @@ class RemoteOutside:
     def settle(self, published=0, wills=0):
         self._ask({"ask": "settle", "published": published, "wills": wills})
 
-    def command(self, cmd):
-        return self._ask({"ask": "command", "cmd": cmd}) == "1"
+    def command(self, cmd, message=None):
+        return self._ask({"ask": "command", "cmd": cmd, "message": message}) == "1"
 
     def broker(self, state):
         self._ask({"ask": "broker", "state": state})

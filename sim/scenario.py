@@ -306,11 +306,19 @@ class _Parser:
             self.sc.events.append({"at": t, "do": "noise", "ms": self._ms(what[2])})
         elif len(what) == 2 and what[0] == "centre" and what[1] in ("ack", "resolve", "garbage"):
             self.sc.events.append({"at": t, "do": "centre", "cmd": what[1]})
+        elif what[:2] == ["centre", "sends"]:
+            try:
+                message = json.loads(" ".join(what[2:]))
+            except ValueError as e:
+                raise self.fail(f"`centre sends` needs a JSON command: {e}") from None
+            if not isinstance(message, dict):
+                raise self.fail('`centre sends` needs a JSON object, like {"cmd": "status"}')
+            self.sc.events.append({"at": t, "do": "centre", "cmd": "send", "message": message})
         else:
             raise self.fail(
                 f'unknown stimulus "{" ".join(what)}" (lamp fails, lamp repaired, '
                 "photocell ok|stuck|open|short, rtc battery dead|ok, press button for N ms|s, "
-                "button noise N ms, centre ack|resolve|garbage)"
+                "button noise N ms, centre ack|resolve|garbage, centre sends {JSON})"
             )
 
     def _ms(self, text: str) -> int:

@@ -177,14 +177,20 @@ class World:
             self.apply(ev)
             if was_on and not self.powered:
                 raise PowerLoss()
-            if stop_early and self.board is not None and self.board.schedule:
-                return True
+            if stop_early and self.board is not None and (self.board.schedule or self._pushed()):
+                return True  # an IRQ's callback, or data on its way: the firmware sees it now
         if target >= self.end_us:
             if self._pace_to(self.end_us):
                 return True
             raise Stop()
         if target > self.now_us and self._pace_to(target):
             return True
+        return False
+
+    def _pushed(self):
+        for s in self.board.sockets:
+            if s.pushes:
+                return True
         return False
 
     def _pace_to(self, t):
@@ -260,7 +266,7 @@ class World:
         elif do == "centre":
             if self.outside is None:
                 self.note("centre", "no centre: the scenario has no network")
-            elif self.outside.command(ev["cmd"]) and self.board is not None:
+            elif self.outside.command(ev["cmd"], ev.get("message")) and self.board is not None:
                 for s in self.board.sockets:
                     s.expect_push()
         elif do == "broker":

@@ -3,9 +3,7 @@
 # A configuration is a JSON object (docs/lamp-config.md). `parse(obj)` returns a
 # Config or raises ConfigError listing every problem found, each as
 # "path: reason" (`calendar[1].program.steps[2].at: unknown sun event "sunsett"`).
-# `Store` keeps the configuration file: a new one is validated first, written to
-# a temp file and renamed over the old one, so a bad or torn write never replaces
-# the last good configuration.
+# configstore.Store keeps the configuration file.
 
 import json
 
@@ -472,56 +470,3 @@ def loads(text):
     except ValueError as e:
         raise ConfigError(["(file): not valid JSON: %s" % e])
     return parse(obj)
-
-
-class Store:
-    """The configuration file on the device's filesystem.
-
-    `load()` gives the configuration in force: the file's if it is good, else
-    the last good one (kept beside it), else the app's default. `save(text)`
-    validates first and replaces the file atomically (littlefs rename)."""
-
-    def __init__(self, os_module, path, default_path):
-        self.os = os_module
-        self.path = path
-        self.good = path + ".good"
-        self.default_path = default_path
-        self.errors = []  # why the file was not used, if it was not
-
-    def _read(self, path):
-        with open(path) as f:
-            return f.read()
-
-    def _write(self, path, text):
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        self.os.rename(tmp, path)
-
-    def load(self):
-        self.errors = []
-        for path in (self.path, self.good, self.default_path):
-            try:
-                text = self._read(path)
-            except OSError:
-                continue
-            try:
-                cfg = loads(text)
-            except ConfigError as e:
-                self.errors.extend("%s: %s" % (path, x) for x in e.errors)
-                continue
-            if path == self.path:
-                try:
-                    if self._read(self.good) != text:
-                        self._write(self.good, text)
-                except OSError:
-                    self._write(self.good, text)
-            return cfg
-        raise ConfigError(self.errors or ["no configuration file at %s" % self.path])
-
-    def save(self, text):
-        """Validate and install a new configuration; raises ConfigError and changes nothing if bad."""
-        cfg = loads(text)
-        self._write(self.path, text)
-        self._write(self.good, text)
-        return cfg

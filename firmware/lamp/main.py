@@ -18,7 +18,8 @@ from board import Board
 from button import Button
 from controller import Controller
 from journal import Journal
-from lampconfig import FALLBACK, ConfigError, Store, parse
+from configstore import Store
+from lampconfig import FALLBACK, ConfigError, parse
 from mqtt import Client
 from netclock import NtpSync, Station
 from timesource import DS3231, TimeKeeper
@@ -29,6 +30,9 @@ DEFAULT_CONFIG = "/config.json"  # shipped with the app
 JOURNAL = "/journal"
 FAILURES_BEFORE_RESET = 3
 RESTART_DELAY_MS = 2000  # after a new configuration: time for the reply to go out
+# A configuration from the centre must reach the centre again within this, or
+# the last good one comes back (a wrong broker or Wi-Fi key must not strand a pole).
+TRIAL_MS = 600000
 # Controller events kept in the journal (and sent to the centre); the rest,
 # like Wi-Fi and MQTT chatter, only go to the console.
 JOURNALED = ("mode", "level", "lamp_failure", "lamp_on_unexpected", "relay_failure")
@@ -85,6 +89,7 @@ class Lamp:
         self.button = Button(board.button_pin, board.ticks_ms, int(cfg.debounce_ms), int(cfg.stuck_s * 1000))
         board.watch_button(self.button)
         self.restart_at = None
+        self.trial_until = ticks.add(board.ticks_ms(), TRIAL_MS) if store.trial else None
         self.station = self.ntp = self.client = self.uplink = None
         if board.wlan is not None:
             self.station = Station(board.wlan, cfg.ssid, cfg.wifi_key, log_event)
@@ -215,7 +220,7 @@ class Lamp:
         if not isinstance(c, dict):
             raise CommandError('"config" must be the whole configuration, a JSON object')
         try:
-            self.store.save(json.dumps(c))
+            self.store.save(json.dumps(c), trial=True)
         except ConfigError as e:
             raise CommandError("; ".join(e.errors))
         self.restart_at = ticks.add(self.board.ticks_ms(), RESTART_DELAY_MS)
@@ -236,6 +241,25 @@ class Lamp:
 
     def _test_alarm(self, msg):
         return {"alarm": self.alarms.press(self.board.ticks_ms(), self.unix_time(), test=True)}
+
+    def _trial(self, now, deadline):
+        """A configuration on trial: confirmed once the centre is reachable with
+        it, rolled back if not within TRIAL_MS."""
+        c = self.client
+        if c is not None and c.up:
+            self.store.confirm()
+            self.trial_until = None
+            self.post("config", {"detail": "new configuration confirmed: the centre is reachable"})
+        elif ticks.diff(now, self.trial_until) >= 0:
+            self.store.rollback()
+            self.trial_until = None
+            self.post(
+                "config", {"detail": "no contact with the centre with the new configuration: rolled back"}
+            )
+            self.restart_at = now
+        else:
+            deadline = _earliest(now, deadline, ticks.diff(self.trial_until, now))
+        return deadline
 
     # --- the pass ------------------------------------------------------------
 
@@ -268,6 +292,8 @@ class Lamp:
             if up.commands != handled:
                 deadline = now  # a command may change what the pole shows: round again at once
             self.board.watch(c.sock)
+        if self.trial_until is not None:
+            deadline = self._trial(now, deadline)
         if self.restart_at is not None:
             if ticks.diff(now, self.restart_at) >= 0:
                 log_event("restart", "new configuration installed")

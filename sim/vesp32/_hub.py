@@ -37,7 +37,7 @@ class Reset(BaseException):
     catches Exception must not swallow it, as it cannot stop a real reset)."""
 
     def __init__(self, cause):
-        BaseException.__init__(self, cause)
+        super().__init__(cause)
         self.cause = cause
 
 

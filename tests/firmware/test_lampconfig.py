@@ -1,10 +1,10 @@
-# The lamp configuration: the shipped default, every kind of error, and a store
-# that never loses the last good configuration. CPython, float32, MicroPython.
+# The lamp configuration: the shipped default and every kind of error.
+# CPython, float32, MicroPython.
 
 import json
 
 import lampconfig
-from fwtest import near, raises, read, tempdir, write
+from fwtest import near, raises, read
 
 SHIPPED = "firmware/lamp/config.json"  # the tests run from the repository root
 
@@ -130,35 +130,3 @@ def test_network_section():
 def test_not_json():
     e = raises(lampconfig.ConfigError, lampconfig.loads, "{bad json")
     assert e.errors[0].startswith("(file): not valid JSON")
-
-
-def test_store_keeps_the_last_good_configuration():
-    import os
-
-    d = tempdir()
-    path, default = d + "/lamp.json", d + "/config.json"
-    write(default, read(SHIPPED))
-    store = lampconfig.Store(os, path, default)
-    # Nothing installed yet: the app's default.
-    assert store.load().name == "G60 park, Songjiang"
-    # A good new configuration is installed atomically and becomes the last good one.
-    new = good()
-    new["site"]["name"] = "North gate"
-    store.save(json.dumps(new))
-    assert store.load().name == "North gate"
-    assert "lamp.json.tmp" not in os.listdir(d)
-    # A bad one is refused and changes nothing.
-    bad = good()
-    bad["site"]["tz"] = "nonsense"
-    raises(lampconfig.ConfigError, store.save, json.dumps(bad))
-    assert store.load().name == "North gate"
-    # A bad file put there by hand (mpremote cp, a torn write): the last good one runs,
-    # and the reason is kept to be reported.
-    write(path, '{"site": ')
-    assert store.load().name == "North gate"
-    assert store.errors and store.errors[0].startswith(path + ": (file): not valid JSON")
-    # Nothing readable at all: an error the caller turns into the lit fallback.
-    write(path + ".good", "[]")
-    write(default, "")
-    e = raises(lampconfig.ConfigError, store.load)
-    assert len(e.errors) == 3

@@ -1,0 +1,83 @@
+# The store that never loses the last good configuration, and puts a trial one
+# from afar back when it does not work. CPython, float32, MicroPython.
+
+import json
+import os
+
+from configstore import Store
+from fwtest import raises, read, tempdir, write
+from lampconfig import ConfigError
+
+SHIPPED = "firmware/lamp/config.json"  # the tests run from the repository root
+
+
+def good():
+    return json.loads(read(SHIPPED))
+
+
+def _store():
+    d = tempdir()
+    path, default = d + "/lamp.json", d + "/config.json"
+    write(default, read(SHIPPED))
+    return Store(os, path, default), d
+
+
+def test_store_keeps_the_last_good_configuration():
+    store, d = _store()
+    path, default = d + "/lamp.json", d + "/config.json"
+    # Nothing installed yet: the app's default.
+    assert store.load().name == "G60 park, Songjiang"
+    # A good new configuration is installed atomically and becomes the last good one.
+    new = good()
+    new["site"]["name"] = "North gate"
+    store.save(json.dumps(new))
+    assert store.load().name == "North gate"
+    assert "lamp.json.tmp" not in os.listdir(d)
+    # A bad one is refused and changes nothing.
+    bad = good()
+    bad["site"]["tz"] = "nonsense"
+    raises(ConfigError, store.save, json.dumps(bad))
+    assert store.load().name == "North gate"
+    # A bad file put there by hand (mpremote cp, a torn write): the last good one runs,
+    # and the reason is kept to be reported.
+    write(path, '{"site": ')
+    assert store.load().name == "North gate"
+    assert store.errors and store.errors[0].startswith(path + ": (file): not valid JSON")
+    # Nothing readable at all: an error the caller turns into the lit fallback.
+    write(path + ".good", "[]")
+    write(default, "")
+    e = raises(ConfigError, store.load)
+    assert len(e.errors) == 3
+
+
+def test_a_configuration_from_afar_is_on_trial():
+    store, d = _store()
+    first = good()
+    first["site"]["name"] = "North gate"
+    store.save(json.dumps(first))
+    # From the centre: in force at once, but not yet the last good one.
+    trial = good()
+    trial["site"]["name"] = "Trial"
+    store.save(json.dumps(trial), trial=True)
+    assert store.load().name == "Trial" and store.trial
+    assert json.loads(read(d + "/lamp.json.good"))["site"]["name"] == "North gate"
+    # It did not reach the centre: the last good one comes back, for good.
+    store.rollback()
+    assert store.load().name == "North gate" and not store.trial
+    # Another trial that works: confirmed, it is the last good one now.
+    store.save(json.dumps(trial), trial=True)
+    assert store.load().name == "Trial"
+    store.confirm()
+    assert store.load().name == "Trial" and not store.trial
+    assert json.loads(read(d + "/lamp.json.good"))["site"]["name"] == "Trial"
+
+
+def test_a_trial_with_nothing_good_before_it_falls_back_to_the_default():
+    store, d = _store()
+    trial = good()
+    trial["site"]["name"] = "Trial"
+    store.save(json.dumps(trial), trial=True)
+    assert store.load().name == "Trial"
+    store.rollback()
+    assert store.load().name == "G60 park, Songjiang"
+    assert "lamp.json" not in os.listdir(d)

@@ -1,0 +1,91 @@
+"""The centre's commands to a lamp (docs/protocol.md), in the simulator over a
+real broker: each is answered, good ones act, bad ones are refused with a
+reason and change nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from parkctl import simcmd
+from test_alarm_sim import WIFI_CONFIG
+
+# 2026-12-21 20:10 in Songjiang (UTC+8), as Unix time.
+T_2010 = 1797855000
+
+
+def _scenario(tmp_path: Path, broker: str) -> Path:
+    config = json.loads(WIFI_CONFIG.read_text())
+    dimmer = json.loads(json.dumps(config))
+    dimmer["default"]["steps"][0]["level"] = 70  # sunset -> 70 instead of 100
+    dimmer["network"]["broker"] = broker
+    stranded = json.loads(json.dumps(dimmer))
+    stranded["default"]["steps"][0]["level"] = 40
+    stranded["network"]["broker"] = "mqtt://127.0.0.1:1"  # nobody there
+    lines = [
+        f"config {WIFI_CONFIG}",
+        "start 2026-12-21 18:00",
+        "end 2026-12-21 21:30",
+        "wifi up 18:00",
+        'at 19:00 centre sends {"cmd": "status"}',
+        'at 19:01 centre sends {"cmd": "override", "level": 30, "minutes": 10}',
+        'at 19:20 centre sends {"cmd": "override", "level": 130, "minutes": 10}',
+        'at 19:21 centre sends {"cmd": "override", "level": 30}',
+        'at 19:22 centre sends {"cmd": "time", "ts": 100}',
+        'at 19:23 centre sends {"cmd": "fly"}',
+        'at 19:24 centre sends {"cmd": "ack"}',
+        'at 19:25 centre sends {"cmd": "status", "id": ""}',
+        'at 19:26 centre sends {"cmd": "config", "config": {"site": {"lat": 200}}}',
+        'at 19:40 centre sends {"cmd": "test_alarm"}',
+        "at 19:41 centre resolve",
+        f'at 19:50 centre sends {{"cmd": "config", "config": {json.dumps(dimmer)}}}',
+        f'at 20:10 centre sends {{"cmd": "time", "ts": {T_2010}}}',
+        f'at 20:20 centre sends {{"cmd": "config", "config": {json.dumps(stranded)}}}',
+        "expect level 30 +-1 at 19:05",
+        "expect level 100 +-1 at 19:15",
+        "expect level 100 +-1 at 19:30",
+        "expect level 70 +-1 at 20:00",
+        # The configuration that cannot reach the centre is in force for ten
+        # minutes, then the last good one comes back.
+        "expect level 40 +-1 at 20:25",
+        "expect level 70 +-1 at 20:40",
+        "expect 1 alarms at centre",
+        "expect no fault",
+    ]
+    path = tmp_path / "commands.scn"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_commands_act_or_are_refused_with_a_reason(mosquitto, tmp_path, runtime):
+    result = simcmd.run(_scenario(tmp_path, mosquitto.url), runtime, broker=mosquitto.url)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    replies = [e.text for e in result.entries if e.kind == "centre" and e.text.startswith("reply to ")]
+    by_id = {r.split(":")[0].split()[-1]: r.split(": ", 1)[1] for r in replies}
+    assert by_id["centre-1"].startswith('ok {"alarm": null') and '"mode": "schedule"' in by_id["centre-1"]
+    assert by_id["centre-2"] == "ok"
+    assert by_id["centre-3"] == 'refused: "level" must be a whole number from 0 to 100'
+    assert by_id["centre-4"] == 'refused: "minutes" must be a whole number from 1 to 10080'
+    assert (
+        by_id["centre-5"] == "refused: time 100 is outside 2024..2099: ignored"
+        or "outside" in by_id["centre-5"]
+    )
+    assert by_id["centre-6"].startswith("refused: unknown command 'fly' (known: ack, config,")
+    assert by_id["centre-7"] == 'refused: "alarm" must be the alarm id (a string)'
+    assert by_id["None"] == 'refused: "id" must be a non-empty string'
+    # A bad configuration: every error named, and the lamp keeps its own (100 at 19:30).
+    assert by_id["centre-9"].startswith("refused: ") and "site.lat" in by_id["centre-9"]
+    # A test alarm, marked as such at the centre.
+    assert by_id["centre-10"].startswith('ok {"alarm": "lamp-')
+    assert any(e.kind == "centre" and e.text.endswith("(test)") for e in result.entries)
+    # A good configuration: installed, the lamp restarts with it (70 after sunset).
+    assert by_id["centre-12"] == 'ok {"restart_in_s": 2}'
+    assert any(e.kind == "reset" and e.text == "soft reset" for e in result.entries)
+    # The clock set by the centre: it was right already.
+    assert by_id["centre-13"].startswith("ok ")
+    assert abs(json.loads(by_id["centre-13"][3:])["step_s"]) <= 1
+    console = [e.text for e in result.entries if e.kind == "console"]
+    assert "event config new configuration confirmed: the centre is reachable" in console
+    assert "event config no contact with the centre with the new configuration: rolled back" in console
