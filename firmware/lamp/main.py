@@ -80,8 +80,8 @@ class Lamp:
         self.device = cfg.device or board.device_id()
         self.journal = Journal(os, JOURNAL, self.device)
         self.alarms = Alarms(board.button_led, cfg.flash, self.post, self._reserve)
-        kinds = ALARM_KINDS
-        restored = self.alarms.restore(self.journal.find(lambda seq, kind: kind in kinds), board.ticks_ms())
+        records = self.journal.find(lambda seq, kind: kind in ALARM_KINDS)
+        restored = self.alarms.restore(records, board.ticks_ms())
         if restored is not None:
             log_event("alarm", "%s still open after the reset: shown again" % restored["id"])
         self.ctl = Controller(cfg, board, clock, self.alarms)
