@@ -271,7 +271,11 @@ class Lamp:
         c = self.client
         if st is not None and ntp is not None:
             # The network first: a clock it steps is acted on in this same pass.
-            deadline = _earliest(now, deadline, st.step(now))
+            link = st.step(now)
+            if c is None or not c.up:
+                # With MQTT up its keepalive notices a lost link, and every pass
+                # checks it anyway: no wake-ups of its own for the link check.
+                deadline = _earliest(now, deadline, link)
             deadline = _earliest(now, deadline, ntp.step(now, st.up))
             if c is not None:
                 if st.up:
