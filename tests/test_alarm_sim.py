@@ -216,3 +216,23 @@ def test_end_to_end_with_the_centre_tools(mosquitto, tmp_path):
     assert [float(x) for _, k, x in timeline if k == "level"][-1] == 100.0
     last = json.loads([p for t, p, _ in sub.messages if t.endswith("/state")][-1])
     assert (last["mode"], last["applied"], last["alarm"]) == ("schedule", 100, None)
+
+
+def test_button_abuse_never_resets_or_reconfigures(tmp_path):
+    # Chatter, spikes, a 45 s hold and a burst of presses: one alarm (the
+    # presses add to it), one stuck fault and its clearing, no reset, the
+    # configuration untouched (Tasmota resets to defaults on a 40 s hold).
+    scn = tmp_path / "abuse.scn"
+    lines = [f"config {WIFI_CONFIG}", "start 2026-12-21 18:00", "end 2026-12-21 20:00", "wifi up 18:00"]
+    lines += [f"at 19:00:{s:02d} button noise {2 + s % 5}ms" for s in range(0, 20, 2)]
+    lines += ["at 19:01 press button for 45s"]
+    lines += [f"at 19:03:{s:02d} press button for 150ms" for s in range(0, 40, 1)]
+    lines += ["expect 1 alarms at centre", "expect mode alarm at 19:10"]
+    scn.write_text("\n".join(lines) + "\n")
+    result = simcmd.run(scn)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    texts = [x for _, k, x in _timeline(result) if k in ("console", "reset")]
+    assert [x for _, k, x in _timeline(result) if k == "reset"] == ["power on"]
+    assert texts.count("event button_stuck held over 30 s") == 1
+    assert texts.count("event button_stuck_cleared released") == 1
+    assert not [x for x in texts if x.startswith(("event config", "event restart"))]
