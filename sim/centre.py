@@ -12,6 +12,7 @@ on every run alike."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from typing import Any
@@ -36,7 +37,8 @@ class Centre:
         self._sync_n = 0
         self._synced = 0
         self._cmd_n = 0
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="park-sim-centre")
+        # Its own id: two simulations on one broker must not take over each other.
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"park-sim-centre-{os.getpid()}")
         self.client.on_message = self._message
         self.client.connect(host, port, keepalive=600)
         self._subscribe()
