@@ -90,6 +90,8 @@ class HeapProbe:
     """The heap in use after gc.collect(), sampled every `every` waits of the
     board (the firmware idle), per simulated day (highest, median): for `make bench`."""
 
+    SAMPLES = 128
+
     def __init__(self, emit, every=20):
         self.emit = emit
         self.every = every
@@ -97,6 +99,7 @@ class HeapProbe:
         self.n = 0
         self.day = 0
         self.samples = []
+        self.stride = 1
         self.peak = 0
         self.t = 0
 
@@ -133,12 +136,17 @@ class HeapProbe:
             self.flush()
             self.day = day
             self.samples = []
+            self.stride = 1
             self.peak = 0
         self.t = now_us
         if a > self.peak:
             self.peak = a
-        if self.n % (self.every * 8) == 0:
-            self.samples.append(a)  # a few hundred a day, for the median
+        if self.n % (self.every * self.stride) == 0:
+            # For the median; at most SAMPLES kept (the probe is in the heap it measures).
+            self.samples.append(a)
+            if len(self.samples) >= self.SAMPLES:
+                self.samples = self.samples[::2]
+                self.stride *= 2
 
     def flush(self):
         if self.day and self.samples:
