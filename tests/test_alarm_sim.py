@@ -7,12 +7,13 @@ broker themselves."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 from mqttsub import Subscriber
 from parkctl import simcmd
-from test_cli_sun import parkctl
+from test_cli_sun import PARKCTL, parkctl
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "sim" / "scenarios"
 WIFI_CONFIG = SCENARIOS / "songjiang-wifi.json"
@@ -117,6 +118,24 @@ def test_centre_tools_see_the_open_alarm_and_a_silent_lamp(mosquitto, tmp_path):
     proc = parkctl("ack", aid, "--broker", mosquitto.url, "--timeout", "0.5")
     assert proc.returncode == 2
     assert "did not reply" in proc.stderr and "Traceback" not in proc.stderr
+    # Live: a line per lamp at once, and again at every change (a status arriving).
+    live = subprocess.Popen(
+        [PARKCTL, "monitor", "--broker", mosquitto.url, "--json"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert live.stdout is not None
+        first = json.loads(live.stdout.readline())
+        assert (first["device"], first["status"]) == (device, "offline")
+        sub = Subscriber(mosquitto.port, [])
+        sub.client.publish(f"park/park/lamp/{device}/status", "online", 1, retain=True).wait_for_publish(10)
+        sub.close()
+        while True:
+            row = json.loads(live.stdout.readline())
+            if row["status"] == "online":
+                break
+    finally:
+        live.terminate()
+        live.wait(10)
     # Bad input: a malformed id, an unknown lamp, an unreachable broker.
     for args, message in (
         (["ack", "nonsense", "--broker", mosquitto.url], "not an alarm id"),
@@ -166,10 +185,6 @@ def test_end_to_end_with_the_centre_tools(mosquitto, tmp_path):
     # The lamp runs in real time (x2) against Mosquitto; the test is the centre,
     # with paho and `parkctl`: press -> alarm at a subscriber -> parkctl ack ->
     # ring LED steady -> parkctl resolve -> the lamp back on its schedule.
-    import subprocess
-
-    from test_cli_sun import PARKCTL
-
     scn = tmp_path / "e2e.scn"
     scn.write_text(
         f"config {WIFI_CONFIG}\nstart 2026-12-21 22:00\nend 2026-12-21 22:00:40\nwifi up 22:00\n"
