@@ -23,16 +23,20 @@ START_TIMEOUT_S = 10.0
 
 
 def parse_url(url: str) -> tuple[str, int]:
-    """(host, port) of mqtt://HOST[:PORT]; UserError otherwise (TLS is for devices)."""
-    from urllib.parse import urlsplit
+    """(host, port) of mqtt://HOST[:PORT], read by the lamps' own parser
+    (firmware/lib/topics.py); UserError otherwise (TLS is for the lamps)."""
+    from .runtime import import_firmware
 
-    u = urlsplit(url)
-    if u.scheme != "mqtt" or not u.hostname:
-        raise UserError(f"broker {url!r}: expected mqtt://HOST[:PORT]")
+    import_firmware()
+    from topics import broker_url
+
     try:
-        return u.hostname, u.port or 1883
-    except ValueError:
-        raise UserError(f"broker {url!r}: the port is not a number from 1 to 65535") from None
+        tls, host, port = broker_url(url)
+    except ValueError as e:
+        raise UserError(f"broker: {e}") from None
+    if tls:
+        raise UserError(f"broker {url!r}: the host's tools speak mqtt://, not mqtts://")
+    return host, port
 
 
 def free_port() -> int:

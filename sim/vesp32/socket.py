@@ -122,10 +122,11 @@ class socket:
         kind = first >> 4
         if kind in _ASKS or (kind == 3 and first & 0x06):
             self.owed += 1
-        if kind == 3 and _topic(body).endswith(_TO_CENTRE):
+        topic = _topic(body) if kind == 3 else b""
+        if topic.endswith(_TO_CENTRE):
             # Counted once the broker has it: at its PUBACK (QoS 1), or now (QoS 0).
             if first & 0x06:
-                n = 2 + len(_topic(body))
+                n = 2 + len(topic)
                 self._to_centre[(body[n] << 8) | body[n + 1]] = True
             else:
                 self._board.to_centre += 1
