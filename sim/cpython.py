@@ -189,6 +189,16 @@ class LittleFsVfs:
 _CODE: dict[Path, Any] = {}  # compiled once per process: boots and boards share it
 
 
+class _SerialIn:
+    """The board's serial console (sys.stdin) in the simulator: nobody types on it."""
+
+    def __init__(self) -> None:
+        self.buffer = self
+
+    def read(self, n: int = -1) -> bytes:
+        return b""
+
+
 class ModuleSystem:
     """Imports for simulated code: search our folders first, then CPython's."""
 
@@ -206,6 +216,7 @@ class ModuleSystem:
             print_exception=self._print_exception,
             exit=sys.exit,
             stdout=sys.stdout,
+            stdin=_SerialIn(),
         )
         self.fs: Any = None
         self._found: dict[str, tuple[Path | None, bool]] = {}

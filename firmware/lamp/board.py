@@ -5,6 +5,7 @@
 
 import io
 import select
+import sys
 import time
 
 import machine
@@ -70,6 +71,8 @@ class Board:
         self._addrs = {}  # host -> address, resolved once
         self.wdt = None
         self.wlan = None
+        self.console_pending = False  # bytes wait on the serial console
+        self._console_poll = select.poll()  # the console alone, to read it without waiting
         if cfg.ssid:
             import network
 
@@ -79,6 +82,26 @@ class Board:
         """Pin IRQ on both edges into `button` (a button.Button); its flag wakes the loop."""
         self.button_pin.irq(button.irq, machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING)
         self._poll.register(Wake(lambda: button.flag), _POLLIN)
+
+    def watch_console(self):
+        """Bytes on the USB serial console (stdin while main.py runs) also end the wait."""
+        self._poll.register(sys.stdin, _POLLIN)
+        self._console_poll.register(sys.stdin, _POLLIN)
+
+    def console_read(self, limit=128):
+        """What has been typed on the console, without waiting (at most `limit` bytes;
+        console_pending stays set while there may be more)."""
+        if not self.console_pending:
+            return b""
+        out = bytearray()
+        p = self._console_poll
+        while len(out) < limit and p.poll(0):
+            out += sys.stdin.buffer.read(1)
+        self.console_pending = len(out) >= limit
+        return out
+
+    def console_write(self, line):
+        print(line)
 
     def watch(self, sock):
         """Data arriving on `sock` (None: no socket) also ends the wait."""
@@ -122,6 +145,12 @@ class Board:
     def restart(self):
         machine.reset()
 
+    def reset_cause(self):
+        return machine.reset_cause()
+
+    def sleep_ms(self, ms):
+        time.sleep_ms(ms)
+
     def ntp_time(self):
         """Park time from NTP (blocks up to ntptime.timeout); OSError without an answer."""
         import ntptime
@@ -156,4 +185,7 @@ class Board:
             if healthy:
                 self.feed()
             if ready:
+                for entry in ready:
+                    if entry[0] is sys.stdin:
+                        self.console_pending = True
                 return

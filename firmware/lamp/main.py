@@ -16,7 +16,9 @@ from alarm import KINDS as ALARM_KINDS
 from alarm import Alarms
 from board import Board
 from button import Button
+from console import Console
 from controller import Controller
+from diag import Diagnostics
 from journal import Journal
 from configstore import Store
 from lampconfig import FALLBACK, ConfigError, parse
@@ -27,7 +29,9 @@ from uplink import UNIX_2000, CommandError, Uplink
 
 CONFIG = "/lamp.json"  # what the centre or a technician installed
 DEFAULT_CONFIG = "/config.json"  # shipped with the app
-JOURNAL = "/journal"
+# Not "/journal": with / on sys.path (the board's cwd) a folder named like a module
+# shadows it, and `import journal` would find the folder.
+JOURNAL = "/events"
 FAILURES_BEFORE_RESET = 3
 RESTART_DELAY_MS = 2000  # after a new configuration: time for the reply to go out
 # A configuration from the centre must reach the centre again within this, or
@@ -89,6 +93,11 @@ class Lamp:
         self.button = Button(board.button_pin, board.ticks_ms, int(cfg.debounce_ms), int(cfg.stuck_s * 1000))
         board.watch_button(self.button)
         self.restart_at = None
+        self.restart_why = None
+        self.uptime_ms = 0
+        self._last_step = board.ticks_ms()
+        self.console = Console(board.console_write, Diagnostics(self).handlers())
+        board.watch_console()
         self.trial_until = ticks.add(board.ticks_ms(), TRIAL_MS) if store.trial else None
         self.station = self.ntp = self.client = self.uplink = None
         if board.wlan is not None:
@@ -223,7 +232,7 @@ class Lamp:
             self.store.save(json.dumps(c), trial=True)
         except ConfigError as e:
             raise CommandError("; ".join(e.errors))
-        self.restart_at = ticks.add(self.board.ticks_ms(), RESTART_DELAY_MS)
+        self.restart_later("new configuration installed")
         return {"restart_in_s": RESTART_DELAY_MS // 1000}
 
     def _time(self, msg):
@@ -240,7 +249,23 @@ class Lamp:
         return self.state()
 
     def _test_alarm(self, msg):
+        return self.test_alarm()
+
+    def test_alarm(self):
         return {"alarm": self.alarms.press(self.board.ticks_ms(), self.unix_time(), test=True)}
+
+    def restart_later(self, why):
+        """Restart in RESTART_DELAY_MS: time for the reply to go out first."""
+        self.restart_at = ticks.add(self.board.ticks_ms(), RESTART_DELAY_MS)
+        self.restart_why = why
+
+    def mqtt_status(self):
+        c = self.client
+        if c is None:
+            return "no broker configured" if not self.cfg.broker_host else "no Wi-Fi configured"
+        if c.up:
+            return "connected"
+        return "not connected: %s" % (c.last_error or "connecting")
 
     def _trial(self, now, deadline):
         """A configuration on trial: confirmed once the centre is reachable with
@@ -257,6 +282,7 @@ class Lamp:
                 "config", {"detail": "no contact with the centre with the new configuration: rolled back"}
             )
             self.restart_at = now
+            self.restart_why = "configuration rolled back"
         else:
             deadline = _earliest(now, deadline, ticks.diff(self.trial_until, now))
         return deadline
@@ -266,6 +292,8 @@ class Lamp:
     def step(self, now):
         """One pass; returns the ticks by which the next is due."""
         deadline = ticks.add(now, 3600000)
+        self.uptime_ms += ticks.diff(now, self._last_step)
+        self._last_step = now
         st = self.station
         ntp = self.ntp
         c = self.client
@@ -298,9 +326,13 @@ class Lamp:
             self.board.watch(c.sock)
         if self.trial_until is not None:
             deadline = self._trial(now, deadline)
+        if self.board.console_pending:
+            self.console.feed(self.board.console_read())
+            if self.board.console_pending:
+                deadline = now  # more waiting: round again at once
         if self.restart_at is not None:
             if ticks.diff(now, self.restart_at) >= 0:
-                log_event("restart", "new configuration installed")
+                log_event("restart", self.restart_why)
                 self.board.restart()
             deadline = _earliest(now, deadline, ticks.diff(self.restart_at, now))
         return deadline

@@ -281,6 +281,68 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         lamps.close()
 
 
+def _flat(value) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return "-" if value is None else str(value)
+
+
+def cmd_diag(args: argparse.Namespace) -> int:
+    from . import diag
+
+    reply = diag.run(args.port, args.diag_command, args.args, args.timeout)
+    if not reply["ok"]:
+        if args.json:
+            _print_json(reply)
+        print(f"parkctl diag: the board refused: {reply.get('error')}", file=sys.stderr)
+        return 1
+    data = reply.get("data")
+    if args.json:
+        _print_json(data)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    title = " ".join([args.diag_command, *args.args[:1]])
+    if args.diag_command == "config" and isinstance(data, dict) and "config" in data:
+        console.print(f"{data.get('file')}" + (" (on trial)" if data.get("trial") else ""))
+        print(json.dumps(data["config"], indent=2, ensure_ascii=False, sort_keys=True))
+    elif isinstance(data, list) and data and isinstance(data[0], dict):
+        table = Table(title=title)
+        keys = list(data[0])
+        for k in keys:
+            table.add_column(k)
+        for row in data:
+            table.add_row(*(_flat(row.get(k)) for k in keys))
+        console.print(table)
+    elif isinstance(data, dict):
+        table = Table(title=title, show_header=False)
+        table.add_column("what")
+        table.add_column("value")
+        for k in sorted(data):
+            table.add_row(k, _flat(data[k]))
+        console.print(table)
+    else:
+        console.print(_flat(data))
+    return 0
+
+
+def cmd_vboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import vboard
+
+    image = Path(args.flash) if args.flash else vboard.default_image(args.app)
+    return vboard.run(args.app, image, Path(args.link) if args.link else None, quiet=args.quiet)
+
+
+def diag_commands() -> tuple[str, ...]:
+    from .diag import COMMANDS
+
+    return COMMANDS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parkctl", description="Tools for the park's lamp controllers and check-in kiosks."
@@ -361,6 +423,37 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the lamp's reply")
         p.add_argument("--json", action="store_true", help="print the lamp's reply as JSON")
         p.set_defaults(func=cmd_act)
+
+    vb = sub.add_parser(
+        "vboard",
+        help="a virtual ESP32 at a serial port (mpremote, parkctl diag and deploy work with it)",
+        description="Runs the real MicroPython interpreter as a virtual board behind a pseudo-terminal "
+        "(docs/vboard.md) until stopped.",
+    )
+    vb.add_argument("app", choices=("lamp", "kiosk"), help="which board")
+    vb.add_argument(
+        "--flash",
+        metavar="IMAGE",
+        help="the board's flash: a littlefs image (parkctl build --chip vboard); what the board "
+        "writes lands in it (default: build/vboard-APP/flash.img)",
+    )
+    vb.add_argument("--link", metavar="PATH", help="keep a symlink to the port here (a stable name)")
+    vb.add_argument("--quiet", action="store_true", help="do not print the board's resets and world events")
+    vb.set_defaults(func=cmd_vboard)
+
+    dg = sub.add_parser(
+        "diag",
+        help="diagnostics over a board's USB serial port, while the lamp runs",
+        description="Sends one command to the firmware's diagnostics console (docs/diagnostics.md): "
+        "status, log [N], selftest, time [set ISO], config get|set FILE|validate FILE, alarm test, "
+        "reboot, help.",
+    )
+    dg.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    dg.add_argument("--json", action="store_true", help="print the board's answer as JSON")
+    dg.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+    dg.add_argument("diag_command", metavar="COMMAND", choices=diag_commands(), help="the console command")
+    dg.add_argument("args", nargs="*", help="its arguments")
+    dg.set_defaults(func=cmd_diag)
 
     config = sub.add_parser("config", help="lamp configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

@@ -76,6 +76,11 @@ class Board:
         self.to_centre = 0  # messages published on topics the centre listens to
         self.lingering = []  # connections lost without a goodbye, still open at the broker
         self.wills = 0  # connections that ended at the broker without a goodbye
+        self.console_wanted = False  # the firmware is polling its serial console now
+
+    def console_ready(self):
+        """A byte typed on the serial console waits to be read (the virtual board's)."""
+        return False
 
     # --- power and resets ------------------------------------------------
 

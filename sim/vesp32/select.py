@@ -4,6 +4,7 @@
 # a stream that becomes ready ends it early, as on the board.
 
 import socket
+import sys
 
 import _hub
 
@@ -39,6 +40,9 @@ class poll:
         for obj, mask in self._entries:
             if isinstance(obj, socket.socket):
                 ev = (POLLIN if mask & POLLIN and obj.readable() else 0) | (mask & POLLOUT)
+            elif obj is sys.stdin:
+                # The USB serial console: bytes typed on the virtual board's port.
+                ev = POLLIN if mask & POLLIN and _hub.board.console_ready() else 0
             else:
                 ev = obj.ioctl(3, mask)  # MP_STREAM_POLL
             if ev:
@@ -46,7 +50,12 @@ class poll:
         return out
 
     def poll(self, timeout=-1):
-        return _hub.board.wait_us(-1 if timeout < 0 else timeout * 1000, self._ready)
+        b = _hub.board
+        b.console_wanted = any(e[0] is sys.stdin for e in self._entries)
+        try:
+            return b.wait_us(-1 if timeout < 0 else timeout * 1000, self._ready)
+        finally:
+            b.console_wanted = False
 
     def ipoll(self, timeout=-1, flags=0):
         return iter(self.poll(timeout))

@@ -1,0 +1,412 @@
+"""`parkctl vboard`: a virtual ESP32 at a serial port.
+
+The real MicroPython interpreter (unix port) runs the board (sim/vboard_main.py)
+behind a pseudo-terminal of its own; this supervisor relays it to a second,
+stable one, the board's "USB serial port", which outlives the interpreter. That
+is what lets the board reset as a board does: the interpreter ends (Ctrl-D in
+the REPL, `machine.reset()`, a watchdog expiry, a soft reset from mpremote's raw
+REPL) and the next one starts behind the same port, with the same flash image.
+
+What passes through is the interpreter's own REPL, raw REPL and raw-paste mode,
+with three corrections that make it look like an ESP32's port:
+- its banner names the virtual board instead of Linux;
+- "\\r\\r\\n" (the REPL's "\\r\\n" through the terminal's newline translation)
+  becomes "\\r\\n";
+- input after a Ctrl-C that interrupts running code is held until the REPL's
+  prompt shows: the interpreter empties its terminal's input queue when it
+  enters the REPL (tcsetattr TCSAFLUSH), which would eat mpremote's Ctrl-A.
+Input is also held while the board boots, until its filesystem is mounted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import termios
+import threading
+import time
+import tty
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import UserError
+from .runtime import ROOT, micropython_binary
+
+HEAP = "512k"  # the simulator's peripherals and world share the interpreter with the firmware
+WDT_MARGIN_S = 1.5  # the board reports feeds at most once a second
+BOOT_HOLD_S = 10.0  # input is held at most this long for a board to boot
+
+PWRON_RESET = 1
+WDT_RESET = 3
+SOFT_RESET = 5
+
+# What an ESP32's ROM prints at a reset, before MicroPython starts.
+_ROM = {
+    PWRON_RESET: "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    SOFT_RESET: "rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    WDT_RESET: "rst:0x7 (TG0WDT_SYS_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+}
+_BANNER = re.compile(rb"; linux \[[^\]\r\n]*\] version")
+_PLATFORM = b"; park vboard (virtual ESP32) with ESP32"
+_RAW_HEADER = b"raw REPL; CTRL-B to exit\r\n>"
+_FRIENDLY = b">>> "
+_APPS = ("lamp", "kiosk")
+
+
+def _sim_path(app: str) -> str:
+    paths = [ROOT / "sim", ROOT / "sim" / "vesp32", ROOT / "firmware" / app, ROOT / "firmware" / "lib"]
+    return os.pathsep.join(str(p) for p in paths)
+
+
+class VirtualBoard:
+    """One virtual board: its port, its flash image, its interpreter."""
+
+    def __init__(
+        self,
+        app: str,
+        image: Path,
+        link: Path | None = None,
+        uid: str = "240ac4000001",
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if app not in _APPS:
+            raise UserError(f"unknown app {app!r}: choose lamp or kiosk")
+        if not (ROOT / "firmware" / app).is_dir():
+            raise UserError(f"firmware/{app} does not exist yet: no {app} firmware to run")
+        if not image.is_file():
+            raise UserError(f"no flash image at {image}: build one with `parkctl build {app} --chip vboard`")
+        self.app = app
+        self.image = image
+        self.link = link
+        self.uid = uid
+        self.log = log or (lambda line: None)
+        self.boots = 0
+        self.resets: list[int] = []  # the cause of each restart, in order
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._mb = -1  # the interpreter's terminal (master side)
+        self._out_tail = b""
+        self._pending_cr = b""
+        self._raw = False  # the REPL is in raw mode (mpremote's)
+        self._swallow = False  # restarting into the raw REPL: the banner is not shown
+        self._held = bytearray()  # client input held back (boot, interrupt)
+        self._hold_until = 0.0
+        self._holding = False
+        self._state: dict | None = None
+        self._cause = PWRON_RESET
+        self._wdt_s = 0.0
+        self._fed = 0.0
+        self._ctl_conn: socket.socket | None = None
+        self._ctl_buf = b""
+        # The port: a pseudo-terminal whose slave side this process keeps open, so
+        # that it survives clients coming and going.
+        self._ma, self._sa = pty.openpty()
+        tty.setraw(self._sa)
+        os.set_blocking(self._ma, False)
+        self.port = os.ttyname(self._sa)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        if link is not None:
+            tmp = link.with_name(link.name + ".new")
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            tmp.symlink_to(self.port)
+            tmp.replace(link)
+
+    # --- life ----------------------------------------------------------------
+
+    def start(self) -> VirtualBoard:
+        """Powers the board on and relays its port in a thread."""
+        self._spawn("main", PWRON_RESET)
+        self._thread = threading.Thread(target=self._loop, name="vboard", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._spawn("main", PWRON_RESET)
+        self._loop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self._kill()
+        for fd in (self._ma, self._sa):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._listener.close()
+        if self.link is not None and self.link.is_symlink():
+            self.link.unlink()
+
+    def __enter__(self) -> VirtualBoard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def power_cycle(self) -> None:
+        """Mains off and on: RAM, RTC and everything not on flash are gone."""
+        with self._lock:
+            self._kill()
+            self._state = None
+            self._to_client(b"\r\n")
+            self._spawn("main", PWRON_RESET)
+
+    # --- the interpreter -----------------------------------------------------
+
+    def _spawn(self, mode: str, cause: int) -> None:
+        self._cause = cause
+        self.resets.append(cause)
+        self.boots += 1
+        mb, sb = pty.openpty()
+        attrs = termios.tcgetattr(sb)
+        # The terminal while the firmware runs: bytes as they come (no line editing,
+        # no echo), Ctrl-C still an interrupt, "\n" out as "\r\n" as the ESP32 does.
+        attrs[0] &= ~(termios.ICRNL | termios.INLCR | termios.IXON)
+        attrs[3] &= ~(termios.ICANON | termios.ECHO | termios.IEXTEN)
+        attrs[3] |= termios.ISIG
+        termios.tcsetattr(sb, termios.TCSANOW, attrs)
+        env = dict(
+            os.environ,
+            MICROPYPATH=_sim_path(self.app),
+            VBOARD_IMAGE=str(self.image),
+            VBOARD_CTL=str(self._listener.getsockname()[1]),
+            VBOARD_MODE=mode,
+            VBOARD_UID=self.uid,
+        )
+        state = dict(self._state, cause=cause) if self._state else None
+        env["VBOARD_STATE"] = json.dumps(state) if state else ""
+
+        def controlling_terminal() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        cmd = [micropython_binary(), "-X", f"heapsize={HEAP}", "-i", "-c", "import vboard_main"]
+        self._proc = subprocess.Popen(
+            cmd, stdin=sb, stdout=sb, stderr=sb, env=env, preexec_fn=controlling_terminal, close_fds=True
+        )
+        os.close(sb)
+        os.set_blocking(mb, False)
+        self._mb = mb
+        self._raw = False
+        self._swallow = mode == "raw"
+        self._holding = True
+        self._hold_until = time.monotonic() + BOOT_HOLD_S
+        self._wdt_s = 0.0
+        self._ctl_buf = b""
+        if self._ctl_conn is not None:
+            self._ctl_conn.close()
+            self._ctl_conn = None
+        self.log(f"boot {self.boots}: {'raw REPL' if mode == 'raw' else 'boot.py, main.py'}")
+
+    def _kill(self) -> None:
+        p = self._proc
+        if p is not None and p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        self._proc = None
+        if self._mb >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._mb)
+            self._mb = -1
+
+    def _reset(self, cause: int, soft: bool) -> None:
+        """The interpreter is replaced: a soft reboot or a reset of the chip."""
+        mode = "raw" if soft and self._raw else "main"
+        self._kill()
+        if soft:
+            self._to_client(b"MPY: soft reboot\r\n")
+        else:
+            self._to_client(b"\r\nets Jul 29 2019 12:21:46\r\n\r\n" + _ROM[cause].encode() + b"\r\n")
+        self._spawn(mode, cause if not soft else self._cause)
+
+    # --- the relay -----------------------------------------------------------
+
+    def _to_client(self, data: bytes) -> None:
+        # Nobody reading the port: what does not fit is lost, as on a USB serial line.
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._ma, data)
+
+    def _from_board(self, data: bytes) -> None:
+        data = self._pending_cr + data
+        self._pending_cr = b""
+        k = len(data) - len(data.rstrip(b"\r"))
+        if k:  # "\r" at the end of a read may be the start of "\r\r\n"
+            data, self._pending_cr = data[:-k], data[-k:]
+        data = data.replace(b"\r\r\n", b"\r\n")
+        data = _BANNER.sub(_PLATFORM, data)
+        tail = (self._out_tail + data)[-64:]
+        self._out_tail = tail
+        if tail.endswith(_RAW_HEADER):
+            self._raw = True
+        elif tail.endswith(_FRIENDLY):
+            self._raw = False
+        if self._swallow:
+            if tail.endswith(_FRIENDLY):
+                # Up in the friendly REPL: into the raw one, as the soft reset found it.
+                self._swallow = False
+                self._write_board(b"\x01")
+            return
+        if self._holding and self._at_prompt():
+            self._release()
+        self._to_client(data)
+
+    def _at_prompt(self) -> bool:
+        t = self._out_tail
+        return t.endswith(_FRIENDLY) or (self._raw and t.endswith(b">"))
+
+    def _release(self) -> None:
+        self._holding = False
+        held, self._held = bytes(self._held), bytearray()
+        if held:
+            self._from_client(held)
+
+    def _from_client(self, data: bytes) -> None:
+        if self._holding:
+            self._held += data
+            return
+        i = data.find(b"\x03")
+        if i >= 0 and not self._at_prompt():
+            # Running code is interrupted: the rest waits for the REPL's prompt.
+            self._write_board(data[: i + 1])
+            self._held += data[i + 1 :]
+            self._holding = True
+            self._hold_until = time.monotonic() + 2.0
+            return
+        self._write_board(data)
+
+    def _write_board(self, data: bytes) -> None:
+        if self._mb < 0:
+            return
+        view = memoryview(data)
+        deadline = time.monotonic() + 5
+        while view:
+            try:
+                n = os.write(self._mb, view)
+                view = view[n:]
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                select.select([], [self._mb], [], 0.05)
+            except OSError:
+                return
+
+    def _control(self, msg: dict) -> None:
+        if "log" in msg:
+            _, kind, text = msg["log"]
+            self.log(f"{kind}: {text}")
+        if "state" in msg:
+            self._state = msg["state"]
+        if "booted" in msg:
+            if self._holding and not self._swallow:
+                self._release()
+        if "wdt" in msg:
+            self._wdt_s = msg["wdt"] / 1000
+            self._fed = time.monotonic()
+        if "feed" in msg:
+            self._fed = time.monotonic()
+        if "reset" in msg:
+            self.log("reset: " + ("soft reboot" if msg.get("soft") else "machine.reset()"))
+            self._reset(msg["reset"], bool(msg.get("soft")))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                self._pass()
+
+    def _pass(self) -> None:
+        fds: list = [self._ma, self._listener]
+        if self._mb >= 0:
+            fds.append(self._mb)
+        if self._ctl_conn is not None:
+            fds.append(self._ctl_conn)
+        ready, _, _ = select.select(fds, [], [], 0.05)
+        now = time.monotonic()
+        if self._mb in ready:
+            try:
+                data = os.read(self._mb, 4096)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError:
+                data = b""  # EIO: the interpreter has gone
+            if data:
+                self._from_board(data)
+        elif self._pending_cr:
+            self._from_board(b"")
+            if self._pending_cr:
+                self._to_client(self._pending_cr)
+                self._pending_cr = b""
+        if self._ma in ready:
+            with contextlib.suppress(BlockingIOError, OSError):
+                data = os.read(self._ma, 4096)
+                if data:
+                    self._from_client(data)
+        if self._listener in ready:
+            conn, _ = self._listener.accept()
+            if self._ctl_conn is not None:
+                self._ctl_conn.close()
+            self._ctl_conn = conn
+        if self._ctl_conn is not None and self._ctl_conn in ready:
+            chunk = self._ctl_conn.recv(65536)
+            if not chunk:
+                self._ctl_conn.close()
+                self._ctl_conn = None
+            self._ctl_buf += chunk
+            while b"\n" in self._ctl_buf:
+                line, self._ctl_buf = self._ctl_buf.split(b"\n", 1)
+                with contextlib.suppress(ValueError):
+                    self._control(json.loads(line))
+                if self._ctl_conn is None:
+                    break  # a reset: the rest was the old interpreter's
+        if self._holding and now > self._hold_until and not self._swallow:
+            self._release()
+        if self._wdt_s and now - self._fed > self._wdt_s + WDT_MARGIN_S:
+            self.log("reset: watchdog (the loop stopped feeding it)")
+            self._reset(WDT_RESET, soft=False)
+            return
+        p = self._proc
+        if p is not None and p.poll() is not None and self._mb >= 0:
+            # Drain what it said last, then it is a soft reboot (Ctrl-D, sys.exit).
+            with contextlib.suppress(OSError):
+                while True:
+                    data = os.read(self._mb, 4096)
+                    if not data:
+                        break
+                    self._from_board(data)
+            self.log(f"the interpreter ended ({p.returncode}): soft reboot")
+            self._reset(SOFT_RESET, soft=True)
+
+
+def default_image(app: str) -> Path:
+    return ROOT / "build" / f"vboard-{app}" / "flash.img"
+
+
+def run(app: str, image: Path, link: Path | None, quiet: bool = False) -> int:
+    """`parkctl vboard`: runs until Ctrl-C or SIGTERM."""
+
+    def log(line: str) -> None:
+        if not quiet:
+            print(time.strftime("%H:%M:%S"), line, flush=True)
+
+    board = VirtualBoard(app, image, link, log=log)
+    print(f"virtual {app} board at {board.port}" + (f" (link {link})" if link else ""), flush=True)
+    print(f"flash image {image}; stop with Ctrl-C", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        board.serve_forever()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        board.stop()
+    return 0

@@ -1,0 +1,251 @@
+# The virtual board's inside: the MicroPython interpreter (unix port) with the
+# board's flash, a littlefs image in a file, mounted at / in place of the host's
+# filesystem, and the simulator's peripherals on a world that runs in real time.
+# Started, behind a pseudo-terminal, by host/parkctl/vboard.py as
+#   micropython -X heapsize=... -i -c "import vboard_main"
+# with MICROPYPATH=sim:sim/vesp32:firmware/lamp:firmware/lib (the simulator's
+# modules; the firmware itself comes from the image) and, in the environment,
+# VBOARD_IMAGE, VBOARD_CTL (the supervisor's TCP port on loopback), VBOARD_MODE
+# ("main": run boot.py and main.py; "raw": boot.py only, a soft reset from the
+# raw REPL) and VBOARD_STATE (JSON: what survives a reset).
+#
+# Whatever ends the interpreter is the supervisor's to turn into a reset:
+# machine.reset() and a watchdog expiry ask it over the control connection.
+# `-i` leaves the interpreter in its REPL when main.py ends or is interrupted,
+# as a board does.
+
+import json
+import sys
+
+
+def _real(names):
+    """The interpreter's own modules that sim/vesp32 shadows on the path."""
+    saved = sys.path[:]
+    sys.path[:] = [p for p in saved if not p.endswith("vesp32")]
+    try:
+        return [__import__(n) for n in names]
+    finally:
+        sys.path[:] = saved
+
+
+os, _socket, _select, _time = _real(("os", "socket", "select", "time"))
+
+import _hub  # noqa: E402
+import vfs  # noqa: E402
+from blockdev import FileBlockDevice  # noqa: E402
+from world import World  # noqa: E402
+
+# The virtual ESP32's modules, loaded now: once the image is mounted at / the
+# host's folders they live in are out of reach. (`os` stays the interpreter's:
+# with the image mounted at / it is the board's filesystem, as on the ESP32.)
+for _name in ("machine", "micropython", "network", "ntptime", "select", "socket", "time"):
+    __import__(_name)
+import machine  # noqa: E402
+
+FIRMWARE_DIRS = ("firmware/lamp", "firmware/lib")
+YEARS_US = 100 * 365 * 86400 * 1000000  # the world has no end
+UNIX_2000 = 946684800
+
+
+class Control:
+    """The line to the supervisor: JSON lines out (logs, resets, watchdog)."""
+
+    def __init__(self, port):
+        s = _socket.socket()
+        s.connect(_socket.getaddrinfo("127.0.0.1", port)[0][-1])
+        self.s = s
+
+    def send(self, msg):
+        self.s.write(json.dumps(msg) + "\n")
+
+    def reset(self, cause, board, soft=False):
+        """The supervisor kills this interpreter and starts the next: never returns.
+        soft: MicroPython's soft reboot (the chip is not reset)."""
+        self.send({"reset": cause, "soft": soft, "state": board.keep()})
+        while True:
+            self.s.read(1)
+            _time.sleep(1)
+
+
+def _wall_us():
+    return (_time.time_ns() // 1000) - UNIX_2000 * 1000000
+
+
+class VBoard(_hub.Board):
+    """A board whose world follows the wall clock: time passes while the firmware
+    works, and a wait ends early for a console byte or data on a socket."""
+
+    def __init__(self, world, fs, uid, ctl, kept):
+        super().__init__(world, fs, uid)
+        self.ctl = ctl
+        self._console = _select.poll()
+        self._console.register(sys.stdin, 1)
+        self.console_wanted = False
+        self._fed_sent = 0
+        if kept:
+            self.reset_cause = kept["cause"]
+            self.power_on_us = kept["power_on_us"]
+            self.rtc_offset_us = kept["rtc_offset_us"]
+            self.rtc_memory = bytes.fromhex(kept["rtc_memory"])
+
+    def keep(self):
+        """What a reset leaves: the RTC, its memory, the uptime counter."""
+        return {
+            "power_on_us": self.power_on_us,
+            "rtc_offset_us": self.rtc_offset_us,
+            "rtc_memory": self.rtc_memory.hex(),
+        }
+
+    def _catch_up(self):
+        w = self.world
+        t = _wall_us()
+        if t > w.now_us:
+            w.now_us = t
+
+    def uptime_us(self):
+        self._catch_up()
+        return super().uptime_us()
+
+    def rtc_us(self):
+        self._catch_up()
+        return super().rtc_us()
+
+    def set_rtc_us(self, t_us):
+        self._catch_up()
+        super().set_rtc_us(t_us)
+        self.ctl.send({"state": self.keep()})
+
+    def console_ready(self):
+        return bool(self._console.poll(0))
+
+    def wait_us(self, us, ready=None):
+        self._catch_up()
+        try:
+            return super().wait_us(us, ready)
+        except _hub.Reset as r:
+            self.ctl.reset(r.cause, self)
+
+    def wdt_start(self, timeout_ms):
+        super().wdt_start(timeout_ms)
+        # The supervisor resets a loop that hangs without ever waiting.
+        self.ctl.send({"wdt": timeout_ms})
+
+    def wdt_feed(self):
+        super().wdt_feed()
+        t = _time.ticks_ms()
+        if _time.ticks_diff(t, self._fed_sent) >= 1000:
+            self._fed_sent = t
+            self.ctl.send({"feed": 1})
+
+
+def _pacer(board):
+    """Real-time waits: until the wall clock reaches t, or earlier for a console
+    byte the firmware is polling for or data on one of its sockets."""
+
+    def pace(t_us, wake):
+        while True:
+            left = (t_us - _wall_us()) // 1000
+            if left <= 0:
+                return None
+            p = _select.poll()
+            n = 0
+            if board.console_wanted:
+                p.register(sys.stdin, 1)
+                n += 1
+            if board.world.wifi_up():
+                for s in board.sockets:
+                    p.register(s._s, 1)
+                    n += 1
+            if not n:
+                _time.sleep_ms(left if left < 1000 else 1000)
+                continue
+            if p.poll(left if left < 1000 else 1000):
+                t = _wall_us()
+                return t if t < t_us else t_us
+
+    return pace
+
+
+def _traceback_line(line):
+    # This file's own frames are the board's ROM, not the user's program.
+    return "vboard_main" not in line
+
+
+def _run(path, g):
+    """Runs a file of the board's filesystem as the ESP32 runs boot.py and main.py."""
+    try:
+        with open(path) as f:
+            src = f.read()
+    except OSError:
+        return
+    try:
+        exec(compile(src, path, "exec"), g)
+    except _hub.Reset as r:
+        _hub.board.ctl.reset(r.cause, _hub.board)
+    except SystemExit:
+        # sys.exit() in boot.py or main.py: a soft reboot, as on the ESP32.
+        _hub.board.ctl.reset(_hub.SOFT_RESET, _hub.board, soft=True)
+    except BaseException as e:  # noqa: BLE001 - printed as the board's REPL prints it
+        import io
+
+        buf = io.StringIO()
+        sys.print_exception(e, buf)
+        for line in buf.getvalue().split("\n"):
+            if line and _traceback_line(line):
+                print(line)
+
+
+def main():
+    ctl = Control(int(os.getenv("VBOARD_CTL")))
+    kept = os.getenv("VBOARD_STATE")
+    kept = json.loads(kept) if kept else None
+    bdev = FileBlockDevice(os.getenv("VBOARD_IMAGE"))
+    fs = vfs.VfsLfs2(bdev, readsize=32, progsize=32, lookahead=32)
+    # The world reads the installed configuration (where the pole is, how it is wired).
+    cfg = None
+    for path in ("/lamp.json", "/config.json"):
+        try:
+            with fs.open(path, "r") as f:
+                cfg = json.loads(f.read())
+            break
+        except (OSError, ValueError):
+            pass
+    now = _wall_us()
+    scenario = {
+        "start": now // 1000000,
+        "end": (now + YEARS_US) // 1000000,
+        "config": cfg if isinstance(cfg, dict) else {},
+        "board": {"wifi": "up", "ntp": "ok", "ds3231": "set", "rtc_battery": "ok"},
+    }
+
+    def log(t_us, kind, text):
+        ctl.send({"log": [t_us // 1000000, kind, text]})
+
+    world = World(scenario, log)
+    world.now_us = now
+    uid = bytes.fromhex(os.getenv("VBOARD_UID") or "240ac4000001")
+    board = VBoard(world, fs, uid, ctl, kept)
+    world.board = board
+    world.pace = _pacer(board)
+    _hub.board = board
+    _hub.net, _hub.net_select = _socket, _select
+    machine.reset = lambda: ctl.reset(_hub.SOFT_RESET, board)
+    # RAM is the board's: the firmware's modules the world imported come again from
+    # the image when the firmware imports them.
+    for name in list(sys.modules):
+        path = getattr(sys.modules[name], "__file__", "") or ""
+        if any(d in path for d in FIRMWARE_DIRS):
+            del sys.modules[name]
+    vfs.umount("/")
+    vfs.mount(fs, "/")
+    os.chdir("/")
+    sys.path[:] = ["", ".frozen", "/lib"]
+    sys.atexit(lambda: ctl.send({"state": board.keep()}))
+    ctl.send({"booted": 1})
+    g = {"__name__": "__main__"}
+    _run("boot.py", g)
+    if os.getenv("VBOARD_MODE") != "raw":
+        _run("main.py", g)
+
+
+main()

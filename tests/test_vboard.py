@@ -1,0 +1,189 @@
+"""The virtual board at its serial port: mpremote unmodified, the REPL's control
+keys, resets, the watchdog, and the flash image it keeps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import littlefs
+import pytest
+from parkctl.vboard import VirtualBoard
+from serialline import Line
+
+from sim.cpython import BLOCK_SIZE, LFS_IO
+
+ROOT = Path(__file__).resolve().parents[1]
+MPREMOTE = str(Path(sys.executable).parent / "mpremote")
+# What the lamp prints once its loop runs (and the schedule has set a level).
+RUNNING = rb"event level \d+"
+
+
+def lamp_image(path: Path) -> Path:
+    """The lamp app as `parkctl build lamp --chip vboard` lays it out."""
+    fs = littlefs.LittleFS(
+        block_size=BLOCK_SIZE, block_count=512, read_size=LFS_IO, prog_size=LFS_IO, lookahead_size=LFS_IO
+    )
+    fs.mkdir("lib")
+    for p in sorted((ROOT / "firmware" / "lib").glob("*.py")):
+        with fs.open("lib/" + p.name, "wb") as f:
+            f.write(p.read_bytes())
+    for p in sorted((ROOT / "firmware" / "lamp").iterdir()):
+        with fs.open(p.name, "wb") as f:
+            f.write(p.read_bytes())
+    path.write_bytes(bytes(fs.context.buffer))
+    return path
+
+
+def _fs(image: Path) -> littlefs.LittleFS:
+    data = image.read_bytes()
+    fs = littlefs.LittleFS(
+        block_size=BLOCK_SIZE,
+        block_count=len(data) // BLOCK_SIZE,
+        read_size=LFS_IO,
+        prog_size=LFS_IO,
+        lookahead_size=LFS_IO,
+        mount=False,
+    )
+    fs.context.buffer[:] = data
+    fs.mount()
+    return fs
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    return lamp_image(tmp_path / "flash.img")
+
+
+@pytest.fixture
+def board(image: Path) -> Iterator[VirtualBoard]:
+    with VirtualBoard("lamp", image) as b:
+        yield b
+
+
+@pytest.fixture
+def line(board: VirtualBoard) -> Iterator[Line]:
+    ln = Line(board.port)
+    yield ln
+    ln.close()
+
+
+def mpremote(port: str, *args: str) -> str:
+    r = subprocess.run(
+        [MPREMOTE, "connect", port, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert r.returncode == 0, f"mpremote {' '.join(args)}: {r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def test_mpremote_works_unmodified_and_what_it_writes_stays_on_the_flash(
+    board: VirtualBoard, image: Path, tmp_path: Path
+) -> None:
+    listing = mpremote(board.port, "fs", "ls")
+    for name in ("boot.py", "main.py", "config.json", "lib/"):
+        assert name in listing
+    src = tmp_path / "note.txt"
+    src.write_text("written by mpremote\n")
+    out = mpremote(
+        board.port,
+        "fs",
+        "cp",
+        str(src),
+        ":note.txt",
+        "+",
+        "exec",
+        "import os; print(sorted(os.listdir('/lib'))[:2])",
+        "+",
+        "fs",
+        "cat",
+        "note.txt",
+    )
+    assert "written by mpremote" in out
+    assert "['button." in out
+    script = tmp_path / "hello.py"
+    script.write_text("import machine\nprint('hello from', machine.unique_id().hex())\n")
+    assert "hello from 240ac4000001" in mpremote(board.port, "run", str(script))
+    mpremote(board.port, "soft-reset")
+    board.stop()
+    # The image file holds what the board wrote: littlefs-python reads it back ...
+    with _fs(image).open("note.txt", "r") as f:
+        assert f.read() == "written by mpremote\n"
+    # ... and so does the next board started on it.
+    with VirtualBoard("lamp", image) as again:
+        assert "written by mpremote" in mpremote(again.port, "fs", "cat", "note.txt")
+
+
+def test_ctrl_c_interrupts_main_into_the_repl_and_ctrl_d_runs_it_again(line: Line) -> None:
+    line.expect(RUNNING)
+    line.write(b"\x03")
+    line.expect(rb"KeyboardInterrupt")
+    line.expect(rb"MicroPython .*; park vboard \(virtual ESP32\) with ESP32\r\n")
+    line.expect(rb">>> $")
+    line.write(b"print(6 * 7)\r")
+    line.expect(rb"\r\n42\r\n>>> ")
+    line.write(b"\x04")
+    line.expect(rb"MPY: soft reboot\r\n")
+    line.expect(RUNNING)
+    assert b"\r\r\n" not in line.seen
+
+
+def test_machine_reset_reboots_with_the_rom_banner(line: Line, board: VirtualBoard) -> None:
+    from parkctl.diag import Port
+
+    line.expect(RUNNING)
+    mpremote(board.port, "reset")
+    line.expect(rb"rst:0xc \(SW_CPU_RESET\)")
+    line.expect(RUNNING)
+    line.close()
+    with Port(board.port) as p:
+        status = p.ask("status")["data"]
+    assert status["reset_cause"] == 5  # machine.SOFT_RESET, as the ESP32 reports esp_restart()
+    assert status["boot"] == 2
+
+
+def test_a_hung_loop_is_reset_by_the_watchdog(line: Line) -> None:
+    line.expect(RUNNING)
+    line.write(b"\x03")
+    line.expect(rb">>> $")
+    line.write(b"import machine; w = machine.WDT(timeout=1000)\r")
+    line.expect(rb">>> $")
+    line.write(b"while True: pass\r")
+    line.expect(rb"rst:0x7 \(TG0WDT_SYS_RESET\)", timeout=15)
+    line.expect(RUNNING)
+
+
+def test_garbage_on_the_console_gets_errors_and_the_lamp_keeps_its_level(
+    line: Line, board: VirtualBoard
+) -> None:
+    from parkctl.diag import Port
+
+    line.expect(RUNNING)
+    line.close()
+    with Port(board.port) as p:
+        before = p.ask("status")["data"]
+        garbage = [
+            b"\x00\x01\x02\xff\xfe\r\n",  # control bytes and not UTF-8
+            b"x" * 5000 + b"\n",  # longer than the console takes
+            b"\x1b[A\x1b[B\r\n",  # terminal escapes
+            b"status status status " * 3 + b"\xc3\r\n",  # a cut UTF-8 sequence
+            b"\x7f\x08\x08config\r\n",  # backspaces at the start, then a command without its action
+        ]
+        for g in garbage:
+            p.s.write(g)
+        answers = []
+        seen = b""
+        while len(answers) < len(garbage):
+            seen += p.s.read(4096)
+            answers = [json.loads(x) for x in seen.split(b"\n") if x.strip().startswith(b"{")]
+            assert len(seen) < 100000
+        assert all(not a["ok"] for a in answers)
+        errors = sorted(a["error"] for a in answers)
+        assert any("longer than 4096" in e for e in errors)
+        assert any("not UTF-8" in e for e in errors)
+        after = p.ask("status")["data"]
+        assert after["level"] == before["level"] and after["relay"] == "closed"
+        assert after["console_errors"] >= len(garbage)
+        assert p.ask("help")["ok"]
