@@ -342,6 +342,9 @@ def test_flash_without_the_board_plugged_in(tmp_path):
         == "parkctl flash: error: no serial port /dev/ttyNOSUCH7; is the board plugged in?"
     )
     assert not (tmp_path / "out").exists()  # nothing built, esptool never ran
+    proc = parkctl("flash", "--port", "/dev/null", "lamp", "--erase", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "--erase wipes MicroPython too: give --firmware" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_flash_passes_on_esptools_error(tmp_path):

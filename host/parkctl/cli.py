@@ -158,6 +158,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
     chip = build.get_chip(args.chip)
     if args.baud <= 0:
         raise UserError("--baud needs a rate above 0, e.g. 460800")
+    if args.erase and not args.firmware:
+        raise UserError("--erase wipes MicroPython too: give --firmware with it")
     out = Path(args.out) if args.out else build.BUILD_DIR / f"{args.app}-{chip.name}"
     firmware = Path(args.firmware) if args.firmware else None
     if firmware is not None:
@@ -479,7 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     fl.add_argument("--firmware", metavar="BIN", help="MicroPython .bin to write too (a new board)")
     fl.add_argument("--device-config", metavar="FILE", help="this board's configuration (/config.json)")
-    fl.add_argument("--chip", choices=[n for n, c in CHIPS.items() if c.esptool], default="esp32")
+    fl.add_argument(
+        "--chip", choices=[n for n, c in CHIPS.items() if c.esptool], default="esp32", help="(default esp32)"
+    )
     fl.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})")
     fl.add_argument("--erase", action="store_true", help="erase the whole flash first")
     fl.add_argument("--out", metavar="DIR", help="build folder (default: build/APP-CHIP)")
