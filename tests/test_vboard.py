@@ -23,18 +23,11 @@ RUNNING = rb"event level \d+"
 
 
 def lamp_image(path: Path) -> Path:
-    """The lamp app as `parkctl build lamp --chip vboard` lays it out."""
-    fs = littlefs.LittleFS(
-        block_size=BLOCK_SIZE, block_count=512, read_size=LFS_IO, prog_size=LFS_IO, lookahead_size=LFS_IO
-    )
-    fs.mkdir("lib")
-    for p in sorted((ROOT / "firmware" / "lib").glob("*.py")):
-        with fs.open("lib/" + p.name, "wb") as f:
-            f.write(p.read_bytes())
-    for p in sorted((ROOT / "firmware" / "lamp").iterdir()):
-        with fs.open(p.name, "wb") as f:
-            f.write(p.read_bytes())
-    path.write_bytes(bytes(fs.context.buffer))
+    """The lamp app as `parkctl build lamp --chip vboard` makes it."""
+    from parkctl.build import build
+
+    b = build("lamp", path.parent / "build", chip="vboard")
+    path.write_bytes(b.image.read_bytes())
     return path
 
 
@@ -109,7 +102,8 @@ def test_mpremote_works_unmodified_and_what_it_writes_stays_on_the_flash(
     mpremote(board.port, "soft-reset")
     board.stop()
     # The image file holds what the board wrote: littlefs-python reads it back ...
-    with _fs(image).open("note.txt", "r") as f:
+    fs = _fs(image)  # kept: its files must not outlive it (littlefs-python)
+    with fs.open("note.txt", "r") as f:
         assert f.read() == "written by mpremote\n"
     # ... and so does the next board started on it.
     with VirtualBoard("lamp", image) as again:

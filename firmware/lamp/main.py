@@ -39,6 +39,7 @@ RESTART_DELAY_MS = 2000  # after a new configuration: time for the reply to go o
 TRIAL_MS = 600000
 # Controller events kept in the journal (and sent to the centre); the rest,
 # like Wi-Fi and MQTT chatter, only go to the console.
+NO_CREDENTIALS = "no MQTT credentials configured (network.user, network.password): not connecting"
 JOURNALED = ("mode", "level", "lamp_failure", "lamp_on_unexpected", "relay_failure")
 
 
@@ -103,18 +104,18 @@ class Lamp:
         if board.wlan is not None:
             self.station = Station(board.wlan, cfg.ssid, cfg.wifi_key, log_event)
             self.ntp = NtpSync(clock, board.ntp_time, int(cfg.ntp_interval), log_event)
-        if self.station is not None and cfg.broker_host:
-            self._start_uplink(cfg)
-        elif not cfg.broker_host:
+        if not cfg.broker_host:
             log_event("mqtt", "no broker configured: events stay in the journal")
+        elif not (cfg.mqtt_user and cfg.mqtt_password):
+            # No default credentials, and no anonymous login: the device stays off
+            # the broker and says why (status, console); events stay in the journal.
+            log_event("mqtt", NO_CREDENTIALS)
+        elif self.station is not None:
+            self._start_uplink(cfg)
 
     def _start_uplink(self, cfg):
         base = "park/%s/lamp/%s" % (cfg.site_id, self.device)
         tls, host, port = cfg.broker_tls, cfg.broker_host, cfg.broker_port
-        if not cfg.mqtt_user:
-            # No default credentials: say so, and try anonymously (a broker that
-            # wants a login will refuse, and the status says why).
-            log_event("mqtt", "no MQTT credentials configured")
         self.client = Client(
             lambda: self.board.open_socket(tls, host, port),
             self.device,
@@ -262,7 +263,11 @@ class Lamp:
     def mqtt_status(self):
         c = self.client
         if c is None:
-            return "no broker configured" if not self.cfg.broker_host else "no Wi-Fi configured"
+            if not self.cfg.broker_host:
+                return "no broker configured"
+            if not (self.cfg.mqtt_user and self.cfg.mqtt_password):
+                return NO_CREDENTIALS
+            return "no Wi-Fi configured"
         if c.up:
             return "connected"
         return "not connected: %s" % (c.last_error or "connecting")

@@ -415,12 +415,81 @@ def cmd_diag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy_report(done, as_json: bool) -> None:
+    if as_json:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"deployed {done.version} ({done.hash[:12]}) in {done.seconds:.1f} s")
+    table.add_column("file")
+    table.add_column("")
+    for p in done.copied:
+        table.add_row(p, "copied")
+    for p in done.removed:
+        table.add_row(p, "removed")
+    for p in done.up_to_date:
+        table.add_row(p, "up to date")
+    Console().print(table)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .build import LazyProgress
+    from .deploy import deploy
+
+    bar = LazyProgress(not args.json)
+    try:
+        done = deploy(
+            args.port,
+            args.app,
+            Path(args.device_config) if args.device_config else None,
+            chip=args.chip,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(done.as_json())
+    _deploy_report(done, args.json)
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .provision import provision
+
+    out = provision(
+        Path(args.inventory), args.device, args.port, Path(args.secrets) if args.secrets else None
+    )
+    if args.json:
+        _print_json(out)
+        return 0
+    from .deploy import Deployed
+
+    _deploy_report(Deployed(**{k: v for k, v in out["deploy"].items()}), False)
+    print(f"{out['device']}: configuration installed as {out['installed']} (secrets not shown):")
+    print(json.dumps(out["config"]["network"], indent=2, sort_keys=True))
+    return 0
+
+
 def cmd_vboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import vboard
 
     image = Path(args.flash) if args.flash else vboard.default_image(args.app)
+    if not args.flash and not image.exists():
+        # A new board: flashed with a build of the app, as from the factory.
+        import shutil
+
+        from .build import build
+
+        b = build(args.app, image.parent, chip="vboard")
+        shutil.copyfile(b.image, image)
+        print(f"a new flash image {image} with {b.manifest['version']}", flush=True)
     return vboard.run(args.app, image, Path(args.link) if args.link else None, quiet=args.quiet)
 
 
@@ -527,6 +596,34 @@ def build_parser() -> argparse.ArgumentParser:
     vb.add_argument("--link", metavar="PATH", help="keep a symlink to the port here (a stable name)")
     vb.add_argument("--quiet", action="store_true", help="do not print the board's resets and world events")
     vb.set_defaults(func=cmd_vboard)
+
+    dp = sub.add_parser(
+        "deploy",
+        help="copy an app onto a running board over its serial port, only what changed",
+        description="Builds the app for the board at PORT, copies the files whose sha256 differs "
+        "(mpremote's transport), removes those the old build had and the new one has not, then "
+        "soft-resets the board. The board's data (journal, installed configuration) is not touched.",
+    )
+    dp.add_argument("app", choices=("lamp", "kiosk"), help="the app to deploy")
+    dp.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    dp.add_argument("--device-config", metavar="FILE", help="this board's configuration, as /config.json")
+    dp.add_argument("--chip", help="build for this chip (default: what the board says it is)")
+    dp.add_argument("--json", action="store_true", help="print what was copied as JSON")
+    dp.set_defaults(func=cmd_deploy)
+
+    pv = sub.add_parser(
+        "provision",
+        help="install one device's configuration from the park's inventory (and the app)",
+        description="Makes the device's configuration from the inventory (CSV) and its secrets "
+        "(a TOML file or $PARK_WIFI_PASSWORD, $PARK_MQTT_USER, $PARK_MQTT_PASSWORD), deploys the app "
+        "and writes the configuration to the board only; secrets are never printed (docs/provisioning.md).",
+    )
+    pv.add_argument("--inventory", required=True, metavar="CSV", help="the park's device inventory")
+    pv.add_argument("--device", required=True, metavar="ID", help="the device's id in the inventory")
+    pv.add_argument("--port", required=True, help="the board's serial port")
+    pv.add_argument("--secrets", metavar="TOML", help="the secrets file (default: the environment only)")
+    pv.add_argument("--json", action="store_true", help="print the result (secrets masked) as JSON")
+    pv.set_defaults(func=cmd_provision)
 
     dg = sub.add_parser(
         "diag",

@@ -103,6 +103,7 @@ class VirtualBoard:
         self._held = bytearray()  # client input held back (boot, interrupt)
         self._hold_until = 0.0
         self._holding = False
+        self._interrupting = False  # what is held follows a Ctrl-C
         self._state: dict | None = None
         self._cause = PWRON_RESET
         self._wdt_s = 0.0
@@ -199,7 +200,12 @@ class VirtualBoard:
         os.set_blocking(mb, False)
         self._mb = mb
         self._raw = False
+        self._out_tail = b""
         self._swallow = mode == "raw"
+        if self._held and self._interrupting:
+            # A client was on its way into the REPL of the interpreter that ended
+            # (its Ctrl-C went to that one): this one is interrupted too.
+            self._held[:0] = b"\x03"
         self._holding = True
         self._hold_until = time.monotonic() + BOOT_HOLD_S
         self._wdt_s = 0.0
@@ -268,6 +274,7 @@ class VirtualBoard:
 
     def _release(self) -> None:
         self._holding = False
+        self._interrupting = False
         held, self._held = bytes(self._held), bytearray()
         if held:
             self._from_client(held)
@@ -276,9 +283,14 @@ class VirtualBoard:
         if self._holding:
             self._held += data
             return
-        i = data.find(b"\x03")
-        if i >= 0 and not self._at_prompt():
-            # Running code is interrupted: the rest waits for the REPL's prompt.
+        # After a Ctrl-C that interrupts running code, a Ctrl-B that leaves the raw
+        # REPL or a Ctrl-D that soft-resets from the friendly one, the REPL (or the
+        # next interpreter) starts afresh: the rest waits for it.
+        keys = (b"\x02",) if self._raw else (b"\x04",) if self._at_prompt() else (b"\x03",)
+        found = [k for k in (data.find(key) for key in keys) if k >= 0]
+        i = min(found) if found else -1
+        if i >= 0:
+            self._interrupting = data[i] == 3
             self._write_board(data[: i + 1])
             self._held += data[i + 1 :]
             self._holding = True
@@ -287,6 +299,8 @@ class VirtualBoard:
         self._write_board(data)
 
     def _write_board(self, data: bytes) -> None:
+        if os.environ.get("VBOARD_DEBUG"):
+            self.log(f"to board {data[:40]!r} tail {self._out_tail[-20:]!r}")
         if self._mb < 0:
             return
         view = memoryview(data)

@@ -1,0 +1,160 @@
+"""`parkctl provision`: one device's configuration from the park's inventory, onto
+the device.
+
+The inventory (CSV) says where each device is and what it connects to; secrets
+(Wi-Fi password, MQTT user and password) come from a separate TOML file or the
+environment, never from the inventory. The configuration is the app's shipped
+one with the device's site, id and network filled in, validated by the
+firmware's own parser, and written to the board only: as /lamp.json (the
+installed configuration, which a later `parkctl deploy` never touches), never to
+a file on this machine, and never printed: what is shown has the secrets masked.
+There are no default passwords: a device without credentials is refused here.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .runtime import ROOT, import_firmware
+
+COLUMNS = ("device_id", "site", "kind", "latitude", "longitude", "tz", "wifi_ssid", "broker_url")
+SECRET_KEYS = ("wifi_password", "mqtt_user", "mqtt_password")
+ENV = {
+    "wifi_password": "PARK_WIFI_PASSWORD",
+    "mqtt_user": "PARK_MQTT_USER",
+    "mqtt_password": "PARK_MQTT_PASSWORD",
+}
+INSTALLED = "/lamp.json"  # firmware/lamp/main.py's CONFIG
+
+
+def read_inventory(path: Path) -> dict[str, dict[str, str]]:
+    """device id -> its row; errors name the file, the line and the column."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+            header = list(rows[0]) if rows else []
+    except OSError as e:
+        raise UserError(f"cannot read the inventory {path}: {e.strerror}") from None
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a CSV file: {e}") from None
+    if not rows:
+        raise UserError(f"{path}: no devices (a header line {','.join(COLUMNS)} and one line per device)")
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    out: dict[str, dict[str, str]] = {}
+    for n, row in enumerate(rows, start=2):
+        dev = (row.get("device_id") or "").strip()
+        if not dev:
+            raise UserError(f"{path}:{n}: device_id is empty")
+        if dev in out:
+            raise UserError(f"{path}:{n}: device {dev} is listed twice")
+        out[dev] = {k: (row.get(k) or "").strip() for k in COLUMNS}
+        out[dev]["line"] = str(n)
+    return out
+
+
+def read_secrets(path: Path | None, device: str) -> dict[str, str]:
+    """The device's secrets: the environment, then the file's [devices."ID"] table,
+    then its [default] table."""
+    found: dict[str, str] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise UserError(f"cannot read the secrets file {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            # The message names a line and column, not the value.
+            raise UserError(f"{path}: not TOML: {e}") from None
+        for table in (data.get("default", {}), data.get("devices", {}).get(device, {})):
+            if not isinstance(table, dict):
+                raise UserError(f'{path}: [default] and [devices."ID"] must be tables')
+            for k, v in table.items():
+                if k not in SECRET_KEYS:
+                    raise UserError(f"{path}: unknown key {k!r} (known: {', '.join(SECRET_KEYS)})")
+                if not isinstance(v, str):
+                    raise UserError(f"{path}: {k} must be a string")
+                found[k] = v
+    for k, var in ENV.items():
+        if os.environ.get(var):
+            found[k] = os.environ[var]
+    return found
+
+
+def device_config(row: dict[str, str], secrets: dict[str, str], inventory: Path) -> dict[str, Any]:
+    """The device's configuration: the app's shipped one, this device filled in."""
+    where = f"{inventory}:{row['line']}"
+    app = row["kind"]
+    if app != "lamp":
+        raise UserError(f"{where}: kind {app!r}: only lamp devices can be provisioned so far")
+    with open(ROOT / "firmware" / app / "config.json", encoding="utf-8") as f:
+        cfg = json.load(f)
+    cfg = copy.deepcopy(cfg)
+    try:
+        lat, lon = float(row["latitude"]), float(row["longitude"])
+    except ValueError:
+        raise UserError(f"{where}: latitude and longitude must be numbers") from None
+    site = dict(cfg.get("site", {}))
+    site.update(id=row["site"], lat=lat, lon=lon, tz=row["tz"])
+    cfg["site"] = site
+    cfg["device"] = row["device_id"]
+    missing = [ENV[k] for k in ("mqtt_user", "mqtt_password") if not secrets.get(k)]
+    if row["wifi_ssid"] and not secrets.get("wifi_password"):
+        missing.insert(0, ENV["wifi_password"])
+    if missing:
+        raise UserError(
+            f"no {', '.join(m[5:].lower().replace('_', ' ') for m in missing)} for {row['device_id']}: "
+            f"give them in the secrets file or as {', '.join(missing)} (devices have no default passwords)"
+        )
+    cfg["network"] = {
+        "ssid": row["wifi_ssid"],
+        "key": secrets.get("wifi_password", ""),
+        "broker": row["broker_url"],
+        "user": secrets["mqtt_user"],
+        "password": secrets["mqtt_password"],
+    }
+    import_firmware()
+    import lampconfig
+
+    try:
+        lampconfig.parse(cfg)
+    except lampconfig.ConfigError as e:
+        raise UserError(
+            f"{where}: the configuration for {row['device_id']}: " + "; ".join(e.errors)
+        ) from None
+    return cfg
+
+
+def masked(cfg: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(cfg)
+    net = out.get("network", {})
+    for k in ("key", "password"):
+        if net.get(k):
+            net[k] = "***"
+    return out
+
+
+def provision(inventory: Path, device: str, port: str, secrets: Path | None) -> dict[str, Any]:
+    from .deploy import deploy
+
+    rows = read_inventory(inventory)
+    row = rows.get(device)
+    if row is None:
+        near = [d for d in rows if device.lower() in d.lower()][:5]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise UserError(f"device {device} is not in {inventory}{hint}")
+    cfg = device_config(row, read_secrets(secrets, device), inventory)
+    text = json.dumps(cfg, indent=1, sort_keys=True).encode()
+    # The installed configuration and its last-good copy (firmware/lamp/configstore.py).
+    done = deploy(
+        port, row["kind"], extra={INSTALLED: text, INSTALLED + ".good": text}, remove=[INSTALLED + ".trial"]
+    )
+    return {"device": device, "config": masked(cfg), "installed": INSTALLED, "deploy": done.as_json()}

@@ -1,0 +1,188 @@
+"""Build, flash, deploy and provision against the virtual board, as a firmware
+engineer and a field technician use them: the real CLI, real mpremote transport,
+the board's own answers over its console."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from parkctl.build import build
+from parkctl.deploy import deploy
+from parkctl.diag import Port
+from parkctl.vboard import VirtualBoard
+from serialline import Line
+from test_vboard import _fs
+
+ROOT = Path(__file__).resolve().parents[1]
+PARKCTL = str(Path(sys.executable).parent / "parkctl")
+
+
+def parkctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PARKCTL, *args], capture_output=True, text=True, timeout=120, check=False, env=env)
+
+
+def status(port: str) -> dict:
+    """The firmware's status, asked on its console: an answer also means it runs
+    (a board still booting gets the question once its loop reads the console)."""
+    with Port(port) as p:
+        return p.ask("status", timeout=15)["data"]
+
+
+@pytest.fixture
+def firmware(tmp_path: Path) -> Path:
+    """A copy of the firmware to change, as an engineer changes theirs."""
+    root = tmp_path / "firmware"
+    shutil.copytree(ROOT / "firmware", root, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+@pytest.fixture
+def board(firmware: Path, tmp_path: Path) -> Iterator[VirtualBoard]:
+    """A fresh board flashed with the build of `firmware`."""
+    b = build("lamp", tmp_path / "build", chip="vboard", root=firmware)
+    flash = tmp_path / "flash.img"
+    shutil.copyfile(b.image, flash)
+    with VirtualBoard("lamp", flash) as vb:
+        status(vb.port)
+        yield vb
+
+
+def test_a_built_image_boots_and_reports_its_version_and_manifest(tmp_path: Path) -> None:
+    r = parkctl("build", "lamp", "--chip", "vboard", "--out", str(tmp_path / "out"), "--json")
+    assert r.returncode == 0, r.stderr
+    built = json.loads(r.stdout)
+    manifest = json.loads((tmp_path / "out" / "fs" / "manifest.json").read_text())
+    flash = tmp_path / "flash.img"
+    shutil.copyfile(tmp_path / "out" / "fs.img", flash)
+    with VirtualBoard("lamp", flash) as vb:
+        r = parkctl("diag", "--port", vb.port, "status", "--json", "--timeout", "15")
+        assert r.returncode == 0, r.stderr
+        st = json.loads(r.stdout)
+        assert st["version"] == manifest["version"] == built["version"]
+        assert st["manifest"] == manifest["hash"]
+        assert st["mode"] == "schedule" and st["relay"] == "closed"
+        # The same sources give the same build: nothing to copy.
+        r = parkctl("deploy", "--port", vb.port, "lamp", "--json")
+        assert r.returncode == 0, r.stderr
+        done = json.loads(r.stdout)
+        assert done["copied"] == [] and done["removed"] == []
+        assert len(done["up_to_date"]) == len(manifest["files"])
+
+
+def test_deploy_copies_exactly_the_changed_file_and_keeps_the_boards_data(
+    board: VirtualBoard, firmware: Path
+) -> None:
+    before = status(board.port)
+    with open(firmware / "lamp" / "monitor.py", "a") as f:
+        f.write("\nDEPLOYED = 1\n")
+    done = deploy(board.port, "lamp", root=firmware)
+    assert done.copied == ["/monitor.mpy"]
+    assert done.removed == []
+    after = status(board.port)
+    assert after["manifest"] == done.hash != before["manifest"]
+    assert after["boot"] == before["boot"] + 1  # the journal (its boot counter) stayed
+    # A module added, then taken away again: copied, then removed from the board.
+    (firmware / "lamp" / "extra.py").write_text("X = 1\n")
+    assert deploy(board.port, "lamp", root=firmware).copied == ["/extra.mpy"]
+    (firmware / "lamp" / "extra.py").unlink()
+    done = deploy(board.port, "lamp", root=firmware)
+    assert done.copied == [] and done.removed == ["/extra.mpy"]
+    assert status(board.port)["manifest"] == done.hash
+
+
+def _inventory(tmp_path: Path) -> Path:
+    inv = tmp_path / "inventory.csv"
+    inv.write_text(
+        "device_id,site,kind,latitude,longitude,tz,wifi_ssid,broker_url\n"
+        "lamp-g60-007,g60,lamp,31.031,121.229,CST-8,park-iot,mqtt://127.0.0.1:1\n"
+        "lamp-g60-008,g60,lamp,31.032,121.229,CST-8,park-iot,mqtt://127.0.0.1:1\n"
+    )
+    return inv
+
+
+def test_provision_writes_the_secrets_to_the_device_only(board: VirtualBoard, tmp_path: Path) -> None:
+    inv = _inventory(tmp_path)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(
+        '[default]\nwifi_password = "wifi-Secret-1"\nmqtt_user = "lamps"\nmqtt_password = "mqtt-Secret-2"\n'
+        '[devices."lamp-g60-007"]\nmqtt_user = "lamp-g60-007"\n'
+    )
+    r = parkctl(
+        "provision",
+        "--inventory",
+        str(inv),
+        "--device",
+        "lamp-g60-007",
+        "--port",
+        board.port,
+        "--secrets",
+        str(secrets),
+    )
+    assert r.returncode == 0, r.stderr
+    for secret in ("wifi-Secret-1", "mqtt-Secret-2"):
+        assert secret not in r.stdout + r.stderr
+        for dirpath, _, names in os.walk(ROOT / "build"):
+            for n in names:
+                assert secret.encode() not in Path(dirpath, n).read_bytes(), f"{secret} in {dirpath}/{n}"
+    st = status(board.port)
+    assert st["device"] == "lamp-g60-007"
+    with Port(board.port) as p:
+        cfg = p.ask("config get")["data"]
+    assert cfg["file"] == "/lamp.json"
+    assert cfg["config"]["network"]["password"] == "***" and cfg["config"]["network"]["key"] == "***"
+    assert cfg["config"]["network"]["user"] == "lamp-g60-007"
+    assert cfg["config"]["site"]["id"] == "g60"
+    board.stop()
+    fs = _fs(board.image)  # kept: its files must not outlive it (littlefs-python)
+    with fs.open("lamp.json", "r") as f:
+        on_device = json.loads(f.read())
+    assert on_device["network"]["password"] == "mqtt-Secret-2"
+
+
+def test_provision_refuses_a_device_without_credentials(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARK_")}
+    r = parkctl(
+        "provision",
+        "--inventory",
+        str(_inventory(tmp_path)),
+        "--device",
+        "lamp-g60-008",
+        "--port",
+        "/dev/null",
+        env=env,
+    )
+    assert r.returncode == 2
+    assert "PARK_WIFI_PASSWORD" in r.stderr and "PARK_MQTT_PASSWORD" in r.stderr
+    assert "no default passwords" in r.stderr
+    r = parkctl(
+        "provision",
+        "--inventory",
+        str(_inventory(tmp_path)),
+        "--device",
+        "lamp-g60-999",
+        "--port",
+        "/dev/null",
+        env=env,
+    )
+    assert r.returncode == 2 and "lamp-g60-999 is not in" in r.stderr
+
+
+def test_a_lamp_without_credentials_stays_off_the_broker_and_says_why(tmp_path: Path, firmware: Path) -> None:
+    cfg = json.loads((firmware / "lamp" / "config.json").read_text())
+    cfg["network"] = {"ssid": "park-iot", "key": "k", "broker": "mqtt://127.0.0.1:1883"}
+    (firmware / "lamp" / "config.json").write_text(json.dumps(cfg))
+    b = build("lamp", tmp_path / "build", chip="vboard", root=firmware)
+    flash = tmp_path / "flash.img"
+    shutil.copyfile(b.image, flash)
+    with VirtualBoard("lamp", flash) as vb:
+        line = Line(vb.port)
+        line.expect(rb"event mqtt no MQTT credentials configured")
+        line.close()
+        assert status(vb.port)["mqtt"].startswith("no MQTT credentials configured")
