@@ -118,6 +118,42 @@ def bench_build() -> None:
     print(f"  build()         {statistics.median(inproc):6.2f} s wall")
 
 
+def bench_deploy() -> None:
+    """parkctl deploy of the lamp to the virtual board (real mpremote transport over
+    its pseudo-terminal): the whole app to a board with an empty flash, then one
+    changed module; median of three each."""
+    import shutil
+    import statistics
+    import tempfile
+
+    from parkctl import build
+    from parkctl.deploy import deploy
+    from parkctl.vboard import VirtualBoard
+
+    root = Path(__file__).resolve().parents[1]
+    full, one, sizes = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        fw = Path(tmp) / "firmware"
+        shutil.copytree(root / "firmware", fw, ignore=shutil.ignore_patterns("__pycache__"))
+        chip = build.get_chip("vboard")
+        blank, _ = build.make_image({}, chip)
+        for i in range(3):
+            flash = Path(tmp) / f"flash{i}.img"
+            flash.write_bytes(blank)
+            with VirtualBoard("lamp", flash) as vb:
+                done = deploy(vb.port, "lamp", root=fw)
+                full.append(done.seconds)
+                sizes.append(len(done.copied))
+                with open(fw / "lamp" / "monitor.py", "a") as f:
+                    f.write(f"\nBENCH_{i} = {i}\n")
+                done = deploy(vb.port, "lamp", root=fw)
+                one.append(done.seconds)
+                assert done.copied == ["/monitor.mpy"], done.copied
+    print("parkctl deploy lamp to the virtual board (mpremote transport over its pty), median of 3:")
+    print(f"  full, empty flash      {statistics.median(full):6.2f} s   ({sizes[0]} files copied)")
+    print(f"  one module changed     {statistics.median(one):6.2f} s   (1 file copied)")
+
+
 def bench_sim_year() -> None:
     from parkctl import simcmd
 
@@ -168,6 +204,7 @@ def bench_fleet_broker(lamps: int = 1000) -> None:
 
 if __name__ == "__main__":
     bench_build()
+    bench_deploy()
     bench_sun_micropython()
     bench_lamp_micropython()
     bench_sun_cpython()

@@ -31,6 +31,7 @@ def _real(names):
 os, _socket, _select, _time = _real(("os", "socket", "select", "time"))
 
 import _hub  # noqa: E402
+import lampconfig  # noqa: E402
 import vfs  # noqa: E402
 from blockdev import FileBlockDevice  # noqa: E402
 from world import World  # noqa: E402
@@ -210,11 +211,17 @@ def main():
             break
         except (OSError, ValueError):
             pass
+    try:
+        lampconfig.parse(cfg)
+    except (lampconfig.ConfigError, AttributeError, TypeError):
+        # No app on the flash yet (or no valid configuration): the world still
+        # needs a place and a wiring, those the firmware falls back to.
+        cfg = lampconfig.FALLBACK
     now = _wall_us()
     scenario = {
         "start": now // 1000000,
         "end": (now + YEARS_US) // 1000000,
-        "config": cfg if isinstance(cfg, dict) else {},
+        "config": cfg,
         "board": {"wifi": "up", "ntp": "ok", "ds3231": "set", "rtc_battery": "ok"},
     }
 

@@ -186,3 +186,40 @@ def test_a_lamp_without_credentials_stays_off_the_broker_and_says_why(tmp_path: 
         line.expect(rb"event mqtt no MQTT credentials configured")
         line.close()
         assert status(vb.port)["mqtt"].startswith("no MQTT credentials configured")
+
+
+def test_a_board_with_an_empty_flash_gets_the_whole_app_and_runs_it(tmp_path: Path) -> None:
+    from parkctl.build import get_chip, make_image
+
+    blank, _ = make_image({}, get_chip("vboard"))
+    flash = tmp_path / "flash.img"
+    flash.write_bytes(blank)
+    with VirtualBoard("lamp", flash) as vb:
+        r = parkctl("diag", "--port", vb.port, "status", "--timeout", "2")
+        assert r.returncode == 2 and "at the MicroPython REPL" in r.stderr
+        done = deploy(vb.port, "lamp")
+        assert done.up_to_date == [] and "/main.py" in done.copied and "/lib/journal.mpy" in done.copied
+        assert status(vb.port)["manifest"] == done.hash
+
+
+def test_diag_says_what_is_wrong_with_the_port(board: VirtualBoard, tmp_path: Path) -> None:
+    import pty
+
+    r = parkctl("diag", "--port", str(tmp_path / "ttyUSB9"), "status")
+    assert r.returncode == 2 and "no serial port" in r.stderr and "plugged in" in r.stderr
+    with Port(board.port):
+        r = parkctl("diag", "--port", board.port, "status")
+        assert r.returncode == 2 and "busy" in r.stderr
+    master, slave = pty.openpty()  # a port with nothing behind it
+    try:
+        r = parkctl("diag", "--port", os.ttyname(slave), "status", "--timeout", "1")
+        assert r.returncode == 2 and "no answer" in r.stderr and "no MicroPython board" in r.stderr
+    finally:
+        os.close(master)
+        os.close(slave)
+    r = parkctl("diag", "--port", board.port, "alarm", "test", "--json")
+    assert r.returncode == 0, r.stderr
+    alarm = json.loads(r.stdout)["alarm"]
+    r = parkctl("diag", "--port", board.port, "log", "5", "--json")
+    raised = [e for e in json.loads(r.stdout) if e["id"] == alarm]
+    assert raised and raised[0]["kind"] == "alarm_raised" and raised[0]["fields"]["test"] is True

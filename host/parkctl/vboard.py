@@ -299,8 +299,6 @@ class VirtualBoard:
         self._write_board(data)
 
     def _write_board(self, data: bytes) -> None:
-        if os.environ.get("VBOARD_DEBUG"):
-            self.log(f"to board {data[:40]!r} tail {self._out_tail[-20:]!r}")
         if self._mb < 0:
             return
         view = memoryview(data)
