@@ -55,9 +55,25 @@ class Control:
         s = _socket.socket()
         s.connect(_socket.getaddrinfo("127.0.0.1", port)[0][-1])
         self.s = s
+        self.buf = b""
 
     def send(self, msg):
         self.s.write(json.dumps(msg) + "\n")
+
+    def receive(self, world):
+        """What the supervisor asks of the world (a test rig's stimuli): each line
+        {"world": event} happens now, as a scenario's event would."""
+        data = self.s.recv(512)
+        if not data:
+            return
+        self.buf += data
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            try:
+                ev = json.loads(line)["world"]
+                world.at(world.now_us, ev)
+            except (ValueError, KeyError, TypeError):
+                pass
 
     def reset(self, cause, board, soft=False):
         """The supervisor kills this interpreter and starts the next: never returns.
@@ -149,7 +165,8 @@ def _pacer(board):
             if left <= 0:
                 return None
             p = _select.poll()
-            n = 0
+            p.register(board.ctl.s, 1)
+            n = 1
             if board.console_wanted:
                 p.register(sys.stdin, 1)
                 n += 1
@@ -157,10 +174,11 @@ def _pacer(board):
                 for s in board.sockets:
                     p.register(s._s, 1)
                     n += 1
-            if not n:
-                _time.sleep_ms(left if left < 1000 else 1000)
-                continue
-            if p.poll(left if left < 1000 else 1000):
+            ready = p.poll(left if left < 1000 else 1000)
+            if ready:
+                for entry in ready:
+                    if entry[0] is board.ctl.s:
+                        board.ctl.receive(board.world)
                 t = _wall_us()
                 return t if t < t_us else t_us
 

@@ -11,6 +11,9 @@ from collections.abc import Iterator
 import pytest
 from parkctl.brokers import Mosquitto
 
+# The HIL harness (docs/hil.md): --board, and the board, rig and broker fixtures of tests/hil.
+pytest_plugins = ("parkctl.hil",)
+
 
 @pytest.fixture
 def mosquitto() -> Iterator[Mosquitto]:

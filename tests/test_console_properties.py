@@ -63,7 +63,7 @@ def test_a_failing_or_refusing_command_is_an_answer_not_the_end() -> None:
     got = _read(out)
     assert got[0] == {"console": "fail", "ok": False, "error": "RuntimeError: broken handler"}
     assert got[1] == {"console": "refuse", "ok": False, "error": "refused: now"}
-    assert got[2]["error"] == "unknown command 'nope': try help"
+    assert got[2] == {"console": "nope", "ok": False, "error": "unknown command 'nope': try help"}
     assert got[3]["error"] == "not UTF-8 text"
     assert got[4]["ok"]
     assert c.errors == 4 and c.commands == 1

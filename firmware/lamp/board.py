@@ -54,6 +54,7 @@ class Wake(io.IOBase):
 class Board:
     def __init__(self, cfg):
         p = cfg.pins
+        self.app_pins = [v for k, v in p.items() if k != "relay_active"]
         Pin = machine.Pin
         self.relay_active = p["relay_active"]
         # The relay pin is driven to "closed" at once: lamps stay lit through boot.
@@ -162,9 +163,32 @@ class Board:
             return False
         return bytes(self.rtc.memory()) == _RTC_MARK
 
-    def start_watchdog(self):
+    def start_watchdog(self, ms=None):
         # Cannot be stopped once started (ESP32): only after the first good pass.
-        self.wdt = machine.WDT(timeout=WDT_MS)
+        self.wdt = machine.WDT(timeout=ms or WDT_MS)
+
+    # --- the HIL rig's pins (diag `test`, test mode only) ---------------------
+
+    def _rig_pin(self, n):
+        if n in self.app_pins:
+            raise ValueError("pin %d is the lamp's own, not the rig's" % n)
+        return n
+
+    def test_pulse(self, n, ms):
+        """The rig's output low for ms (a button press, through a jumper), then high."""
+        p = machine.Pin(self._rig_pin(n), machine.Pin.OUT, value=1)
+        p.value(0)
+        time.sleep_ms(ms)
+        p.value(1)
+
+    def test_pin(self, n, v=None):
+        if v is None:
+            return machine.Pin(n, machine.Pin.IN).value()
+        machine.Pin(self._rig_pin(n), machine.Pin.OUT, value=v)
+        return v
+
+    def test_adc(self, n):
+        return machine.ADC(machine.Pin(n), atten=machine.ADC.ATTN_11DB).read_u16()
 
     def feed(self):
         if self.wdt is not None:

@@ -53,6 +53,7 @@ def _parse_iso(text):
 class Diagnostics:
     def __init__(self, app):
         self.app = app
+        self.test_mode = False
         self.version, self.manifest = read_manifest()
         self.started = app.board.ticks_ms()
 
@@ -66,6 +67,7 @@ class Diagnostics:
             "config": self.config,
             "alarm": self.alarm,
             "reboot": self.reboot,
+            "test": self.test,
         }
 
     def help(self, args, line):
@@ -205,3 +207,32 @@ class Diagnostics:
     def reboot(self, args, line):
         self.app.restart_later("reboot from the console")
         return {"restart_in_s": 2}
+
+    def test(self, args, line):
+        """The HIL rig's hands on a real board (docs/hil.md): pins jumpered to the
+        app's inputs, driven only in test mode, which only this command enters."""
+        b = self.app.board
+        what = args[0] if args else None
+        if what in ("on", "off"):
+            self.test_mode = what == "on"
+            return {"test_mode": self.test_mode}
+        if not self.test_mode:
+            raise CommandError("not in test mode: `test on` first (for the HIL rig only)")
+        try:
+            nums = [int(a) for a in args[1:]]
+        except ValueError:
+            raise CommandError("test %s: pins and times are whole numbers" % what)
+        if what == "pulse" and len(nums) == 2:
+            b.test_pulse(nums[0], nums[1])
+            return {"pin": nums[0], "ms": nums[1]}
+        if what == "pin" and len(nums) in (1, 2):
+            return b.test_pin(nums[0], nums[1] if len(nums) == 2 else None)
+        if what == "adc" and len(nums) == 1:
+            return b.test_adc(nums[0])
+        if what == "hang" and len(nums) <= 1:
+            # The watchdog, shortened (S seconds, default the lamp's), then a loop that
+            # never feeds it: the board must reset and come back lit right.
+            b.start_watchdog(nums[0] * 1000 if nums else None)
+            while True:
+                pass
+        raise CommandError("test on|off, test pulse PIN MS, test pin PIN [0|1], test adc PIN, test hang [S]")

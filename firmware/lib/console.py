@@ -3,7 +3,7 @@
 #
 # A command is a line of words ("log 20", "time set 2026-11-28T18:00:00Z");
 # every line gets one reply, a line of JSON: {"console": <command>, "ok": true,
-# "data": ...} or {"console": <command or null>, "ok": false, "error": why}.
+# "data": ...} or {"console": <command, null for garbage>, "ok": false, "error": why}.
 # Anything can arrive on a serial line: bytes that are not UTF-8, control
 # characters, lines longer than LINE_MAX (refused whole, and what follows up to
 # the next line end with them). An error in a handler is a reply, never the end
@@ -61,8 +61,10 @@ class Console:
         name = words[0]
         fn = self.handlers.get(name)
         if fn is None:
-            shown = name if len(name) <= 32 and name.isalpha() else name[:32].encode()
-            self._reply(None, False, "unknown command %r: try help" % shown)
+            # A word is named in the reply (so a client can match it); garbage is not.
+            word = len(name) <= 32 and name.isalpha()
+            shown = name if word else name[:32].encode()
+            self._reply(name if word else None, False, "unknown command %r: try help" % shown)
             return
         try:
             data = fn(words[1:], text)

@@ -475,6 +475,19 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hil(args: argparse.Namespace, extra: list[str]) -> int:
+    import subprocess
+
+    from .runtime import ROOT
+
+    logs = ROOT / "build" / "hil"
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "hil"), "--board", args.board]
+    cmd += ["--hil-logs", str(logs), f"--junitxml={logs / 'junit.xml'}", "-p", "no:cacheprovider"]
+    if args.rig:
+        cmd += ["--rig", args.rig]
+    return subprocess.call([*cmd, *extra], cwd=ROOT)
+
+
 def cmd_vboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -625,6 +638,16 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--json", action="store_true", help="print the result (secrets masked) as JSON")
     pv.set_defaults(func=cmd_provision)
 
+    hl = sub.add_parser(
+        "hil",
+        help="run the hardware-in-the-loop suite on the virtual board or a real one",
+        description="Runs tests/hil with pytest (other arguments go to pytest); each test's serial log "
+        "and a JUnit report (junit.xml) go to build/hil/ (docs/hil.md).",
+    )
+    hl.add_argument("--board", default="vboard:lamp", help="vboard:lamp (default) or a serial port")
+    hl.add_argument("--rig", metavar="TOML", help="what is wired to what on a real board")
+    hl.set_defaults(func=cmd_hil, passthrough=True)
+
     dg = sub.add_parser(
         "diag",
         help="diagnostics over a board's USB serial port, while the lamp runs",
@@ -690,8 +713,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error("unrecognized arguments: " + " ".join(extra))
     try:
+        if getattr(args, "passthrough", False):
+            return args.func(args, extra)
         return args.func(args)
     except UserError as e:
         print(f"parkctl {args.command}: error: {e}", file=sys.stderr)

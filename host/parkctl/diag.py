@@ -64,6 +64,7 @@ class Port:
     def ask(self, line: str, timeout: float = 5.0) -> dict[str, Any]:
         """Sends one command line; the firmware's JSON reply to it."""
         data = line.encode()
+        name = line.split()[0] if line.split() else ""
         if len(data) > LINE_MAX:
             raise UserError(f"the command is {len(data)} bytes; the console takes at most {LINE_MAX}")
         s = self.s
@@ -83,7 +84,7 @@ class Port:
             while b"\n" in buf:
                 raw, buf = buf.split(b"\n", 1)
                 reply = _reply(raw)
-                if reply is not None:
+                if reply is not None and reply["console"] == name:
                     return reply
             if buf.endswith(b">>> ") or buf.endswith(b"raw REPL; CTRL-B to exit\r\n>"):
                 raise UserError(

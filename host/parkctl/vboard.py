@@ -55,6 +55,7 @@ _ROM = {
     SOFT_RESET: "rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
     WDT_RESET: "rst:0x7 (TG0WDT_SYS_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
 }
+_ROM_HEAD = b"ets Jul 29 2019 12:21:46\r\n\r\n"
 _BANNER = re.compile(rb"; linux \[[^\]\r\n]*\] version")
 _PLATFORM = b"; park vboard (virtual ESP32) with ESP32"
 _RAW_HEADER = b"raw REPL; CTRL-B to exit\r\n>"
@@ -91,6 +92,7 @@ class VirtualBoard:
         self.log = log or (lambda line: None)
         self.boots = 0
         self.resets: list[int] = []  # the cause of each restart, in order
+        self.world: dict = {"level": 0.0, "led": False}  # as the world last reported it
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -128,12 +130,14 @@ class VirtualBoard:
 
     def start(self) -> VirtualBoard:
         """Powers the board on and relays its port in a thread."""
+        self._to_client(_ROM_HEAD + _ROM[PWRON_RESET].encode() + b"\r\n")
         self._spawn("main", PWRON_RESET)
         self._thread = threading.Thread(target=self._loop, name="vboard", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
+        self._to_client(_ROM_HEAD + _ROM[PWRON_RESET].encode() + b"\r\n")
         self._spawn("main", PWRON_RESET)
         self._loop()
 
@@ -158,10 +162,20 @@ class VirtualBoard:
     def power_cycle(self) -> None:
         """Mains off and on: RAM, RTC and everything not on flash are gone."""
         with self._lock:
+            self.log("power: mains cut and back")
             self._kill()
             self._state = None
-            self._to_client(b"\r\n")
+            self.world = {"level": 0.0, "led": False}
+            self._to_client(b"\r\n" + _ROM_HEAD + _ROM[PWRON_RESET].encode() + b"\r\n")
             self._spawn("main", PWRON_RESET)
+
+    def stimulate(self, event: dict) -> None:
+        """A world event now (sim/world.py's: press, noise, button...), as a rig's
+        output pin wired to the board would cause it."""
+        with self._lock:
+            if self._ctl_conn is None:
+                raise RuntimeError("the board is not running (booting or reset): nothing to stimulate")
+            self._ctl_conn.sendall((json.dumps({"world": event}) + "\n").encode())
 
     # --- the interpreter -----------------------------------------------------
 
@@ -234,7 +248,7 @@ class VirtualBoard:
         if soft:
             self._to_client(b"MPY: soft reboot\r\n")
         else:
-            self._to_client(b"\r\nets Jul 29 2019 12:21:46\r\n\r\n" + _ROM[cause].encode() + b"\r\n")
+            self._to_client(b"\r\n" + _ROM_HEAD + _ROM[cause].encode() + b"\r\n")
         self._spawn(mode, cause if not soft else self._cause)
 
     # --- the relay -----------------------------------------------------------
@@ -318,6 +332,11 @@ class VirtualBoard:
         if "log" in msg:
             _, kind, text = msg["log"]
             self.log(f"{kind}: {text}")
+            # What a rig measures: the lamp's light and the ring LED.
+            if kind == "level":
+                self.world["level"] = float(text)
+            elif kind == "led":
+                self.world["led"] = text == "on"
         if "state" in msg:
             self._state = msg["state"]
         if "booted" in msg:
