@@ -90,6 +90,7 @@ class Oracle:
             items.extend(self._day(day))
         items.sort()
         self.times = [x[0] for x in items]
+        self.days = [x[1] for x in items]
         self.levels = [x[3] for x in items]
 
     def _limit(self, level):
@@ -140,8 +141,16 @@ class Oracle:
         return out
 
     def level(self, t):
+        """The latest step at or before t, looking back three nights as the rule
+        says (docs/lamp-config.md): in a polar season a step that has not come
+        for longer no longer counts, and the level is none (0)."""
+        day = _program_day(self.cfg, t)
         k = bisect.bisect_right(self.times, t)
-        return self.levels[k - 1] if k else 0
+        while k:
+            k -= 1
+            if day - 3 <= self.days[k] <= day + 2:
+                return self.levels[k]
+        return 0
 
 
 def _program_day(cfg, t):

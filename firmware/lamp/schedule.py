@@ -133,6 +133,13 @@ class Engine:
 
     def scheduled(self, t):
         """(level, fade, since, reason) from the schedule alone at park time t."""
+        best = self._latest(t)
+        if best is None:
+            return 0, 0, None, (NONE, -1, -1, None)
+        return best[3], best[4], best[0], (SCHEDULE, best[5], best[2], None)
+
+    def _latest(self, t):
+        """The step in force at t: (t, day, step index, level, fade, rule index)."""
         # The latest step at or before t, over the program days from two after
         # t's back to _BACK before it; a day is skipped when all its steps
         # are surely after t, and the search stops once a day's steps are surely
@@ -149,9 +156,19 @@ class Engine:
             for item in self.day_steps(d):
                 if item[0] <= t and (best is None or item > best):
                     best = item
+        return best
+
+    def _sooner(self, t, level, at):
+        """`at`, or earlier the instant the step in force at t falls out of the
+        nights looked back (no step for that long: a polar season), if the level
+        changes there."""
+        best = self._latest(t)
         if best is None:
-            return 0, 0, None, (NONE, -1, -1, None)
-        return best[3], best[4], best[0], (SCHEDULE, best[5], best[2], None)
+            return at
+        expiry = self._noon(best[1] + _BACK + 1)
+        if t < expiry < at and self.scheduled(expiry)[0] != level:
+            return expiry
+        return at
 
     def target(self, t):
         """(level, fade, since, reason): the level in force at park time t.
@@ -184,9 +201,9 @@ class Engine:
                 if item[0] >= nxt:
                     break
                 if (k + 1 == len(steps) or steps[k + 1][0] != item[0]) and item[3] != level:
-                    return item[0]
+                    return self._sooner(t, level, item[0])
         # No change within the window: look again from its end.
-        return self._noon(day + _AHEAD)
+        return self._sooner(t, level, self._noon(day + _AHEAD))
 
     def next_change(self, t):
         """The first instant after t at which the level may differ from now.

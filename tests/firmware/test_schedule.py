@@ -1,6 +1,7 @@
 # The lighting engine: named cases from the issue. CPython, float32, MicroPython.
 # (tests/test_schedule_properties.py checks random configurations against an oracle.)
 
+import gc
 import json
 
 import lampconfig
@@ -138,6 +139,10 @@ def test_every_dst_night_has_each_step_once():
             # Nothing twice, nothing skipped; in a gap several steps share the instant
             # of the change and the last of them wins.
             assert levels in ([100, 60, 50, 40, 30, 0], [100, 60, 30, 0]), (tz, y, m, d, got)
+        # The last zone's engine and its day cache go before the next one is made:
+        # in MicroPython's 100 KB heap the two together fragment it.
+        e = cfg = got = None
+        gc.collect()
 
 
 def test_polar_night_keeps_a_sunset_program_lit():
@@ -208,3 +213,21 @@ def test_elevation_step():
     got = transitions(e, local(cfg, 2026, 12, 21, 12), local(cfg, 2026, 12, 22, 12))
     assert [lvl for _, lvl in got] == [30, 100, 30, 0]
     assert got[0][0] < "2026-12-21T16:57" and got[-1][0] > "2026-12-22T06:49"
+
+
+def test_a_step_that_stops_coming_expires_after_three_nights_and_next_change_says_when():
+    # At 68 S the sun stops reaching 9 degrees in late April 2024: the only step
+    # ("elevation 9 rising") comes for the last time, and three nights later the
+    # level in force is none. next_change must announce that instant, or a lamp
+    # would hold the old level until some later wake-up (found by hypothesis).
+    cfg = config(
+        tz="CST-8", lat=-68.0, lon=0.0, steps=[{"at": {"elevation": 9, "direction": "rising"}, "level": 100}]
+    )
+    e = Engine(cfg)
+    start = local(cfg, 2024, 4, 10, 12)
+    assert e.target(start)[0] == 100
+    # The points next_change gives where the level stays (ask again) are left out.
+    got = transitions(e, start, local(cfg, 2024, 5, 10, 12))
+    changes = [x for i, x in enumerate(got) if x[1] != (got[i - 1][1] if i else 100)]
+    # Once: none from the start of the fourth program day after the last rise (22 Apr).
+    assert changes == [("2024-04-26T12:00:00", 0)], got
