@@ -181,3 +181,42 @@ def test_garbage_on_the_console_gets_errors_and_the_lamp_keeps_its_level(
         assert after["level"] == before["level"] and after["relay"] == "closed"
         assert after["console_errors"] >= len(garbage)
         assert p.ask("help")["ok"]
+
+
+def test_mpremote_repl_interrupts_main_and_talks_to_the_friendly_repl(board: VirtualBoard) -> None:
+    """`mpremote repl` from a terminal: Ctrl-C stops main.py, a line is evaluated,
+    Ctrl-] leaves mpremote."""
+    import os
+    import pty
+    import select
+    import time
+    import tty
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)  # as mpremote sets it, before it gets round to it: Ctrl-C is a byte
+    proc = subprocess.Popen(
+        [MPREMOTE, "connect", board.port, "repl"], stdin=slave, stdout=slave, stderr=slave, close_fds=True
+    )
+    os.close(slave)
+    seen = b""
+
+    def until(pattern: bytes, timeout: float = 15) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while pattern not in seen:
+            assert time.monotonic() < deadline, f"{pattern!r} not in {seen[-300:]!r}"
+            if select.select([master], [], [], 0.1)[0]:
+                seen += os.read(master, 4096)
+
+    try:
+        until(b"Connected to MicroPython")
+        os.write(master, b"\x03")
+        until(b">>> ")
+        os.write(master, b"print(6 * 7)\r")
+        until(b"42")
+        os.write(master, b"\x1d")  # Ctrl-]: mpremote's exit key
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)

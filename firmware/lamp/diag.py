@@ -55,7 +55,6 @@ class Diagnostics:
         self.app = app
         self.test_mode = False
         self.version, self.manifest = read_manifest()
-        self.started = app.board.ticks_ms()
 
     def handlers(self):
         return {
