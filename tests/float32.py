@@ -26,7 +26,7 @@ from pathlib import Path
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 # Where firmware modules are found, in sys.path order.
-FIRMWARE_PATHS = (FIRMWARE / "lib", FIRMWARE / "lamp")
+FIRMWARE_PATHS = (FIRMWARE / "lib", FIRMWARE / "lamp", FIRMWARE / "kiosk")
 
 _pack = struct.Struct("<f").pack
 _unpack = struct.Struct("<f").unpack

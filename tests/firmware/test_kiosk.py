@@ -1,0 +1,94 @@
+# The kiosk's logic without a display: the face module's frames, the roster's
+# updates, the check-in decisions. CPython, float32, MicroPython. (Scores are
+# binary fractions: the ESP32's float32 holds them exactly.)
+
+import json
+from binascii import hexlify
+from hashlib import sha256
+
+from checkin import ALREADY, NOT_RECOGNISED, WELCOME, CheckIns
+from facemodule import FACE, HEARTBEAT, JsonFaceModule, crc16
+from fwtest import raises
+from roster import Roster, RosterError, parse
+
+
+def frame(obj, crc=True):
+    body = json.dumps(obj).encode()
+    return body + (b"*%04X" % crc16(body) if crc else b"") + b"\r\n"
+
+
+def update(version, rows, count=None, digest=None):
+    body = json.dumps(rows).encode()
+    head = {"version": version, "count": len(rows) if count is None else count}
+    head["sha256"] = digest or hexlify(sha256(body).digest()).decode()
+    return json.dumps(head).encode() + b"\n" + body
+
+
+def test_crc16_is_ccitt_false():
+    assert crc16(b"123456789") == 0x29B1
+
+
+def test_face_frames_in_pieces_with_and_without_crc():
+    m = JsonFaceModule()
+    data = frame({"type": "face", "id": 1024, "score": 0.875, "live": 1})
+    data += frame({"type": "hb"}, crc=False)
+    data += frame({"type": "face", "score": 0.25})
+    events = []
+    for i in range(0, len(data), 7):  # as a UART delivers them
+        events += m.feed(data[i : i + 7])
+    assert events == [(FACE, "1024", 0.875, True), (HEARTBEAT,), (FACE, None, 0.25, None)]
+    assert (m.frames, m.bad_crc, m.malformed) == (3, 0, 0)
+
+
+def test_bad_frames_are_dropped_and_counted():
+    m = JsonFaceModule()
+    good = frame({"type": "face", "id": "7", "score": 0.875, "live": True})
+    bad_crc = good[:-6] + b"0000\r\n"
+    garbage = b"\x00\xff\xfe not json\n"
+    overlong = b"{" + b"x" * 400 + b"}\n"
+    wrong = frame({"type": "face", "id": "7", "score": 7})  # score out of 0..1
+    events = m.feed(bad_crc + garbage + overlong + wrong + good)
+    assert events == [(FACE, "7", 0.875, True)]
+    assert (m.frames, m.bad_crc, m.malformed) == (1, 1, 3)
+    strict = JsonFaceModule(require_crc=True)
+    assert strict.feed(frame({"type": "hb"}, crc=False) + frame({"type": "hb"})) == [(HEARTBEAT,)]
+    assert strict.bad_crc == 1
+
+
+def test_a_roster_update_is_checked_whole_and_a_bad_one_changes_nothing():
+    rows = [["1024", "张伟", "工程部", True], ["2048", "Li Na", "Security", False]]
+    r = parse(update(3, rows))
+    assert r.version == 3 and len(r) == 2
+    assert r.get("1024") == ("张伟", "工程部", True)
+    assert r.get("2048")[2] is False
+    raises(RosterError, parse, update(3, rows), r)  # not newer
+    raises(RosterError, parse, update(4, rows, digest="00" * 32), r)
+    raises(RosterError, parse, update(4, rows)[:-5], r)  # cut short: checksum
+    raises(RosterError, parse, update(4, rows, count=3), r)
+    raises(RosterError, parse, update(4, [["1", "A", "B", "yes"]]), r)
+    raises(RosterError, parse, update(4, [["1", "A", "B", True], ["1", "C", "D", True]]), r)
+    raises(RosterError, parse, b"no header", r)
+    assert parse(update(4, rows[:1]), r).version == 4
+
+
+def test_check_ins_welcome_once_per_window_and_count_the_rest():
+    roster = Roster(1, {"1024": ("张伟", "工程部", True), "2048": ("Li Na", "Security", False)})
+    c = CheckIns(roster, threshold=0.8, window_s=300)
+    t = 1000
+    assert c.decide((FACE, "1024", 0.93, True), t) == (
+        WELCOME,
+        {"id": "1024", "name": "张伟", "dept": "工程部", "at": t},
+    )
+    assert c.decide((FACE, "1024", 0.95, True), t + 299) == (ALREADY, {"id": "1024", "name": "张伟", "at": t})
+    assert c.decide((FACE, "1024", 0.95, True), t + 300)[0] == WELCOME
+    assert c.decide((FACE, None, 0.9, True), t)[1] == {"why": "unknown"}
+    assert c.decide((FACE, "1024", 0.5, True), t)[1] == {"why": "low_score"}
+    assert c.decide((FACE, "1024", 0.9, False), t)[1] == {"why": "liveness"}
+    assert c.decide((FACE, "1024", 0.9, None), t)[1] == {"why": "liveness"}
+    assert c.decide((FACE, "2048", 0.99, True), t)[0] == NOT_RECOGNISED  # not active
+    assert c.decide((FACE, "9999", 0.99, True), t)[1] == {"why": "not_on_roster"}
+    assert c.decide((HEARTBEAT,), t) is None
+    assert c.rejected == {"unknown": 1, "low_score": 1, "liveness": 2, "not_on_roster": 2}
+    assert c.repeats == 1
+    no_liveness = CheckIns(roster, require_liveness=False)
+    assert no_liveness.decide((FACE, "1024", 0.9, None), t)[0] == WELCOME
