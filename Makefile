@@ -9,18 +9,22 @@ STUBS_STAMP := $(STUBS)/.setup-done
 # pytest-xdist workers; the machine has 2 cores.
 JOBS ?= 2
 
-.PHONY: setup mosquitto test check-firmware lint typecheck pytest bench sim clean
+.PHONY: setup debian-packages test check-firmware lint typecheck pytest bench sim clean
 
-setup: $(SETUP_STAMP) $(STUBS_STAMP) mosquitto
+setup: $(SETUP_STAMP) $(STUBS_STAMP) debian-packages
 
-# The tests run the real broker: Mosquitto from Debian's packages, installed
-# here when missing (as root, or through sudo).
-mosquitto:
-	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
-		echo "installing mosquitto (Debian package)"; \
+# From Debian's packages, installed here when missing (as root, or through sudo):
+# the real broker the tests run (Mosquitto), and the CJK font the kiosk's bitmap
+# font is made from (fonts-wqy-microhei).
+debian-packages:
+	@missing=""; \
+	{ command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; } || missing="mosquitto"; \
+	test -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || missing="$$missing fonts-wqy-microhei"; \
+	test -z "$$missing" || { \
+		echo "installing$$missing (Debian packages)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 
 $(SETUP_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -190,7 +190,13 @@ def test_the_kiosk_is_built_once_it_exists(tmp_path):
     assert "the kiosk app does not exist yet" in proc.stderr and "Traceback" not in proc.stderr
     root = app_tree(tmp_path / "firmware", {"kiosk/fast.py": "X = 1\n", "lib/util.py": "Y = 2\n"}, "kiosk")
     b = build.build("kiosk", tmp_path / "out", chip="esp32s3", root=root)
-    assert sorted(b.manifest["files"]) == ["/boot.py", "/fast.mpy", "/lib/util.mpy", "/main.py"]
+    assert sorted(b.manifest["files"]) == [
+        "/boot.py",
+        "/fast.mpy",
+        "/font16.bin",
+        "/lib/util.mpy",
+        "/main.py",
+    ]
     assert b.image.stat().st_size == 0x600000  # the vfs partition of an 8 MiB ESP32-S3
 
 

@@ -308,6 +308,10 @@ def stage(
             progress("compiling", done, len(jobs))
     if config is not None:
         files[DEVICE_CONFIG] = config
+    if app == "kiosk":
+        from .font import FONT_FILE, make_font
+
+        files[FONT_FILE] = make_font()  # names in Chinese: docs/face-module.md, host/parkctl/font.py
     return dict(sorted(files.items()))
 
 

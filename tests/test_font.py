@@ -1,0 +1,95 @@
+"""The kiosk's CJK font: made from Debian's font on the host, read glyph by glyph
+by the firmware (CPython and the real MicroPython), drawn as the host renders it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from font import Font
+from parkctl.font import charset, find_font, make_font, pack, render
+
+ROOT = Path(__file__).resolve().parents[1]
+
+NAME = "张伟 Li Na"
+
+
+@pytest.fixture(scope="module")
+def font_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("font") / "font16.bin"
+    p.write_bytes(make_font())
+    return p
+
+
+def _reference(text: str) -> tuple[int, bytes]:
+    """The line as the host renders it, glyph by glyph, packed as the kiosk packs it."""
+    path = find_font()
+    glyphs = [render(ch, path) for ch in text]
+    rows = [[v for g in glyphs for v in g[y]] for y in range(16)]
+    return 16 * len(text), pack(rows)
+
+
+def test_the_font_covers_ascii_and_gb2312_level_1(font_file: Path) -> None:
+    cps = charset()
+    assert len(cps) == 95 + 3755
+    f = Font(str(font_file))
+    assert (f.width, f.height, f.count) == (16, 16, len(cps))
+    for ch in ("A", "~", "啊", "座", "张", "伟"):  # first and last of level 1, a name
+        assert f.find(ord(ch)) >= 0, ch
+    assert f.find(ord("龘")) < 0  # not in GB2312 level 1
+    assert font_file.stat().st_size == 8 + 2 * len(cps) + 32 * len(cps)
+
+
+def test_a_chinese_name_is_drawn_as_the_host_renders_it(font_file: Path) -> None:
+    f = Font(str(font_file))
+    width, bitmap = f.text(NAME)
+    assert (width, bytes(bitmap)) == _reference(NAME)
+    assert any(bitmap) and f.missing == 0
+
+
+def test_a_missing_character_is_a_visible_box_not_an_error(font_file: Path) -> None:
+    f = Font(str(font_file))
+    box = bytes(f.glyph("龘"))
+    assert f.missing == 1
+    assert box[2:4] == b"\xff\xff" and box[28:30] == b"\xff\xff"  # top and bottom edges
+    assert bytes(f.glyph("\U0001f600")) == box  # outside the BMP too
+    width, _ = f.text("张龘")
+    assert width == 32 and f.missing == 3
+
+
+def test_the_real_micropython_reads_the_same_glyphs(font_file: Path, tmp_path: Path) -> None:
+    script = tmp_path / "draw.py"  # a file: this interpreter build crashes on long -c arguments
+    script.write_text(
+        "import sys\nfrom font import Font\n"
+        f"f = Font({str(font_file)!r})\n"
+        f"w, b = f.text({NAME!r})\n"
+        "print(w, b.hex())\n"
+    )
+    micropython = str(Path(sys.executable).parent / "micropython")
+    r = subprocess.run(
+        [micropython, "-X", "heapsize=100k", str(script)],
+        capture_output=True,
+        text=True,
+        env={"MICROPYPATH": str(ROOT / "firmware" / "kiosk")},
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    w, hexed = r.stdout.split()
+    assert (int(w), bytes.fromhex(hexed)) == _reference(NAME)
+
+
+def test_parkctl_build_kiosk_puts_the_font_on_the_board(tmp_path: Path) -> None:
+    import shutil
+
+    from parkctl.build import build, read_image
+
+    fw = tmp_path / "firmware"
+    shutil.copytree(ROOT / "firmware" / "lib", fw / "lib")
+    shutil.copytree(ROOT / "firmware" / "kiosk", fw / "kiosk")
+    (fw / "kiosk" / "main.py").write_text("import font\n")  # the kiosk's main is still to come
+    b = build("kiosk", tmp_path / "out", chip="vboard", root=fw)
+    files = read_image(b.image.read_bytes(), b.chip)
+    assert files["/font16.bin"] == make_font()
+    assert b.manifest["files"]["/font16.bin"]
