@@ -238,17 +238,13 @@ def check_device_config(app: str, path: Path) -> bytes:
     except (UnicodeDecodeError, ValueError) as e:
         raise UserError(f"{path}: not a JSON file: {e}") from None
     if app == "lamp":
-        from .runtime import import_firmware
+        from .runtime import lamp_config_errors
 
-        import_firmware()
-        import lampconfig
-
-        try:
-            lampconfig.loads(text)
-        except lampconfig.ConfigError as e:
+        errors = lamp_config_errors(text)
+        if errors:
             raise UserError(
-                f"{path}: {len(e.errors)} error(s) in the device configuration: " + "; ".join(e.errors)
-            ) from None
+                f"{path}: {len(errors)} error(s) in the device configuration: " + "; ".join(errors)
+            )
     return data
 
 

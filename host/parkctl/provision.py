@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .runtime import ROOT, import_firmware
+from .runtime import ROOT, lamp_config_errors
 
 COLUMNS = ("device_id", "site", "kind", "latitude", "longitude", "tz", "wifi_ssid", "broker_url")
 SECRET_KEYS = ("wifi_password", "mqtt_user", "mqtt_password")
@@ -121,15 +121,9 @@ def device_config(row: dict[str, str], secrets: dict[str, str], inventory: Path)
         "user": secrets["mqtt_user"],
         "password": secrets["mqtt_password"],
     }
-    import_firmware()
-    import lampconfig
-
-    try:
-        lampconfig.parse(cfg)
-    except lampconfig.ConfigError as e:
-        raise UserError(
-            f"{where}: the configuration for {row['device_id']}: " + "; ".join(e.errors)
-        ) from None
+    errors = lamp_config_errors(cfg)
+    if errors:
+        raise UserError(f"{where}: the configuration for {row['device_id']}: " + "; ".join(errors))
     return cfg
 
 

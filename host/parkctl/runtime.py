@@ -54,6 +54,22 @@ def import_firmware() -> None:
             sys.path.insert(0, str(p))
 
 
+def lamp_config_errors(config: str | dict) -> list[str]:
+    """Every error of a lamp configuration (JSON text, or decoded), each with its
+    path, by the firmware's own parser in this process; [] when it is valid."""
+    import_firmware()
+    import lampconfig
+
+    try:
+        if isinstance(config, str):
+            lampconfig.loads(config)
+        else:
+            lampconfig.parse(config)
+    except lampconfig.ConfigError as e:
+        return list(e.errors)
+    return []
+
+
 def call(script: str, args: list[str], runtime: str = "cpython", stdin: str | None = None) -> Any:
     """Run fwscripts/<script>.py's main(args[, stdin]) in `runtime`; returns its JSON
     answer. A script reports bad input as {"error": "..."}, which becomes a UserError."""

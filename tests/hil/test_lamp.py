@@ -23,30 +23,23 @@ RUNNING = rb"event level \d+"
 LEAD_S = 5
 
 
-def _expected_level(board: Board) -> tuple[int, str]:
-    """The level the shipped schedule gives now, by `parkctl schedule` (host side)."""
-    st = board.status()
-    now = datetime.fromtimestamp(st["ts"], UTC)
-    day = (now + timedelta(hours=8) - timedelta(days=1)).date().isoformat()  # CST-8, from yesterday
-    r = subprocess.run(
-        [
-            PARKCTL,
-            "schedule",
-            "--config",
-            str(ROOT / "firmware/lamp/config.json"),
-            "--date",
-            day,
-            "--days",
-            "3",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    local = (now + timedelta(hours=8)).replace(tzinfo=None).isoformat(timespec="seconds")
-    changes = [c for c in json.loads(r.stdout) if c["at"] <= local]
-    return changes[-1]["level"], changes[-1]["reason"]
+CST = timedelta(hours=8)  # the shipped configuration's time zone, CST-8
+
+
+def _changes(now: datetime) -> list[dict]:
+    """Every level change of the shipped schedule (local times) from the day before
+    `now` (UTC) to two days after it, by `parkctl schedule`: the host's side."""
+    day = (now + CST - timedelta(days=1)).date().isoformat()
+    config = str(ROOT / "firmware/lamp/config.json")
+    cmd = [PARKCTL, "schedule", "--config", config, "--date", day, "--days", "4", "--json"]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def _expected_level(board: Board) -> int:
+    """The level the shipped schedule gives at the board's time."""
+    now = datetime.fromtimestamp(board.status()["ts"], UTC)
+    local = (now + CST).replace(tzinfo=None).isoformat(timespec="seconds")
+    return [c for c in _changes(now) if c["at"] <= local][-1]["level"]
 
 
 def test_boots_reports_its_build_and_lights_as_the_schedule_says(board: Board) -> None:
@@ -54,8 +47,7 @@ def test_boots_reports_its_build_and_lights_as_the_schedule_says(board: Board) -
     st = board.status()
     assert st["version"] == board.manifest["version"]  # type: ignore[attr-defined]
     assert st["manifest"] == board.manifest["hash"]  # type: ignore[attr-defined]
-    level, _ = _expected_level(board)
-    assert st["level"] == level and st["mode"] == "schedule"
+    assert st["level"] == _expected_level(board) and st["mode"] == "schedule"
 
 
 def test_a_press_reaches_the_centre_is_acknowledged_and_resolved(board: Board, rig: Rig, broker) -> None:
@@ -75,7 +67,7 @@ def test_a_press_reaches_the_centre_is_acknowledged_and_resolved(board: Board, r
         rig.wait_for("the ring LED off once resolved", lambda: not rig.led())
         st = board.status()
         assert st["alarm"] is None and st["mode"] == "schedule"
-        assert st["level"] == _expected_level(board)[0]
+        assert st["level"] == _expected_level(board)
     finally:
         sub.close()
 
@@ -149,32 +141,15 @@ def test_an_undelivered_alarm_survives_a_power_cut(board: Board, rig: Rig, broke
 
 def test_the_level_changes_at_a_transition_when_the_clock_is_set_just_before_it(board: Board) -> None:
     board.expect(RUNNING, timeout=20)
-    st = board.status()
-    now = datetime.fromtimestamp(st["ts"], UTC)
-    r = subprocess.run(
-        [
-            PARKCTL,
-            "schedule",
-            "--config",
-            str(ROOT / "firmware/lamp/config.json"),
-            "--date",
-            (now + timedelta(hours=8)).date().isoformat(),
-            "--days",
-            "3",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    changes = json.loads(r.stdout)
-    later = (now + timedelta(hours=9)).replace(tzinfo=None).isoformat(timespec="seconds")
+    now = datetime.fromtimestamp(board.status()["ts"], UTC)
+    changes = _changes(now)
+    later = (now + CST + timedelta(hours=1)).replace(tzinfo=None).isoformat(timespec="seconds")
     i = next(k for k, c in enumerate(changes) if c["at"] > later and k > 0)
-    at = datetime.fromisoformat(changes[i]["at"]) - timedelta(hours=8)  # CST-8 -> UTC
+    at = datetime.fromisoformat(changes[i]["at"]) - CST
     before = at - timedelta(seconds=LEAD_S)
     reply = board.console(f"time set {before.isoformat(timespec='seconds')}Z")
     assert reply["ok"], reply
-    board.expect(rf"event level {changes[i - 1]['level']} ".encode(), timeout=10)
+    assert board.status()["level"] == changes[i - 1]["level"]  # the step before is in force
     board.expect(rf"event level {changes[i]['level']} ".encode(), timeout=LEAD_S + 10)
     st = board.status()
     assert st["ts"] >= int(at.replace(tzinfo=UTC).timestamp())
