@@ -18,6 +18,7 @@ from board import Board
 from button import Button
 from console import Console
 from controller import Controller
+from diag import Diagnostics
 from journal import Journal
 from configstore import Store
 from lampconfig import FALLBACK, ConfigError, parse
@@ -96,7 +97,7 @@ class Lamp:
         self.restart_why = None
         self.uptime_ms = 0
         self._last_step = board.ticks_ms()
-        self.console = Console(board.console_write, self._diagnostics)
+        self.console = Console(board.console_write, Diagnostics(self).handlers())
         board.watch_console()
         self.trial_until = ticks.add(board.ticks_ms(), TRIAL_MS) if store.trial else None
         self.station = self.ntp = self.client = self.uplink = None
@@ -250,12 +251,6 @@ class Lamp:
 
     def _test_alarm(self, msg):
         return self.test_alarm()
-
-    def _diagnostics(self):
-        """The console's commands, loaded at the first one typed."""
-        from diag import Diagnostics
-
-        return Diagnostics(self).handlers()
 
     def test_alarm(self):
         return {"alarm": self.alarms.press(self.board.ticks_ms(), self.unix_time(), test=True)}

@@ -19,10 +19,8 @@ LINE_MAX = 4096  # a whole configuration fits (`config set`)
 
 class Console:
     def __init__(self, write, handlers):
-        """write(line): the serial line out; handlers: name -> fn(args, line) ->
-        data (anything json can write) or raises CommandError; or a function that
-        makes that dict, called at the first command (the commands' code is then
-        loaded only once a technician types something: RAM is scarce)."""
+        """write(line): the serial line out; handlers: name -> fn(args) -> data
+        (anything json can write) or raises CommandError."""
         self.write = write
         self.handlers = handlers
         self.buf = bytearray()
@@ -61,8 +59,6 @@ class Console:
         if not words:
             return
         name = words[0]
-        if not isinstance(self.handlers, dict):
-            self.handlers = self.handlers()
         fn = self.handlers.get(name)
         if fn is None:
             # A word is named in the reply (so a client can match it); garbage is not.
