@@ -200,14 +200,20 @@ def test_the_kiosk_is_built_once_it_exists(tmp_path):
     assert b.image.stat().st_size == 0x600000  # the vfs partition of an 8 MiB ESP32-S3
 
 
-def test_device_config_replaces_the_shipped_one(tmp_path):
+def test_device_config_is_installed_outside_the_apps_manifest(tmp_path):
     mine = json.loads(CONFIG.read_text())
     mine["site"]["name"] = "pole 17"
     path = tmp_path / "pole17.json"
     path.write_text(json.dumps(mine))
     b = build.build("lamp", tmp_path / "out", device_config=path)
-    assert (b.fs_dir / "config.json").read_bytes() == path.read_bytes()
-    assert b.manifest["files"]["/config.json"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    # As the lamp keeps an installed configuration (and its last good copy) ...
+    assert (b.fs_dir / "lamp.json").read_bytes() == path.read_bytes()
+    assert (b.fs_dir / "lamp.json.good").read_bytes() == path.read_bytes()
+    # ... beside the app's own default, which stays; the manifest is the app's only,
+    # so a later deploy of a new build keeps the board's configuration.
+    assert (b.fs_dir / "config.json").read_bytes() == CONFIG.read_bytes()
+    assert "/lamp.json" not in b.manifest["files"]
+    assert b.manifest == build.build("lamp", tmp_path / "plain").manifest
 
 
 def test_a_bad_device_config_is_refused_naming_the_field(tmp_path):

@@ -223,3 +223,22 @@ def test_diag_says_what_is_wrong_with_the_port(board: VirtualBoard, tmp_path: Pa
     r = parkctl("diag", "--port", board.port, "log", "5", "--json")
     raised = [e for e in json.loads(r.stdout) if e["id"] == alarm]
     assert raised and raised[0]["kind"] == "alarm_raised" and raised[0]["fields"]["test"] is True
+
+
+def test_a_boards_own_configuration_survives_a_later_deploy(board: VirtualBoard, tmp_path: Path) -> None:
+    mine = json.loads((ROOT / "firmware" / "lamp" / "config.json").read_text())
+    mine["site"]["name"] = "pole 17"
+    path = tmp_path / "pole17.json"
+    path.write_text(json.dumps(mine))
+    r = parkctl("deploy", "--port", board.port, "lamp", "--device-config", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+
+    def installed() -> dict:
+        with Port(board.port) as p:
+            return p.ask("config get", timeout=15)["data"]
+
+    assert installed()["file"] == "/lamp.json" and installed()["config"]["site"]["name"] == "pole 17"
+    r = parkctl("deploy", "--port", board.port, "lamp", "--json")  # a new build, no configuration
+    assert r.returncode == 0, r.stderr
+    assert "/lamp.json" not in json.loads(r.stdout)["copied"]
+    assert installed()["config"]["site"]["name"] == "pole 17"

@@ -35,7 +35,18 @@ BUILD_DIR = ROOT / "build"
 APPS = ("lamp", "kiosk")
 SOURCE_FILES = ("boot.py", "main.py")  # MicroPython runs these two from source only
 MANIFEST = "/manifest.json"
-DEVICE_CONFIG = "/config.json"
+# A board's own configuration, as the app's configuration store keeps an installed
+# one (firmware/lamp/configstore.py): the file and its last-good copy. Outside the
+# manifest, so that `parkctl deploy` of a new build never takes it back.
+INSTALLED = {"lamp": "/lamp.json", "kiosk": "/kiosk.json"}
+
+
+def device_files(app: str, config: bytes) -> dict[str, bytes]:
+    """The files that install `config` as the board's own configuration."""
+    path = INSTALLED[app]
+    return {path: config, path + ".good": config}
+
+
 # Files of an app folder that are not for the board.
 SKIPPED_SUFFIXES = (".md", ".pyi")
 SKIPPED_NAMES = ("pyrightconfig.json",)
@@ -251,7 +262,6 @@ def check_device_config(app: str, path: Path) -> bytes:
 def stage(
     app: str,
     chip: Chip,
-    device_config: Path | None = None,
     root: Path = FIRMWARE,
     progress: Progress = _no_progress,
 ) -> dict[str, bytes]:
@@ -264,7 +274,6 @@ def stage(
             f"the {app} app does not exist yet: {app_dir} has no main.py"
             + (" (issue #8)" if app == "kiosk" else "")
         )
-    config = check_device_config(app, device_config) if device_config is not None else None
     files: dict[str, bytes] = {}
     jobs: list[tuple[str, Path, str]] = []  # (board path, source, name recorded in the .mpy)
     for p in _app_files(app_dir):
@@ -302,8 +311,6 @@ def stage(
             files[board_path] = fut.result()
             done += 1
             progress("compiling", done, len(jobs))
-    if config is not None:
-        files[DEVICE_CONFIG] = config
     if app == "kiosk":
         from .font import FONT_FILE, make_font
 
@@ -484,9 +491,12 @@ def build(
     target = get_chip(chip)
     out = Path(out) if out is not None else BUILD_DIR / app
     fw = check_firmware(Path(firmware), target) if firmware is not None else None
-    files = stage(app, target, Path(device_config) if device_config else None, root, report)
+    config = check_device_config(app, Path(device_config)) if device_config is not None else None
+    files = stage(app, target, root, report)
     manifest = make_manifest(app, target.name, git_version(root.parent), files)
     files[MANIFEST] = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    if config is not None:
+        files.update(device_files(app, config))
 
     fs_dir = out / "fs"
     image_path = out / "fs.img"

@@ -619,7 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dp.add_argument("app", choices=("lamp", "kiosk"), help="the app to deploy")
     dp.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
-    dp.add_argument("--device-config", metavar="FILE", help="this board's configuration, as /config.json")
+    dp.add_argument(
+        "--device-config", metavar="FILE", help="this board's own configuration, installed as /lamp.json"
+    )
     dp.add_argument("--chip", help="build for this chip (default: what the board says it is)")
     dp.add_argument("--json", action="store_true", help="print what was copied as JSON")
     dp.set_defaults(func=cmd_deploy)
@@ -679,7 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--firmware", metavar="BIN", help="MicroPython .bin for the chip: also write DIR/factory.bin"
     )
     bld.add_argument(
-        "--device-config", metavar="FILE", help="this board's configuration, installed as /config.json"
+        "--device-config", metavar="FILE", help="this board's own configuration, installed as /lamp.json"
     )
     bld.add_argument("--json", action="store_true", help="print the summary as JSON")
     bld.set_defaults(func=cmd_build)
@@ -693,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("app", choices=APPS, help="the app to flash")
     fl.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     fl.add_argument("--firmware", metavar="BIN", help="MicroPython .bin to write too (a new board)")
-    fl.add_argument("--device-config", metavar="FILE", help="this board's configuration (/config.json)")
+    fl.add_argument("--device-config", metavar="FILE", help="this board's own configuration (/lamp.json)")
     fl.add_argument(
         "--chip", choices=[n for n, c in CHIPS.items() if c.esptool], default="esp32", help="(default esp32)"
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .build import FIRMWARE, Build, build
+from .build import FIRMWARE, INSTALLED, Build, build, check_device_config, device_files
 from .errors import UserError
 from .runtime import ROOT
 
@@ -119,17 +119,22 @@ def deploy(
     remove: list[str] | None = None,
     root: Path | None = None,
 ) -> Deployed:
-    """extra: files written after the app, outside its manifest (a device's own
-    configuration: never staged on this machine); remove: files deleted if there;
-    root: the firmware folder (default: this repository's)."""
+    """device_config: the board's own configuration, installed outside the app's
+    manifest (build.device_files), as `parkctl provision` does; extra: other files
+    written after the app, outside its manifest (never staged on this machine);
+    remove: files deleted if there; root: the firmware folder (default: this
+    repository's)."""
     t0 = time.monotonic()
+    if device_config is not None:  # checked before the board is interrupted
+        extra = {**device_files(app, check_device_config(app, device_config)), **(extra or {})}
+        remove = [*(remove or []), INSTALLED[app] + ".trial"]
     t = _connect(port)
     try:
         # The board says what it is before anything is built for it.
         info = json.loads(t.exec(_PROBE % "[]"))
         target = chip or chip_for(info["mpy"], info["machine"])
         out_dir = ROOT / "build" / f"deploy-{app}-{target}"
-        b: Build = build(app, out_dir, chip=target, device_config=device_config, root=root or FIRMWARE)
+        b: Build = build(app, out_dir, chip=target, root=root or FIRMWARE)
         files = {p: b.fs_dir.joinpath(p.lstrip("/")).read_bytes() for p in b.manifest["files"]}
         info = json.loads(t.exec(_PROBE % json.dumps([*sorted(files), "/manifest.json"])))
         have: dict[str, str | None] = info["files"]

@@ -35,7 +35,6 @@ import serial
 from .runtime import ROOT
 
 LOG_TAIL_LINES = 40
-INSTALLED = "/lamp.json"  # the lamp's installed configuration (firmware/lamp/main.py CONFIG)
 MQTT_USER = "hil"
 MQTT_PASSWORD = "hil-password"  # Mosquitto here takes any: the lamp needs some (no anonymous)
 # A virtual board has every wire a rig file can declare: its world is the rig.
@@ -292,7 +291,7 @@ def board(request: pytest.FixtureRequest, broker: Any, hil_target: str) -> Itera
     log.unlink(missing_ok=True)
     request.node.hil_log = log
     if hil_target.startswith("vboard:"):
-        from .build import build, make_image, read_image
+        from .build import build, device_files, make_image, read_image
         from .vboard import VirtualBoard
 
         app = hil_target.split(":", 1)[1]
@@ -301,8 +300,7 @@ def board(request: pytest.FixtureRequest, broker: Any, hil_target: str) -> Itera
             # As `parkctl provision` leaves a board: the app, and its own installed
             # configuration (/lamp.json, outside the app's manifest).
             files = read_image(b.image.read_bytes(), b.chip)
-            text = json.dumps(_device_config(app, broker.url)).encode()
-            files.update({INSTALLED: text, INSTALLED + ".good": text})
+            files.update(device_files(app, json.dumps(_device_config(app, broker.url)).encode()))
             flash = Path(tmp) / "flash.img"
             flash.write_bytes(make_image(files, b.chip)[0])
             with VirtualBoard(app, flash) as vb:
@@ -314,10 +312,11 @@ def board(request: pytest.FixtureRequest, broker: Any, hil_target: str) -> Itera
                 finally:
                     board.close()
     else:
+        from .build import device_files
         from .deploy import deploy
 
         text = json.dumps(_device_config("lamp", broker.url.replace("127.0.0.1", _host_ip()))).encode()
-        done = deploy(hil_target, "lamp", extra={INSTALLED: text, INSTALLED + ".good": text})
+        done = deploy(hil_target, "lamp", extra=device_files("lamp", text))
         board = Board(hil_target, log)
         board.manifest = {"version": done.version, "hash": done.hash}  # type: ignore[attr-defined]
         try:

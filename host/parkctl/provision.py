@@ -21,6 +21,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from .build import INSTALLED, device_files
 from .errors import UserError
 from .runtime import ROOT, lamp_config_errors
 
@@ -31,7 +32,6 @@ ENV = {
     "mqtt_user": "PARK_MQTT_USER",
     "mqtt_password": "PARK_MQTT_PASSWORD",
 }
-INSTALLED = "/lamp.json"  # firmware/lamp/main.py's CONFIG
 
 
 def read_inventory(path: Path) -> dict[str, dict[str, str]]:
@@ -146,9 +146,7 @@ def provision(inventory: Path, device: str, port: str, secrets: Path | None) -> 
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise UserError(f"device {device} is not in {inventory}{hint}")
     cfg = device_config(row, read_secrets(secrets, device), inventory)
+    app = row["kind"]
     text = json.dumps(cfg, indent=1, sort_keys=True).encode()
-    # The installed configuration and its last-good copy (firmware/lamp/configstore.py).
-    done = deploy(
-        port, row["kind"], extra={INSTALLED: text, INSTALLED + ".good": text}, remove=[INSTALLED + ".trial"]
-    )
-    return {"device": device, "config": masked(cfg), "installed": INSTALLED, "deploy": done.as_json()}
+    done = deploy(port, app, extra=device_files(app, text), remove=[INSTALLED[app] + ".trial"])
+    return {"device": device, "config": masked(cfg), "installed": INSTALLED[app], "deploy": done.as_json()}
