@@ -242,3 +242,12 @@ def test_a_boards_own_configuration_survives_a_later_deploy(board: VirtualBoard,
     assert r.returncode == 0, r.stderr
     assert "/lamp.json" not in json.loads(r.stdout)["copied"]
     assert installed()["config"]["site"]["name"] == "pole 17"
+
+
+def test_a_deploy_that_fails_leaves_the_firmware_running(board: VirtualBoard, firmware: Path) -> None:
+    from parkctl.errors import UserError
+
+    (firmware / "lamp" / "broken.py").write_text("x = (\n")
+    with pytest.raises(UserError, match=r"broken\.py:2: SyntaxError"):
+        deploy(board.port, "lamp", root=firmware)
+    assert status(board.port)["mode"] == "schedule"  # the lamp's loop answers again

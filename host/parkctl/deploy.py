@@ -165,12 +165,15 @@ def deploy(
         manifest = b.fs_dir.joinpath("manifest.json").read_bytes()
         if have.get("/manifest.json") != hashlib.sha256(manifest).hexdigest():
             t.fs_writefile("/manifest.json", manifest)
-        # A soft reset from the friendly REPL: boot.py and main.py run, as after power-on.
-        t.exit_raw_repl()
-        t.read_until(1, b">>> ", timeout=2)
-        t.serial.write(b"\x04")
-        t.serial.flush()
     finally:
-        t.close()
+        # Whatever happened (a build error too), the firmware runs again: a soft
+        # reset from the friendly REPL runs boot.py and main.py, as after power-on.
+        try:
+            t.exit_raw_repl()
+            t.read_until(1, b">>> ", timeout=2)
+            t.serial.write(b"\x04")
+            t.serial.flush()
+        finally:
+            t.close()
     out.seconds = time.monotonic() - t0
     return out
