@@ -93,3 +93,41 @@ def test_parkctl_build_kiosk_puts_the_font_on_the_board(tmp_path: Path) -> None:
     files = read_image(b.image.read_bytes(), b.chip)
     assert files["/font16.bin"] == make_font()
     assert b.manifest["files"]["/font16.bin"]
+
+
+class Canvas:
+    """A frame buffer that keeps RGB565 pixels (framebuf's fill, fill_rect, pixel)."""
+
+    def __init__(self, w: int = 240, h: int = 320) -> None:
+        self.w, self.h = w, h
+        self.px = [0] * (w * h)
+
+    def fill(self, c: int) -> None:
+        self.px = [c] * (self.w * self.h)
+
+    def fill_rect(self, x: int, y: int, w: int, h: int, c: int) -> None:
+        for yy in range(max(0, y), min(self.h, y + h)):
+            for xx in range(max(0, x), min(self.w, x + w)):
+                self.px[yy * self.w + xx] = c
+
+    def pixel(self, x: int, y: int, c: int) -> None:
+        if 0 <= x < self.w and 0 <= y < self.h:
+            self.px[y * self.w + x] = c
+
+
+def test_the_welcome_screen_draws_the_chinese_name_as_the_host_renders_it(font_file: Path) -> None:
+    from screens import BLACK, GREEN, WHITE, Screens
+
+    canvas = Canvas()
+    s = Screens(canvas, Font(str(font_file)), site="G60 park")
+    x, y = s.welcome("张伟", "08:59")
+    path = find_font()
+    for k, ch in enumerate("张伟"):
+        ref = render(ch, path)
+        for yy in range(16):
+            for xx in range(16):
+                want = WHITE if ref[yy][xx] else BLACK
+                assert canvas.px[(y + yy) * 240 + x + 16 * k + xx] == want, (ch, xx, yy)
+    assert canvas.px[5 * 240 + 2] == GREEN  # the header bar
+    ink = sum(1 for p in canvas.px if p == WHITE)
+    assert ink > 2 * 30  # the name and the time, not an empty frame

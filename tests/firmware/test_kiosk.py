@@ -92,3 +92,60 @@ def test_check_ins_welcome_once_per_window_and_count_the_rest():
     assert c.repeats == 1
     no_liveness = CheckIns(roster, require_liveness=False)
     assert no_liveness.decide((FACE, "1024", 0.9, None), t)[0] == WELCOME
+
+
+class Canvas:
+    """Keeps only where white was drawn: a full RGB565 frame (150 KB) is the
+    kiosk's PSRAM's, not this 100 KB test heap's."""
+
+    def __init__(self, white):
+        self.white = white
+        self.ink = set()
+
+    def fill(self, c):
+        self.ink = set()
+
+    def fill_rect(self, x, y, w, h, c):
+        self.ink = set(p for p in self.ink if not (x <= p % 240 < x + w and y <= p // 240 < y + h))
+
+    def pixel(self, x, y, c):
+        if c == self.white:
+            self.ink.add(y * 240 + x)  # small ints: no allocation per pixel
+        else:
+            self.ink.discard(y * 240 + x)
+
+
+def _tiny_font(path):
+    # Two glyphs: "A" a filled 16x16 square, "B" one pixel at the top left.
+    from struct import pack
+
+    a = b"\xff" * 32
+    b = b"\x80" + b"\x00" * 31
+    write_bytes(path, b"PKF1" + pack("<BBHHH", 16, 16, 2, ord("A"), ord("B")) + a + b)
+
+
+def write_bytes(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def test_screens_draw_glyphs_and_a_box_for_what_the_font_lacks():
+    from font import Font
+    from fwtest import tempdir
+    from screens import WHITE, Screens
+
+    path = tempdir() + "/tiny.bin"
+    _tiny_font(path)
+    c = Canvas(WHITE)
+    s = Screens(c, Font(path))
+    assert s.text(0, 100, "AB", WHITE) == 32
+    assert len([p for p in c.ink if p % 240 < 16]) == 256  # "A": every pixel
+    assert 100 * 240 + 16 in c.ink and 101 * 240 + 17 not in c.ink  # "B": one
+    s.text(0, 200, "Z", WHITE)  # not in the font: a box
+    assert s.font.missing == 1
+    assert 201 * 240 + 5 in c.ink and 208 * 240 + 8 not in c.ink
+    s.welcome("AB", "08:59")  # digits missing too: boxes, never an error
+    s.idle("08:59", 12, False, 3)
+    s.already("AB", "08:59")
+    s.not_recognised()
+    s.error("camera not found")
