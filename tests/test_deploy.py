@@ -251,3 +251,12 @@ def test_a_deploy_that_fails_leaves_the_firmware_running(board: VirtualBoard, fi
     with pytest.raises(UserError, match=r"broken\.py:2: SyntaxError"):
         deploy(board.port, "lamp", root=firmware)
     assert status(board.port)["mode"] == "schedule"  # the lamp's loop answers again
+
+
+def test_flash_will_not_erase_a_journal_the_centre_has_not_got(board: VirtualBoard) -> None:
+    # No broker: the boot's events wait in the journal.
+    assert status(board.port)["pending"] > 0
+    r = parkctl("flash", "--port", board.port, "lamp")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "not yet delivered" in r.stderr and "--force" in r.stderr
+    assert status(board.port)["mode"] == "schedule"  # asked, not interrupted

@@ -155,6 +155,15 @@ def cmd_flash(args: argparse.Namespace) -> int:
     from . import build, flash
 
     flash.check_port(args.port)
+    if not args.force:
+        found = flash.pending_on_board(args.port)
+        if found is not None and (found[0] or found[1]):
+            pending, alarm = found
+            what = f"{pending} event(s) not yet delivered" + (f", alarm {alarm} open" if alarm else "")
+            raise UserError(
+                f"the lamp at {args.port} has {what}: flashing erases its journal. Let it deliver "
+                "(parkctl diag status, parkctl alarms), or give --force to flash anyway"
+            )
     chip = build.get_chip(args.chip)
     if args.baud <= 0:
         raise UserError("--baud needs a rate above 0, e.g. 460800")
@@ -701,6 +710,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fl.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})")
     fl.add_argument("--erase", action="store_true", help="erase the whole flash first")
+    fl.add_argument(
+        "--force", action="store_true", help="flash even if the lamp has undelivered events or an open alarm"
+    )
     fl.add_argument("--out", metavar="DIR", help="build folder (default: build/APP-CHIP)")
     fl.set_defaults(func=cmd_flash)
 

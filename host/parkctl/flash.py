@@ -77,3 +77,24 @@ def run_esptool(args: list[str], echo: Callable[[str], None] | None = None, term
     if code != 0:
         raise UserError(f"esptool failed: {esptool_error(output)}")
     return output
+
+
+def pending_on_board(port: str, timeout: float = 3.0) -> tuple[int, str | None] | None:
+    """(events not yet delivered, open alarm id or None) as the park firmware on the
+    board says, or None when no park firmware answers (a new board, a board in
+    its bootloader, another port): flashing replaces the whole filesystem, journal
+    included, so a pole in service is asked first."""
+    if "://" in port or re.fullmatch(r"(?i)com\d+", port):
+        return None
+    from .diag import Port
+
+    try:
+        with Port(port) as p:
+            reply = p.ask("status", timeout)
+    except UserError:
+        return None
+    data = reply.get("data") if reply.get("ok") else None
+    if not isinstance(data, dict):
+        return None
+    alarm = data.get("alarm")
+    return int(data.get("pending") or 0), (alarm or {}).get("id") if isinstance(alarm, dict) else None
