@@ -389,7 +389,10 @@ class VirtualBoard:
                 self._ctl_conn.close()
             self._ctl_conn = conn
         if self._ctl_conn is not None and self._ctl_conn in ready:
-            chunk = self._ctl_conn.recv(65536)
+            try:
+                chunk = self._ctl_conn.recv(65536)
+            except OSError:
+                chunk = b""  # the interpreter died mid-line: it is seen ending below
             if not chunk:
                 self._ctl_conn.close()
                 self._ctl_conn = None
