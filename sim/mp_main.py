@@ -11,18 +11,9 @@ import builtins
 import json
 import sys
 
+from builtin_modules import real
 
-def _real(names):
-    """The interpreter's own modules that sim/vesp32 shadows on the path."""
-    saved = sys.path[:]
-    sys.path[:] = [p for p in saved if not p.endswith("vesp32")]
-    try:
-        return [__import__(n) for n in names]
-    finally:
-        sys.path[:] = saved
-
-
-_socket, _select = _real(("socket", "select"))
+_socket, _select = real(("socket", "select"))
 
 import _hub  # noqa: E402
 import runner  # noqa: E402

@@ -17,18 +17,9 @@
 import json
 import sys
 
+from builtin_modules import real
 
-def _real(names):
-    """The interpreter's own modules that sim/vesp32 shadows on the path."""
-    saved = sys.path[:]
-    sys.path[:] = [p for p in saved if not p.endswith("vesp32")]
-    try:
-        return [__import__(n) for n in names]
-    finally:
-        sys.path[:] = saved
-
-
-os, _socket, _select, _time = _real(("os", "socket", "select", "time"))
+os, _socket, _select, _time = real(("os", "socket", "select", "time"))
 
 import _hub  # noqa: E402
 import lampconfig  # noqa: E402
