@@ -96,6 +96,18 @@ class VBoard(_hub.Board):
             self.rtc_offset_us = kept["rtc_offset_us"]
             self.rtc_memory = bytes.fromhex(kept["rtc_memory"])
 
+    @property
+    def rtc_memory(self):
+        return self._rtc_memory
+
+    @rtc_memory.setter
+    def rtc_memory(self, data):
+        # Told at once: a watchdog reset gives the interpreter no time to say it.
+        self._rtc_memory = data
+        ctl = getattr(self, "ctl", None)
+        if ctl is not None:
+            ctl.send({"state": self.keep()})
+
     def keep(self):
         """What a reset leaves: the RTC, its memory, the uptime counter."""
         return {
