@@ -6,8 +6,6 @@ stopped at the end; a test may kill and restart it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from parkctl.brokers import Mosquitto
 
@@ -16,9 +14,6 @@ pytest_plugins = ("parkctl.hil",)
 
 
 @pytest.fixture
-def mosquitto() -> Iterator[Mosquitto]:
-    broker = Mosquitto().start()
-    try:
-        yield broker
-    finally:
-        broker.close()
+def mosquitto(broker: Mosquitto) -> Mosquitto:
+    """The tests' name for the HIL plugin's `broker`: a Mosquitto of the test's own."""
+    return broker

@@ -83,7 +83,7 @@ class Port:
             buf += chunk
             while b"\n" in buf:
                 raw, buf = buf.split(b"\n", 1)
-                reply = _reply(raw)
+                reply = console_reply(raw)
                 if reply is not None and reply["console"] == name:
                     return reply
             if buf.endswith(b">>> ") or buf.endswith(b"raw REPL; CTRL-B to exit\r\n>"):
@@ -101,7 +101,8 @@ class Port:
         )
 
 
-def _reply(raw: bytes) -> dict[str, Any] | None:
+def console_reply(raw: bytes) -> dict[str, Any] | None:
+    """The firmware console's answer in one line of the board's output, or None."""
     raw = raw.strip()
     if not raw.startswith(b"{"):
         return None

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 import serial
 
+from .diag import console_reply
 from .runtime import ROOT
 
 LOG_TAIL_LINES = 40
@@ -137,8 +138,8 @@ class Board:
         while True:
             # Replies to earlier lines (garbage a test sent) may come first: ours names it.
             m = self.expect(rb'\{[^\r\n]*"console"[^\r\n]*\}\r?\n', max(0.1, deadline - time.monotonic()))
-            reply = json.loads(m.group())
-            if reply.get("console") == name:
+            reply = console_reply(m.group())
+            if reply is not None and reply["console"] == name:
                 return reply
 
     def status(self) -> dict[str, Any]:
