@@ -260,3 +260,43 @@ def test_flash_will_not_erase_a_journal_the_centre_has_not_got(board: VirtualBoa
     assert r.returncode == 2, r.stdout + r.stderr
     assert "not yet delivered" in r.stderr and "--force" in r.stderr
     assert status(board.port)["mode"] == "schedule"  # asked, not interrupted
+
+
+def test_provision_names_what_is_wrong_with_the_inventory_and_the_secrets(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARK_")}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("device_id,site,kind\nlamp-1,g60,lamp\n")
+    r = parkctl("provision", "--inventory", str(bad), "--device", "lamp-1", "--port", "/dev/null", env=env)
+    assert (
+        r.returncode == 2 and "missing column(s) latitude, longitude, tz, wifi_ssid, broker_url" in r.stderr
+    )
+    secrets = tmp_path / "s.toml"
+    secrets.write_text('[default]\nmqtt_pass = "oops-Secret-3"\n')
+    r = parkctl(
+        "provision",
+        "--inventory",
+        str(_inventory(tmp_path)),
+        "--device",
+        "lamp-g60-007",
+        "--port",
+        "/dev/null",
+        "--secrets",
+        str(secrets),
+        env=env,
+    )
+    assert r.returncode == 2 and "unknown key 'mqtt_pass'" in r.stderr
+    assert "oops-Secret-3" not in r.stdout + r.stderr
+    secrets.write_text('[default\nmqtt_password = "oops-Secret-4"\n')
+    r = parkctl(
+        "provision",
+        "--inventory",
+        str(_inventory(tmp_path)),
+        "--device",
+        "lamp-g60-007",
+        "--port",
+        "/dev/null",
+        "--secrets",
+        str(secrets),
+        env=env,
+    )
+    assert r.returncode == 2 and "not TOML" in r.stderr and "oops-Secret-4" not in r.stdout + r.stderr
