@@ -88,14 +88,14 @@ def test_mpremote_works_unmodified_and_what_it_writes_stays_on_the_flash(
         ":note.txt",
         "+",
         "exec",
-        "import os; print(sorted(os.listdir('/lib'))[:2])",
+        "import os; print('button.mpy' in os.listdir('/lib'))",
         "+",
         "fs",
         "cat",
         "note.txt",
     )
     assert "written by mpremote" in out
-    assert "['button." in out
+    assert "True" in out  # exec ran on the board, over its own flash
     script = tmp_path / "hello.py"
     script.write_text("import machine\nprint('hello from', machine.unique_id().hex())\n")
     assert "hello from 240ac4000001" in mpremote(board.port, "run", str(script))

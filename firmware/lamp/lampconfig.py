@@ -9,7 +9,8 @@ import json
 
 from civil import check_date, parse_clock
 from posixtz import TZ, TZError
-from topics import broker_url, topic_word
+from configcheck import Checker, ConfigError, join, network
+from configcheck import kind as _kind
 
 # Step kinds.
 CLOCK = 0
@@ -52,12 +53,6 @@ FALLBACK = {
     "site": {"name": "no configuration", "lat": 0.0, "lon": 0.0, "tz": "UTC0"},
     "default": {"steps": [{"at": "00:00", "level": 100}]},
 }
-
-
-class ConfigError(ValueError):
-    def __init__(self, errors):
-        super().__init__("\n".join(errors))
-        self.errors = errors
 
 
 class Step:
@@ -135,80 +130,11 @@ class Config:
         self.flash = DEFAULT_FLASH
 
 
-class _Checker:
-    def __init__(self):
-        self.errors = []
-
-    def error(self, path, reason):
-        self.errors.append("%s: %s" % (path, reason))
-
-    def obj(self, value, path, required=True):
-        if value is None and not required:
-            return {}
-        if not isinstance(value, dict):
-            self.error(path, "must be an object")
-            return {}
-        return value
-
-    def unknown(self, d, path, known):
-        for k in d:
-            if k not in known:
-                self.error(_join(path, k), "unknown setting")
-
-    def number(self, d, key, path, lo, hi, default=None):
-        p = _join(path, key)
-        fallback = lo if default is None else default  # only used when an error is raised
-        if key not in d:
-            if default is None:
-                self.error(p, "missing")
-            return fallback
-        v = d[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            self.error(p, "must be a number, not %s" % _kind(v))
-            return fallback
-        if not lo <= v <= hi:
-            self.error(p, "%s is outside %s..%s" % (v, lo, hi))
-            return fallback
-        return v
-
-    def text(self, d, key, path, default=None):
-        p = _join(path, key)
-        if key not in d:
-            if default is None:
-                self.error(p, "missing")
-            return default
-        v = d[key]
-        if not isinstance(v, str):
-            self.error(p, "must be a string, not %s" % _kind(v))
-            return default
-        return v
-
-
-def _join(path, key):
-    return key if not path else path + "." + key
-
-
-def _kind(v):
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true/false"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, (int, float)):
-        return "a number"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "an object"
-    return type(v).__name__
-
-
 def _step(c, raw, path):
     d = c.obj(raw, path)
     c.unknown(d, path, ("at", "offset", "level", "fade"))
     at = d.get("at")
-    p = _join(path, "at")
+    p = join(path, "at")
     kind, clock, elev, setting, text = CLOCK, 0, 0.0, False, ""
     if at is None:
         c.error(p, "missing")
@@ -233,14 +159,14 @@ def _step(c, raw, path):
         elev = c.number(at, "elevation", p, -20.0, 20.0, 0.0)
         direction = c.text(at, "direction", p, "")
         if direction not in ("setting", "rising"):
-            c.error(_join(p, "direction"), 'must be "setting" or "rising"')
+            c.error(join(p, "direction"), 'must be "setting" or "rising"')
         setting = direction == "setting"
         text = "elevation %s %s" % (elev, direction)
     else:
         c.error(p, "must be HH:MM[:SS], a sun event or {elevation, direction}, not %s" % _kind(at))
     offset = c.number(d, "offset", path, -720, 720, 0)
     if offset and kind == CLOCK:
-        c.error(_join(path, "offset"), "only sun events take an offset")
+        c.error(join(path, "offset"), "only sun events take an offset")
     level = c.number(d, "level", path, 0, 100)
     fade = c.number(d, "fade", path, 0, 3600, 0)
     off_s = int(round(offset * 60))
@@ -253,7 +179,7 @@ def _program(c, raw, path, name):
     d = c.obj(raw, path)
     c.unknown(d, path, ("steps",))
     steps = d.get("steps")
-    p = _join(path, "steps")
+    p = join(path, "steps")
     out = []
     if not isinstance(steps, list):
         c.error(p, "missing" if steps is None else "must be a list")
@@ -290,7 +216,7 @@ def _rule(c, raw, path):
     name = c.text(d, "name", path, "") or path
     dates = None
     if "dates" in d:
-        p = _join(path, "dates")
+        p = join(path, "dates")
         if not isinstance(d["dates"], list) or not d["dates"]:
             c.error(p, "must be a non-empty list")
         else:
@@ -315,7 +241,7 @@ def _rule(c, raw, path):
                     c.error(pi, str(e))
     weekdays = 0
     if "weekdays" in d:
-        p = _join(path, "weekdays")
+        p = join(path, "weekdays")
         if not isinstance(d["weekdays"], list) or not d["weekdays"]:
             c.error(p, "must be a non-empty list")
         else:
@@ -329,13 +255,13 @@ def _rule(c, raw, path):
                     weekdays |= 1 << WEEKDAYS.index(w)
     if dates is None and not weekdays and "dates" not in d and "weekdays" not in d:
         c.error(path, "needs dates or weekdays")
-    program = _program(c, d.get("program"), _join(path, "program"), name)
+    program = _program(c, d.get("program"), join(path, "program"), name)
     return Rule(name, dates, weekdays, program)
 
 
 def parse(obj):
     """A validated Config from a decoded JSON object; ConfigError lists every problem."""
-    c = _Checker()
+    c = Checker()
     root = c.obj(obj, "(top)")
     if c.errors:
         raise ConfigError(c.errors)
@@ -359,12 +285,8 @@ def parse(obj):
     cfg = Config()
     site = c.obj(root.get("site"), "site")
     c.unknown(site, "site", ("id", "name", "lat", "lon", "tz"))
-    cfg.site_id = c.text(site, "id", "site", "park")
-    if not topic_word(cfg.site_id):
-        c.error("site.id", "must be letters, digits, - or _ (it is part of MQTT topics)")
-    cfg.device = c.text(root, "device", "", "")
-    if cfg.device and not topic_word(cfg.device):
-        c.error("device", "must be letters, digits, - or _ (it is part of MQTT topics)")
+    cfg.site_id = c.word(site, "id", "site", "park")
+    cfg.device = c.word(root, "device", "", "")
     cfg.name = c.text(site, "name", "site", "")
     cfg.lat = c.number(site, "lat", "site", -90, 90, 0.0)
     cfg.lon = c.number(site, "lon", "site", -180, 180, 0.0)
@@ -417,32 +339,13 @@ def parse(obj):
     cfg.mon_full_scale = c.number(mon, "full_scale_amps", "monitor", 0.1, 1000, 5.0)
     cfg.mon_warmup = c.number(mon, "warmup", "monitor", 0, 3600, 60)
     cfg.mon_confirm = c.number(mon, "confirm", "monitor", 1, 3600, 30)
-    net = c.obj(root.get("network"), "network", required=False)
-    c.unknown(net, "network", ("ssid", "key", "ntp_interval", "broker", "user", "password", "keepalive"))
-    cfg.ssid = c.text(net, "ssid", "network", "")
-    cfg.wifi_key = c.text(net, "key", "network", "")
-    if net and not cfg.ssid:
-        c.error("network.ssid", "missing")
-    cfg.ntp_interval = c.number(net, "ntp_interval", "network", 60, 86400, 3600)
-    url = c.text(net, "broker", "network", "")
-    if url:
-        try:
-            cfg.broker_tls, cfg.broker_host, cfg.broker_port = broker_url(url)
-        except ValueError as e:
-            c.error("network.broker", str(e))
-    cfg.mqtt_user = c.text(net, "user", "network", "")
-    cfg.mqtt_password = c.text(net, "password", "network", "")
-    cfg.keepalive = c.number(net, "keepalive", "network", 10, 3600, 60)
+    network(c, root, cfg)
     al = c.obj(root.get("alarm"), "alarm", required=False)
     c.unknown(al, "alarm", ("debounce_ms", "stuck_s", "flash"))
     cfg.debounce_ms = c.number(al, "debounce_ms", "alarm", 5, 1000, 50)
     cfg.stuck_s = c.number(al, "stuck_s", "alarm", 1, 3600, 30)
     cfg.flash = _flash(c, al["flash"]) if al and "flash" in al else DEFAULT_FLASH
-    pins = c.obj(root.get("pins"), "pins", required=False)
-    c.unknown(pins, "pins", tuple(DEFAULT_PINS))
-    cfg.pins = {}
-    for k in DEFAULT_PINS:
-        cfg.pins[k] = c.number(pins, k, "pins", 0, 1 if k == "relay_active" else 48, DEFAULT_PINS[k])
+    cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, {"relay_active": 1})
     if c.errors:
         raise ConfigError(c.errors)
     return cfg

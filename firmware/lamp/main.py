@@ -21,7 +21,7 @@ from controller import Controller
 from diag import Diagnostics
 from journal import Journal
 from configstore import Store
-from lampconfig import FALLBACK, ConfigError, parse
+from lampconfig import FALLBACK, ConfigError, loads, parse
 from mqtt import Client
 from netclock import NtpSync, Station
 from timesource import DS3231, TimeKeeper
@@ -344,7 +344,7 @@ class Lamp:
 
 
 def main():
-    store = Store(os, CONFIG, DEFAULT_CONFIG)
+    store = Store(os, CONFIG, DEFAULT_CONFIG, loads)
     try:
         cfg = store.load()
     except ConfigError:

@@ -129,11 +129,10 @@ class Journal:
             self._count = self.segment_records
 
     def _write(self, seq, boot, kind, critical, body, rollover=True):
-        head = "%d %s %s %d %s" % (seq, boot, kind, 1 if critical else 0, body)
         if rollover and (not self._segments or self._count >= self.segment_records):
             self._new_segment()
         with self.open(self._path(self._segments[-1]), "a") as f:
-            f.write("%s %08x\n" % (head, _crc(head)))
+            f.write(_line(seq, boot, kind, critical, body))
         self._count += 1
 
     def _new_segment(self):
@@ -228,6 +227,42 @@ class Journal:
         out.sort()
         return out
 
+    def erase(self, drop):
+        """Remove from flash every event for which drop(seq, kind, body, pending)
+        is true, delivered or not (privacy: a person's records, or records past
+        their retention); returns how many. Each segment that holds one is
+        rewritten to a temp file that is then renamed over it (atomic on
+        littlefs: a power cut leaves the old segment or the new, never half)."""
+        erased = 0
+        for number in list(self._segments):
+            keep = []
+            gone = {}
+            for rec in self._lines(number):
+                seq, kind = rec[0], rec[2]
+                if kind != "ack" and seq not in gone and drop(seq, kind, rec[4], seq in self.pending):
+                    gone[seq] = True
+                else:
+                    keep.append(rec)
+            if not gone:
+                continue
+            keep = [r for r in keep if r[0] not in gone]  # their acks too
+            newest = number == self._segments[-1]
+            path = self._path(number)
+            if keep or newest:
+                with self.open(path + ".tmp", "w") as f:
+                    for rec in keep:
+                        f.write(_line(*rec))
+                self.os.rename(path + ".tmp", path)
+            else:
+                self.os.remove(path)
+                self._segments.remove(number)
+            if newest:
+                self._count = len(keep)
+            for seq in gone:
+                self._settled(seq)
+            erased += len(gone)
+        return erased
+
     def recent(self, n):
         """The last n events on flash, oldest first: (seq, id, kind, body); reads
         back only the newest segments that hold them."""
@@ -237,6 +272,11 @@ class Journal:
             if len(out) >= n:
                 break
         return out[-n:]
+
+
+def _line(seq, boot, kind, critical, body):
+    head = "%d %s %s %d %s" % (seq, boot, kind, 1 if critical else 0, body)
+    return "%s %08x\n" % (head, _crc(head))
 
 
 def _every(seq, kind):

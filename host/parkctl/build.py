@@ -36,7 +36,7 @@ APPS = ("lamp", "kiosk")
 SOURCE_FILES = ("boot.py", "main.py")  # MicroPython runs these two from source only
 MANIFEST = "/manifest.json"
 # A board's own configuration, as the app's configuration store keeps an installed
-# one (firmware/lamp/configstore.py): the file and its last-good copy. Outside the
+# one (firmware/lib/configstore.py): the file and its last-good copy. Outside the
 # manifest, so that `parkctl deploy` of a new build never takes it back.
 INSTALLED = {"lamp": "/lamp.json", "kiosk": "/kiosk.json"}
 

@@ -6,7 +6,7 @@ import os
 
 from configstore import Store
 from fwtest import raises, read, tempdir, write
-from lampconfig import ConfigError
+from lampconfig import ConfigError, loads
 
 SHIPPED = "firmware/lamp/config.json"  # the tests run from the repository root
 
@@ -19,7 +19,7 @@ def _store():
     d = tempdir()
     path, default = d + "/lamp.json", d + "/config.json"
     write(default, read(SHIPPED))
-    return Store(os, path, default), d
+    return Store(os, path, default, loads), d
 
 
 def test_store_keeps_the_last_good_configuration():

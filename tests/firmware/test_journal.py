@@ -82,3 +82,47 @@ def test_alarms_outrank_the_bound():
     j = new(folder, max_segments=2, segment_records=2)
     ids = [j.append("alarm", '{"n": %d}' % i, critical=True) for i in range(9)]
     assert [x[1] for x in j.undelivered(100)] == ids
+
+
+def _person(body):
+    return body.split('"person": "', 1)[1].split('"', 1)[0] if '"person"' in body else None
+
+
+def test_erase_removes_a_persons_records_delivered_or_not_and_keeps_the_rest():
+    folder = tempdir() + "/j"
+    j = new(folder, max_segments=4, segment_records=3)
+    for i in range(8):
+        j.append("checkin", '{"person": "%s", "ts": %d}' % ("p1" if i % 3 == 0 else "p2", i), True)
+    j.append("alarm", '{"n": 1}', critical=True)
+    j.delivered(1)  # p1, delivered
+    j.delivered(2)
+    n = j.erase(lambda seq, kind, body, pending: kind == "checkin" and _person(body) == "p1")
+    assert n == 3  # seqs 1, 4, 7
+    left = [(seq, kind) for seq, _, kind, _ in j.find(lambda seq, kind: True)]
+    assert left == [
+        (2, "checkin"),
+        (3, "checkin"),
+        (5, "checkin"),
+        (6, "checkin"),
+        (8, "checkin"),
+        (9, "alarm"),
+    ]
+    assert sorted(j.pending) == [3, 5, 6, 8, 9]
+    # On flash, not just in RAM: a reboot finds the same, and appends go on.
+    j2 = new(folder, max_segments=4, segment_records=3)
+    assert sorted(j2.pending) == [3, 5, 6, 8, 9]
+    assert "p1" not in "".join(body for _, _, _, body in j2.find(lambda seq, kind: True))
+    assert j2.append("checkin", '{"person": "p3", "ts": 9}', True).endswith("-10")
+    assert [x[0] for x in j2.undelivered(10)] == [3, 5, 6, 8, 9, 10]
+
+
+def test_erase_of_delivered_records_leaves_pending_ones():
+    j = new()
+    for i in range(5):
+        j.append("checkin", '{"person": "p%d", "ts": %d}' % (i, i), True)
+    for seq in (1, 2, 4):
+        j.delivered(seq)
+    assert j.erase(lambda seq, kind, body, pending: not pending) == 3
+    assert [x[0] for x in j.find(lambda seq, kind: True)] == [3, 5]
+    assert sorted(j.pending) == [3, 5]
+    assert j.erase(lambda seq, kind, body, pending: not pending) == 0

@@ -1,9 +1,9 @@
-# The lamp's configuration file on flash: a new one is validated first, written
+# A device's configuration file on flash: a new one is validated first, written
 # to a temp file and renamed over the old one, so a bad or torn write never
 # replaces the last good configuration; one from afar is on trial until the
-# lamp reaches the centre with it.
+# device reaches the centre with it. The app gives its own parser (`loads`).
 
-from lampconfig import ConfigError, loads
+from configcheck import ConfigError
 
 
 class Store:
@@ -17,8 +17,10 @@ class Store:
     it is not the last good one until `confirm()` (the app calls it once the
     centre is reachable with it); `rollback()` puts the last good one back."""
 
-    def __init__(self, os_module, path, default_path):
+    def __init__(self, os_module, path, default_path, loads):
+        """loads(text) -> the app's configuration, or raises ConfigError."""
         self.os = os_module
+        self.loads = loads
         self.path = path
         self.good = path + ".good"
         self.marker = path + ".trial"
@@ -55,7 +57,7 @@ class Store:
             except OSError:
                 continue
             try:
-                cfg = loads(text)
+                cfg = self.loads(text)
             except ConfigError as e:
                 self.errors.extend("%s: %s" % (path, x) for x in e.errors)
                 continue
@@ -74,7 +76,7 @@ class Store:
 
     def save(self, text, trial=False):
         """Validate and install a new configuration; raises ConfigError and changes nothing if bad."""
-        cfg = loads(text)
+        cfg = self.loads(text)
         if trial:
             self._write(self.marker, "")
             self._write(self.path, text)
