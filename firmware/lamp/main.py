@@ -9,69 +9,35 @@
 
 import json
 import os
-import sys
 
 import ticks
 from alarm import KINDS as ALARM_KINDS
 from alarm import Alarms
+from apploop import earliest, log_event, run
 from board import Board
 from button import Button
+from configstore import Store
 from console import Console
 from controller import Controller
 from diag import Diagnostics
 from journal import Journal
-from configstore import Store
 from lampconfig import FALLBACK, ConfigError, loads, parse
-from mqtt import Client
-from netclock import NtpSync, Station
+from link import Link
 from timesource import DS3231, TimeKeeper
-from uplink import UNIX_2000, CommandError, Uplink
+from uplink import UNIX_2000, CommandError
 
 CONFIG = "/lamp.json"  # what the centre or a technician installed
 DEFAULT_CONFIG = "/config.json"  # shipped with the app
 # Not "/journal": with / on sys.path (the board's cwd) a folder named like a module
 # shadows it, and `import journal` would find the folder.
 JOURNAL = "/events"
-FAILURES_BEFORE_RESET = 3
 RESTART_DELAY_MS = 2000  # after a new configuration: time for the reply to go out
 # A configuration from the centre must reach the centre again within this, or
 # the last good one comes back (a wrong broker or Wi-Fi key must not strand a pole).
 TRIAL_MS = 600000
 # Controller events kept in the journal (and sent to the centre); the rest,
 # like Wi-Fi and MQTT chatter, only go to the console.
-NO_CREDENTIALS = "no MQTT credentials configured (network.user, network.password): not connecting"
 JOURNALED = ("mode", "level", "lamp_failure", "lamp_on_unexpected", "relay_failure")
-
-
-def log_event(name, detail):
-    # One line per event on the serial console: what a technician (and the
-    # simulator) reads.
-    print("event", name, detail)
-
-
-def run(app, board):
-    failures = 0
-    while True:
-        now = board.ticks_ms()
-        try:
-            deadline = app.step(now)
-            failures = 0
-        except Exception as e:  # noqa: BLE001 - a pass must never end the loop
-            failures += 1
-            sys.print_exception(e)
-            deadline = ticks.add(now, 1000)
-        healthy = failures < FAILURES_BEFORE_RESET
-        if healthy:
-            board.feed()
-        board.wait_until(deadline, healthy)
-
-
-def _earliest(now, deadline, ms):
-    """The earlier of an absolute deadline and `ms` from now (ms < 0: none)."""
-    if ms < 0:
-        return deadline
-    d = ticks.add(now, ms)
-    return d if ticks.diff(d, deadline) < 0 else deadline
 
 
 class Lamp:
@@ -84,6 +50,19 @@ class Lamp:
         self.clock = clock
         self.device = cfg.device or board.device_id()
         self.journal = Journal(os, JOURNAL, self.device)
+        base = "park/%s/lamp/%s" % (cfg.site_id, self.device)
+        self.link = Link(cfg, board, clock, base, self.device, self.journal, self.state, self._delivered)
+        self.station = self.link.station
+        if self.link.uplink is not None:
+            self.link.uplink.handlers = {
+                "ack": self._ack,
+                "resolve": self._resolve,
+                "override": self._override,
+                "config": self._config,
+                "time": self._time,
+                "status": self._status,
+                "test_alarm": self._test_alarm,
+            }
         self.alarms = Alarms(board.button_led, cfg.flash, self.post, self._reserve)
         records = self.journal.find(lambda seq, kind: kind in ALARM_KINDS)
         restored = self.alarms.restore(records, board.ticks_ms())
@@ -100,43 +79,6 @@ class Lamp:
         self.console = Console(board.console_write, Diagnostics(self).handlers())
         board.watch_console()
         self.trial_until = ticks.add(board.ticks_ms(), TRIAL_MS) if store.trial else None
-        self.station = self.ntp = self.client = self.uplink = None
-        if board.wlan is not None:
-            self.station = Station(board.wlan, cfg.ssid, cfg.wifi_key, log_event)
-            self.ntp = NtpSync(clock, board.ntp_time, int(cfg.ntp_interval), log_event)
-        if not cfg.broker_host:
-            log_event("mqtt", "no broker configured: events stay in the journal")
-        elif not (cfg.mqtt_user and cfg.mqtt_password):
-            # No default credentials, and no anonymous login: the device stays off
-            # the broker and says why (status, console); events stay in the journal.
-            log_event("mqtt", NO_CREDENTIALS)
-        elif self.station is not None:
-            self._start_uplink(cfg)
-
-    def _start_uplink(self, cfg):
-        base = "park/%s/lamp/%s" % (cfg.site_id, self.device)
-        tls, host, port = cfg.broker_tls, cfg.broker_host, cfg.broker_port
-        self.client = Client(
-            lambda: self.board.open_socket(tls, host, port),
-            self.device,
-            int(cfg.keepalive),
-            cfg.mqtt_user or None,
-            cfg.mqtt_password or None,
-            will=(base + "/status", "offline", True),
-            birth=(base + "/status", "online", True),
-            on_event=log_event,
-        )
-        up = Uplink(self.client, self.journal, base, self.device, self.state, self._delivered)
-        up.handlers = {
-            "ack": self._ack,
-            "resolve": self._resolve,
-            "override": self._override,
-            "config": self._config,
-            "time": self._time,
-            "status": self._status,
-            "test_alarm": self._test_alarm,
-        }
-        self.uplink = up
 
     # --- events --------------------------------------------------------------
 
@@ -156,8 +98,7 @@ class Lamp:
         aid = j.event_id(seq)
         log_event(kind, fields.get("detail") or fields.get("alarm") or aid)
         j.append(kind, json.dumps(fields), critical, seq)
-        if self.uplink is not None:
-            self.uplink.changed()
+        self.link.changed()
         return aid
 
     def _controller_event(self, name, detail):
@@ -173,8 +114,7 @@ class Lamp:
     def _button(self, name):
         if name == "press":
             self.alarms.press(self.board.ticks_ms(), self.unix_time())
-            if self.uplink is not None:
-                self.uplink.changed()
+            self.link.changed()
         elif name == "stuck":
             self.post("button_stuck", {"detail": "held over %d s" % self.cfg.stuck_s})
         elif name == "unstuck":
@@ -261,22 +201,12 @@ class Lamp:
         self.restart_why = why
 
     def mqtt_status(self):
-        c = self.client
-        if c is None:
-            if not self.cfg.broker_host:
-                return "no broker configured"
-            if not (self.cfg.mqtt_user and self.cfg.mqtt_password):
-                return NO_CREDENTIALS
-            return "no Wi-Fi configured"
-        if c.up:
-            return "connected"
-        return "not connected: %s" % (c.last_error or "connecting")
+        return self.link.status()
 
     def _trial(self, now, deadline):
         """A configuration on trial: confirmed once the centre is reachable with
         it, rolled back if not within TRIAL_MS."""
-        c = self.client
-        if c is not None and c.up:
+        if self.link.up:
             self.store.confirm()
             self.trial_until = None
             self.post("config", {"detail": "new configuration confirmed: the centre is reachable"})
@@ -289,7 +219,7 @@ class Lamp:
             self.restart_at = now
             self.restart_why = "configuration rolled back"
         else:
-            deadline = _earliest(now, deadline, ticks.diff(self.trial_until, now))
+            deadline = earliest(now, deadline, ticks.diff(self.trial_until, now))
         return deadline
 
     # --- the pass ------------------------------------------------------------
@@ -299,36 +229,14 @@ class Lamp:
         deadline = ticks.add(now, 3600000)
         self.uptime_ms += ticks.diff(now, self._last_step)
         self._last_step = now
-        st = self.station
-        ntp = self.ntp
-        c = self.client
-        if st is not None and ntp is not None:
-            # The network first: a clock it steps is acted on in this same pass.
-            link = st.step(now)
-            if c is None or not c.up:
-                # With MQTT up its keepalive notices a lost link, and every pass
-                # checks it anyway: no wake-ups of its own for the link check.
-                deadline = _earliest(now, deadline, link)
-            deadline = _earliest(now, deadline, ntp.step(now, st.up))
-            if c is not None:
-                if st.up:
-                    deadline = _earliest(now, deadline, c.step(now))
-                else:
-                    c.drop("Wi-Fi down")
-        deadline = _earliest(now, deadline, self.button.step(now, self._button))
+        # The network first: a clock it steps is acted on in this same pass.
+        deadline = self.link.connect(now, deadline)
+        deadline = earliest(now, deadline, self.button.step(now, self._button))
         d = self.ctl.step(now)
         if ticks.diff(d, deadline) < 0:
             deadline = d
         self.alarms.write()  # a new alarm shows on the pole already: now to flash
-        up = self.uplink
-        if up is not None and c is not None:
-            handled = up.commands
-            deadline = _earliest(now, deadline, up.step(now))
-            if c.up:
-                c.step(now)  # what the uplink queued goes out (and what came in is handled)
-            if up.commands != handled:
-                deadline = now  # a command may change what the pole shows: round again at once
-            self.board.watch(c.sock)
+        deadline = self.link.exchange(now, deadline)
         if self.trial_until is not None:
             deadline = self._trial(now, deadline)
         if self.board.console_pending:
@@ -339,7 +247,7 @@ class Lamp:
             if ticks.diff(now, self.restart_at) >= 0:
                 log_event("restart", self.restart_why)
                 self.board.restart()
-            deadline = _earliest(now, deadline, ticks.diff(self.restart_at, now))
+            deadline = earliest(now, deadline, ticks.diff(self.restart_at, now))
         return deadline
 
 

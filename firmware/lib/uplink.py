@@ -37,6 +37,7 @@ class Uplink:
         self.base = base
         self.device = device
         self.handlers = {}  # command name -> fn(message dict)
+        self.topics = {}  # other topics listened to -> fn(payload bytes)
         self.state = state
         self.on_delivered = on_delivered
         self.commands = 0  # received, good or bad
@@ -52,6 +53,11 @@ class Uplink:
         client.on_puback = self._puback
         client.on_message = self._message
         client.subscribe(base + "/cmd", 1)
+
+    def listen(self, topic, fn):
+        """Messages on `topic` (the centre's, not a command) go to fn(payload)."""
+        self.topics[topic] = fn
+        self.client.subscribe(topic, 1)
 
     def changed(self):
         """The state is different: publish it (soon)."""
@@ -108,6 +114,10 @@ class Uplink:
     # --- commands ----------------------------------------------------------
 
     def _message(self, topic, payload):
+        fn = self.topics.get(topic)
+        if fn is not None:
+            fn(payload)
+            return
         if topic != self.base + "/cmd":
             self.stray += 1  # not ours to act on (a broker may echo a will)
             return
