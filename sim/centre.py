@@ -31,6 +31,7 @@ class Centre:
         self.seen: set[str] = set()  # event ids
         self.duplicates = 0
         self.alarms: dict[str, dict[str, Any]] = {}  # alarm id -> {"device", "base", "state", ...}
+        self.checkins: list[dict[str, Any]] = []  # the kiosks' check-in events, once each
         self.bases: list[str] = []  # each lamp's topic prefix, in the order they came online
         self.received = 0  # messages from the lamps (not the broker's wills)
         self.wills = 0  # "offline" from the broker, for lamps gone without a goodbye
@@ -48,8 +49,9 @@ class Centre:
         sock = self.client.socket()
         if isinstance(sock, socket.socket):  # no Nagle delays on the host's loopback
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.client.subscribe([("park/+/lamp/+/event", 1), ("park/+/lamp/+/reply", 1)])
-        self.client.subscribe([("park/+/lamp/+/status", 1), (SYNC_TOPIC, 0)])
+        for app in ("lamp", "kiosk"):
+            self.client.subscribe([(f"park/+/{app}/+/{kind}", 1) for kind in ("event", "reply", "status")])
+        self.client.subscribe(SYNC_TOPIC, 0)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -97,7 +99,12 @@ class Centre:
             return
         self.seen.add(eid)
         etype = body.get("type", "")
-        if etype.startswith("alarm_"):
+        if etype == "checkin":
+            self.checkins.append(body)
+            self.log("centre", f"checkin {eid} person {body.get('person')} ts {body.get('ts')}")
+        elif etype in ("roster", "roster_refused", "checkins_expired"):
+            self.log("centre", f"{etype} from {body.get('device')}: {body.get('detail')}")
+        elif etype.startswith("alarm_"):
             aid = body.get("alarm", eid)
             if etype == "alarm_raised":
                 self.alarms[aid] = {"device": body.get("device"), "base": base, "state": "raised"}
@@ -126,6 +133,13 @@ class Centre:
         lamp, garbage (not JSON) or `message` (cmd "send", a command of the
         scenario's, given an id if it has none). False if there is nothing to
         send it to."""
+        if cmd == "publish":
+            assert message is not None
+            self.client.publish(
+                message["topic"], message["payload"].encode(), 1, retain=message.get("retain", False)
+            )
+            self.log("centre", f"publishes on {message['topic']} ({len(message['payload'])} bytes)")
+            return True
         if cmd in ("garbage", "send"):
             if not self.bases:
                 self.log("centre", f"no lamp to send {cmd} to")

@@ -26,8 +26,9 @@ import littlefs
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / "sim"
 VESP32 = SIM / "vesp32"
-FIRMWARE_LAMP = ROOT / "firmware" / "lamp"
-FIRMWARE_LIB = ROOT / "firmware" / "lib"
+FIRMWARE = ROOT / "firmware"
+FIRMWARE_LAMP = FIRMWARE / "lamp"
+FIRMWARE_LIB = FIRMWARE / "lib"
 
 # The ESP32 (4 MiB flash) vfs partition: 2 MiB of 4 KiB blocks.
 BLOCK_SIZE = 4096
@@ -202,8 +203,9 @@ class _SerialIn:
 class ModuleSystem:
     """Imports for simulated code: search our folders first, then CPython's."""
 
-    def __init__(self, console):
+    def __init__(self, console, app="lamp"):
         self.console = console
+        self.folders = ((VESP32, True), (SIM, True), (FIRMWARE / app, False), (FIRMWARE_LIB, False))
         self.persistent: dict[str, types.ModuleType] = {}
         self.firmware: dict[str, types.ModuleType] = {}
         self.sys = types.ModuleType("sys")
@@ -240,12 +242,7 @@ class ModuleSystem:
         hit = self._found.get(name)
         if hit is None:
             hit = (None, False)
-            for folder, persistent in (
-                (VESP32, True),
-                (SIM, True),
-                (FIRMWARE_LAMP, False),
-                (FIRMWARE_LIB, False),
-            ):
+            for folder, persistent in self.folders:
                 p = folder / (name + ".py")
                 if p.is_file():
                     hit = (p, persistent)
@@ -289,11 +286,19 @@ class Platform:
         self.modules = modules
         self.console: Any = None
         self._world_ready = world_ready
+        self.frames: str | None = None  # the host's folder for the display's frames
 
     def world_ready(self, world) -> None:
         self.modules.fs.attach(world)
+        if self.frames is not None and hasattr(world, "frame_sink"):
+            world.frame_sink = self.save_frame
         if self._world_ready is not None:
             self._world_ready(world)
+
+    def save_frame(self, n: int, t_us: int, ram) -> None:
+        """A frame of the virtual display, raw, into the host's folder (--frames)."""
+        assert self.frames is not None
+        (Path(self.frames) / f"{n:05d}-{t_us // 1000000}.raw").write_bytes(bytes(ram))
 
     def remount(self) -> None:
         self.modules.fs.remount()
@@ -327,10 +332,11 @@ class Platform:
 def run(scenario: dict, image: Path | LittleFsVfs, emit, world_ready=None) -> Any:
     """Run `scenario` on a board whose filesystem is `image`; emit(t_s, kind, text).
     world_ready(world), if given, is called once the world exists (the fleet's)."""
-    modules = ModuleSystem(console=lambda line: platform.console(line))
+    modules = ModuleSystem(console=lambda line: platform.console(line), app=scenario.get("app", "lamp"))
     fs = image if isinstance(image, LittleFsVfs) else LittleFsVfs(image)
     modules.fs = fs
     platform = Platform(modules, world_ready)
+    platform.frames = scenario.get("frames")
     runner = modules.load("runner", as_firmware=False)
     hub: Any = modules.load("_hub", as_firmware=False)
     hub.net, hub.net_select = socket, select  # the host's network, under the virtual socket

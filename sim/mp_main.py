@@ -20,7 +20,8 @@ import runner  # noqa: E402
 import vfs  # noqa: E402
 from blockdev import FileBlockDevice  # noqa: E402
 
-FIRMWARE_DIRS = ("firmware/lamp", "firmware/lib")
+_host_open = open  # the host's files; the firmware's `open` becomes the board's flash
+FIRMWARE_DIRS = ("firmware/lamp", "firmware/kiosk", "firmware/lib")
 
 
 class Platform:
@@ -53,6 +54,7 @@ class Platform:
         self.outside = False  # the host runs a centre and broker for this scenario
         self.bdev = None  # the flash: a FileBlockDevice over the image
         self.fs = None  # its filesystem as mounted now
+        self.frames = None  # the host's folder for the display's frames
 
     def remount(self):
         """Power is back: the filesystem is mounted afresh (littlefs's RAM state is gone)."""
@@ -64,6 +66,13 @@ class Platform:
         self.bdev.world = world
         if self.outside:
             world.outside = RemoteOutside(world)
+        if self.frames and hasattr(world, "frame_sink"):
+            world.frame_sink = self.save_frame
+
+    def save_frame(self, n, t_us, ram):
+        """A frame of the virtual display, raw, into the host's folder (--frames)."""
+        with _host_open("%s/%05d-%d.raw" % (self.frames, n, t_us // 1000000), "wb") as f:
+            f.write(ram)
 
     def boot(self):
         if self.heap is not None and self.heap.base is None:
@@ -195,6 +204,7 @@ def main():
     builtins.open = fw_open
     builtins.print = fw_print
     platform.outside = bool(scenario.get("outside"))
+    platform.frames = scenario.get("frames")
     if scenario.get("heap_probe"):
         platform.heap = HeapProbe(emit)
     runner.run(scenario, platform.fs, platform, emit)

@@ -16,7 +16,12 @@ _CAUSES = {
 
 def run(scenario, fs, platform, emit):
     """emit(t_us, kind, text) receives the timeline as it happens."""
-    world = World(scenario, emit)
+    if scenario.get("app") == "kiosk":
+        from kiosk_world import KioskWorld
+
+        world = KioskWorld(scenario, emit)
+    else:
+        world = World(scenario, emit)
     platform.world_ready(world)
     if scenario.get("realtime"):
         world.pace = platform.pacer(world.now_us, scenario["realtime"])

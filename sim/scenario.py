@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cpython import FIRMWARE_LAMP, FIRMWARE_LIB
+from .cpython import FIRMWARE, FIRMWARE_LAMP, FIRMWARE_LIB
 
 if str(FIRMWARE_LIB) not in sys.path:
     sys.path.insert(0, str(FIRMWARE_LIB))
@@ -32,6 +32,39 @@ if str(FIRMWARE_LAMP) not in sys.path:
 
 import civil
 import lampconfig
+from configcheck import ConfigError
+
+APPS = ("lamp", "kiosk")
+
+
+def config_parser(app: str):
+    """The app's own configuration parser (firmware/<app>/<app>config.py)."""
+    if app == "lamp":
+        return lampconfig.loads
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{app}config", FIRMWARE / app / f"{app}config.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.loads
+
+
+def roster_update(path: Path, version: int | None = None) -> bytes:
+    """A roster update as the centre sends it (firmware/kiosk/roster.py) from a
+    file of {"version": N, "people": [[id, name, department, active], ...]}."""
+    import hashlib
+
+    data = json.loads(path.read_text())
+    people = data["people"]
+    body = json.dumps(people, ensure_ascii=False).encode()
+    head = {
+        "version": data["version"] if version is None else version,
+        "count": len(people),
+        "sha256": hashlib.sha256(body).hexdigest(),
+    }
+    return json.dumps(head).encode() + b"\n" + body
+
 
 FAULTS = ("lamp_failure", "lamp_on_unexpected", "relay_failure")
 MODES = ("schedule", "photocell", "failsafe", "alarm")
@@ -54,6 +87,7 @@ class Expectation:
 @dataclass
 class Scenario:
     path: Path
+    app: str = "lamp"
     name: str = ""
     config_path: Path | None = None
     config: dict = field(default_factory=dict)
@@ -77,12 +111,13 @@ class Scenario:
     @property
     def needs_centre(self) -> bool:
         return any(e["do"] == "centre" for e in self.events) or any(
-            x.kind in ("alarm_by", "alarms") for x in self.expectations
+            x.kind in ("alarm_by", "alarms", "checkins") for x in self.expectations
         )
 
     def to_json(self, seed: int | None = None, realtime: float | None = None) -> dict:
         """What the simulator core takes (docs/sim.md)."""
         return {
+            "app": self.app,
             "realtime": realtime,
             "name": self.name,
             "start": self.start,
@@ -153,6 +188,12 @@ class _Parser:
             head = words[0]
             if head == "name":
                 sc.name = " ".join(words[1:])
+            elif head == "app":
+                if len(words) != 2 or words[1] not in APPS:
+                    raise self.fail(f"app is one of {', '.join(APPS)}")
+                if sc.config_path is not None:
+                    raise self.fail("`app` comes before `config`: it says how to read it")
+                sc.app = words[1]
             elif head == "config":
                 self._config(" ".join(words[1:]))
             elif head in ("start", "end", "seed") or head in (
@@ -163,14 +204,16 @@ class _Parser:
                 "rtc",
                 "ntp",
                 "broker",
+                "crowd",
             ):
                 self.pending.append((self.lineno, head, words[1:]))
             else:
                 raise self.fail(f'unknown statement "{head}"')
         if sc.config_path is None:
             raise ScenarioError(f"{self.path}: no `config` line")
-        # Times need the time zone, which the configuration gives: statements in order.
-        for lineno, head, words in self.pending:
+        # Times need the time zone, which the configuration gives: statements in
+        # order, but crowds last (they keep clear of the power cuts).
+        for lineno, head, words in sorted(self.pending, key=lambda p: p[1] == "crowd"):
             self.lineno = lineno
             getattr(self, "_" + head)(words)
         if not sc.start or not sc.end:
@@ -192,8 +235,8 @@ class _Parser:
         except OSError as e:
             raise self.fail(f"cannot read the configuration {path}: {e.strerror}") from None
         try:
-            cfg = lampconfig.loads(text)
-        except lampconfig.ConfigError as e:
+            cfg = config_parser(self.sc.app)(text)
+        except ConfigError as e:
             raise self.fail(f"the configuration {path} is not valid: " + "; ".join(e.errors)) from None
         self.sc.config_path = path
         self.sc.config = json.loads(text)
@@ -314,12 +357,137 @@ class _Parser:
             if not isinstance(message, dict):
                 raise self.fail('`centre sends` needs a JSON object, like {"cmd": "status"}')
             self.sc.events.append({"at": t, "do": "centre", "cmd": "send", "message": message})
+        elif what[:1] == ["face"] and self.sc.app == "kiosk":
+            self.sc.events.append(dict(self._face(what[1:]), at=t))
+        elif what[:2] == ["centre", "roster"] and len(what) == 3:
+            path = (self.path.parent / what[2]).resolve()
+            try:
+                payload = roster_update(path)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise self.fail(f"cannot make a roster update from {path}: {e}") from None
+            site = self.sc.config.get("site", {}).get("id", "park")
+            topic = f"park/{site}/kiosk/roster"
+            message = {"topic": topic, "payload": payload.decode(), "retain": True}
+            self.sc.events.append({"at": t, "do": "centre", "cmd": "publish", "message": message})
         else:
             raise self.fail(
                 f'unknown stimulus "{" ".join(what)}" (lamp fails, lamp repaired, '
                 "photocell ok|stuck|open|short, rtc battery dead|ok, press button for N ms|s, "
                 "button noise N ms, centre ack|resolve|garbage, centre sends {JSON})"
             )
+
+    def _crowd(self, words: list[str]) -> None:
+        """crowd T - T people N [repeats N] [unknown N] [spoofs N] [garbage N] [badcrc N] roster FILE:
+        N people of the roster (active ones) come to the kiosk once each at random
+        times in the span, some of them again within a minute or four (repeats),
+        with unknown faces, photos held up (spoofs), noise and damaged frames
+        among them; nobody comes while the power is off or in the minute after."""
+        import random
+
+        usage = (
+            'expected "crowd T - T people N [repeats N] [unknown N] [spoofs N] [garbage N] [badcrc N] '
+            'roster FILE"'
+        )
+        if "people" not in words or "roster" not in words:
+            raise self.fail(usage)
+        k = words.index("people")
+        t0, t1 = self.span(words[:k])
+        if t1 is None:
+            raise self.fail(usage)
+        rest = words[k:]
+        counts: dict[str, int] = {}
+        roster_file = None
+        while rest:
+            if len(rest) < 2:
+                raise self.fail(usage)
+            key, value = rest[0], rest[1]
+            rest = rest[2:]
+            if key == "roster":
+                roster_file = value
+            elif key in ("people", "repeats", "unknown", "spoofs", "garbage", "badcrc") and value.isdigit():
+                counts[key] = int(value)
+            else:
+                raise self.fail(usage)
+        assert roster_file is not None
+        path = (self.path.parent / roster_file).resolve()
+        try:
+            people = [p[0] for p in json.loads(path.read_text())["people"] if p[3] is True]
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+            raise self.fail(f"cannot read the roster {path}: {e}") from None
+        n = counts.get("people", 0)
+        if n > len(people):
+            raise self.fail(f"people {n}: the roster has {len(people)} active people")
+        dark: list[tuple[int, int]] = []
+        off = None
+        for ev in sorted(self.sc.events, key=lambda e: e["at"]):
+            if ev["do"] == "power_off":
+                off = ev["at"]
+            elif ev["do"] == "power_on" and off is not None:
+                dark.append((off, ev["at"] + 60))
+                off = None
+        rnd = random.Random(self.sc.seed * 7919 + t0)
+
+        def when() -> int:
+            while True:
+                t = rnd.randrange(t0, t1)
+                if not any(a <= t <= b for a, b in dark):
+                    return t
+
+        chosen = rnd.sample(people, n)
+        firsts = {pid: when() for pid in chosen}
+        for pid, t in firsts.items():
+            self.sc.events.append(
+                {"at": t, "do": "face", "what": "person", "id": pid, "live": 1, "score": 0.9}
+            )
+        for pid in rnd.sample(chosen, min(counts.get("repeats", 0), n)):
+            t = firsts[pid] + rnd.randrange(20, 240)
+            if t <= t1 and not any(a <= t <= b for a, b in dark):
+                self.sc.events.append(
+                    {"at": t, "do": "face", "what": "person", "id": pid, "live": 1, "score": 0.95}
+                )
+        for _ in range(counts.get("unknown", 0)):
+            self.sc.events.append({"at": when(), "do": "face", "what": "unknown", "score": 0.42})
+        for _ in range(counts.get("spoofs", 0)):
+            pid = rnd.choice(people)
+            self.sc.events.append(
+                {"at": when(), "do": "face", "what": "person", "id": pid, "live": 0, "score": 0.9}
+            )
+        for _ in range(counts.get("garbage", 0)):
+            self.sc.events.append({"at": when(), "do": "face", "what": "garbage"})
+        for _ in range(counts.get("badcrc", 0)):
+            pid = rnd.choice(people)
+            self.sc.events.append(
+                {"at": when(), "do": "face", "what": "badcrc", "id": pid, "live": 1, "score": 0.9}
+            )
+
+    def _face(self, words: list[str]) -> dict:
+        """face PERSON score S [spoof] [badcrc] | face unknown [score S] | face garbage"""
+        usage = 'expected "face PERSON score S [spoof] [badcrc]", "face unknown [score S]" or "face garbage"'
+        if words == ["garbage"]:
+            return {"do": "face", "what": "garbage"}
+        if not words:
+            raise self.fail(usage)
+        ev: dict[str, Any] = {"do": "face", "what": "unknown" if words[0] == "unknown" else "person"}
+        if ev["what"] == "person":
+            ev["id"] = words[0]
+            ev["live"] = 1
+        rest = words[1:]
+        if rest[:1] == ["score"] and len(rest) >= 2:
+            try:
+                ev["score"] = float(rest[1])
+            except ValueError:
+                raise self.fail(f'"{rest[1]}" is not a score from 0 to 1') from None
+            rest = rest[2:]
+        elif ev["what"] == "person":
+            raise self.fail(usage)
+        for w in rest:
+            if w == "spoof" and ev["what"] == "person":
+                ev["live"] = 0
+            elif w == "badcrc" and ev["what"] == "person":
+                ev["what"] = "badcrc"
+            else:
+                raise self.fail(usage)
+        return ev
 
     def _ms(self, text: str) -> int:
         m = re.match(r"^(\d+)(ms|s)$", text)
@@ -359,6 +527,8 @@ class _Parser:
             sc.expectations.append(Expectation(text, "alarm_by", self.when(" ".join(words[5:]))))
         elif len(words) == 4 and words[0].isdigit() and words[1:] == ["alarms", "at", "centre"]:
             sc.expectations.append(Expectation(text, "alarms", count=int(words[0])))
+        elif len(words) == 4 and words[0].isdigit() and words[1:] == ["checkins", "at", "centre"]:
+            sc.expectations.append(Expectation(text, "checkins", count=int(words[0])))
         else:
             raise self.fail(f'unknown expectation "{text}"')
 

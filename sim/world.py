@@ -6,7 +6,6 @@
 import heapq
 import math
 
-import lampconfig
 import sun
 from _hub import PowerLoss, Stop, net_ready
 from civil import split, to_seconds
@@ -110,13 +109,7 @@ class World:
         self.now_us = scenario["start"] * 1000000
         self.end_us = scenario["end"] * 1000000
         self.rand = Random(scenario.get("seed", 0))
-        # The installed configuration says where the lamp is and how it is wired:
-        # read with the firmware's own parser, so defaults cannot drift apart.
-        cfg = lampconfig.parse(scenario["config"])
-        self.lat = cfg.lat
-        self.lon = cfg.lon
-        self.gamma = cfg.gamma
-        self.pins = cfg.pins
+        self.configure(scenario["config"])
         b = scenario.get("board", {})
         self.ds3231 = DS3231(self, b.get("ds3231", "set") == "set", b.get("rtc_battery", "ok") == "ok")
         self.ds3231.offset_us += b.get("clock_offset_s", 0) * 1000000
@@ -148,6 +141,17 @@ class World:
         for ev in scenario.get("events", []):
             self.at(ev["at"] * 1000000, ev)
 
+    def configure(self, config):
+        # The installed configuration says where the lamp is and how it is wired:
+        # read with the firmware's own parser, so defaults cannot drift apart.
+        import lampconfig  # the lamp's: a kiosk's firmware path has no lampconfig
+
+        cfg = lampconfig.parse(config)
+        self.lat = cfg.lat
+        self.lon = cfg.lon
+        self.gamma = cfg.gamma
+        self.pins = cfg.pins
+
     # --- the event queue ---------------------------------------------------
 
     def at(self, t_us, ev):
@@ -177,7 +181,11 @@ class World:
             self.apply(ev)
             if was_on and not self.powered:
                 raise PowerLoss()
-            if stop_early and self.board is not None and (self.board.schedule or self._pushed()):
+            if (
+                stop_early
+                and self.board is not None
+                and (self.board.schedule or self._pushed() or self.board.rx_waiting())
+            ):
                 return True  # an IRQ's callback, or data on its way: the firmware sees it now
         if target >= self.end_us:
             if self._pace_to(self.end_us):
@@ -448,6 +456,12 @@ class World:
         if abs(level - last) >= 1.0 or (level != last and (level == 0.0 or level >= 99.95)):
             self._recorded = level
             self.log(self.now_us, "level", "%.1f" % level)
+
+    def uart_write(self, board, uart, data):
+        pass  # nothing on the lamp's UARTs
+
+    def spi_write(self, board, bus, data):
+        pass  # nor on its SPI buses
 
     def i2c_scan(self, board):
         return [DS3231_ADDR]

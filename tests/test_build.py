@@ -184,20 +184,20 @@ def test_a_syntax_error_names_file_and_line(tmp_path):
         build.build("lamp", tmp_path / "out", root=root)
 
 
-def test_the_kiosk_is_built_once_it_exists(tmp_path):
-    proc = parkctl("build", "kiosk", "--out", str(tmp_path / "k"))
-    assert proc.returncode == 2
-    assert "the kiosk app does not exist yet" in proc.stderr and "Traceback" not in proc.stderr
-    root = app_tree(tmp_path / "firmware", {"kiosk/fast.py": "X = 1\n", "lib/util.py": "Y = 2\n"}, "kiosk")
-    b = build.build("kiosk", tmp_path / "out", chip="esp32s3", root=root)
-    assert sorted(b.manifest["files"]) == [
-        "/boot.py",
-        "/fast.mpy",
-        "/font16.bin",
-        "/lib/util.mpy",
-        "/main.py",
-    ]
+def test_the_kiosk_builds_with_its_font_and_refuses_a_bad_device_configuration(tmp_path):
+    b = build.build("kiosk", tmp_path / "out", chip="esp32s3")
+    files = b.manifest["files"]
+    for name in ("/boot.py", "/main.py", "/board.mpy", "/st7789.mpy", "/font16.bin", "/lib/journal.mpy"):
+        assert name in files, name
     assert b.image.stat().st_size == 0x600000  # the vfs partition of an 8 MiB ESP32-S3
+    bad = tmp_path / "gate.json"
+    bad.write_text(json.dumps({"site": {"tz": "CST-8"}, "checkin": {"threshold": 2}}))
+    proc = parkctl("build", "kiosk", "--out", str(tmp_path / "k"), "--device-config", str(bad))
+    assert proc.returncode == 2
+    assert "checkin.threshold: 2 is outside 0.0..1.0" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "bare" / "kiosk").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"kiosk has no main\.py: not an app"):
+        build.build("kiosk", tmp_path / "out2", root=tmp_path / "bare")
 
 
 def test_device_config_is_installed_outside_the_apps_manifest(tmp_path):

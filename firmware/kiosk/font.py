@@ -82,3 +82,21 @@ class Font:
                         px = k * self.width + x
                         out[y * stride + px // 8] |= 0x80 >> (px % 8)
         return w, out
+
+
+class Boxes(Font):
+    """What the kiosk draws with when the font file is missing or damaged: every
+    character a box, so the screens still work (and the problem shows)."""
+
+    def __init__(self, width=16, height=16):
+        self.f = None
+        self.width, self.height, self.count = width, height, 0
+        self.row = (width + 7) // 8
+        self.size = self.row * height
+        self.missing = 0
+
+    def close(self):
+        pass
+
+    def find(self, cp):
+        return -1

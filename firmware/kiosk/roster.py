@@ -23,9 +23,10 @@ class RosterError(ValueError):
 
 
 class Roster:
-    def __init__(self, version=0, people=None):
+    def __init__(self, version=0, people=None, digest=""):
         self.version = version
         self.people = people or {}  # id -> (name, department, active)
+        self.digest = digest  # the update's sha256: the same update again is no news
 
     def get(self, pid):
         return self.people.get(pid)
@@ -78,4 +79,18 @@ def parse(text, current=None):
         if pid in people:
             raise RosterError("person %s is listed twice" % pid)
         people[pid] = (name, dept, active)
-    return Roster(version, people)
+    return Roster(version, people, digest.lower())
+
+
+def same(text, current):
+    """Is this update the roster in force (a retained message seen again)?"""
+    if isinstance(text, str):
+        text = text.encode()
+    cut = text.find(b"\n")
+    try:
+        head = json.loads(text[:cut]) if cut > 0 else None
+    except ValueError:
+        return False
+    if not isinstance(head, dict) or current is None or not current.digest:
+        return False
+    return head.get("version") == current.version and head.get("sha256") == current.digest

@@ -1,23 +1,22 @@
 # What the kiosk's display shows (240x320, portrait): idle, welcome, already
 # checked in, not recognised, error. Drawn into any frame buffer with
-# MicroPython's framebuf API (fill, fill_rect, pixel; RGB565 colours): on the
+# MicroPython's framebuf API (fill, fill_rect, pixel; RGB565 colours in the panel's byte order): on the
 # board a framebuf.FrameBuffer over the display's buffer, in tests and the
 # simulator whatever keeps the pixels. Text comes from font.Font, a glyph at a
 # time, so Chinese names cost no more RAM than Latin ones.
 
+from st7789 import color
+
 WIDTH = 240
 HEIGHT = 320
-BLACK = 0x0000
-WHITE = 0xFFFF
-GREEN = 0x07E0
-GREY = 0x8410
-RED = 0xF800
+# In the panel's byte order (st7789.color), as framebuf stores them.
+BLACK = color(0, 0, 0)
+WHITE = color(255, 255, 255)
+GREEN = color(0, 160, 60)
+GREY = color(96, 96, 96)
+RED = color(200, 30, 30)
 BAR = 40  # the header bar's height
 LINE = 24  # text line pitch
-
-
-def rgb565(r, g, b):
-    return ((r & 0xF8) << 8) | ((g & 0xFC) << 3) | (b >> 3)
 
 
 class Screens:

@@ -230,20 +230,40 @@ class Journal:
     def erase(self, drop):
         """Remove from flash every event for which drop(seq, kind, body, pending)
         is true, delivered or not (privacy: a person's records, or records past
-        their retention); returns how many. Each segment that holds one is
+        their retention); returns how many."""
+        return self.rewrite(
+            lambda seq, kind, body, pending: None if drop(seq, kind, body, pending) else body
+        )[0]
+
+    def rewrite(self, fn):
+        """Change events on flash: fn(seq, kind, body, pending) gives the body to
+        keep (the same, or a new one, one line of JSON), or None to erase the
+        event. Returns (erased, changed). Each segment where something changes is
         rewritten to a temp file that is then renamed over it (atomic on
         littlefs: a power cut leaves the old segment or the new, never half)."""
-        erased = 0
+        erased = changed = 0
         for number in list(self._segments):
             keep = []
             gone = {}
+            dirty = False
             for rec in self._lines(number):
                 seq, kind = rec[0], rec[2]
-                if kind != "ack" and seq not in gone and drop(seq, kind, rec[4], seq in self.pending):
+                if kind == "ack" or seq in gone:
+                    keep.append(rec)
+                    continue
+                body = fn(seq, kind, rec[4], seq in self.pending)
+                if body is None:
                     gone[seq] = True
+                    dirty = True
+                elif body != rec[4]:
+                    if "\n" in body:
+                        raise ValueError("an event body is one line of JSON")
+                    keep.append((seq, rec[1], kind, rec[3], body))
+                    changed += 1
+                    dirty = True
                 else:
                     keep.append(rec)
-            if not gone:
+            if not dirty:
                 continue
             keep = [r for r in keep if r[0] not in gone]  # their acks too
             newest = number == self._segments[-1]
@@ -261,7 +281,7 @@ class Journal:
             for seq in gone:
                 self._settled(seq)
             erased += len(gone)
-        return erased
+        return erased, changed
 
     def recent(self, n):
         """The last n events on flash, oldest first: (seq, id, kind, body); reads

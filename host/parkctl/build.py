@@ -237,8 +237,8 @@ def _app_files(app_dir: Path) -> list[Path]:
 
 
 def check_device_config(app: str, path: Path) -> bytes:
-    """A device configuration's bytes, once valid for `app` (the lamp's is checked by
-    the firmware's own lampconfig, as `parkctl config check` does)."""
+    """A device configuration's bytes, once valid for `app` (checked by the app's
+    own parser, lampconfig or kioskconfig, as the board will)."""
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -248,10 +248,10 @@ def check_device_config(app: str, path: Path) -> bytes:
         json.loads(text)
     except (UnicodeDecodeError, ValueError) as e:
         raise UserError(f"{path}: not a JSON file: {e}") from None
-    if app == "lamp":
-        from .runtime import lamp_config_errors
+    if app in APPS:
+        from .runtime import config_errors
 
-        errors = lamp_config_errors(text)
+        errors = config_errors(app, text)
         if errors:
             raise UserError(
                 f"{path}: {len(errors)} error(s) in the device configuration: " + "; ".join(errors)
@@ -270,10 +270,7 @@ def stage(
         raise UserError(f"unknown app {app!r}: choose one of {', '.join(APPS)}")
     app_dir = root / app
     if not (app_dir / "main.py").is_file():
-        raise UserError(
-            f"the {app} app does not exist yet: {app_dir} has no main.py"
-            + (" (issue #8)" if app == "kiosk" else "")
-        )
+        raise UserError(f"{app_dir} has no main.py: not an app")
     files: dict[str, bytes] = {}
     jobs: list[tuple[str, Path, str]] = []  # (board path, source, name recorded in the .mpy)
     for p in _app_files(app_dir):

@@ -251,12 +251,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     from . import simcmd
 
-    path = Path(args.scenario) if args.scenario else simcmd.DEFAULT_SCENARIO
+    path = simcmd.scenario_path(args.scenario) if args.scenario else simcmd.DEFAULT_SCENARIO
     if args.lamps != 1:
+        if args.frames:
+            raise UserError("--frames is for one kiosk, not --lamps")
         return _sim_fleet(args, path)
     if args.realtime is not None and args.realtime <= 0:
         raise UserError("--realtime needs a speed above 0 (1 is real time, 60 a minute a second)")
-    result = simcmd.run(path, args.runtime, args.seed, args.realtime, args.broker)
+    frames = Path(args.frames) if args.frames else None
+    result = simcmd.run(path, args.runtime, args.seed, args.realtime, args.broker, frames=frames)
     sc = result.scenario
     if args.json:
         for e in result.entries:
@@ -276,7 +279,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
             print("expectations:")
         for text, ok, seen in result.checks:
             print(f"  {'ok  ' if ok else 'FAIL'} {text}  ({seen})")
+    if frames is not None and not args.json:
+        print(f"{len(list(frames.glob('*.png')))} frames of the display written to {frames}")
     if args.plot:
+        if sc.app != "lamp":
+            raise UserError("--plot draws a lamp's level: this scenario is a kiosk's (try --frames DIR)")
         simcmd.plot(result, Path(args.plot))
         if not args.json:
             print(f"plot written to {args.plot}")
@@ -555,10 +562,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser(
         "sim",
-        help="run a scenario on the simulated lamp controller",
+        help="run a scenario on the simulated lamp controller or kiosk",
         description="Runs the unmodified firmware on a virtual ESP32 through a scenario (docs/scenarios.md).",
     )
-    sim.add_argument("scenario", nargs="?", help="scenario file (default: the winter night in the G60 park)")
+    sim.add_argument(
+        "scenario",
+        nargs="?",
+        help="scenario file, or the name of one in sim/scenarios (default: the winter night in the G60 park)",
+    )
     sim.add_argument(
         "--runtime", choices=RUNTIMES, default="cpython", help="interpreter to run the firmware in"
     )
@@ -571,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--plot", metavar="FILE", help="write a PNG plot of the lamp level")
     sim.add_argument("--json", action="store_true", help="print the timeline as JSON lines")
+    sim.add_argument("--frames", metavar="DIR", help="a kiosk's display: write every frame as a PNG into DIR")
     sim.add_argument("--lamps", type=int, default=1, metavar="N", help="N lamps in one process (CPython)")
     sim.add_argument(
         "--realtime",

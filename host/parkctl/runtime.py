@@ -57,15 +57,20 @@ def import_firmware() -> None:
 def lamp_config_errors(config: str | dict) -> list[str]:
     """Every error of a lamp configuration (JSON text, or decoded), each with its
     path, by the firmware's own parser in this process; [] when it is valid."""
+    return config_errors("lamp", config)
+
+
+def config_errors(app: str, config: str | dict) -> list[str]:
+    """Every error of `app`'s configuration (JSON text, or decoded), each with its
+    path, by the app's own parser (firmware/<app>/<app>config.py); [] when valid."""
     import_firmware()
-    import lampconfig
+    from configcheck import ConfigError
+
+    from sim.scenario import config_parser
 
     try:
-        if isinstance(config, str):
-            lampconfig.loads(config)
-        else:
-            lampconfig.parse(config)
-    except lampconfig.ConfigError as e:
+        config_parser(app)(config if isinstance(config, str) else json.dumps(config))
+    except ConfigError as e:
         return list(e.errors)
     return []
 

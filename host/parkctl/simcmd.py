@@ -3,8 +3,10 @@ check the expectations, draw the plot."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -19,7 +21,18 @@ if TYPE_CHECKING:
     from sim.scenario import Scenario
 
 DEFAULT_SCENARIO = ROOT / "sim" / "scenarios" / "winter-night.scn"
-SIM_HEAP = "512k"  # the simulator shares the interpreter with the firmware
+# The simulator shares the interpreter with the firmware; the kiosk (an ESP32-S3
+# with PSRAM) has a 150 KB frame buffer, and its virtual panel as much again.
+SIM_HEAP = {"lamp": "512k", "kiosk": "2M"}
+
+
+def scenario_path(name: str) -> Path:
+    """A scenario file, or the name of one shipped in sim/scenarios (kiosk-morning)."""
+    p = Path(name)
+    if p.exists() or p.suffix or "/" in name:
+        return p
+    shipped = ROOT / "sim" / "scenarios" / f"{name}.scn"
+    return shipped if shipped.exists() else p
 
 
 @dataclass
@@ -48,24 +61,29 @@ def run(
     realtime: float | None = None,
     broker: str | None = None,
     heap_probe: bool = False,
+    frames: Path | None = None,
+    flash: Path | None = None,
 ) -> Result:
     """broker, for a networked scenario: "embedded" (the default: amqtt, in this
     process), "mosquitto" (one of our own), or the URL of one that is running
     (then the scenario cannot stop it); heap_probe: MicroPython only, `heap`
-    entries (bench/alarms.py)."""
+    entries (bench/alarms.py); frames: a folder for the kiosk display's frames
+    (PNG, named NNNNN-HHMMSS.png by local time); flash: where to copy the
+    board's flash image (littlefs2) when the run ends."""
     from sim.scenario import ScenarioError, load
 
     try:
         sc = load(path)
     except ScenarioError as e:
         raise UserError(str(e)) from None
-    if not sc.networked:
-        return _run(sc, runtime, seed, realtime, None, heap_probe)
-    owned = _own_broker(broker or "embedded", sc)
+    if frames is not None and sc.app != "kiosk":
+        raise UserError(f"{path}: --frames is for a kiosk scenario (its display); this one is a {sc.app}'s")
+    owned = _own_broker(broker or "embedded", sc) if sc.networked else None
     try:
-        return _run(sc, runtime, seed, realtime, owned, heap_probe)
+        return _run(sc, runtime, seed, realtime, owned, heap_probe, frames, flash)
     finally:
-        owned.close()
+        if owned is not None:
+            owned.close()
 
 
 def _own_broker(broker: str, sc: Scenario):
@@ -86,7 +104,14 @@ def _own_broker(broker: str, sc: Scenario):
 
 
 def _run(
-    sc: Scenario, runtime: str, seed: int | None, realtime: float | None, broker, heap_probe: bool
+    sc: Scenario,
+    runtime: str,
+    seed: int | None,
+    realtime: float | None,
+    broker,
+    heap_probe: bool,
+    frames: Path | None = None,
+    flash: Path | None = None,
 ) -> Result:
     from sim import cpython
     from sim.centre import Outside
@@ -103,7 +128,11 @@ def _run(
     now = [sc.start]
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "flash.img"
-        cpython.make_image(image, {"/config.json": json.dumps(config).encode()})
+        cpython.make_image(image, _flash_files(sc.app, config))
+        raw = Path(tmp) / "frames"
+        if frames is not None:
+            raw.mkdir()
+            data["frames"] = str(raw)
         if runtime == "cpython":
             made: list[Outside] = []
 
@@ -130,28 +159,62 @@ def _run(
                 log = lambda kind, text: entries.append(Entry(now[0], kind, text))  # noqa: E731
                 outside = Outside(broker, *parse_url(broker.url), log)
             try:
-                _run_micropython(data, image, Path(tmp) / "scenario.json", entries, now, outside)
+                _run_micropython(sc.app, data, image, Path(tmp) / "scenario.json", entries, now, outside)
             finally:
                 if outside is not None:
                     outside.close()
         else:
             raise UserError(f"unknown runtime {runtime!r}: choose cpython or micropython")
+        if frames is not None:
+            _write_frames(sc, raw, frames)
+        if flash is not None:
+            shutil.copyfile(image, flash)
     return Result(sc, entries, check(sc, entries))
 
 
+def _flash_files(app: str, config: dict) -> dict[str, bytes]:
+    """The simulated board's flash at power-on: its configuration, and the
+    kiosk's font (as `parkctl build kiosk` puts it there)."""
+    files = {"/config.json": json.dumps(config).encode()}
+    if app == "kiosk":
+        from .font import FONT_FILE
+
+        files[FONT_FILE] = _kiosk_font()
+    return files
+
+
+@functools.cache
+def _kiosk_font() -> bytes:
+    from .font import make_font
+
+    return make_font()  # a second: made once per process
+
+
+def _write_frames(sc: Scenario, raw: Path, out: Path) -> None:
+    from .frames import save_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):
+        old.unlink()
+    for f in sorted(raw.glob("*.raw")):
+        n, t = f.stem.split("-")
+        hhmmss = local(sc, int(t)).split("T")[1].replace(":", "")
+        save_png(f.read_bytes(), 240, 320, out / f"{n}-{hhmmss}.png")
+
+
 def _run_micropython(
-    data: dict, image: Path, spec: Path, entries: list[Entry], now: list[int], outside
+    app: str, data: dict, image: Path, spec: Path, entries: list[Entry], now: list[int], outside
 ) -> None:
     """sim/mp_main.py in the MicroPython interpreter; the world outside the board
     (centre, broker) runs here and answers its requests (\x1d lines) on its stdin.
     now[0]: the simulated time of the request being answered."""
     spec.write_text(json.dumps(data))
-    paths = [ROOT / "sim", ROOT / "sim" / "vesp32", ROOT / "firmware" / "lamp", ROOT / "firmware" / "lib"]
+    paths = [ROOT / "sim", ROOT / "sim" / "vesp32", ROOT / "firmware" / app, ROOT / "firmware" / "lib"]
     env = dict(os.environ, MICROPYPATH=os.pathsep.join(str(p) for p in paths))
     cmd = [
         micropython_binary(),
         "-X",
-        f"heapsize={SIM_HEAP}",
+        f"heapsize={SIM_HEAP[app]}",
         str(ROOT / "sim" / "mp_main.py"),
         str(image),
         str(spec),
@@ -245,6 +308,9 @@ def check(sc: Scenario, entries: list[Entry]) -> list[tuple[str, bool, str]]:
         elif ex.kind == "fault":
             n = len(_events(entries, ex.value))
             out.append((ex.text, n == ex.count, f"raised {n} time(s)"))
+        elif ex.kind == "checkins":
+            seen = [e for e in entries if e.kind == "centre" and e.text.startswith("checkin ")]
+            out.append((ex.text, len(seen) == ex.count, f"{len(seen)} check-in(s) at the centre"))
         elif ex.kind in ("alarm_by", "alarms"):
             raised = [e for e in entries if e.kind == "centre" and e.text.startswith("alarm_raised ")]
             if ex.kind == "alarms":

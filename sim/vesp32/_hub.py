@@ -77,6 +77,14 @@ class Board:
         self.lingering = []  # connections lost without a goodbye, still open at the broker
         self.wills = 0  # connections that ended at the broker without a goodbye
         self.console_wanted = False  # the firmware is polling its serial console now
+        self.uarts = {}  # UART id -> the firmware's machine.UART: what the world writes to
+
+    def rx_waiting(self):
+        """Bytes the world sent wait in a UART: the firmware must see them now."""
+        for u in self.uarts.values():
+            if u.any():
+                return True
+        return False
 
     def console_ready(self):
         """A byte typed on the serial console waits to be read (the virtual board's)."""
@@ -101,6 +109,7 @@ class Board:
         self.wdt_timeout_us = 0
         self.irqs = {}
         self.pin_values = {}
+        self.uarts = {}
         self.drop_connections()
 
     def drop_connections(self):

@@ -140,20 +140,68 @@ class I2C:
 
 
 class UART:
-    def __init__(self, id, baudrate=115200, **kw):
+    """A UART whose other end is the world (the kiosk's face module): what the
+    world sends waits in the receive buffer (bounded, as the driver's ring is)."""
+
+    def __init__(self, id, baudrate=115200, rxbuf=256, **kw):
         self.id = id
-        self._rx = b""
+        self.baudrate = baudrate
+        self.rxbuf = rxbuf
+        self._rx = bytearray()
+        self.overruns = 0
+        _hub.board.uarts[id] = self
+
+    def receive(self, data):
+        """The world's bytes arrive; past the ring's size they are lost."""
+        room = self.rxbuf - len(self._rx)
+        if len(data) > room:
+            self.overruns += len(data) - room
+            data = data[:room]
+        self._rx += data
 
     def any(self):
         return len(self._rx)
 
     def read(self, n=-1):
-        data = self._rx if n < 0 else self._rx[:n]
+        if not self._rx:
+            return None
+        data = bytes(self._rx if n < 0 else self._rx[:n])
         self._rx = self._rx[len(data) :]
-        return data or None
+        return data
+
+    def readinto(self, buf, n=-1):
+        data = self.read(len(buf) if n < 0 else n)
+        if data is None:
+            return None
+        buf[: len(data)] = data
+        return len(data)
 
     def write(self, data):
+        _world().uart_write(_hub.board, self.id, bytes(data))
         return len(data)
+
+    def ioctl(self, req, arg):
+        if req == 3 and self._rx:  # MP_STREAM_POLL: readable
+            return arg & 1
+        return 0
+
+
+class SPI:
+    """An SPI bus whose devices are the world's (the kiosk's display)."""
+
+    def __init__(self, id, baudrate=1000000, **kw):
+        self.id = id
+        self.baudrate = baudrate
+
+    def init(self, baudrate=None, **kw):
+        if baudrate is not None:
+            self.baudrate = baudrate
+
+    def write(self, buf):
+        _world().spi_write(_hub.board, self.id, buf)
+
+    def deinit(self):
+        pass
 
 
 class RTC:

@@ -126,3 +126,20 @@ def test_erase_of_delivered_records_leaves_pending_ones():
     assert [x[0] for x in j.find(lambda seq, kind: True)] == [3, 5]
     assert sorted(j.pending) == [3, 5]
     assert j.erase(lambda seq, kind, body, pending: not pending) == 0
+
+
+def test_rewrite_changes_bodies_in_place_and_a_reboot_reads_them():
+    folder = tempdir() + "/j"
+    j = new(folder)
+    j.append("checkin", '{"person": "p1", "ts": null, "mono": 5}', True)
+    j.append("boot", '{"ts": null}')
+    j.append("checkin", '{"person": "p2", "ts": 100}', True)
+
+    def fix(seq, kind, body, pending):
+        return body.replace('"ts": null, "mono": 5', '"ts": 95') if kind == "checkin" else body
+
+    assert j.rewrite(fix) == (0, 1)
+    assert raises(ValueError, j.rewrite, lambda seq, kind, body, pending: body + "\n")
+    j2 = new(folder)
+    bodies = [b for _, _, _, b in j2.undelivered(10)]
+    assert bodies == ['{"person": "p1", "ts": 95}', '{"ts": null}', '{"person": "p2", "ts": 100}']

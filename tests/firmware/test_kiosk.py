@@ -149,3 +149,42 @@ def test_screens_draw_glyphs_and_a_box_for_what_the_font_lacks():
     s.already("AB", "08:59")
     s.not_recognised()
     s.error("camera not found")
+
+
+def test_the_kiosk_configuration_names_every_problem():
+    from configcheck import ConfigError
+    from kioskconfig import loads, parse
+
+    shipped = loads(open("firmware/kiosk/config.json").read())
+    assert shipped.site_id == "g60" and shipped.window_s == 300 and shipped.liveness is True
+    assert shipped.pins["face_rx"] == 18
+    bad = {
+        "site": {"id": "g 60", "tz": "Mars/Olympus"},
+        "checkin": {"threshold": 1.5, "liveness": "yes", "window": 5},
+        "pins": {"buzzer": 99},
+        "network": {"broker": "http://x"},
+    }
+    e = raises(ConfigError, parse, bad)
+    text = "\n".join(e.errors)
+    for part in (
+        "site.id:",
+        "site.tz:",
+        "checkin.threshold: 1.5 is outside",
+        "checkin.liveness: must be true or false",
+        "checkin.window: unknown setting",
+        "pins.buzzer: 99 is outside",
+        "network.ssid: missing",
+        "network.broker:",
+    ):
+        assert part in text, (part, text)
+    assert raises(ConfigError, loads, "{not json").errors[0].startswith("(file): not valid JSON")
+
+
+def test_the_same_roster_again_is_recognised_and_a_newer_one_is_not():
+    from roster import same
+
+    rows = [["1024", "张伟", "工程部", True]]
+    r = parse(update(3, rows))
+    assert same(update(3, rows), r)
+    assert not same(update(4, rows), r)
+    assert not same(b"garbage", r) and not same(update(3, rows), Roster())
