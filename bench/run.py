@@ -216,3 +216,8 @@ if __name__ == "__main__":
     alarms.bench_alarm_latency()
     alarms.bench_heap_week()
     bench_fleet_broker()
+    import kiosk
+
+    kiosk.bench_glyphs_and_heap()
+    kiosk.bench_face_to_welcome()
+    kiosk.bench_heap_morning()

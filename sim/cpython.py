@@ -287,11 +287,16 @@ class Platform:
         self.console: Any = None
         self._world_ready = world_ready
         self.frames: str | None = None  # the host's folder for the display's frames
+        self.realtime = False
 
     def world_ready(self, world) -> None:
         self.modules.fs.attach(world)
         if self.frames is not None and hasattr(world, "frame_sink"):
             world.frame_sink = self.save_frame
+        if self.realtime and hasattr(world, "wall_us"):
+            import time
+
+            world.wall_us = lambda: time.perf_counter_ns() // 1000
         if self._world_ready is not None:
             self._world_ready(world)
 
@@ -337,6 +342,7 @@ def run(scenario: dict, image: Path | LittleFsVfs, emit, world_ready=None) -> An
     modules.fs = fs
     platform = Platform(modules, world_ready)
     platform.frames = scenario.get("frames")
+    platform.realtime = bool(scenario.get("realtime"))
     runner = modules.load("runner", as_firmware=False)
     hub: Any = modules.load("_hub", as_firmware=False)
     hub.net, hub.net_select = socket, select  # the host's network, under the virtual socket

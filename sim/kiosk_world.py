@@ -26,6 +26,10 @@ class KioskWorld(World):
         self.frame_sink = None  # fn(number, t_us, ram): where frames are kept (--frames)
         self.last_frame = None
         self.beeps = 0
+        # Real-time mode only (the platform sets it): fn() -> wall-clock us, to
+        # time a face frame's arrival to the next frame on the panel.
+        self.wall_us = None
+        self._face_wall = None
         self._lines = {
             self.pins["lcd_dc"]: "dc",
             self.pins["lcd_cs"]: "cs",
@@ -45,7 +49,7 @@ class KioskWorld(World):
             self.note("world", "garbage on the face module's line")
         else:
             msg = {"type": "face", "score": ev.get("score", 0.0)}
-            if what == "person":
+            if what in ("person", "badcrc"):
                 msg["id"] = ev["id"]
             if ev.get("live") is not None:
                 msg["live"] = ev["live"]
@@ -61,6 +65,8 @@ class KioskWorld(World):
             u = self.board.uarts.get(1)
             if u is not None:
                 u.receive(line)
+                if self.wall_us is not None and what != "garbage":
+                    self._face_wall = self.wall_us()
 
     def _describe(self, ev):
         what = ev["what"]
@@ -83,6 +89,10 @@ class KioskWorld(World):
         self.panel.spi(data)
 
     def _frame(self, ram):
+        wall = self.wall_us
+        if self._face_wall is not None and wall is not None:
+            self.log(self.now_us, "latency", "face to frame %d us" % (wall() - self._face_wall))
+            self._face_wall = None
         self.frames += 1
         self.last_frame = ram
         if self.frame_sink is not None:

@@ -13,7 +13,7 @@ import sys
 
 from builtin_modules import real
 
-_socket, _select = real(("socket", "select"))
+_socket, _select, _time = real(("socket", "select", "time"))
 
 import _hub  # noqa: E402
 import runner  # noqa: E402
@@ -55,6 +55,7 @@ class Platform:
         self.bdev = None  # the flash: a FileBlockDevice over the image
         self.fs = None  # its filesystem as mounted now
         self.frames = None  # the host's folder for the display's frames
+        self.realtime = False
 
     def remount(self):
         """Power is back: the filesystem is mounted afresh (littlefs's RAM state is gone)."""
@@ -68,6 +69,8 @@ class Platform:
             world.outside = RemoteOutside(world)
         if self.frames and hasattr(world, "frame_sink"):
             world.frame_sink = self.save_frame
+        if self.realtime and hasattr(world, "wall_us"):
+            world.wall_us = lambda: _time.time_ns() // 1000
 
     def save_frame(self, n, t_us, ram):
         """A frame of the virtual display, raw, into the host's folder (--frames)."""
@@ -205,6 +208,7 @@ def main():
     builtins.print = fw_print
     platform.outside = bool(scenario.get("outside"))
     platform.frames = scenario.get("frames")
+    platform.realtime = bool(scenario.get("realtime"))
     if scenario.get("heap_probe"):
         platform.heap = HeapProbe(emit)
     runner.run(scenario, platform.fs, platform, emit)

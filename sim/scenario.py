@@ -359,12 +359,16 @@ class _Parser:
             self.sc.events.append({"at": t, "do": "centre", "cmd": "send", "message": message})
         elif what[:1] == ["face"] and self.sc.app == "kiosk":
             self.sc.events.append(dict(self._face(what[1:]), at=t))
-        elif what[:2] == ["centre", "roster"] and len(what) == 3:
+        elif what[:2] == ["centre", "roster"] and (len(what) == 3 or what[3:] == ["damaged"]):
+            # centre roster FILE [damaged]: published retained; damaged: cut short
+            # on the way (its checksum no longer matches).
             path = (self.path.parent / what[2]).resolve()
             try:
                 payload = roster_update(path)
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise self.fail(f"cannot make a roster update from {path}: {e}") from None
+            if what[3:] == ["damaged"]:
+                payload = payload[:-20]
             site = self.sc.config.get("site", {}).get("id", "park")
             topic = f"park/{site}/kiosk/roster"
             message = {"topic": topic, "payload": payload.decode(), "retain": True}
@@ -373,7 +377,8 @@ class _Parser:
             raise self.fail(
                 f'unknown stimulus "{" ".join(what)}" (lamp fails, lamp repaired, '
                 "photocell ok|stuck|open|short, rtc battery dead|ok, press button for N ms|s, "
-                "button noise N ms, centre ack|resolve|garbage, centre sends {JSON})"
+                "button noise N ms, centre ack|resolve|garbage, centre sends {JSON}, "
+                "centre roster FILE [damaged], and for a kiosk: face ...)"
             )
 
     def _crowd(self, words: list[str]) -> None:

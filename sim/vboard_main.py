@@ -3,11 +3,12 @@
 # filesystem, and the simulator's peripherals on a world that runs in real time.
 # Started, behind a pseudo-terminal, by host/parkctl/vboard.py as
 #   micropython -X heapsize=... -i -c "import vboard_main"
-# with MICROPYPATH=sim:sim/vesp32:firmware/lamp:firmware/lib (the simulator's
+# with MICROPYPATH=sim:sim/vesp32:firmware/APP:firmware/lib (the simulator's
 # modules; the firmware itself comes from the image) and, in the environment,
-# VBOARD_IMAGE, VBOARD_CTL (the supervisor's TCP port on loopback), VBOARD_MODE
-# ("main": run boot.py and main.py; "raw": boot.py only, a soft reset from the
-# raw REPL) and VBOARD_STATE (JSON: what survives a reset).
+# VBOARD_APP ("lamp" or "kiosk": which world surrounds the board), VBOARD_IMAGE,
+# VBOARD_CTL (the supervisor's TCP port on loopback), VBOARD_MODE ("main": run
+# boot.py and main.py; "raw": boot.py only, a soft reset from the raw REPL) and
+# VBOARD_STATE (JSON: what survives a reset).
 #
 # Whatever ends the interpreter is the supervisor's to turn into a reset:
 # machine.reset() and a watchdog expiry ask it over the control connection.
@@ -22,10 +23,18 @@ from builtin_modules import real
 os, _socket, _select, _time = real(("os", "socket", "select", "time"))
 
 import _hub  # noqa: E402
-import lampconfig  # noqa: E402
 import vfs  # noqa: E402
 from blockdev import FileBlockDevice  # noqa: E402
-from world import World  # noqa: E402
+
+APP = os.getenv("VBOARD_APP") or "lamp"
+# The app's own parser reads the installed configuration (firmware/APP is on
+# MICROPYPATH for it), and the world around the board is the app's.
+if APP == "kiosk":
+    import kioskconfig as appconfig
+    from kiosk_world import KioskWorld as AppWorld
+else:
+    import lampconfig as appconfig
+    from world import World as AppWorld
 
 # The virtual ESP32's modules, loaded now: once the image is mounted at / the
 # host's folders they live in are out of reach. (`os` stays the interpreter's:
@@ -34,7 +43,7 @@ for _name in ("machine", "micropython", "network", "ntptime", "select", "socket"
     __import__(_name)
 import machine  # noqa: E402
 
-FIRMWARE_DIRS = ("firmware/lamp", "firmware/lib")
+FIRMWARE_DIRS = ("firmware/" + APP, "firmware/lib")
 YEARS_US = 100 * 365 * 86400 * 1000000  # the world has no end
 UNIX_2000 = 946684800
 
@@ -223,9 +232,10 @@ def main():
     kept = json.loads(kept) if kept else None
     bdev = FileBlockDevice(os.getenv("VBOARD_IMAGE"))
     fs = vfs.VfsLfs2(bdev, readsize=32, progsize=32, lookahead=32)
-    # The world reads the installed configuration (where the pole is, how it is wired).
+    # The world reads the installed configuration (where the pole is, how the
+    # board is wired), as the app's configuration store finds it.
     cfg = None
-    for path in ("/lamp.json", "/config.json"):
+    for path in ("/%s.json" % APP, "/config.json"):
         try:
             with fs.open(path, "r") as f:
                 cfg = json.loads(f.read())
@@ -233,11 +243,11 @@ def main():
         except (OSError, ValueError):
             pass
     try:
-        lampconfig.parse(cfg)
-    except (lampconfig.ConfigError, AttributeError, TypeError):
+        appconfig.parse(cfg)
+    except (appconfig.ConfigError, AttributeError, TypeError):
         # No app on the flash yet (or no valid configuration): the world still
         # needs a place and a wiring, those the firmware falls back to.
-        cfg = lampconfig.FALLBACK
+        cfg = appconfig.FALLBACK
     now = _wall_us()
     scenario = {
         "start": now // 1000000,
@@ -249,8 +259,11 @@ def main():
     def log(t_us, kind, text):
         ctl.send({"log": [t_us // 1000000, kind, text]})
 
-    world = World(scenario, log)
+    world = AppWorld(scenario, log)
     world.now_us = now
+    if hasattr(world, "frame_sink"):
+        # What a rig would see on the display: a frame drawn (the panel keeps it).
+        world.frame_sink = lambda n, t_us, ram: ctl.send({"frame": n})
     uid = bytes.fromhex(os.getenv("VBOARD_UID") or "240ac4000001")
     board = VBoard(world, fs, uid, ctl, kept)
     world.board = board

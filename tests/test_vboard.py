@@ -4,6 +4,7 @@ keys, resets, the watchdog, and the flash image it keeps."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -220,3 +221,42 @@ def test_mpremote_repl_interrupts_main_and_talks_to_the_friendly_repl(board: Vir
         if proc.poll() is None:
             proc.kill()
         os.close(master)
+
+
+def test_parkctl_vboard_kiosk_runs_the_kiosk_on_a_virtual_esp32s3(tmp_path: Path) -> None:
+    """The kiosk's world (its face module, panel, buzzer) and its 2M heap: the
+    console answers, the panel gets its first frame, the banner names the S3."""
+    import signal
+
+    from parkctl.build import build
+
+    image = tmp_path / "flash.img"
+    image.write_bytes(build("kiosk", tmp_path / "build", chip="vboard").image.read_bytes())
+    parkctl = str(Path(sys.executable).parent / "parkctl")
+    proc = subprocess.Popen(
+        [parkctl, "vboard", "kiosk", "--flash", str(image)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        m = None
+        while m is None:
+            out = proc.stdout.readline()
+            assert out, "parkctl vboard kiosk ended before it showed its port"
+            m = re.match(r"virtual kiosk board at (\S+)", out)
+        line = Line(m.group(1))
+        try:
+            line.expect(rb"event boot ")
+            line.write(b"\r\nstatus\r\n")
+            status = json.loads(line.expect(rb'\{"ok": true, "console": "status".*\}').group())["data"]
+            assert status["app"] == "kiosk" and status["device"] == "kiosk-240ac4000001"
+            line.write(b"\x03")
+            line.expect(rb"MicroPython .*; park vboard \(virtual ESP32-S3\) with ESP32S3\r\n")
+        finally:
+            line.close()
+        proc.send_signal(signal.SIGINT)
+        shown = proc.communicate(timeout=15)[0]
+        assert "display: frame 1 since boot" in shown  # the idle screen, on the virtual panel
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

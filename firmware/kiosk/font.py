@@ -19,6 +19,7 @@ class Font:
         self.size = self.row * self.height
         self._cp = bytearray(2)
         self.missing = 0  # characters drawn as the box
+        self.boxed = False  # the last glyph() was the box
 
     def close(self):
         self.f.close()
@@ -47,6 +48,7 @@ class Font:
         if buf is None:
             buf = bytearray(self.size)
         i = self.find(ord(ch))
+        self.boxed = i < 0
         if i < 0:
             self.missing += 1
             self._box(buf)
@@ -67,21 +69,20 @@ class Font:
             buf[y * r] |= 0x40
             buf[y * r + r - 1] |= 0x80 >> (last - 1 if last else 7)
 
-    def text(self, s):
-        """A whole line as (width, MONO_HLSB bytearray): what a frame buffer blits."""
-        n = len(s)
-        w = n * self.width
-        stride = (w + 7) // 8
-        out = bytearray(stride * self.height)
-        g = bytearray(self.size)
-        for k in range(n):
-            self.glyph(s[k], g)
+    def advance(self, ch, g):
+        """How far the pen moves after ch, whose glyph glyph() put in g: a whole
+        cell for CJK and for the box; for ASCII, which the font draws narrower
+        and of varying width, its ink and a pixel's gap (a space: a third of a cell)."""
+        if ord(ch) >= 0x80 or self.boxed:
+            return self.width
+        row = self.row
+        for x in range(self.width - 1, -1, -1):
+            byte = x >> 3
+            bit = 0x80 >> (x & 7)
             for y in range(self.height):
-                for x in range(self.width):
-                    if g[y * self.row + x // 8] & (0x80 >> (x % 8)):
-                        px = k * self.width + x
-                        out[y * stride + px // 8] |= 0x80 >> (px % 8)
-        return w, out
+                if g[y * row + byte] & bit:
+                    return x + 2
+        return self.width // 3
 
 
 class Boxes(Font):
@@ -94,6 +95,7 @@ class Boxes(Font):
         self.row = (width + 7) // 8
         self.size = self.row * height
         self.missing = 0
+        self.boxed = True
 
     def close(self):
         pass

@@ -23,8 +23,7 @@ from font import Boxes, Font
 from journal import Journal
 from kioskconfig import FALLBACK, loads, parse
 from link import Link
-from roster import Roster, RosterError, same
-from roster import parse as parse_roster
+from roster import Roster, RosterError, RosterFile, install, same
 from screens import Screens
 from timesource import TimeKeeper
 from uplink import UNIX_2000, CommandError
@@ -32,7 +31,7 @@ from uplink import UNIX_2000, CommandError
 CONFIG = "/kiosk.json"  # what the centre or a technician installed
 DEFAULT_CONFIG = "/config.json"  # shipped with the app
 JOURNAL = "/events"
-ROSTER = "/roster.txt"  # the update in force, exactly as the centre sent it
+ROSTER = "/roster.db"  # the roster in force, searched on flash (roster.py)
 TODAY = "/today.txt"  # "DAY COUNT": today's check-ins, for the idle screen
 FONT = "/font16.bin"
 # Check-ins never make way for newer ones (critical): room for days offline.
@@ -62,6 +61,7 @@ class Kiosk:
         self.base = "park/%s/kiosk/%s" % (cfg.site_id, self.device)
         self.roster_topic = "park/%s/kiosk/roster" % cfg.site_id
         self.roster = self._load_roster()
+        log_event("roster", self._roster_text())
         self.checkins = CheckIns(self.roster, cfg.threshold, cfg.window_s, cfg.liveness)
         self.face = JsonFaceModule(cfg.face_crc)
         self.face_errors = 0  # error frames the module sent
@@ -102,15 +102,18 @@ class Kiosk:
 
     def _load_roster(self):
         try:
-            with open(ROSTER, "rb") as f:
-                r = parse_roster(f.read())
-            log_event("roster", "version %d, %d people" % (r.version, len(r)))
-            return r
+            return RosterFile(ROSTER)
         except OSError:
-            log_event("roster", "none yet: waiting for the centre's")
+            pass  # none yet
         except RosterError as e:
-            log_event("roster", "%s is damaged (%s): waiting for the centre's" % (ROSTER, e))
+            log_event("roster", "%s is damaged (%s)" % (ROSTER, e))
         return Roster()
+
+    def _roster_text(self):
+        r = self.roster
+        if not r.version:
+            return "none yet: waiting for the centre's"
+        return "version %d, %d people" % (r.version, len(r))
 
     def _load_today(self):
         try:
@@ -120,10 +123,10 @@ class Kiosk:
         except (OSError, ValueError):
             return None, 0
 
-    def _save(self, path, data):
+    def _save(self, path, text):
         tmp = path + ".tmp"
-        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
+        with open(tmp, "w") as f:
+            f.write(text)
         os.rename(tmp, path)
 
     def _local_day(self):
@@ -196,16 +199,16 @@ class Kiosk:
     def _roster_update(self, payload):
         if same(payload, self.roster):
             return  # the retained roster again, after a reconnect
+        self.roster.close()  # not open while the new file is renamed over it
         try:
-            r = parse_roster(payload, self.roster)
+            install(payload, self.roster, ROSTER, os)
         except RosterError as e:
             self.roster_refused += 1
             self.post("roster_refused", {"detail": str(e)})
             return
-        self._save(ROSTER, bytes(payload))
-        self.roster = r
-        self.checkins.roster = r
-        self.post("roster", {"detail": "version %d, %d people" % (r.version, len(r))})
+        finally:
+            self.roster = self.checkins.roster = self._load_roster()
+        self.post("roster", {"detail": self._roster_text()})
 
     def purge(self, pid):
         """Erase every check-in of one person from the kiosk (delivered or not)."""

@@ -32,6 +32,7 @@ class Screens:
         fb = self.fb
         g = self._g
         row = f.row
+        x0 = x
         for ch in s:
             f.glyph(ch, g)
             for yy in range(f.height):
@@ -39,11 +40,23 @@ class Screens:
                 for xx in range(f.width):
                     if g[base + (xx >> 3)] & (0x80 >> (xx & 7)):
                         fb.pixel(x + xx, y + yy, color)
-            x += f.width
-        return len(s) * f.width
+            x += f.advance(ch, g)
+        return x - x0
+
+    def width(self, s):
+        """How wide s is drawn (each glyph read, none drawn)."""
+        f = self.font
+        g = self._g
+        w = 0
+        missing = f.missing  # counted when drawn, not when measured
+        for ch in s:
+            f.glyph(ch, g)
+            w += f.advance(ch, g)
+        f.missing = missing
+        return w
 
     def centred(self, y, s, color):
-        w = len(s) * self.font.width
+        w = self.width(s)
         x = (WIDTH - w) // 2 if w < WIDTH else 0
         self.text(x, y, s, color)
         return x
@@ -81,4 +94,6 @@ class Screens:
 
     def error(self, message):
         self._frame("error", RED)
-        self.centred(BAR + 4 * LINE, message[: WIDTH // self.font.width], WHITE)
+        while message and self.width(message) > WIDTH:
+            message = message[:-1]
+        self.centred(BAR + 4 * LINE, message, WHITE)

@@ -501,6 +501,8 @@ def cmd_hil(args: argparse.Namespace, extra: list[str]) -> int:
     cmd += ["--hil-logs", str(logs), f"--junitxml={logs / 'junit.xml'}", "-p", "no:cacheprovider"]
     if args.rig:
         cmd += ["--rig", args.rig]
+    if args.app:
+        cmd += ["--hil-app", args.app]
     return subprocess.call([*cmd, *extra], cwd=ROOT)
 
 
@@ -667,7 +669,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs tests/hil with pytest (other arguments go to pytest); each test's serial log "
         "and a JUnit report (junit.xml) go to build/hil/ (docs/hil.md).",
     )
-    hl.add_argument("--board", default="vboard:lamp", help="vboard:lamp (default) or a serial port")
+    hl.add_argument(
+        "--board",
+        default="vboard",
+        help="vboard (default: a virtual board for each app's tests), vboard:lamp, vboard:kiosk, "
+        "or a real board's serial port",
+    )
+    hl.add_argument(
+        "--app",
+        choices=("lamp", "kiosk"),
+        help="the app to deploy to the real board at --board (default lamp)",
+    )
     hl.add_argument("--rig", metavar="TOML", help="what is wired to what on a real board")
     hl.set_defaults(func=cmd_hil, passthrough=True)
 

@@ -1,16 +1,20 @@
 """The hardware-in-the-loop harness: a pytest plugin (docs/hil.md).
 
-The same tests (tests/hil/) run against the virtual board (`--board vboard:lamp`,
-the default: a fresh board flashed with a fresh build) or a real ESP32
-(`--board /dev/ttyUSB0`: the app is deployed to it first). Tests only speak to
-three fixtures:
+The same tests (tests/hil/) run against the virtual board (`--board vboard`,
+the default: for each test a fresh virtual board of the test's app, flashed
+with the session's build of it; `vboard:lamp` or `vboard:kiosk`: that app's
+tests only) or a real ESP32 (`--board /dev/ttyUSB0 --hil-app lamp`: the app is
+deployed to it first).
+A test module is for the lamp unless it overrides the `hil_app` fixture. Tests
+only speak to three fixtures:
 
 - `board`: the serial connection: `expect(pattern, timeout)` on what the board
   prints (as pytest-embedded's `dut.expect`), `console(command)` for the
   diagnostics console, `deploy()`, `reboot()`;
-- `rig`: stimulate and measure (`press`, `chatter`, `level`, `led`,
-  `power_cut`), through the wiring the rig file declares; a test needing wiring
-  the rig lacks is skipped with the reason;
+- `rig`: stimulate and measure (the lamp's `press`, `chatter`, `level`, `led`,
+  `power_cut`; the kiosk's `face`, `face_line`, `frames`, `beeps`), through the
+  wiring the rig file declares; a test needing wiring the rig lacks is skipped
+  with the reason;
 - `broker`: Mosquitto on a free loopback port, the board configured to use it.
 
 Every test's serial output is saved to its own file (`--hil-logs`, default
@@ -32,6 +36,7 @@ from typing import Any
 import pytest
 import serial
 
+from .build import APPS
 from .diag import console_reply
 from .runtime import ROOT
 
@@ -39,15 +44,30 @@ LOG_TAIL_LINES = 40
 MQTT_USER = "hil"
 MQTT_PASSWORD = "hil-password"  # Mosquitto here takes any: the lamp needs some (no anonymous)
 # A virtual board has every wire a rig file can declare: its world is the rig.
-VIRTUAL_WIRING = ("button", "level", "led", "power")
+VIRTUAL_WIRING = ("button", "level", "led", "power", "face", "display", "buzzer")
+# The kiosk's wires, which no rig on the bench can drive or read yet.
+KIOSK_WIRING = ("face", "display", "buzzer")
+KIOSK_UNWIRED = (
+    "a real kiosk cannot be driven from the bench yet: its firmware has no test mode "
+    "(the lamp's `test on`, `test pulse`, `test pin`, `test adc`), so nothing can write frames "
+    "into the face module's UART or read the panel and the buzzer, and rig files have no "
+    "face/display/buzzer wiring; run it on --board vboard:kiosk"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("hil", "hardware in the loop (docs/hil.md)")
     g.addoption(
         "--board",
-        default="vboard:lamp",
-        help="vboard:APP (a virtual board, the default vboard:lamp) or a serial port of a real board",
+        default="vboard",
+        help="vboard (the default: a virtual board of each test's app), vboard:APP (that app's "
+        "tests only) or a serial port of a real board",
+    )
+    g.addoption(
+        "--hil-app",
+        default="lamp",
+        choices=APPS,
+        help="the app to deploy to the real board at --board (its tests only; default lamp)",
     )
     g.addoption("--rig", default=None, help="the rig file (TOML) of a real board: what is wired to what")
     g.addoption("--hil-logs", default=str(ROOT / "build" / "hil"), help="folder for each test's serial log")
@@ -57,8 +77,9 @@ class Board:
     """The board under test, at its serial port: reads everything it prints in a
     thread, into the test's log file, and answers `expect` from it."""
 
-    def __init__(self, port: str, log: Path) -> None:
+    def __init__(self, port: str, log: Path, app: str = "lamp") -> None:
         self.port = port
+        self.app = app
         self.log_path = log
         self._log = open(log, "ab")
         self._seen = bytearray()
@@ -147,13 +168,14 @@ class Board:
         assert reply["ok"], reply
         return reply["data"]
 
-    def deploy(self, app: str = "lamp", root: Path | None = None) -> Any:
-        """parkctl deploy (the port is handed to it meanwhile)."""
+    def deploy(self, app: str | None = None, root: Path | None = None) -> Any:
+        """parkctl deploy of `app` (the board's own by default); the port is handed
+        to it meanwhile."""
         from .deploy import deploy
 
         self.close()
         try:
-            return deploy(self.port, app, root=root)
+            return deploy(self.port, app or self.app, root=root)
         finally:
             self._open()
 
@@ -183,6 +205,24 @@ class Rig:
         raise NotImplementedError
 
     def power_cut(self) -> None:
+        raise NotImplementedError
+
+    def face(self, person: str | None, score: float = 0.95, live: bool = True) -> None:
+        """Someone in front of the kiosk's face module: `person` recognised (an id),
+        or None for a face it does not know; live=False: a photo held up."""
+        raise NotImplementedError
+
+    def face_line(self, what: str, person: str = "0000") -> None:
+        """A damaged frame on the face module's line: "garbage" (not a frame at
+        all) or "badcrc" (the module saw `person`; the frame's checksum is wrong)."""
+        raise NotImplementedError
+
+    def frames(self) -> int:
+        """Frames the kiosk's display has received since the rig started counting."""
+        raise NotImplementedError
+
+    def beeps(self) -> int:
+        """Beeps of the kiosk's buzzer since the rig started counting."""
         raise NotImplementedError
 
     def wait_for(self, what: str, check: Any, timeout: float = 10.0) -> None:
@@ -216,6 +256,25 @@ class VirtualRig(Rig):
     def power_cut(self) -> None:
         self.vb.power_cycle()
 
+    def face(self, person: str | None, score: float = 0.95, live: bool = True) -> None:
+        ev: dict[str, Any] = {"do": "face", "score": score, "live": 1 if live else 0}
+        if person is None:
+            ev["what"] = "unknown"
+        else:
+            ev.update(what="person", id=person)
+        self.vb.stimulate(ev)
+
+    def face_line(self, what: str, person: str = "0000") -> None:
+        if what not in ("garbage", "badcrc"):
+            raise ValueError(f"face_line: {what!r} is neither garbage nor badcrc")
+        self.vb.stimulate({"do": "face", "what": what, "id": person, "score": 0.95, "live": 1})
+
+    def frames(self) -> int:
+        return int(self.vb.world["frames"])
+
+    def beeps(self) -> int:
+        return int(self.vb.world["beeps"])
+
 
 class WiredRig(Rig):
     """A real board: the rig's pins are the board's own, jumpered as the rig file
@@ -224,6 +283,11 @@ class WiredRig(Rig):
     def __init__(self, board: Board, wiring: dict[str, Any], path: str) -> None:
         super().__init__(wiring, f"rig {path}")
         self.board = board
+
+    def needs(self, *wires: str) -> None:
+        if any(w in KIOSK_WIRING for w in wires):
+            pytest.skip(KIOSK_UNWIRED)
+        super().needs(*wires)
 
     def _test(self, command: str) -> Any:
         reply = self.board.console("test " + command)
@@ -247,6 +311,20 @@ class WiredRig(Rig):
     def power_cut(self) -> None:
         self._test(f"pin {self.wiring['power']['out']} 1")
 
+    def face(self, person: str | None, score: float = 0.95, live: bool = True) -> None:
+        self.needs("face")
+
+    def face_line(self, what: str, person: str = "0000") -> None:
+        self.needs("face")
+
+    def frames(self) -> int:
+        self.needs("display")
+        return 0
+
+    def beeps(self) -> int:
+        self.needs("buzzer")
+        return 0
+
 
 def _sanitize(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid)[-120:]
@@ -264,6 +342,8 @@ def broker() -> Iterator[Any]:
 
 
 def _device_config(app: str, broker_url: str) -> dict[str, Any]:
+    """The app's shipped configuration with the test broker and the bench's names
+    (device hil-APP at site hil): as `parkctl provision` would install it."""
     with open(ROOT / "firmware" / app / "config.json", encoding="utf-8") as f:
         cfg = json.load(f)
     cfg["device"] = "hil-" + app
@@ -280,24 +360,68 @@ def _device_config(app: str, broker_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def hil_target(request: pytest.FixtureRequest) -> str:
-    return str(request.config.getoption("--board"))
+def hil_app() -> str:
+    """The app a test is for: the lamp, unless the test's module overrides this fixture."""
+    return "lamp"
 
 
 @pytest.fixture
-def board(request: pytest.FixtureRequest, broker: Any, hil_target: str) -> Iterator[Board]:
+def hil_target(request: pytest.FixtureRequest, hil_app: str) -> str:
+    """vboard:APP or the real board's port; a test for another app than the board's is skipped."""
+    target = str(request.config.getoption("--board"))
+    if target == "vboard":
+        return f"vboard:{hil_app}"
+    if target.startswith("vboard:"):
+        app = target.split(":", 1)[1]
+        if app not in APPS:
+            raise pytest.UsageError(
+                f"--board {target}: no such app; choose vboard:{' or vboard:'.join(APPS)}"
+            )
+    else:
+        app = str(request.config.getoption("--hil-app"))
+    if app != hil_app:
+        pytest.skip(f"a test for the {hil_app}; the board under test (--board {target}) is a {app}")
+    return target
+
+
+class _Builds:
+    """One build per app for a session's virtual boards: each test still gets a
+    flash of its own, written from it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._done: dict[str, Any] = {}
+
+    def get(self, app: str) -> Any:
+        from .build import build
+
+        if app not in self._done:
+            self._done[app] = build(app, self.folder / app, chip="vboard")
+        return self._done[app]
+
+
+@pytest.fixture(scope="session")
+def _hil_builds(tmp_path_factory: pytest.TempPathFactory) -> _Builds:
+    return _Builds(tmp_path_factory.mktemp("hil-build"))
+
+
+@pytest.fixture
+def board(
+    request: pytest.FixtureRequest, hil_target: str, hil_app: str, broker: Any, _hil_builds: _Builds
+) -> Iterator[Board]:
+    # hil_target first: a test for another app is skipped before a broker starts.
     logs = Path(str(request.config.getoption("--hil-logs")))
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / (_sanitize(request.node.nodeid) + ".log")
     log.unlink(missing_ok=True)
     request.node.hil_log = log
     if hil_target.startswith("vboard:"):
-        from .build import build, device_files, make_image, read_image
+        from .build import device_files, make_image, read_image
         from .vboard import VirtualBoard
 
         app = hil_target.split(":", 1)[1]
         with tempfile.TemporaryDirectory() as tmp:
-            b = build(app, Path(tmp) / "build", chip="vboard")
+            b = _hil_builds.get(app)
             # As `parkctl provision` leaves a board: the app, and its own installed
             # configuration (/lamp.json, outside the app's manifest).
             files = read_image(b.image.read_bytes(), b.chip)
@@ -305,7 +429,7 @@ def board(request: pytest.FixtureRequest, broker: Any, hil_target: str) -> Itera
             flash = Path(tmp) / "flash.img"
             flash.write_bytes(make_image(files, b.chip)[0])
             with VirtualBoard(app, flash) as vb:
-                board = Board(vb.port, log)
+                board = Board(vb.port, log, app)
                 board.vboard = vb  # type: ignore[attr-defined]
                 board.manifest = b.manifest  # type: ignore[attr-defined]
                 try:
@@ -316,9 +440,9 @@ def board(request: pytest.FixtureRequest, broker: Any, hil_target: str) -> Itera
         from .build import device_files
         from .deploy import deploy
 
-        text = json.dumps(_device_config("lamp", broker.url.replace("127.0.0.1", _host_ip()))).encode()
-        done = deploy(hil_target, "lamp", extra=device_files("lamp", text))
-        board = Board(hil_target, log)
+        text = json.dumps(_device_config(hil_app, broker.url.replace("127.0.0.1", _host_ip()))).encode()
+        done = deploy(hil_target, hil_app, extra=device_files(hil_app, text))
+        board = Board(hil_target, log, hil_app)
         board.manifest = {"version": done.version, "hash": done.hash}  # type: ignore[attr-defined]
         try:
             yield board

@@ -40,8 +40,11 @@ from pathlib import Path
 
 from .errors import UserError
 from .runtime import ROOT, micropython_binary
+from .simcmd import SIM_HEAP
 
-HEAP = "512k"  # the simulator's peripherals and world share the interpreter with the firmware
+# The simulator's peripherals and world share the interpreter with the firmware,
+# as in `parkctl sim`: the kiosk's frame buffer and its virtual panel need 2M.
+HEAP = SIM_HEAP
 WDT_MARGIN_S = 1.5  # the board reports feeds at most once a second
 BOOT_HOLD_S = 10.0  # input is held at most this long for a board to boot
 
@@ -57,10 +60,20 @@ _ROM = {
 }
 _ROM_HEAD = b"ets Jul 29 2019 12:21:46\r\n\r\n"
 _BANNER = re.compile(rb"; linux \[[^\]\r\n]*\] version")
-_PLATFORM = b"; park vboard (virtual ESP32) with ESP32"
+# The chip each app's board has (the lamp an ESP32, the kiosk an ESP32-S3), as its banner names it.
+_PLATFORM = {
+    "lamp": b"; park vboard (virtual ESP32) with ESP32",
+    "kiosk": b"; park vboard (virtual ESP32-S3) with ESP32S3",
+}
 _RAW_HEADER = b"raw REPL; CTRL-B to exit\r\n>"
 _FRIENDLY = b">>> "
 _APPS = ("lamp", "kiosk")
+
+
+def _measures() -> dict:
+    """What a rig reads of the world: the lamp's light and ring LED; the frames the
+    kiosk's panel received and its buzzer's beeps, counted over the board's life."""
+    return {"level": 0.0, "led": False, "frames": 0, "beeps": 0}
 
 
 def _sim_path(app: str) -> str:
@@ -92,7 +105,7 @@ class VirtualBoard:
         self.log = log or (lambda line: None)
         self.boots = 0
         self.resets: list[int] = []  # the cause of each restart, in order
-        self.world: dict = {"level": 0.0, "led": False}  # as the world last reported it
+        self.world: dict = _measures()  # as the world last reported it
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -165,7 +178,8 @@ class VirtualBoard:
             self.log("power: mains cut and back")
             self._kill()
             self._state = None
-            self.world = {"level": 0.0, "led": False}
+            # The lamp's light and LED go out; what was counted (frames, beeps) stays counted.
+            self.world.update(level=0.0, led=False)
             self._to_client(b"\r\n" + _ROM_HEAD + _ROM[PWRON_RESET].encode() + b"\r\n")
             self._spawn("main", PWRON_RESET)
 
@@ -194,6 +208,7 @@ class VirtualBoard:
         env = dict(
             os.environ,
             MICROPYPATH=_sim_path(self.app),
+            VBOARD_APP=self.app,
             VBOARD_IMAGE=str(self.image),
             VBOARD_CTL=str(self._listener.getsockname()[1]),
             VBOARD_MODE=mode,
@@ -206,7 +221,7 @@ class VirtualBoard:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        cmd = [micropython_binary(), "-X", f"heapsize={HEAP}", "-i", "-c", "import vboard_main"]
+        cmd = [micropython_binary(), "-X", f"heapsize={HEAP[self.app]}", "-i", "-c", "import vboard_main"]
         self._proc = subprocess.Popen(
             cmd, stdin=sb, stdout=sb, stderr=sb, env=env, preexec_fn=controlling_terminal, close_fds=True
         )
@@ -265,7 +280,7 @@ class VirtualBoard:
         if k:  # "\r" at the end of a read may be the start of "\r\r\n"
             data, self._pending_cr = data[:-k], data[-k:]
         data = data.replace(b"\r\r\n", b"\r\n")
-        data = _BANNER.sub(_PLATFORM, data)
+        data = _BANNER.sub(_PLATFORM[self.app], data)
         tail = (self._out_tail + data)[-64:]
         self._out_tail = tail
         if tail.endswith(_RAW_HEADER):
@@ -332,11 +347,16 @@ class VirtualBoard:
         if "log" in msg:
             _, kind, text = msg["log"]
             self.log(f"{kind}: {text}")
-            # What a rig measures: the lamp's light and the ring LED.
+            # What a rig measures: the lamp's light and the ring LED, the kiosk's buzzer.
             if kind == "level":
                 self.world["level"] = float(text)
             elif kind == "led":
                 self.world["led"] = text == "on"
+            elif kind == "buzzer":
+                self.world["beeps"] += 1
+        if "frame" in msg:
+            self.world["frames"] += 1
+            self.log(f"display: frame {msg['frame']} since boot")
         if "state" in msg:
             self._state = msg["state"]
         if "booted" in msg:

@@ -115,6 +115,17 @@ class Canvas:
             self.ink.discard(y * 240 + x)
 
 
+class Blank:
+    def fill(self, c):
+        pass
+
+    def fill_rect(self, x, y, w, h, c):
+        pass
+
+    def pixel(self, x, y, c):
+        pass
+
+
 def _tiny_font(path):
     # Two glyphs: "A" a filled 16x16 square, "B" one pixel at the top left.
     from struct import pack
@@ -138,12 +149,18 @@ def test_screens_draw_glyphs_and_a_box_for_what_the_font_lacks():
     _tiny_font(path)
     c = Canvas(WHITE)
     s = Screens(c, Font(path))
-    assert s.text(0, 100, "AB", WHITE) == 32
+    # ASCII moves on by its ink and a pixel: "A" fills its cell (16 + 1), "B" is
+    # one pixel wide (1 + 1).
+    assert s.text(0, 100, "AB", WHITE) == 19
+    assert s.width("AB") == 19
     assert len([p for p in c.ink if p % 240 < 16]) == 256  # "A": every pixel
-    assert 100 * 240 + 16 in c.ink and 101 * 240 + 17 not in c.ink  # "B": one
-    s.text(0, 200, "Z", WHITE)  # not in the font: a box
+    assert 100 * 240 + 17 in c.ink and 101 * 240 + 18 not in c.ink  # "B": one
+    assert s.text(0, 200, "Z", WHITE) == 16  # not in the font: a box, a whole cell
     assert s.font.missing == 1
     assert 201 * 240 + 5 in c.ink and 208 * 240 + 8 not in c.ink
+    assert s.width("ZZ") == 32 and s.font.missing == 1  # measured, not drawn: not counted
+    assert s.text(0, 250, " ", WHITE) == 16 and s.font.missing == 2  # no space in this font: a box
+    s.fb = Blank()  # the rest only has to draw without an error: no pixels kept
     s.welcome("AB", "08:59")  # digits missing too: boxes, never an error
     s.idle("08:59", 12, False, 3)
     s.already("AB", "08:59")
@@ -188,3 +205,49 @@ def test_the_same_roster_again_is_recognised_and_a_newer_one_is_not():
     assert same(update(3, rows), r)
     assert not same(update(4, rows), r)
     assert not same(b"garbage", r) and not same(update(3, rows), Roster())
+
+
+def test_a_roster_installed_on_flash_is_searched_there_and_a_bad_update_keeps_it():
+    import os
+
+    from fwtest import tempdir
+    from roster import RosterFile, install
+
+    path = tempdir() + "/roster.db"
+    rows = [["2048", "Li Na", "Security", False], ["1024", "张伟", "工程部", True], ["7", "Zoë", "", True]]
+    assert install(update(3, rows), None, path, os) == (3, 3)
+    r = RosterFile(path)
+    assert (r.version, len(r)) == (3, 3)
+    assert r.get("1024") == ("张伟", "工程部", True)
+    assert r.get("2048") == ("Li Na", "Security", False)
+    assert r.get("7") == ("Zoë", "", True)
+    assert r.get("1025") is None and r.get("") is None and r.get("x" * 40) is None
+    # Refused, whatever is wrong, and the file in force stays as it was.
+    for bad in (
+        update(3, rows),  # not newer
+        update(4, rows, digest="00" * 32),
+        update(4, rows)[:-5],
+        update(4, rows, count=4),
+        update(4, rows + [["1024", "again", "", True]]),
+        update(4, [["1", "A", "B", "yes"]]),
+    ):
+        raises(RosterError, install, bad, r, path, os)
+    r.close()
+    r = RosterFile(path)
+    assert (r.version, len(r), r.get("1024")[0]) == (3, 3, "张伟")
+    assert install(update(4, rows[:1]), r, path + "2", os) == (4, 1)
+    r.close()
+
+
+def test_the_body_is_read_a_row_at_a_time_and_broken_json_is_named():
+    from roster import _rows
+
+    assert list(_rows(b' [ ["a", "x]", "", true] , ["b", "\\"y", "", false] ] ')) == [
+        ["a", "x]", "", True],
+        ["b", '"y', "", False],  # an escaped quote: still inside the string
+    ]
+    assert list(_rows(b"[]")) == []
+    for bad in (b"", b"{}", b"[", b'[["a"] ["b"]]', b'[["a"],,["b"]]', b'["a"]', b"[[1]] x"):
+        # (Not "[[1, ]]": MicroPython's json takes a trailing comma. The rows are
+        # checked one by one all the same, and the checksum says the centre sent it.)
+        raises(RosterError, lambda: list(_rows(bad)))
