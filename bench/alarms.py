@@ -73,8 +73,9 @@ def bench_alarm_latency(n: int = 1000) -> None:
 
 
 FIRMWARE_MODULES = (
-    "lampconfig configstore schedule controller output photocell monitor alarm journal mqtt "
-    "uplink netclock timesource button sun posixtz civil ticks topics console"
+    "lampconfig configcheck configstore schedule controller output photocell monitor alarm journal "
+    "mqtt uplink link netclock timesource button sun posixtz civil ticks topics console diag diagbase "
+    "apploop"
 )
 
 

@@ -183,3 +183,117 @@ def test_the_welcome_screen_draws_a_chinese_name_as_the_font_renders_it(tmp_path
     assert [row[: _advance("Z", font)] for row in z] == [
         row[: _advance("Z", font)] for row in render("Z", font)
     ]
+
+
+def test_a_configuration_from_the_centre_is_on_trial_and_one_that_strands_the_kiosk_rolls_back(
+    mosquitto, tmp_path
+):
+    cfg = json.loads((SCENARIOS / "kiosk-g60.json").read_text())
+    shorter = json.loads(json.dumps(cfg))
+    shorter["checkin"]["show_s"] = 5
+    shorter["network"]["broker"] = mosquitto.url
+    stranded = json.loads(json.dumps(shorter))
+    stranded["network"]["broker"] = "mqtt://127.0.0.1:1"  # nobody there
+    bad = {"site": {"tz": "Mars"}, "checkin": {"window_s": -1}}
+    scn = _scenario(
+        tmp_path,
+        "start 2026-12-21 08:00\nend 2026-12-21 09:00\nwifi up 08:00\n"
+        f'at 08:05 centre sends {{"cmd": "config", "config": {json.dumps(bad)}}}\n'
+        f'at 08:10 centre sends {{"cmd": "config", "config": {json.dumps(shorter)}}}\n'
+        f'at 08:20 centre sends {{"cmd": "config", "config": {json.dumps(stranded)}}}\n'
+        'at 08:45 centre sends {"cmd": "status"}\n',
+    )
+    result = simcmd.run(scn, broker=mosquitto.url)
+    centre = [e.text for e in result.entries if e.kind == "centre"]
+    refused = next(t for t in centre if t.startswith("reply to config centre-1: refused: "))
+    assert "site.tz" in refused and "checkin.window_s" in refused
+    assert 'reply to config centre-2: ok {"restart_in_s": 2}' in centre
+    assert 'reply to config centre-3: ok {"restart_in_s": 2}' in centre
+    console = [e.text for e in result.entries if e.kind == "console"]
+    assert "event config new configuration confirmed: the centre is reachable" in console
+    assert "event config no contact with the centre with the new configuration: rolled back" in console
+    # Back on the last good one (reaching the centre again), which answers.
+    assert any(t.startswith("reply to status centre-4: ok ") for t in centre)
+
+
+def _config(tmp_path: Path, **checkin) -> Path:
+    cfg = json.loads((SCENARIOS / "kiosk-g60.json").read_text())
+    cfg["checkin"].update(checkin)
+    path = tmp_path / "kiosk.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_purge_erases_one_persons_check_ins_from_the_flash_and_nothing_else(tmp_path):
+    # A repeat window of an hour keeps delivered check-ins on flash for that long:
+    # the purge has something to find.
+    cfg = _config(tmp_path, window_s=3600)
+    scn = tmp_path / "purge.scn"
+    scn.write_text(
+        f"app kiosk\nconfig {cfg}\nstart 2026-12-21 08:00\nend 2026-12-21 08:30\nwifi up 08:00\n"
+        f"at 08:01 centre roster {SCENARIOS / 'g60-roster.json'}\n"
+        "at 08:03 face 1003 score 0.95\n"
+        "at 08:04 face 1005 score 0.95\n"
+        'at 08:10 centre sends {"cmd": "purge", "person": "1003"}\n'
+        'at 08:11 centre sends {"cmd": "purge"}\n'
+        "at 08:15 face 1003 score 0.95\n"  # forgotten: a new check-in
+    )
+    flash = tmp_path / "flash.img"
+    result = simcmd.run(scn, flash=flash)
+    centre = [e.text for e in result.entries if e.kind == "centre"]
+    assert 'reply to purge centre-1: ok {"erased": 1}' in centre
+    assert any(t.startswith('reply to purge centre-2: refused: "person" must be') for t in centre)
+    left = [(body["person"], body["ts"]) for kind, body in _flash_records(flash) if kind == "checkin"]
+    t_1005 = load(scn).start + 4 * 60 + UNIX_2000
+    t_1003 = load(scn).start + 15 * 60 + UNIX_2000
+    # Times to the second: ntptime gives whole seconds, so the kiosk's clock may
+    # lag the true time by a fraction of one.
+    assert [p for p, _ in left] == ["1005", "1003"]
+    assert 0 <= t_1005 - left[0][1] <= 1 and 0 <= t_1003 - left[1][1] <= 1
+    assert len([t for t in centre if t.startswith("checkin ")]) == 3
+
+
+def test_check_ins_never_sent_are_erased_after_the_retention_and_the_centre_told(tmp_path):
+    cfg = _config(tmp_path, retention_days=1)
+    scn = tmp_path / "retention.scn"
+    scn.write_text(
+        f"app kiosk\nconfig {cfg}\nstart 2026-12-21 08:00\nend 2026-12-23 12:00\nwifi up 08:00\n"
+        f"at 08:01 centre roster {SCENARIOS / 'g60-roster.json'}\n"
+        "wifi down 08:02 - 2026-12-23 09:00\n"
+        "at 08:05 face 1003 score 0.95\n"
+        "at 2026-12-22 10:00 face 1005 score 0.95\n"
+    )
+    flash = tmp_path / "flash.img"
+    result = simcmd.run(scn, flash=flash)
+    centre = [e.text for e in result.entries if e.kind == "centre"]
+    # 1003's, over a day old, was erased unsent; 1005's, 23 hours old, went.
+    assert [t.split(" person ")[1].split()[0] for t in centre if t.startswith("checkin ")] == ["1005"]
+    assert any(t.startswith("checkins_expired from kiosk-gate: 1 undelivered") for t in centre)
+    assert [b["person"] for k, b in _flash_records(flash) if k == "checkin"] == []
+
+
+def test_a_damaged_roster_is_refused_with_the_reason_and_the_one_in_force_stays(tmp_path):
+    newer = tmp_path / "roster-v4.json"
+    data = json.loads((SCENARIOS / "g60-roster.json").read_text())
+    newer.write_text(json.dumps({"version": 4, "people": data["people"][:3]}, ensure_ascii=False))
+    scn = _scenario(
+        tmp_path,
+        "start 2026-12-21 08:00\nend 2026-12-21 08:30\nwifi up 08:00\n"
+        f"at 08:01 centre roster {SCENARIOS / 'g60-roster.json'}\n"
+        f"at 08:05 centre roster {newer} damaged\n"
+        f"at 08:06 face {data['people'][100][0]} score 0.95\n"  # in version 3 only
+        f"at 08:10 centre roster {newer}\n"
+        f"at 08:12 face {data['people'][101][0]} score 0.95\n"  # not in version 4
+        f"at 08:13 face {data['people'][1][0]} score 0.95\n"
+        "expect 2 checkins at centre\n",
+    )
+    result = simcmd.run(scn)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    centre = [e.text for e in result.entries if e.kind == "centre"]
+    assert "roster from kiosk-gate: version 3, 240 people" in centre
+    assert (
+        "roster_refused from kiosk-gate: the checksum does not match the body: damaged or cut short" in centre
+    )
+    assert "roster from kiosk-gate: version 4, 3 people" in centre
+    people = [t.split(" person ")[1].split()[0] for t in centre if t.startswith("checkin ")]
+    assert people == [data["people"][100][0], data["people"][1][0]]

@@ -10,7 +10,7 @@ import json
 import os
 
 import ticks
-from apploop import earliest, log_event, run
+from apploop import App, earliest, log_event, run
 from board import Board
 from checkin import ALREADY, WELCOME, CheckIns
 from civil import split
@@ -50,11 +50,10 @@ def _person(body):
         return {}
 
 
-class Kiosk:
+class Kiosk(App):
     def __init__(self, cfg, store, board, clock):
+        self.start(store, board)
         self.cfg = cfg
-        self.store = store
-        self.board = board
         self.clock = clock
         self.device = cfg.device or board.device_id()
         self.journal = Journal(os, JOURNAL, self.device, SEGMENTS, SEGMENT_RECORDS)
@@ -67,10 +66,6 @@ class Kiosk:
         self.face_errors = 0  # error frames the module sent
         self.roster_refused = 0
         self.expired = 0  # undelivered check-ins erased after the retention
-        self.uptime_ms = 0
-        self._last_step = board.ticks_ms()
-        self.restart_at = None
-        self.restart_why = None
         self.link = Link(
             cfg, board, clock, self.base, self.device, self.journal, self.state, self._delivered, MAX_PACKET
         )
@@ -79,7 +74,7 @@ class Kiosk:
         if up is not None:
             up.handlers = {"purge": self._purge_cmd, "status": self._status, "config": self._config}
             up.listen(self.roster_topic, self._roster_update)
-        self.console = Console(board.console_write, Diagnostics(self).handlers())
+        self.attach(self.link, Console(board.console_write, Diagnostics(self).handlers()))
         board.watch_console()
         board.wake_on(board.face)
         try:
@@ -187,13 +182,6 @@ class Kiosk:
             "repeats": c.repeats,
         }
 
-    def mqtt_status(self):
-        return self.link.status()
-
-    def restart_later(self, why):
-        self.restart_at = ticks.add(self.board.ticks_ms(), 2000)
-        self.restart_why = why
-
     # --- the centre ------------------------------------------------------------
 
     def _roster_update(self, payload):
@@ -231,15 +219,7 @@ class Kiosk:
         return s
 
     def _config(self, msg):
-        c = msg.get("config")
-        if not isinstance(c, dict):
-            raise CommandError('"config" must be the whole configuration, a JSON object')
-        try:
-            self.store.save(json.dumps(c))
-        except ConfigError as e:
-            raise CommandError("; ".join(e.errors))
-        self.restart_later("new configuration installed")
-        return {"restart_in_s": 2}
+        return self.config_command(msg)
 
     def _clean(self):
         """Privacy: a delivered check-in is erased once its repeat window is over;
@@ -375,8 +355,7 @@ class Kiosk:
 
     def step(self, now):
         deadline = ticks.add(now, 3600000)
-        self.uptime_ms += ticks.diff(now, self._last_step)
-        self._last_step = now
+        self.tick(now)
         deadline = self.link.connect(now, deadline)
         if self.untimed and self.clock.valid:
             self._time_untimed()
@@ -400,16 +379,7 @@ class Kiosk:
             self.clean_at = ticks.add(now, CLEAN_MS if self._clean() else RETENTION_CHECK_MS)
         deadline = earliest(now, deadline, ticks.diff(self.clean_at, now))
         deadline = self.link.exchange(now, deadline)
-        if self.board.console_pending:
-            self.console.feed(self.board.console_read())
-            if self.board.console_pending:
-                deadline = now
-        if self.restart_at is not None:
-            if ticks.diff(now, self.restart_at) >= 0:
-                log_event("restart", self.restart_why)
-                self.board.restart()
-            deadline = earliest(now, deadline, ticks.diff(self.restart_at, now))
-        return deadline
+        return self.finish(now, deadline)
 
 
 def main():

@@ -13,7 +13,7 @@ import os
 import ticks
 from alarm import KINDS as ALARM_KINDS
 from alarm import Alarms
-from apploop import earliest, log_event, run
+from apploop import App, earliest, log_event, run
 from board import Board
 from button import Button
 from configstore import Store
@@ -31,22 +31,17 @@ DEFAULT_CONFIG = "/config.json"  # shipped with the app
 # Not "/journal": with / on sys.path (the board's cwd) a folder named like a module
 # shadows it, and `import journal` would find the folder.
 JOURNAL = "/events"
-RESTART_DELAY_MS = 2000  # after a new configuration: time for the reply to go out
-# A configuration from the centre must reach the centre again within this, or
-# the last good one comes back (a wrong broker or Wi-Fi key must not strand a pole).
-TRIAL_MS = 600000
 # Controller events kept in the journal (and sent to the centre); the rest,
 # like Wi-Fi and MQTT chatter, only go to the console.
 JOURNALED = ("mode", "level", "lamp_failure", "lamp_on_unexpected", "relay_failure")
 
 
-class Lamp:
+class Lamp(App):
     """Everything the loop steps: network, button, alarm, lighting, uplink."""
 
     def __init__(self, cfg, store, board, clock):
+        self.start(store, board)
         self.cfg = cfg
-        self.store = store
-        self.board = board
         self.clock = clock
         self.device = cfg.device or board.device_id()
         self.journal = Journal(os, JOURNAL, self.device)
@@ -72,13 +67,8 @@ class Lamp:
         self.ctl.on_event = self._controller_event
         self.button = Button(board.button_pin, board.ticks_ms, int(cfg.debounce_ms), int(cfg.stuck_s * 1000))
         board.watch_button(self.button)
-        self.restart_at = None
-        self.restart_why = None
-        self.uptime_ms = 0
-        self._last_step = board.ticks_ms()
-        self.console = Console(board.console_write, Diagnostics(self).handlers())
+        self.attach(self.link, Console(board.console_write, Diagnostics(self).handlers()))
         board.watch_console()
-        self.trial_until = ticks.add(board.ticks_ms(), TRIAL_MS) if store.trial else None
 
     # --- events --------------------------------------------------------------
 
@@ -166,15 +156,7 @@ class Lamp:
         self.ctl.refresh()
 
     def _config(self, msg):
-        c = msg.get("config")
-        if not isinstance(c, dict):
-            raise CommandError('"config" must be the whole configuration, a JSON object')
-        try:
-            self.store.save(json.dumps(c), trial=True)
-        except ConfigError as e:
-            raise CommandError("; ".join(e.errors))
-        self.restart_later("new configuration installed")
-        return {"restart_in_s": RESTART_DELAY_MS // 1000}
+        return self.config_command(msg)
 
     def _time(self, msg):
         ts = msg.get("ts")
@@ -195,40 +177,12 @@ class Lamp:
     def test_alarm(self):
         return {"alarm": self.alarms.press(self.board.ticks_ms(), self.unix_time(), test=True)}
 
-    def restart_later(self, why):
-        """Restart in RESTART_DELAY_MS: time for the reply to go out first."""
-        self.restart_at = ticks.add(self.board.ticks_ms(), RESTART_DELAY_MS)
-        self.restart_why = why
-
-    def mqtt_status(self):
-        return self.link.status()
-
-    def _trial(self, now, deadline):
-        """A configuration on trial: confirmed once the centre is reachable with
-        it, rolled back if not within TRIAL_MS."""
-        if self.link.up:
-            self.store.confirm()
-            self.trial_until = None
-            self.post("config", {"detail": "new configuration confirmed: the centre is reachable"})
-        elif ticks.diff(now, self.trial_until) >= 0:
-            self.store.rollback()
-            self.trial_until = None
-            self.post(
-                "config", {"detail": "no contact with the centre with the new configuration: rolled back"}
-            )
-            self.restart_at = now
-            self.restart_why = "configuration rolled back"
-        else:
-            deadline = earliest(now, deadline, ticks.diff(self.trial_until, now))
-        return deadline
-
     # --- the pass ------------------------------------------------------------
 
     def step(self, now):
         """One pass; returns the ticks by which the next is due."""
         deadline = ticks.add(now, 3600000)
-        self.uptime_ms += ticks.diff(now, self._last_step)
-        self._last_step = now
+        self.tick(now)
         # The network first: a clock it steps is acted on in this same pass.
         deadline = self.link.connect(now, deadline)
         deadline = earliest(now, deadline, self.button.step(now, self._button))
@@ -237,18 +191,7 @@ class Lamp:
             deadline = d
         self.alarms.write()  # a new alarm shows on the pole already: now to flash
         deadline = self.link.exchange(now, deadline)
-        if self.trial_until is not None:
-            deadline = self._trial(now, deadline)
-        if self.board.console_pending:
-            self.console.feed(self.board.console_read())
-            if self.board.console_pending:
-                deadline = now  # more waiting: round again at once
-        if self.restart_at is not None:
-            if ticks.diff(now, self.restart_at) >= 0:
-                log_event("restart", self.restart_why)
-                self.board.restart()
-            deadline = earliest(now, deadline, ticks.diff(self.restart_at, now))
-        return deadline
+        return self.finish(now, deadline)
 
 
 def main():

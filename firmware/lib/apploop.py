@@ -1,11 +1,14 @@
-# The main loop both apps run, and what their passes share.
+# The main loop both apps run, and what their passes share (App).
 #
 # The watchdog is fed only while passes succeed: a loop that keeps failing or
 # hangs resets the board, which boots back into a known state.
 
+import json
 import sys
 
 import ticks
+from configcheck import ConfigError
+from uplink import CommandError
 
 FAILURES_BEFORE_RESET = 3
 
@@ -41,3 +44,92 @@ def run(app, board):
         if healthy:
             board.feed()
         board.wait_until(deadline, healthy)
+
+
+RESTART_DELAY_MS = 2000  # after a new configuration: time for the reply to go out
+# A configuration from the centre must reach the centre again within this, or
+# the last good one comes back (a wrong broker or Wi-Fi key must not strand a device).
+TRIAL_MS = 600000
+
+
+class App:
+    """What every app's pass ends with: a configuration on trial confirmed or
+    rolled back, the console's commands, a restart when one is due. The app
+    calls start() first, attach() once its link and console exist, and has
+    post(kind, fields) to journal an event."""
+
+    def start(self, store, board):
+        self.store = store
+        self.board = board
+        self.restart_at = None
+        self.restart_why = None
+        self.uptime_ms = 0
+        self._last_step = board.ticks_ms()
+        self.trial_until = ticks.add(board.ticks_ms(), TRIAL_MS) if store.trial else None
+
+    def attach(self, link, console):
+        self.link = link
+        self.console = console
+
+    def post(self, kind, fields):
+        raise NotImplementedError
+
+    def tick(self, now):
+        """The start of a pass: the uptime moves on."""
+        self.uptime_ms += ticks.diff(now, self._last_step)
+        self._last_step = now
+
+    def restart_later(self, why):
+        """Restart in RESTART_DELAY_MS: time for the reply to go out first."""
+        self.restart_at = ticks.add(self.board.ticks_ms(), RESTART_DELAY_MS)
+        self.restart_why = why
+
+    def mqtt_status(self):
+        return self.link.status()
+
+    def config_command(self, msg):
+        """The centre's `config` command: a whole new configuration, on trial."""
+        c = msg.get("config")
+        if not isinstance(c, dict):
+            raise CommandError('"config" must be the whole configuration, a JSON object')
+        try:
+            self.store.save(json.dumps(c), trial=True)
+        except ConfigError as e:
+            raise CommandError("; ".join(e.errors))
+        self.restart_later("new configuration installed")
+        return {"restart_in_s": RESTART_DELAY_MS // 1000}
+
+    def finish(self, now, deadline):
+        """The end of a pass; returns the deadline."""
+        if self.trial_until is not None:
+            deadline = self._trial(now, deadline)
+        b = self.board
+        if b.console_pending:
+            self.console.feed(b.console_read())
+            if b.console_pending:
+                deadline = now  # more waiting: round again at once
+        if self.restart_at is not None:
+            if ticks.diff(now, self.restart_at) >= 0:
+                log_event("restart", self.restart_why)
+                b.restart()
+            deadline = earliest(now, deadline, ticks.diff(self.restart_at, now))
+        return deadline
+
+    def _trial(self, now, deadline):
+        """A configuration on trial: confirmed once the centre is reachable with
+        it, rolled back if not within TRIAL_MS."""
+        if self.link.up:
+            self.store.confirm()
+            self.trial_until = None
+            self.post("config", {"detail": "new configuration confirmed: the centre is reachable"})
+        elif ticks.diff(now, self.trial_until) >= 0:
+            self.store.rollback()
+            self.trial_until = None
+            self.post(
+                "config", {"detail": "no contact with the centre with the new configuration: rolled back"}
+            )
+            self.restart_at = now
+            self.restart_why = "configuration rolled back"
+        else:
+            deadline = earliest(now, deadline, ticks.diff(self.trial_until, now))
+        return deadline
