@@ -43,11 +43,13 @@ MAX_PACKET = 16384  # a roster of a few hundred people arrives in one message
 BEEP_MS = 120
 
 
-def _person(body):
+def _fields(body):
+    """An event's JSON body as a dict ({} if it is not one)."""
     try:
-        return json.loads(body)
+        v = json.loads(body)
     except ValueError:
         return {}
+    return v if isinstance(v, dict) else {}
 
 
 class Kiosk(App):
@@ -136,7 +138,7 @@ class Kiosk(App):
         now = self.clock.now() + UNIX_2000
         mono = self.uptime_ms // 1000
         for _, _, _, body in self.journal.find(lambda seq, kind: kind == "checkin"):
-            rec = _person(body)
+            rec = _fields(body)
             ts, pid = rec.get("ts"), rec.get("person")
             if isinstance(ts, int) and isinstance(pid, str) and 0 <= now - ts < self.cfg.window_s:
                 self.checkins.last[pid] = mono - (now - ts)
@@ -201,7 +203,7 @@ class Kiosk(App):
     def purge(self, pid):
         """Erase every check-in of one person from the kiosk (delivered or not)."""
         n = self.journal.erase(
-            lambda seq, kind, body, pending: kind == "checkin" and _person(body).get("person") == pid
+            lambda seq, kind, body, pending: kind == "checkin" and _fields(body).get("person") == pid
         )
         self.checkins.last.pop(pid, None)
         log_event("purge", "%d check-in(s) erased" % n)
@@ -235,7 +237,7 @@ class Kiosk(App):
         def drop(seq, kind, body, pending):
             if kind != "checkin":
                 return False
-            ts = _person(body).get("ts")
+            ts = _fields(body).get("ts")
             if not isinstance(ts, int):
                 return not pending  # no time: erased as soon as delivered
             if pending:
@@ -270,7 +272,7 @@ class Kiosk(App):
         def fix(seq, kind, body, pending):
             if kind != "checkin" or '"mono"' not in body:
                 return body
-            rec = _person(body)
+            rec = _fields(body)
             if rec.get("boot") != boot or not isinstance(rec.get("mono"), int):
                 return body  # an earlier boot's: its uptime means nothing now
             ts = now - (mono_now - rec.pop("mono"))
