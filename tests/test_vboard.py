@@ -249,6 +249,20 @@ def test_parkctl_vboard_kiosk_runs_the_kiosk_on_a_virtual_esp32s3(tmp_path: Path
             line.write(b"\r\nstatus\r\n")
             status = json.loads(line.expect(rb'\{"ok": true, "console": "status".*\}').group())["data"]
             assert status["app"] == "kiosk" and status["device"] == "kiosk-240ac4000001"
+            line.close()
+            # The kiosk's own commands through `parkctl diag`, as a technician runs them.
+            port = m.group(1)
+            diag = [parkctl, "diag", "--port", port]
+            face = subprocess.run([*diag, "face", "--json"], capture_output=True, text=True, timeout=30)
+            assert face.returncode == 0, face.stderr
+            assert json.loads(face.stdout)["bad_crc"] == 0
+            purge = subprocess.run(
+                [*diag, "purge", "1003", "--json"], capture_output=True, text=True, timeout=30
+            )
+            assert json.loads(purge.stdout) == {"person": "1003", "erased": 0}
+            wrong = subprocess.run([*diag, "selftest"], capture_output=True, text=True, timeout=30)
+            assert wrong.returncode == 1 and "unknown command 'selftest'" in wrong.stderr
+            line = Line(port)
             line.write(b"\x03")
             line.expect(rb"MicroPython .*; park vboard \(virtual ESP32-S3\) with ESP32S3\r\n")
         finally:
