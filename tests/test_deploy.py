@@ -300,3 +300,26 @@ def test_provision_names_what_is_wrong_with_the_inventory_and_the_secrets(tmp_pa
         env=env,
     )
     assert r.returncode == 2 and "not TOML" in r.stderr and "oops-Secret-4" not in r.stdout + r.stderr
+
+
+def test_provision_makes_a_kiosks_configuration_with_the_kiosks_parser(tmp_path: Path) -> None:
+    from parkctl.errors import UserError
+    from parkctl.provision import device_config, read_inventory
+
+    inv = tmp_path / "inventory.csv"
+    inv.write_text(
+        "device_id,site,kind,latitude,longitude,tz,wifi_ssid,broker_url\n"
+        "kiosk-gate-1,g60,kiosk,,,CST-8,park-iot,mqtt://127.0.0.1:1\n"
+        "kiosk-gate-2,g60,kiosk,,,Mars,park-iot,mqtt://127.0.0.1:1\n"
+        "bench-1,g60,bench,,,CST-8,park-iot,mqtt://127.0.0.1:1\n"
+    )
+    rows = read_inventory(inv)
+    secrets = {"wifi_password": "w", "mqtt_user": "kiosks", "mqtt_password": "p"}
+    cfg = device_config(rows["kiosk-gate-1"], secrets, inv)
+    assert cfg["device"] == "kiosk-gate-1" and cfg["site"]["id"] == "g60" and cfg["site"]["tz"] == "CST-8"
+    assert "lat" not in cfg["site"] and cfg["checkin"]["window_s"] == 300  # the kiosk's own defaults
+    assert cfg["network"]["user"] == "kiosks"
+    with pytest.raises(UserError, match=r"inventory.csv:3: the configuration for kiosk-gate-2: site.tz"):
+        device_config(rows["kiosk-gate-2"], secrets, inv)
+    with pytest.raises(UserError, match=r"kind 'bench': one of lamp, kiosk"):
+        device_config(rows["bench-1"], secrets, inv)

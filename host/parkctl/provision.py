@@ -5,7 +5,7 @@ The inventory (CSV) says where each device is and what it connects to; secrets
 (Wi-Fi password, MQTT user and password) come from a separate TOML file or the
 environment, never from the inventory. The configuration is the app's shipped
 one with the device's site, id and network filled in, validated by the
-firmware's own parser, and written to the board only: as /lamp.json (the
+firmware's own parser, and written to the board only: as /lamp.json or /kiosk.json (the
 installed configuration, which a later `parkctl deploy` never touches), never to
 a file on this machine, and never printed: what is shown has the secrets masked.
 There are no default passwords: a device without credentials is refused here.
@@ -23,7 +23,7 @@ from typing import Any
 
 from .build import INSTALLED, device_files
 from .errors import UserError
-from .runtime import ROOT, lamp_config_errors
+from .runtime import ROOT, config_errors
 
 COLUMNS = ("device_id", "site", "kind", "latitude", "longitude", "tz", "wifi_ssid", "broker_url")
 SECRET_KEYS = ("wifi_password", "mqtt_user", "mqtt_password")
@@ -93,17 +93,18 @@ def device_config(row: dict[str, str], secrets: dict[str, str], inventory: Path)
     """The device's configuration: the app's shipped one, this device filled in."""
     where = f"{inventory}:{row['line']}"
     app = row["kind"]
-    if app != "lamp":
-        raise UserError(f"{where}: kind {app!r}: only lamp devices can be provisioned so far")
+    if app not in INSTALLED:
+        raise UserError(f"{where}: kind {app!r}: one of {', '.join(INSTALLED)}")
     with open(ROOT / "firmware" / app / "config.json", encoding="utf-8") as f:
         cfg = json.load(f)
     cfg = copy.deepcopy(cfg)
-    try:
-        lat, lon = float(row["latitude"]), float(row["longitude"])
-    except ValueError:
-        raise UserError(f"{where}: latitude and longitude must be numbers") from None
     site = dict(cfg.get("site", {}))
-    site.update(id=row["site"], lat=lat, lon=lon, tz=row["tz"])
+    site.update(id=row["site"], tz=row["tz"])
+    if app == "lamp":  # where the pole is: its sunset and sunrise (a kiosk has no use for it)
+        try:
+            site.update(lat=float(row["latitude"]), lon=float(row["longitude"]))
+        except ValueError:
+            raise UserError(f"{where}: latitude and longitude must be numbers") from None
     cfg["site"] = site
     cfg["device"] = row["device_id"]
     missing = [ENV[k] for k in ("mqtt_user", "mqtt_password") if not secrets.get(k)]
@@ -121,7 +122,7 @@ def device_config(row: dict[str, str], secrets: dict[str, str], inventory: Path)
         "user": secrets["mqtt_user"],
         "password": secrets["mqtt_password"],
     }
-    errors = lamp_config_errors(cfg)
+    errors = config_errors(app, cfg)
     if errors:
         raise UserError(f"{where}: the configuration for {row['device_id']}: " + "; ".join(errors))
     return cfg

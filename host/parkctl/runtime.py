@@ -54,12 +54,6 @@ def import_firmware() -> None:
             sys.path.insert(0, str(p))
 
 
-def lamp_config_errors(config: str | dict) -> list[str]:
-    """Every error of a lamp configuration (JSON text, or decoded), each with its
-    path, by the firmware's own parser in this process; [] when it is valid."""
-    return config_errors("lamp", config)
-
-
 def config_errors(app: str, config: str | dict) -> list[str]:
     """Every error of `app`'s configuration (JSON text, or decoded), each with its
     path, by the app's own parser (firmware/<app>/<app>config.py); [] when valid."""
