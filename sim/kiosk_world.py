@@ -47,6 +47,10 @@ class KioskWorld(World):
             n = 8 + self.rand.next() % 40
             line = bytes(32 + self.rand.next() % 95 for _ in range(n)) + b"\r\n"
             self.note("world", "garbage on the face module's line")
+        elif what == "error":
+            body = json.dumps({"type": "error", "msg": ev["msg"]}).encode()
+            line = body + (b"*%04X" % crc16(body) if self.face_crc else b"") + b"\r\n"
+            self.note("world", "the face module reports an error: %s" % ev["msg"])
         else:
             msg = {"type": "face", "score": ev.get("score", 0.0)}
             if what in ("person", "badcrc"):
@@ -65,7 +69,7 @@ class KioskWorld(World):
             u = self.board.uarts.get(1)
             if u is not None:
                 u.receive(line)
-                if self.wall_us is not None and what != "garbage":
+                if self.wall_us is not None and what not in ("garbage", "error"):
                     self._face_wall = self.wall_us()
 
     def _describe(self, ev):

@@ -466,10 +466,15 @@ class _Parser:
             )
 
     def _face(self, words: list[str]) -> dict:
-        """face PERSON score S [spoof] [badcrc] | face unknown [score S] | face garbage"""
-        usage = 'expected "face PERSON score S [spoof] [badcrc]", "face unknown [score S]" or "face garbage"'
+        """face PERSON score S [spoof] [badcrc] | face unknown [score S] | face garbage | face error TEXT"""
+        usage = (
+            'expected "face PERSON score S [spoof] [badcrc]", "face unknown [score S]", "face garbage" '
+            'or "face error TEXT"'
+        )
         if words == ["garbage"]:
             return {"do": "face", "what": "garbage"}
+        if words[:1] == ["error"] and len(words) > 1:
+            return {"do": "face", "what": "error", "msg": " ".join(words[1:])}
         if not words:
             raise self.fail(usage)
         ev: dict[str, Any] = {"do": "face", "what": "unknown" if words[0] == "unknown" else "person"}

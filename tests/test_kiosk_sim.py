@@ -108,18 +108,26 @@ def test_bad_frames_are_dropped_and_counted_and_refused_faces_leave_nothing(tmp_
         "at 08:09 face 1003 score 0.55\n"
         "at 08:10 face 2002 score 0.97\n"  # on the roster, but no longer active
         "at 08:11 face 1003 score 0.95\n"
+        "at 08:12 face error camera not found\n"
         'at 08:20 centre sends {"cmd": "status"}\n'
         "expect 1 checkins at centre\n",
     )
-    result = simcmd.run(scn)
+    frames = tmp_path / "frames"
+    result = simcmd.run(scn, frames=frames)
     assert result.ok, [c for c in result.checks if not c[1]]
     reply = next(
         e.text for e in result.entries if e.kind == "centre" and e.text.startswith("reply to status")
     )
     face = json.loads(reply.split(": ok ", 1)[1])["face"]
     assert face["bad_crc"] + face["malformed"] == 2 and face["bad_crc"] >= 1
-    assert face["frames"] == 5
+    assert face["frames"] == 6  # five faces and the error: good frames all
     assert face["rejected"] == {"unknown": 1, "low_score": 1, "liveness": 1, "not_on_roster": 1}
+    assert face["module_errors"] == 1
+    # The module's own error is on the screen: the red bar, then its message.
+    (png,) = frames.glob("*-081200.png")
+    shown = Image.open(png).convert("RGB")
+    assert shown.getpixel((5, 5)) == shown.getpixel((230, 30)) != (0, 0, 0)
+    assert any(shown.getpixel((x, 40 + 4 * 24 + 8)) == (255, 255, 255) for x in range(240))
 
 
 def _advance(ch: str, font: Path) -> int:
