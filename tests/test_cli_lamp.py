@@ -90,3 +90,19 @@ def test_config_check(tmp_path):
     bad.write_text("{")
     proc = parkctl("config", "check", str(bad))
     assert proc.returncode == 1 and "not valid JSON" in proc.stderr
+
+
+def test_config_check_reads_a_kiosks_configuration_with_the_kiosks_parser(tmp_path):
+    proc = parkctl("config", "check", "firmware/kiosk/config.json", "--app", "kiosk")
+    assert proc.returncode == 0 and "ok (a kiosk at G60 park, CST-8, threshold 0.8" in proc.stdout
+    proc = parkctl("config", "check", "firmware/kiosk/config.json")  # as a lamp's: no schedule
+    assert proc.returncode == 1 and "default: must be an object" in proc.stderr
+    bad = tmp_path / "kiosk.json"
+    bad.write_text(json.dumps({"site": {"tz": "CST-8"}, "checkin": {"threshold": 3, "liveness": 1}}))
+    proc = parkctl("config", "check", str(bad), "--app", "kiosk", "--json")
+    assert proc.returncode == 1
+    errors = json.loads(proc.stdout)["errors"]
+    assert errors == [
+        "checkin.threshold: 3 is outside 0.0..1.0",
+        "checkin.liveness: must be true or false, not a number",
+    ]

@@ -336,7 +336,8 @@ class Kiosk(App):
             if day is not None and day != self.day:
                 self.day, self.today = day, 0
             self.today += 1
-            self._save(TODAY, "%s %d" % (self.day, self.today))
+            if self.day is not None:  # without the date, today's count stays in RAM
+                self._save(TODAY, "%d %d" % (self.day, self.today))
             self._hold(now, self.screens.welcome, d["name"], self._clock_text())
             self.board.buzz(True)
             self.beep_until = ticks.add(now, BEEP_MS)

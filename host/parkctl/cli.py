@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 from . import __version__
 from .errors import UserError
@@ -80,12 +81,14 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from .runtime import import_firmware
 
     import_firmware()
-    import lampconfig
+    from configcheck import ConfigError
+
+    from sim.scenario import config_parser
 
     text = _read(args.file)
     try:
-        cfg = lampconfig.loads(text)
-    except lampconfig.ConfigError as e:
+        cfg: Any = config_parser(args.app)(text)
+    except ConfigError as e:
         if args.json:
             _print_json({"file": args.file, "ok": False, "errors": e.errors})
         else:
@@ -95,10 +98,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         _print_json({"file": args.file, "ok": True, "errors": []})
-    else:
+    elif args.app == "lamp":
         print(
             f"{args.file}: ok ({cfg.name or 'unnamed site'}, {cfg.tz.text}, "
             f"{len(cfg.rules)} calendar rule(s), default program of {len(cfg.default.steps)} step(s))"
+        )
+    else:
+        print(
+            f"{args.file}: ok (a kiosk at {cfg.name or 'an unnamed site'}, {cfg.tz.text}, "
+            f"threshold {cfg.threshold}, repeat window {cfg.window_s} s, retention {cfg.retention_days} days)"
         )
     return 0
 
@@ -740,10 +748,13 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--out", metavar="DIR", help="build folder (default: build/APP-CHIP)")
     fl.set_defaults(func=cmd_flash)
 
-    config = sub.add_parser("config", help="lamp configuration files")
+    config = sub.add_parser("config", help="device configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = config_sub.add_parser("check", help="validate a lamp configuration and list every error")
-    check.add_argument("file", help="lamp configuration (JSON)")
+    check = config_sub.add_parser("check", help="validate a device configuration and list every error")
+    check.add_argument("file", help="the configuration (JSON)")
+    check.add_argument(
+        "--app", choices=("lamp", "kiosk"), default="lamp", help="whose configuration it is (default lamp)"
+    )
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=cmd_config_check)
     return parser
