@@ -45,14 +45,27 @@ MQTT_USER = "hil"
 MQTT_PASSWORD = "hil-password"  # Mosquitto here takes any: the lamp needs some (no anonymous)
 # A virtual board has every wire a rig file can declare: its world is the rig.
 VIRTUAL_WIRING = ("button", "level", "led", "power", "face", "display", "buzzer")
-# The kiosk's wires, which no rig on the bench can drive or read yet.
-KIOSK_WIRING = ("face", "display", "buzzer")
+# What a bench cannot read of a real kiosk (its face module's line it can drive:
+# [wiring.face], a USB-serial adapter in the module's place).
+KIOSK_UNREADABLE = ("display", "buzzer")
 KIOSK_UNWIRED = (
-    "a real kiosk cannot be driven from the bench yet: its firmware has no test mode "
-    "(the lamp's `test on`, `test pulse`, `test pin`, `test adc`), so nothing can write frames "
-    "into the face module's UART or read the panel and the buzzer, and rig files have no "
-    "face/display/buzzer wiring; run it on --board vboard:kiosk"
+    "a real kiosk's panel and buzzer cannot be read from the bench: nothing on the rig "
+    "watches the SPI bus or the buzzer's pin; run these on --board vboard:kiosk"
 )
+
+
+def face_frame(person: str | None, score: float, live: bool, crc: bool, damaged: bool = False) -> bytes:
+    """One line as the face module sends it (docs/face-module.md): CRC-16/CCITT-FALSE,
+    computed here by binascii, not by the firmware's own code."""
+    import binascii
+
+    msg: dict[str, Any] = {"type": "face", "score": score, "live": 1 if live else 0}
+    if person is not None:
+        msg["id"] = person
+    body = json.dumps(msg).encode()
+    if crc or damaged:
+        body += b"*%04X" % (binascii.crc_hqx(body, 0xFFFF) ^ (0x5A5A if damaged else 0))
+    return body + b"\r\n"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -285,9 +298,16 @@ class WiredRig(Rig):
         self.board = board
 
     def needs(self, *wires: str) -> None:
-        if any(w in KIOSK_WIRING for w in wires):
+        if any(w in KIOSK_UNREADABLE for w in wires):
             pytest.skip(KIOSK_UNWIRED)
         super().needs(*wires)
+
+    def _face_write(self, line: bytes) -> None:
+        """A line on the kiosk's face UART, through the adapter wired in the module's place."""
+        w = self.wiring["face"]
+        with serial.Serial(w["port"], int(w.get("baud", 115200)), timeout=1) as port:
+            port.write(line)
+            port.flush()
 
     def _test(self, command: str) -> Any:
         reply = self.board.console("test " + command)
@@ -313,9 +333,16 @@ class WiredRig(Rig):
 
     def face(self, person: str | None, score: float = 0.95, live: bool = True) -> None:
         self.needs("face")
+        self._face_write(face_frame(person, score, live, bool(self.wiring["face"].get("crc", False))))
 
     def face_line(self, what: str, person: str = "0000") -> None:
         self.needs("face")
+        if what == "garbage":
+            self._face_write(b"\x00\xffnot a frame {]\r\n")
+        elif what == "badcrc":
+            self._face_write(face_frame(person, 0.95, True, True, damaged=True))
+        else:
+            raise ValueError(f"face_line: {what!r} is neither garbage nor badcrc")
 
     def frames(self) -> int:
         self.needs("display")
