@@ -10,7 +10,7 @@ from pathlib import Path
 
 from parkctl import simcmd
 from parkctl.brokers import Mosquitto
-from parkctl.runtime import HEAPSIZE
+from parkctl.runtime import HEAPSIZE, micropython_bits
 
 ROOT = Path(__file__).resolve().parents[1]
 WIFI_CONFIG = ROOT / "sim" / "scenarios" / "songjiang-wifi.json"
@@ -135,7 +135,8 @@ def bench_heap_week() -> None:
         return
     base = int(probes[0][1])  # the simulator alone, before the firmware's first boot
     per_day = [(int(p[0]), int(p[2]) - base, int(p[3]) - base) for p in probes[1:]]
-    print(f"lamp firmware heap over {days} simulated days (MicroPython unix 64-bit, Wi-Fi, MQTT, journal):")
+    where = f"MicroPython unix {micropython_bits()}-bit, Wi-Fi, MQTT, journal"
+    print(f"lamp firmware heap over {days} simulated days ({where}):")
     print(f"  {'day':>4} {'peak live':>10} {'median live':>12}")
     for day, peak, end in per_day:
         print(f"  {day:4d} {peak:10d} {end:12d}")
@@ -143,7 +144,7 @@ def bench_heap_week() -> None:
     code = _module_code_bytes()
     print(f"  peak live heap {peak} bytes, of which module code {code} bytes (all but board and main):")
     print(f"  the rest, data with board's and main's code, {peak - code} bytes")
-    print(f"  (target < 48 KB at {HEAPSIZE}; 64-bit objects are larger than the ESP32's; code frozen")
+    print(f"  (target < 48 KB at {HEAPSIZE}; code frozen")
     print("  into the firmware image would not use the heap at all)")
     if len(per_day) >= 3:
         # Day 1 starts from boot (journal, caches and the connection still to come):

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "host"))
 
 from parkctl import simcmd  # noqa: E402
 from parkctl.brokers import Mosquitto  # noqa: E402
-from parkctl.runtime import micropython_binary  # noqa: E402
+from parkctl.runtime import micropython_binary, micropython_bits  # noqa: E402
 
 FRAME_BUFFER = 240 * 320 * 2
 ROSTER = ROOT / "sim" / "scenarios" / "g60-roster.json"
@@ -101,7 +101,8 @@ def bench_heap_morning() -> None:
     peak = max(int(p[2]) for p in probes[1:]) - base
     code = _module_code_bytes()
     data = peak - FRAME_BUFFER - code
-    print("kiosk firmware heap over kiosk-morning (MicroPython unix 64-bit, Wi-Fi, MQTT, journal):")
+    where = f"MicroPython unix {micropython_bits()}-bit, Wi-Fi, MQTT, journal"
+    print(f"kiosk firmware heap over kiosk-morning ({where}):")
     print(f"  peak live heap          {peak:7d} bytes")
     print(f"  the frame buffer        {FRAME_BUFFER:7d} bytes")
     print(f"  module code             {code:7d} bytes (every module, main.py too; frozen into the image on")

@@ -129,3 +129,22 @@ def test_bad_arguments_give_one_line_and_fail(runtime, args, message):
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("parkctl sun: error: ")
     assert message in lines[0]
+
+
+def test_park_micropython_names_the_interpreter_and_a_wrong_one_is_refused(tmp_path):
+    import os
+
+    env = dict(os.environ, PARK_MICROPYTHON=str(tmp_path / "no-such-micropython"))
+    args = ["sun", "--lat", "31.03", "--lon", "121.23", "--date", "2026-06-21", "--tz", "CST-8"]
+    proc = subprocess.run(
+        [PARKCTL, *args, "--runtime", "micropython"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert "PARK_MICROPYTHON=" in proc.stderr and "not an executable MicroPython interpreter" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # CPython does not need it.
+    proc = subprocess.run([PARKCTL, *args], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr

