@@ -2,9 +2,7 @@
 # field as the lamp's is; a bad file names every problem and the last good one
 # stays (configstore.Store).
 
-import json
-
-from configcheck import Checker, ConfigError, network
+from configcheck import Checker, ConfigError, decode, network
 from posixtz import TZ, TZError
 
 DEFAULT_PINS = {
@@ -81,8 +79,4 @@ def parse(obj):
 
 
 def loads(text):
-    try:
-        obj = json.loads(text)
-    except ValueError as e:
-        raise ConfigError(["(file): not valid JSON: %s" % e])
-    return parse(obj)
+    return parse(decode(text))

@@ -9,7 +9,7 @@ import json
 
 from civil import check_date, parse_clock
 from posixtz import TZ, TZError
-from configcheck import Checker, ConfigError, join, network
+from configcheck import Checker, ConfigError, decode, join, network
 from configcheck import kind as _kind
 
 # Step kinds.
@@ -368,8 +368,4 @@ def _flash(c, raw):
 
 
 def loads(text):
-    try:
-        obj = json.loads(text)
-    except ValueError as e:
-        raise ConfigError(["(file): not valid JSON: %s" % e])
-    return parse(obj)
+    return parse(decode(text))

@@ -3,6 +3,8 @@
 # in one ConfigError, so a technician fixes a file in one go. The network
 # section is the same for the lamp and the kiosk, so it is read here once.
 
+import json
+
 from topics import broker_url, topic_word
 
 
@@ -85,6 +87,14 @@ class Checker:
             hi = limits.get(k, 48) if limits else 48
             out[k] = self.number(pins, k, "pins", 0, hi, defaults[k])
         return out
+
+
+def decode(text):
+    """A configuration file's JSON, or ConfigError saying why it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ConfigError(["(file): not valid JSON: %s" % e])
 
 
 def join(path, key):
