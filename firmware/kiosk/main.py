@@ -14,7 +14,6 @@ from apploop import App, earliest, log_event, run
 from board import Board
 from checkin import ALREADY, WELCOME, CheckIns
 from civil import split
-from configcheck import ConfigError
 from configstore import Store
 from console import Console
 from diag import Diagnostics
@@ -387,12 +386,7 @@ class Kiosk(App):
 
 def main():
     store = Store(os, CONFIG, DEFAULT_CONFIG, loads)
-    try:
-        cfg = store.load()
-    except ConfigError:
-        cfg = parse(FALLBACK)
-    for e in store.errors:
-        print("config:", e)
+    cfg = store.load_or(lambda: parse(FALLBACK))
     board = Board(cfg)
     board.start_display()
     clock = TimeKeeper(board.clock, None, board.rtc_trusted())

@@ -21,7 +21,7 @@ from console import Console
 from controller import Controller
 from diag import Diagnostics
 from journal import Journal
-from lampconfig import FALLBACK, ConfigError, loads, parse
+from lampconfig import FALLBACK, loads, parse
 from link import Link
 from timesource import DS3231, TimeKeeper
 from uplink import UNIX_2000, CommandError
@@ -196,12 +196,7 @@ class Lamp(App):
 
 def main():
     store = Store(os, CONFIG, DEFAULT_CONFIG, loads)
-    try:
-        cfg = store.load()
-    except ConfigError:
-        cfg = parse(FALLBACK)
-    for e in store.errors:
-        print("config:", e)
+    cfg = store.load_or(lambda: parse(FALLBACK))
     board = Board(cfg)
     clock = TimeKeeper(board.clock, DS3231(board.i2c), board.rtc_trusted())
     clock.boot()

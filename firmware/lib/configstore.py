@@ -66,6 +66,17 @@ class Store:
             return cfg
         raise ConfigError(self.errors or ["no configuration file at %s" % self.path])
 
+    def load_or(self, fallback):
+        """The configuration in force, or fallback() when no file can be used;
+        each reason a file was passed over goes to the console."""
+        try:
+            cfg = self.load()
+        except ConfigError:
+            cfg = fallback()
+        for e in self.errors:
+            print("config:", e)
+        return cfg
+
     def _keep_as_good(self, text):
         try:
             if self._read(self.good) == text:

@@ -81,3 +81,13 @@ def test_a_trial_with_nothing_good_before_it_falls_back_to_the_default():
     store.rollback()
     assert store.load().name == "G60 park, Songjiang"
     assert "lamp.json" not in os.listdir(d)
+
+
+def test_load_or_falls_back_when_no_file_can_be_used():
+    d = tempdir()
+    store = Store(os, d + "/lamp.json", d + "/config.json", loads)
+    write(d + "/lamp.json", "{broken")
+    assert store.load_or(lambda: "the fallback") == "the fallback"
+    assert store.errors[0].startswith(d + "/lamp.json: (file): not valid JSON")
+    write(d + "/config.json", read(SHIPPED))
+    assert store.load_or(lambda: "the fallback").name == "G60 park, Songjiang"
