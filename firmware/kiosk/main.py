@@ -73,7 +73,7 @@ class Kiosk(App):
         self.station = self.link.station
         up = self.link.uplink
         if up is not None:
-            up.handlers = {"purge": self._purge_cmd, "status": self._status, "config": self._config}
+            up.handlers = {"purge": self._purge_cmd, "status": self._status, "config": self.config_command}
             up.listen(self.roster_topic, self._roster_update)
         self.attach(self.link, Console(board.console_write, Diagnostics(self).handlers()))
         board.watch_console()
@@ -218,9 +218,6 @@ class Kiosk(App):
         s = self.state()
         s["face"] = self.face_counts()
         return s
-
-    def _config(self, msg):
-        return self.config_command(msg)
 
     def _clean(self):
         """Privacy: a delivered check-in is erased once its repeat window is over;

@@ -53,7 +53,7 @@ class Lamp(App):
                 "ack": self._ack,
                 "resolve": self._resolve,
                 "override": self._override,
-                "config": self._config,
+                "config": self.config_command,
                 "time": self._time,
                 "status": self._status,
                 "test_alarm": self._test_alarm,
@@ -154,9 +154,6 @@ class Lamp(App):
                 raise CommandError("the device has no valid time: an override needs one")
             eng.set_override(level, self.clock.now() + minutes * 60, "centre")
         self.ctl.refresh()
-
-    def _config(self, msg):
-        return self.config_command(msg)
 
     def _time(self, msg):
         ts = msg.get("ts")
