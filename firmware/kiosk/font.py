@@ -53,9 +53,12 @@ class Font:
             self.missing += 1
             self._box(buf)
             return buf
+        self._read(i, buf)
+        return buf
+
+    def _read(self, i, buf):
         self.f.seek(_HEAD + 2 * self.count + i * self.size)
         self.f.readinto(buf)
-        return buf
 
     def _box(self, buf):
         r, h = self.row, self.height
@@ -75,6 +78,24 @@ class Font:
         and of varying width, its ink and a pixel's gap (a space: a third of a cell)."""
         if ord(ch) >= 0x80 or self.boxed:
             return self.width
+        return self._ink(g)
+
+    def measure(self, s, g):
+        """How wide s is drawn, g a glyph's buffer to use. Only ASCII glyphs are
+        read (their width is their ink); nothing is counted as missing, which
+        drawing counts."""
+        w = 0
+        for ch in s:
+            cp = ord(ch)
+            i = self.find(cp) if cp < 0x80 else -1
+            if i < 0:
+                w += self.width  # CJK, or the box
+            else:
+                self._read(i, g)
+                w += self._ink(g)
+        return w
+
+    def _ink(self, g):
         row = self.row
         for x in range(self.width - 1, -1, -1):
             byte = x >> 3

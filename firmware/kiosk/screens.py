@@ -44,16 +44,8 @@ class Screens:
         return x - x0
 
     def width(self, s):
-        """How wide s is drawn (each glyph read, none drawn)."""
-        f = self.font
-        g = self._g
-        w = 0
-        missing = f.missing  # counted when drawn, not when measured
-        for ch in s:
-            f.glyph(ch, g)
-            w += f.advance(ch, g)
-        f.missing = missing
-        return w
+        """How wide s is drawn."""
+        return self.font.measure(s, self._g)
 
     def centred(self, y, s, color):
         w = self.width(s)
