@@ -16,6 +16,7 @@ host; the simulator itself (both runtimes) gets the result as JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -37,8 +38,10 @@ from configcheck import ConfigError
 APPS = ("lamp", "kiosk")
 
 
+@functools.cache
 def config_parser(app: str):
-    """The app's own configuration parser (firmware/<app>/<app>config.py)."""
+    """The app's own configuration parser (firmware/<app>/<app>config.py), loaded
+    once (by path: the two apps' folders are not both on sys.path)."""
     if app == "lamp":
         return lampconfig.loads
     import importlib.util
