@@ -271,34 +271,27 @@ def test_provision_names_what_is_wrong_with_the_inventory_and_the_secrets(tmp_pa
         r.returncode == 2 and "missing column(s) latitude, longitude, tz, wifi_ssid, broker_url" in r.stderr
     )
     secrets = tmp_path / "s.toml"
+    inv = str(_inventory(tmp_path))
+
+    def provision() -> subprocess.CompletedProcess[str]:
+        args = [
+            "--inventory",
+            inv,
+            "--device",
+            "lamp-g60-007",
+            "--port",
+            "/dev/null",
+            "--secrets",
+            str(secrets),
+        ]
+        return parkctl("provision", *args, env=env)
+
     secrets.write_text('[default]\nmqtt_pass = "oops-Secret-3"\n')
-    r = parkctl(
-        "provision",
-        "--inventory",
-        str(_inventory(tmp_path)),
-        "--device",
-        "lamp-g60-007",
-        "--port",
-        "/dev/null",
-        "--secrets",
-        str(secrets),
-        env=env,
-    )
+    r = provision()
     assert r.returncode == 2 and "unknown key 'mqtt_pass'" in r.stderr
     assert "oops-Secret-3" not in r.stdout + r.stderr
     secrets.write_text('[default\nmqtt_password = "oops-Secret-4"\n')
-    r = parkctl(
-        "provision",
-        "--inventory",
-        str(_inventory(tmp_path)),
-        "--device",
-        "lamp-g60-007",
-        "--port",
-        "/dev/null",
-        "--secrets",
-        str(secrets),
-        env=env,
-    )
+    r = provision()
     assert r.returncode == 2 and "not TOML" in r.stderr and "oops-Secret-4" not in r.stdout + r.stderr
 
 
