@@ -286,24 +286,20 @@ class Platform:
         self.modules = modules
         self.console: Any = None
         self._world_ready = world_ready
-        self.frames: str | None = None  # the host's folder for the display's frames
-        self.realtime = False
 
     def world_ready(self, world) -> None:
         self.modules.fs.attach(world)
-        if self.frames is not None and hasattr(world, "frame_sink"):
-            world.frame_sink = self.save_frame
-        if self.realtime and hasattr(world, "wall_us"):
-            import time
-
-            world.wall_us = lambda: time.perf_counter_ns() // 1000
         if self._world_ready is not None:
             self._world_ready(world)
 
-    def save_frame(self, n: int, t_us: int, ram) -> None:
-        """A frame of the virtual display, raw, into the host's folder (--frames)."""
-        assert self.frames is not None
-        (Path(self.frames) / f"{n:05d}-{t_us // 1000000}.raw").write_bytes(bytes(ram))
+    def host_write(self, path: str, data) -> None:
+        """A file on the host (the display's frames), not on the board's flash."""
+        Path(path).write_bytes(bytes(data))
+
+    def wall_us(self) -> int:
+        import time
+
+        return time.perf_counter_ns() // 1000
 
     def remount(self) -> None:
         self.modules.fs.remount()
@@ -341,8 +337,6 @@ def run(scenario: dict, image: Path | LittleFsVfs, emit, world_ready=None) -> An
     fs = image if isinstance(image, LittleFsVfs) else LittleFsVfs(image)
     modules.fs = fs
     platform = Platform(modules, world_ready)
-    platform.frames = scenario.get("frames")
-    platform.realtime = bool(scenario.get("realtime"))
     runner = modules.load("runner", as_firmware=False)
     hub: Any = modules.load("_hub", as_firmware=False)
     hub.net, hub.net_select = socket, select  # the host's network, under the virtual socket

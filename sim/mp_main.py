@@ -54,8 +54,6 @@ class Platform:
         self.outside = False  # the host runs a centre and broker for this scenario
         self.bdev = None  # the flash: a FileBlockDevice over the image
         self.fs = None  # its filesystem as mounted now
-        self.frames = None  # the host's folder for the display's frames
-        self.realtime = False
 
     def remount(self):
         """Power is back: the filesystem is mounted afresh (littlefs's RAM state is gone)."""
@@ -67,15 +65,14 @@ class Platform:
         self.bdev.world = world
         if self.outside:
             world.outside = RemoteOutside(world)
-        if self.frames and hasattr(world, "frame_sink"):
-            world.frame_sink = self.save_frame
-        if self.realtime and hasattr(world, "wall_us"):
-            world.wall_us = lambda: _time.time_ns() // 1000
 
-    def save_frame(self, n, t_us, ram):
-        """A frame of the virtual display, raw, into the host's folder (--frames)."""
-        with _host_open("%s/%05d-%d.raw" % (self.frames, n, t_us // 1000000), "wb") as f:
-            f.write(ram)
+    def host_write(self, path, data):
+        """A file on the host (the display's frames), not on the board's flash."""
+        with _host_open(path, "wb") as f:
+            f.write(data)
+
+    def wall_us(self):
+        return _time.time_ns() // 1000
 
     def boot(self):
         if self.heap is not None and self.heap.base is None:
@@ -207,8 +204,6 @@ def main():
     builtins.open = fw_open
     builtins.print = fw_print
     platform.outside = bool(scenario.get("outside"))
-    platform.frames = scenario.get("frames")
-    platform.realtime = bool(scenario.get("realtime"))
     if scenario.get("heap_probe"):
         platform.heap = HeapProbe(emit)
     runner.run(scenario, platform.fs, platform, emit)

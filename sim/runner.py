@@ -25,6 +25,15 @@ def run(scenario, fs, platform, emit):
     platform.world_ready(world)
     if scenario.get("realtime"):
         world.pace = platform.pacer(world.now_us, scenario["realtime"])
+        if hasattr(world, "wall_us"):
+            world.wall_us = platform.wall_us
+    frames = scenario.get("frames")  # a folder on the host for the display's frames
+    if frames and hasattr(world, "frame_sink"):
+
+        def keep(n, t_us, ram):
+            platform.host_write("%s/%05d-%d.raw" % (frames, n, t_us // 1000000), ram)
+
+        world.frame_sink = keep
     for i, ex in enumerate(scenario.get("probes", [])):
         world.at(ex * 1000000, {"do": "probe", "id": i})
     board = _hub.Board(world, fs, scenario.get("uid", b"\x24\x0a\xc4\x00\x00\x01"))
