@@ -472,6 +472,17 @@ def merge(chip: Chip, firmware: Path, image: Path, output: Path) -> None:
         raise UserError(f"esptool merge-bin failed: {esptool_error(proc.stdout + proc.stderr)}")
 
 
+def staged(
+    app: str, chip: Chip, root: Path = FIRMWARE, progress: Progress = _no_progress
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The board's files for `app`, /manifest.json included (board path -> content),
+    and the manifest: what a build stages and what deploy copies, made in memory."""
+    files = stage(app, chip, root, progress)
+    manifest = make_manifest(app, chip.name, git_version(root.parent), files)
+    files[MANIFEST] = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    return files, manifest
+
+
 def build(
     app: str,
     out: Path | None = None,
@@ -489,9 +500,7 @@ def build(
     out = Path(out) if out is not None else BUILD_DIR / app
     fw = check_firmware(Path(firmware), target) if firmware is not None else None
     config = check_device_config(app, Path(device_config)) if device_config is not None else None
-    files = stage(app, target, root, report)
-    manifest = make_manifest(app, target.name, git_version(root.parent), files)
-    files[MANIFEST] = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    files, manifest = staged(app, target, root, report)
     if config is not None:
         files.update(device_files(app, config))
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .build import FIRMWARE, INSTALLED, Build, build, check_device_config, device_files
+from .build import FIRMWARE, INSTALLED, MANIFEST, check_device_config, device_files, get_chip, staged
 from .errors import UserError
-from .runtime import ROOT
 
 # Index: sys.implementation._mpy >> 10, as MicroPython documents it.
 _ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp")
@@ -133,13 +132,14 @@ def deploy(
         # The board says what it is before anything is built for it.
         info = json.loads(t.exec(_PROBE % "[]"))
         target = chip or chip_for(info["mpy"], info["machine"])
-        out_dir = ROOT / "build" / f"deploy-{app}-{target}"
-        b: Build = build(app, out_dir, chip=target, root=root or FIRMWARE)
-        files = {p: b.fs_dir.joinpath(p.lstrip("/")).read_bytes() for p in b.manifest["files"]}
-        info = json.loads(t.exec(_PROBE % json.dumps([*sorted(files), "/manifest.json"])))
+        # Staged in memory, not in a build folder: two deploys at once must not
+        # copy each other's files.
+        staged_files, manifest = staged(app, get_chip(target), root or FIRMWARE)
+        files = {p: staged_files[p] for p in manifest["files"]}
+        info = json.loads(t.exec(_PROBE % json.dumps([*sorted(files), MANIFEST])))
         have: dict[str, str | None] = info["files"]
-        out = Deployed(version=b.manifest["version"], hash=b.manifest["hash"])
-        todo = [p for p in sorted(files) if have.get(p) != b.manifest["files"][p]]
+        out = Deployed(version=manifest["version"], hash=manifest["hash"])
+        todo = [p for p in sorted(files) if have.get(p) != manifest["files"][p]]
         out.up_to_date = [p for p in sorted(files) if p not in todo]
         dirs = sorted({str(Path(p).parent) for p in todo} - {"/"})
         if dirs:
@@ -162,9 +162,9 @@ def deploy(
         for p in remove or []:
             if t.fs_exists(p):
                 t.fs_rmfile(p)
-        manifest = b.fs_dir.joinpath("manifest.json").read_bytes()
-        if have.get("/manifest.json") != hashlib.sha256(manifest).hexdigest():
-            t.fs_writefile("/manifest.json", manifest)
+        manifest_bytes = staged_files[MANIFEST]
+        if have.get(MANIFEST) != hashlib.sha256(manifest_bytes).hexdigest():
+            t.fs_writefile(MANIFEST, manifest_bytes)
     finally:
         # Whatever happened (a build error too), the firmware runs again: a soft
         # reset from the friendly REPL runs boot.py and main.py, as after power-on.
