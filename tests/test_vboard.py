@@ -179,7 +179,9 @@ def test_garbage_on_the_console_gets_errors_and_the_lamp_keeps_its_level(
         assert any("longer than 4096" in e for e in errors)
         assert any("not UTF-8" in e for e in errors)
         after = p.ask("status")["data"]
-        assert after["level"] == before["level"] and after["relay"] == "closed"
+        assert after["level"] == before["level"] and after["relay"] == before["relay"]
+        # The virtual board keeps the wall clock's time: lit (relay closed) at night only.
+        assert after["relay"] == "closed" or after["level"] == 0
         assert after["console_errors"] >= len(garbage)
         assert p.ask("help")["ok"]
 
