@@ -2,6 +2,9 @@
 # board's flash without holding the image in the heap. MicroPython only.
 
 _BLOCK = 4096
+# An erased block, made once: an erase must not allocate (the flash chip needs no
+# RAM for it, and a 4 KiB allocation can fail in a fragmented heap).
+_ERASED = b"\xff" * _BLOCK
 
 
 class FileBlockDevice:
@@ -47,7 +50,7 @@ class FileBlockDevice:
             k = self._allowed(_BLOCK)
             if k:
                 self.f.seek(arg * _BLOCK)
-                self.f.write(b"\xff" * k)
+                self.f.write(_ERASED if k == _BLOCK else memoryview(_ERASED)[:k])
             self._stop_if_cut()
             return 0
         if op == 3:

@@ -265,3 +265,26 @@ def test_image_is_what_micropython_mounts(tmp_path):
         [micropython_binary(), "-c", code], capture_output=True, text=True, timeout=60, env=env
     )
     assert out.stdout.strip() == "['config.json', 'lib'] {\"a\": 1}", out.stderr
+
+
+def test_micropython_flash_erases_without_allocating(tmp_path):
+    # A flash erase needs no RAM on the board; the simulator's block device must
+    # not allocate for it either: in a fragmented heap a 4 KiB allocation failed
+    # and the firmware saw a MemoryError a real board never raises.
+    image = tmp_path / "flash.img"
+    image.write_bytes(b"\x00" * 4096 * 4)
+    code = (
+        "import micropython\nfrom blockdev import FileBlockDevice\n"
+        f"bd = FileBlockDevice({str(image)!r})\n"
+        "micropython.heap_lock()\nbd.ioctl(6, 2)\nmicropython.heap_unlock()\n"
+        "bd.ioctl(3, 0)\nprint('erased')\n"
+    )
+    from parkctl.runtime import micropython_binary
+
+    env = dict(os.environ, MICROPYPATH=str(SCENARIOS.parent))
+    out = subprocess.run(
+        [micropython_binary(), "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.stdout.strip() == "erased", out.stderr
+    data = image.read_bytes()
+    assert data[8192:12288] == b"\xff" * 4096 and data[:8192] + data[12288:] == b"\x00" * 12288
