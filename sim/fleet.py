@@ -3,8 +3,12 @@
 Each lamp is a whole simulated board, with its own firmware modules, world and
 littlefs image (in memory, 128 KiB), its own device id and noise seed, and small
 offsets in position (up to about 1.5 km) and in its DS3231's clock (up to 5 s).
-Each runs in a greenlet; whenever one sleeps, the lamp with the earliest wake-up
-time runs next, so all share one true time and the run is deterministic.
+
+Lamps without a network cannot affect each other: each runs its whole scenario
+in turn (one lamp's objects stay in the CPU's caches while it runs). Networked
+lamps meet at the broker, so they run together: each in a greenlet, and
+whenever one sleeps, the lamp with the earliest wake-up time runs next, so all
+share one true time and the run is deterministic.
 """
 
 from __future__ import annotations
@@ -38,21 +42,24 @@ def run(scenario: dict, lamps: int, emit) -> None:
     ready: list[tuple[int, int]] = []
     threads: list[greenlet] = []
 
-    def lamp(i: int):
-        sc = variant(scenario, i)
-
-        def hook(world) -> None:
-            world.wait = lambda t_us: main.switch(t_us)
-
+    def lamp(i: int, hook=None):
         cpython.run(
-            sc,
+            variant(scenario, i),
             cpython.LittleFsVfs(ram=image),
             lambda t, kind, text: emit(i, t, kind, text),
             world_ready=hook,
         )
 
+    if "network" not in scenario["config"]:
+        for i in range(lamps):
+            lamp(i)
+        return
+
+    def together(world) -> None:
+        world.wait = lambda t_us: main.switch(t_us)
+
     for i in range(lamps):
-        g = greenlet(lambda i=i: lamp(i))
+        g = greenlet(lambda i=i: lamp(i, together))
         threads.append(g)
         wake = g.switch()
         if not g.dead:
