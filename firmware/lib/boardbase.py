@@ -16,6 +16,9 @@ _POLLIN = 1
 _STREAM_POLL = 3  # MP_STREAM_POLL: how select.poll asks a stream if it is ready
 
 WDT_MS = 60000  # a hung loop resets within a minute; longer sleeps are cut to feed it
+# The longest wait: the watchdog is then fed with 10 s to spare (a pass takes
+# milliseconds). Each wake-up costs power on the board and time in the simulator.
+WAIT_MAX_MS = WDT_MS - 10000
 # Written into RTC memory when a trusted source sets the clock: a reset that
 # keeps the RTC running (not a power-on) may then trust it.
 _RTC_MARK = b"park-time-ok"
@@ -172,7 +175,7 @@ class Board:
             ms = time.ticks_diff(deadline, time.ticks_ms())
             if ms <= 0:
                 return
-            ready = self._poll.poll(ms if ms < WDT_MS // 2 else WDT_MS // 2)
+            ready = self._poll.poll(ms if ms < WAIT_MAX_MS else WAIT_MAX_MS)
             if healthy:
                 self.feed()
             if ready:
