@@ -324,6 +324,7 @@ def _lfs(ctx: Any, chip: Chip, mount: bool) -> littlefs.LittleFS:
         read_size=LFS_IO,
         prog_size=LFS_IO,
         lookahead_size=LFS_IO,
+        cache_size=4 * LFS_IO,  # as VfsLfs2 sets it
         name_max=NAME_MAX,
     )
 
