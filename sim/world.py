@@ -191,8 +191,11 @@ class World:
             if self._pace_to(self.end_us):
                 return True
             raise Stop()
-        if target > self.now_us and self._pace_to(target):
-            return True
+        if target > self.now_us:
+            if self.pace is None:
+                self.now_us = target
+            elif self._pace_to(target):
+                return True
         return False
 
     def _pushed(self):

@@ -143,14 +143,15 @@ class Board:
         while True:
             if not world.powered:
                 raise PowerLoss()  # cut in the middle of what the firmware was doing
-            self.run_scheduled()
+            if self.schedule:
+                self.run_scheduled()
             if ready is not None:
                 r = ready()
                 if r:
                     return r
             if world.now_us >= target:
                 return []
-            owing = [s for s in self.sockets if s.owed]
+            owing = [s for s in self.sockets if s.owed] if self.sockets else None
             if owing and world.wifi_up():
                 if net_ready([s._s for s in owing], ANSWER_WAIT_MS):
                     if ready is not None:

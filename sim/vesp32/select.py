@@ -14,16 +14,33 @@ POLLERR = 8
 POLLHUP = 16
 
 
+# What a registered object is, found once at register(): _ready runs at every wake-up.
+_SOCKET = 0
+_CONSOLE = 1
+_STREAM = 2
+
+
 class poll:
     def __init__(self):
-        self._entries = []  # [object, mask]
+        self._entries = []  # [object, mask, kind]
+        self._console = False  # sys.stdin is registered
+
+    def _kinds(self):
+        self._console = any(e[2] == _CONSOLE for e in self._entries)
 
     def register(self, obj, mask=POLLIN | POLLOUT):
         for e in self._entries:
             if e[0] is obj:
                 e[1] = mask
                 return
-        self._entries.append([obj, mask])
+        if isinstance(obj, socket.socket):
+            kind = _SOCKET
+        elif obj is sys.stdin:
+            kind = _CONSOLE
+        else:
+            kind = _STREAM
+        self._entries.append([obj, mask, kind])
+        self._kinds()
 
     def modify(self, obj, mask):
         for e in self._entries:
@@ -34,24 +51,25 @@ class poll:
 
     def unregister(self, obj):
         self._entries = [e for e in self._entries if e[0] is not obj]
+        self._kinds()
 
     def _ready(self):
         out = []
-        for obj, mask in self._entries:
-            if isinstance(obj, socket.socket):
+        for obj, mask, kind in self._entries:
+            if kind == _STREAM:
+                ev = obj.ioctl(3, mask)  # MP_STREAM_POLL
+            elif kind == _SOCKET:
                 ev = (POLLIN if mask & POLLIN and obj.readable() else 0) | (mask & POLLOUT)
-            elif obj is sys.stdin:
+            else:
                 # The USB serial console: bytes typed on the virtual board's port.
                 ev = POLLIN if mask & POLLIN and _hub.board.console_ready() else 0
-            else:
-                ev = obj.ioctl(3, mask)  # MP_STREAM_POLL
             if ev:
                 out.append((obj, ev))
         return out
 
     def poll(self, timeout=-1):
         b = _hub.board
-        b.console_wanted = any(e[0] is sys.stdin for e in self._entries)
+        b.console_wanted = self._console
         try:
             return b.wait_us(-1 if timeout < 0 else timeout * 1000, self._ready)
         finally:
