@@ -292,6 +292,9 @@ class World:
                         s.peer_gone = True
                     self._counted = (b.to_centre, b.wills)
                 self.outside.broker(ev["state"])
+                if self.board is not None:
+                    for s in self.board.sockets:
+                        s.news()  # a connection ended by the broker is readable now
         elif do == "probe":
             self.log(self.now_us, "probe", "%d %.2f" % (ev["id"], self.level))
         elif do == "rtc_battery":
