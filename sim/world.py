@@ -223,7 +223,11 @@ class World:
         b = self.board
         if b is None or not b.sockets or not self.wifi_up():
             return None
-        return net_ready([s._s for s in b.sockets], timeout_ms)
+        if not net_ready([s._s for s in b.sockets], timeout_ms):
+            return False
+        for s in b.sockets:
+            s.news()  # data came: the sockets look at once
+        return True
 
     def apply(self, ev):
         do = ev["do"]

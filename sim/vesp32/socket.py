@@ -16,7 +16,10 @@
 # at some moment of real time, which maps to no particular moment of virtual
 # time: once the host's socket was found with nothing to read at one virtual
 # instant, it is not asked again at that instant unless an answer or a push is
-# owed. A pass and the wait after it then cost one system call, not four.
+# owed, or the world says something changed (the broker stopped, data woke a
+# paced clock). An idle pass and the wait after it then cost one system call,
+# not four. At an instant when data came, every check is real: what follows an
+# answer (retained messages after a SUBACK) is read at that instant.
 #
 # The platform puts the runtime's own socket module in _hub.net (this module
 # shadows it on the path).
@@ -124,6 +127,7 @@ class socket:
         self.peer_gone = False  # the broker's end died first (reset, end of stream): no will
         self._to_centre = {}  # packet ids of QoS 1 messages for the centre, until their PUBACK
         self._quiet_at = -1  # the virtual time the host's socket last had nothing to read
+        self._heard_at = -1  # the virtual time data last came
         self._recv = self._s.recv_into if hasattr(self._s, "recv_into") else self._s.readinto
 
     def _asked(self, first, body):
@@ -210,7 +214,7 @@ class socket:
             r = self._recv(buf)
         except OSError as e:
             if _errno(e) == _EAGAIN:
-                self._quiet_at = self._board.world.now_us
+                self._nothing()
                 return None
             self.peer_gone = True
             raise OSError(_errno(e)) from None
@@ -218,6 +222,7 @@ class socket:
             self.peer_gone = True
         if r:
             self._board.net_activity += 1
+            self._heard_at = self._board.world.now_us
             self._got.feed(memoryview(buf)[:r])
         return r
 
@@ -230,8 +235,13 @@ class socket:
             self._poll.register(self._s, 1)
         if self._poll.poll(0):
             return True
-        self._quiet_at = self._board.world.now_us
+        self._nothing()
         return False
+
+    def _nothing(self):
+        now = self._board.world.now_us
+        if self._heard_at != now:
+            self._quiet_at = now
 
     def news(self):
         """The world changed what this socket can read (the broker went away)."""
