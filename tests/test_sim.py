@@ -100,6 +100,27 @@ def test_many_lamps_in_one_process():
     ]
 
 
+def test_networked_fleet_on_mosquitto(tmp_path, mosquitto):
+    # Networked lamps run together on one broker, in spans of simulated time: each
+    # connects once and stays up through the evening, and the same fleet again
+    # gives the same timelines.
+    scn = tmp_path / "fleet.scn"
+    scn.write_text(
+        f"config {SCENARIOS / 'songjiang-wifi.json'}\n"
+        "start 2026-12-21 16:00\nend 2026-12-21 18:30\nwifi up 16:00\n"
+        "expect level 100 +-1 at 18:00\n"
+    )
+    runs = [simcmd.run_fleet(scn, 4, broker=mosquitto.url) for _ in range(2)]
+    for r in runs[0]:
+        assert r.ok, [c for c in r.checks if not c[1]]
+        mqtt = [e.text for e in r.entries if e.text.startswith("event mqtt ")]
+        assert mqtt[0] == "event mqtt up" and not any("no answer" in m or "lost" in m for m in mqtt), mqtt
+        assert sum(m == "event mqtt up" for m in mqtt) == 1, mqtt
+    assert [[(e.t, e.text) for e in r.entries] for r in runs[1]] == [
+        [(e.t, e.text) for e in r.entries] for r in runs[0]
+    ]
+
+
 def test_plot_is_written(tmp_path):
     out = tmp_path / "night.png"
     proc = parkctl("sim", str(SCENARIOS / "lamp-failure.scn"), "--plot", str(out))
