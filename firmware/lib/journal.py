@@ -28,6 +28,62 @@ def _crc(text):
     return binascii.crc32(text.encode()) & 0xFFFFFFFF
 
 
+class _Pending:
+    """The undelivered events (len, `in` and iteration give their sequence
+    numbers), kept per segment in dicts of at most segment_records entries: a
+    journal full of undelivered events (a lamp offline for months: 512 of them)
+    never needs one large block of a fragmented heap. One dict for all failed
+    to grow in the simulated year."""
+
+    def __init__(self):
+        self._by_segment = {}  # segment number -> {seq: critical}
+        self._n = 0
+
+    def __len__(self):
+        return self._n
+
+    def __contains__(self, seq):
+        for d in self._by_segment.values():
+            if seq in d:
+                return True
+        return False
+
+    def __iter__(self):
+        for d in self._by_segment.values():
+            for seq in d:
+                yield seq
+
+    def add(self, seq, number, critical):
+        """seq is pending in segment `number` (moved there if it was elsewhere)."""
+        self.pop(seq)
+        d = self._by_segment.get(number)
+        if d is None:
+            d = self._by_segment[number] = {}
+        d[seq] = critical
+        self._n += 1
+
+    def pop(self, seq):
+        """No longer pending: its critical flag, or None if it was not."""
+        for number, d in self._by_segment.items():
+            critical = d.pop(seq, None)
+            if critical is not None:
+                self._n -= 1
+                if not d:
+                    del self._by_segment[number]
+                return critical
+        return None
+
+    def critical(self, seq):
+        for d in self._by_segment.values():
+            if seq in d:
+                return d[seq]
+        return False
+
+    def segments(self):
+        """The numbers of the segments that hold pending events, oldest first."""
+        return sorted(self._by_segment)
+
+
 class Journal:
     def __init__(self, os_module, folder, device, max_segments=8, segment_records=64, opener=open):
         self.os = os_module
@@ -38,8 +94,7 @@ class Journal:
         self.segment_records = segment_records
         self.torn = 0  # lines skipped for a bad CRC or shape
         self.dropped = 0  # undelivered non-critical events dropped for room
-        self.pending = {}  # seq -> critical (True/False): not yet delivered
-        self._where = {}  # seq -> segment number, for the pending ones: what to read back
+        self.pending = _Pending()  # the events not yet delivered
         self.seq = 0  # the last sequence number used
         self._segments = []  # segment numbers, oldest first
         self._count = 0  # records in the newest segment
@@ -121,8 +176,7 @@ class Journal:
                     continue
                 if seq > self.seq:
                     self.seq = seq
-                self.pending[seq] = critical
-                self._where[seq] = number
+                self.pending.add(seq, number, critical)
             self._count = count
         if self._torn_tail:
             # Never append after a torn line: the next record would be glued to it.
@@ -159,7 +213,7 @@ class Journal:
         # in both, which undelivered() reads once.
         for rec in keep:
             self._write(rec[0], rec[1], rec[2], rec[3], rec[4], rollover=False)
-            self._where[rec[0]] = self._segments[-1]
+            self.pending.add(rec[0], self._segments[-1], True)
         for seq, _, kind, critical, _ in self._lines(number):
             if kind != "ack" and not critical and self._settled(seq):
                 self.dropped += 1
@@ -187,14 +241,16 @@ class Journal:
         if seq is None:
             seq = self.reserve()
         self._write(seq, self.boot, kind, critical, body)
-        self.pending[seq] = critical
-        self._where[seq] = self._segments[-1]
+        self.pending.add(seq, self._segments[-1], critical)
         return self.event_id(seq)
+
+    def critical(self, seq):
+        """Is `seq` an undelivered critical event (one never dropped for room)?"""
+        return self.pending.critical(seq)
 
     def _settled(self, seq):
         """No longer pending (delivered or dropped); False if it was not."""
-        self._where.pop(seq, None)
-        return self.pending.pop(seq, None) is not None
+        return self.pending.pop(seq) is not None
 
     def delivered(self, seq):
         """The centre has it: it may now be dropped when room is needed."""
@@ -207,11 +263,7 @@ class Journal:
             return []
         pending = self.pending
         # Only the segments that hold pending events are read back (usually the newest).
-        where = {}
-        for number in self._where.values():
-            where[number] = True
-        segments = sorted(where)
-        return self.find(lambda seq, kind: seq in pending, segments)[:limit]
+        return self.find(lambda seq, kind: seq in pending, pending.segments())[:limit]
 
     def find(self, wanted, segments=None):
         """The events still on flash for which wanted(seq, kind) is true, oldest

@@ -143,3 +143,43 @@ def test_rewrite_changes_bodies_in_place_and_a_reboot_reads_them():
     j2 = new(folder)
     bodies = [b for _, _, _, b in j2.undelivered(10)]
     assert bodies == ['{"person": "p1", "ts": 95}', '{"ts": null}', '{"person": "p2", "ts": 100}']
+
+
+def _fragment():
+    """Fill the heap with 2 KB blocks and free every other one: no free block of
+    RAM larger than that is left (a heap after weeks of running). MicroPython
+    only: gives the blocks to keep alive, None elsewhere."""
+    import sys
+
+    if sys.implementation.name != "micropython":
+        return None
+    import gc
+
+    gc.collect()
+    blocks = []
+    try:
+        while True:
+            blocks.append(bytearray(2048))
+    except MemoryError:
+        pass
+    for i in range(0, len(blocks), 2):
+        blocks[i] = None
+    gc.collect()
+    return blocks
+
+
+def test_a_full_journal_of_undelivered_events_needs_no_large_block_of_ram():
+    # A lamp offline for months keeps 512 undelivered events (8 segments of 64),
+    # in a heap fragmented by weeks of running: what the journal keeps in RAM for
+    # them must grow in small blocks. One dict for all of them needed 8 KB in one
+    # piece, and failed in the simulated year.
+    j = new()
+    holes = _fragment()
+    for n in range(600):
+        j.append("level", '{"n": %d}' % n, critical=n % 100 == 0)
+    del holes
+    assert 7 * 64 <= len(j.pending) <= 8 * 64
+    assert sorted(j.pending)[-1] == 600 and 1 in j.pending and 101 in j.pending
+    assert j.critical(1) and not j.critical(600)
+    j.delivered(600)
+    assert 600 not in j.pending and not j.critical(1 + 600)
