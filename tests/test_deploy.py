@@ -317,3 +317,49 @@ def test_provision_makes_a_kiosks_configuration_with_the_kiosks_parser(tmp_path:
         device_config(rows["kiosk-gate-2"], secrets, inv)
     with pytest.raises(UserError, match=r"kind 'bench': one of lamp, kiosk"):
         device_config(rows["bench-1"], secrets, inv)
+
+
+@pytest.fixture
+def silent_board() -> Iterator[str]:
+    """A serial port whose board enters the raw REPL, offers raw-paste mode, and
+    then never answers again (hung, or its USB cable pulled halfway)."""
+    import select
+    import threading
+
+    master, slave = os.openpty()
+    done = threading.Event()
+
+    def board() -> None:
+        heard = b""
+        while not done.is_set():
+            if not select.select([master], [], [], 0.05)[0]:
+                continue
+            try:
+                heard += os.read(master, 4096)
+            except OSError:
+                return
+            if heard.endswith(b"\r\x01"):
+                os.write(master, b"raw REPL; CTRL-B to exit\r\n>")
+            elif heard.endswith(b"\x05A\x01"):
+                os.write(master, b"R\x01")  # then silence
+
+    thread = threading.Thread(target=board, daemon=True)
+    thread.start()
+    try:
+        yield os.ttyname(slave)
+    finally:
+        done.set()
+        thread.join()
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_board_that_stops_answering_ends_the_deploy_with_an_error(
+    silent_board: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parkctl import deploy as deploy_module
+    from parkctl.errors import UserError
+
+    monkeypatch.setattr(deploy_module, "ANSWER_TIMEOUT_S", 0.5)
+    with pytest.raises(UserError, match=f"the board at {silent_board} stopped answering during the deploy"):
+        deploy(silent_board, "lamp")

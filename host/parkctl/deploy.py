@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from typing import Any
 
 from .build import FIRMWARE, INSTALLED, MANIFEST, check_device_config, device_files, get_chip, staged
 from .errors import UserError
+
+# The longest wait for any answer from the board: one that stops answering in
+# the middle of a deploy (unplugged, hung) ends it with an error, never a hang.
+ANSWER_TIMEOUT_S = 10.0
 
 # Index: sys.implementation._mpy >> 10, as MicroPython documents it.
 _ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp")
@@ -84,7 +89,7 @@ def _connect(port: str) -> Any:
 
     Port(port).close()  # the clear errors: no such port, busy, no permission
     try:
-        t = SerialTransport(port, baudrate=115200)
+        t = SerialTransport(port, baudrate=115200, timeout=ANSWER_TIMEOUT_S)
     except Exception as e:  # mpremote raises several kinds
         raise UserError(f"cannot connect to {port}: {e}") from None
     try:
@@ -127,6 +132,9 @@ def deploy(
     if device_config is not None:  # checked before the board is interrupted
         extra = {**device_files(app, check_device_config(app, device_config)), **(extra or {})}
         remove = [*(remove or []), INSTALLED[app] + ".trial"]
+    from mpremote.transport import TransportError, TransportExecError
+    from serial import SerialException
+
     t = _connect(port)
     try:
         # The board says what it is before anything is built for it.
@@ -165,6 +173,15 @@ def deploy(
         manifest_bytes = staged_files[MANIFEST]
         if have.get(MANIFEST) != hashlib.sha256(manifest_bytes).hexdigest():
             t.fs_writefile(MANIFEST, manifest_bytes)
+    except TransportExecError as e:
+        said = e.error_output.strip().splitlines()
+        raise UserError(f"the board at {port} refused: {said[-1] if said else 'no reason given'}") from None
+    except (TransportError, SerialException, struct.error) as e:
+        # struct.error: mpremote reading a raw-paste window size that never came.
+        raise UserError(
+            f"the board at {port} stopped answering during the deploy ({e or 'no answer'}); "
+            "the board keeps the version its /manifest.json names"
+        ) from None
     finally:
         # Whatever happened (a build error too), the firmware runs again: a soft
         # reset from the friendly REPL runs boot.py and main.py, as after power-on.
@@ -173,6 +190,8 @@ def deploy(
             t.read_until(1, b">>> ", timeout=2)
             t.serial.write(b"\x04")
             t.serial.flush()
+        except (TransportError, SerialException, OSError):
+            pass  # a board that stopped answering: already said
         finally:
             t.close()
     out.seconds = time.monotonic() - t0
