@@ -10,7 +10,7 @@ from pathlib import Path
 
 from parkctl import simcmd
 from parkctl.brokers import Mosquitto
-from parkctl.runtime import HEAPSIZE, micropython_bits
+from parkctl.runtime import micropython_bits
 
 ROOT = Path(__file__).resolve().parents[1]
 WIFI_CONFIG = ROOT / "sim" / "scenarios" / "songjiang-wifi.json"
@@ -105,9 +105,47 @@ def _module_code_bytes() -> int:
 
 def bench_heap_week() -> None:
     """The lamp firmware with Wi-Fi, MQTT and the journal, a week in the
-    MicroPython simulator: its live heap after gc.collect(), sampled while idle."""
-    broker = Mosquitto().start()
+    MicroPython simulator: its live heap after gc.collect(), sampled while idle.
+    Twice: the code imported from source (compiled into the heap, as from .mpy
+    files on the littlefs), and from a ROMFS image (bytecode run in place, as
+    frozen code is: what stays is the firmware's data and its function and class
+    objects)."""
+    from parkctl.build import romfs_image
+
     days = 7
+    where = f"MicroPython unix {micropython_bits()}-bit, Wi-Fi, MQTT, journal"
+    print(f"lamp firmware heap over {days} simulated days ({where}), target < 48 KB:")
+    print(f"  {'code':<24} {'day':>4} {'peak live':>10} {'median live':>12}")
+    with tempfile.TemporaryDirectory() as tmp:
+        rom = Path(tmp) / "lamp.romfs"
+        rom.write_bytes(romfs_image("lamp"))
+        for label, romfs in (("imported from source", None), ("on a ROMFS", rom)):
+            per_day = _heap_week(days, romfs)
+            if not per_day:
+                print(f"  {label}: no heap probe came back")
+                continue
+            for day, peak, median in per_day:
+                print(f"  {label if day == 1 else '':<24} {day:4d} {peak:10d} {median:12d}")
+            peak = max(p for _, p, _ in per_day)
+            line = f"  peak {peak} bytes"
+            if romfs is None:
+                code = _module_code_bytes()
+                line += (
+                    f", of which module code {code} bytes (all but board and main), the rest {peak - code}"
+                )
+            print(line)
+            if len(per_day) >= 3:
+                # Day 1 starts from boot (journal, caches and the connection still
+                # to come): growth is measured from the first whole day on.
+                growth = per_day[-1][2] - per_day[1][2]
+                print(
+                    f"  growth of the median, day 2 -> day {per_day[-1][0]}: {growth:+d} bytes (target: none)"
+                )
+
+
+def _heap_week(days: int, romfs: Path | None) -> list[tuple[int, int, int]]:
+    """(day, peak, median) of the firmware's live heap over `days` simulated days."""
+    broker = Mosquitto().start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             scn = Path(tmp) / "week.scn"
@@ -126,28 +164,11 @@ def bench_heap_week() -> None:
                     f"power off {day} 02:00 - {day} 02:05" if d else "",
                 ]
             scn.write_text("\n".join(lines) + "\n")
-            result = simcmd.run(scn, "micropython", broker=broker.url, heap_probe=True)
+            result = simcmd.run(scn, "micropython", broker=broker.url, heap_probe=True, romfs=romfs)
     finally:
         broker.close()
     probes = [e.text.split() for e in result.entries if e.kind == "heap"]
     if not probes:
-        print("lamp heap over a week: no heap probe came back")
-        return
-    base = int(probes[0][1])  # the simulator alone, before the firmware's first boot
-    per_day = [(int(p[0]), int(p[2]) - base, int(p[3]) - base) for p in probes[1:]]
-    where = f"MicroPython unix {micropython_bits()}-bit, Wi-Fi, MQTT, journal"
-    print(f"lamp firmware heap over {days} simulated days ({where}):")
-    print(f"  {'day':>4} {'peak live':>10} {'median live':>12}")
-    for day, peak, end in per_day:
-        print(f"  {day:4d} {peak:10d} {end:12d}")
-    peak = max(p for _, p, _ in per_day)
-    code = _module_code_bytes()
-    print(f"  peak live heap {peak} bytes, of which module code {code} bytes (all but board and main):")
-    print(f"  the rest, data with board's and main's code, {peak - code} bytes")
-    print(f"  (target < 48 KB at {HEAPSIZE}; code frozen")
-    print("  into the firmware image would not use the heap at all)")
-    if len(per_day) >= 3:
-        # Day 1 starts from boot (journal, caches and the connection still to come):
-        # growth is measured from the first whole day on.
-        growth = per_day[-1][2] - per_day[1][2]
-        print(f"  growth of the median, day 2 -> day {per_day[-1][0]}: {growth:+d} bytes (target: none)")
+        return []
+    base = int(probes[0][1])  # the simulator alone (and the ROMFS image), before the first boot
+    return [(int(p[0]), int(p[2]) - base, int(p[3]) - base) for p in probes[1:]]

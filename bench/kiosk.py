@@ -83,6 +83,33 @@ def bench_glyphs_and_heap() -> None:
 
 
 def bench_heap_morning() -> None:
+    """The kiosk's live heap over kiosk-morning, its code imported from source and
+    then from a ROMFS image (run in place, as frozen code is: bench/alarms.py)."""
+    from parkctl.build import romfs_image
+
+    where = f"MicroPython unix {micropython_bits()}-bit, Wi-Fi, MQTT, journal"
+    print(f"kiosk firmware heap over kiosk-morning ({where}):")
+    with tempfile.TemporaryDirectory() as tmp:
+        rom = Path(tmp) / "kiosk.romfs"
+        rom.write_bytes(romfs_image("kiosk"))
+        for romfs in (None, rom):
+            peak = _peak_morning(romfs)
+            if peak is None:
+                print("kiosk heap: no heap probe came back")
+                return
+            if romfs is None:
+                code = _module_code_bytes()
+                data = peak - FRAME_BUFFER - code
+                print(f"  code imported from source: peak live heap {peak:7d} bytes")
+                print(f"    the frame buffer        {FRAME_BUFFER:7d} bytes")
+                print(f"    module code             {code:7d} bytes (every module, main.py too)")
+                print(f"    the rest, data          {data:7d} bytes")
+            else:
+                print(f"  code on a ROMFS:           peak live heap {peak:7d} bytes")
+                print(f"    outside the frame buffer {peak - FRAME_BUFFER:7d} bytes (target < 65536)")
+
+
+def _peak_morning(romfs: Path | None) -> int | None:
     broker = Mosquitto().start()
     try:
         r = simcmd.run(
@@ -90,24 +117,15 @@ def bench_heap_morning() -> None:
             "micropython",
             broker=broker.url,
             heap_probe=True,
+            romfs=romfs,
         )
     finally:
         broker.close()
     probes = [e.text.split() for e in r.entries if e.kind == "heap"]
     if len(probes) < 2:
-        print("kiosk heap: no heap probe came back")
-        return
+        return None
     base = int(probes[0][1])  # the simulator and its panel, before the firmware's first boot
-    peak = max(int(p[2]) for p in probes[1:]) - base
-    code = _module_code_bytes()
-    data = peak - FRAME_BUFFER - code
-    where = f"MicroPython unix {micropython_bits()}-bit, Wi-Fi, MQTT, journal"
-    print(f"kiosk firmware heap over kiosk-morning ({where}):")
-    print(f"  peak live heap          {peak:7d} bytes")
-    print(f"  the frame buffer        {FRAME_BUFFER:7d} bytes")
-    print(f"  module code             {code:7d} bytes (every module, main.py too; frozen into the image on")
-    print("                                        the ESP32-S3, it would not be on the heap)")
-    print(f"  the rest, data          {data:7d} bytes (target: outside the frame buffer < 65536)")
+    return max(int(p[2]) for p in probes[1:]) - base
 
 
 MODULES = (

@@ -21,7 +21,7 @@ import vfs  # noqa: E402
 from blockdev import FileBlockDevice  # noqa: E402
 
 _host_open = open  # the host's files; the firmware's `open` becomes the board's flash
-FIRMWARE_DIRS = ("firmware/lamp", "firmware/kiosk", "firmware/lib")
+FIRMWARE_DIRS = ("firmware/lamp", "firmware/kiosk", "firmware/lib", "/rom/")
 
 
 class Platform:
@@ -204,6 +204,14 @@ def main():
     builtins.open = fw_open
     builtins.print = fw_print
     platform.outside = bool(scenario.get("outside"))
+    if scenario.get("romfs"):
+        # The app's code on a ROMFS (host/parkctl/build.py romfs_image), imported
+        # from /rom before the source folders. The image is flash on a board: it
+        # is read into the heap here before the heap probe takes its base.
+        with _host_open(scenario["romfs"], "rb") as f:
+            rom = f.read()
+        vfs.mount(vfs.VfsRom(rom), "/rom")
+        sys.path[:0] = ["/rom", "/rom/lib"]
     if scenario.get("heap_probe"):
         platform.heap = HeapProbe(emit)
     runner.run(scenario, platform.fs, platform, emit)

@@ -50,6 +50,28 @@ def test_a_year_without_a_network_is_the_same_in_both_runtimes():
     assert [(e.t, e.kind, e.text) for e in a.entries] == [(e.t, e.kind, e.text) for e in b.entries]
 
 
+def test_code_on_a_romfs_runs_the_same_in_less_heap(tmp_path):
+    # The lamp's code as a ROMFS image, imported from /rom: MicroPython runs the
+    # bytecode where it lies (flash, on a board), so the night is the same and the
+    # firmware's live heap is smaller by most of its code.
+    from parkctl.build import romfs_image
+
+    rom = tmp_path / "lamp.romfs"
+    rom.write_bytes(romfs_image("lamp"))
+    night = SCENARIOS / "winter-night.scn"
+    runs = [simcmd.run(night, "micropython", heap_probe=True, romfs=r) for r in (None, rom)]
+
+    def peak(result):
+        heap = [[int(x) for x in e.text.split()] for e in result.entries if e.kind == "heap"]
+        return max(h[2] for h in heap[1:]) - heap[0][1]  # above the simulator's own (and the image)
+
+    source, romfs = (peak(r) for r in runs)
+    assert [(e.t, e.text) for e in runs[1].entries if e.kind != "heap"] == [
+        (e.t, e.text) for e in runs[0].entries if e.kind != "heap"
+    ]
+    assert romfs < source * 0.7, (romfs, source)
+
+
 def test_same_seed_same_bytes_other_seed_other_weather():
     args = ("sim", str(SCENARIOS / "rtc-dead-no-network.scn"), "--json")
     one, two = parkctl(*args), parkctl(*args)

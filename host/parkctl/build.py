@@ -473,6 +473,30 @@ def merge(chip: Chip, firmware: Path, image: Path, output: Path) -> None:
         raise UserError(f"esptool merge-bin failed: {esptool_error(proc.stdout + proc.stderr)}")
 
 
+def romfs_image(app: str, chip: str = "vboard", root: Path = FIRMWARE) -> bytes:
+    """The app's code as a ROMFS image (MicroPython's read-only, memory-mapped
+    filesystem, as `mpremote romfs build` makes): every module compiled, main.py
+    too, firmware/lib as /lib. On a board whose firmware has a ROMFS partition
+    (MICROPY_VFS_ROM), mounted at /rom, bytecode runs from flash where it lies
+    and none of it is copied into the heap. Data files stay on the littlefs."""
+    from mpremote.romfs import VfsRomWriter
+
+    target = get_chip(chip)
+    files = stage(app, target, root)
+    main = root / app / "main.py"
+    files["/main.mpy"] = compile_mpy(main, "main.py", target)
+    writer = VfsRomWriter()
+    for path in sorted(files):
+        if path.endswith(".mpy") and path.count("/") == 1:
+            writer.mkfile(path[1:], files[path])
+    writer.opendir("lib")
+    for path in sorted(files):
+        if path.startswith("/lib/") and path.endswith(".mpy"):
+            writer.mkfile(path[5:], files[path])
+    writer.closedir()
+    return writer.finalise()
+
+
 def staged(
     app: str, chip: Chip, root: Path = FIRMWARE, progress: Progress = _no_progress
 ) -> tuple[dict[str, bytes], dict[str, Any]]:

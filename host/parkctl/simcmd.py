@@ -63,13 +63,15 @@ def run(
     heap_probe: bool = False,
     frames: Path | None = None,
     flash: Path | None = None,
+    romfs: Path | None = None,
 ) -> Result:
     """broker, for a networked scenario: "embedded" (the default: amqtt, in this
     process), "mosquitto" (one of our own), or the URL of one that is running
     (then the scenario cannot stop it); heap_probe: MicroPython only, `heap`
     entries (bench/alarms.py); frames: a folder for the kiosk display's frames
     (PNG, named NNNNN-HHMMSS.png by local time); flash: where to copy the
-    board's flash image (littlefs2) when the run ends."""
+    board's flash image (littlefs2) when the run ends; romfs: MicroPython only,
+    the app's code as a ROMFS image (build.romfs_image), imported from /rom."""
     from sim.scenario import ScenarioError, load
 
     try:
@@ -78,9 +80,11 @@ def run(
         raise UserError(str(e)) from None
     if frames is not None and sc.app != "kiosk":
         raise UserError(f"{path}: --frames is for a kiosk scenario (its display); this one is a {sc.app}'s")
+    if romfs is not None and runtime != "micropython":
+        raise UserError("a ROMFS image is for the MicroPython runtime")
     owned = _own_broker(broker or "embedded", sc) if sc.networked else None
     try:
-        return _run(sc, runtime, seed, realtime, owned, heap_probe, frames, flash)
+        return _run(sc, runtime, seed, realtime, owned, heap_probe, frames, flash, romfs)
     finally:
         if owned is not None:
             owned.close()
@@ -112,6 +116,7 @@ def _run(
     heap_probe: bool,
     frames: Path | None = None,
     flash: Path | None = None,
+    romfs: Path | None = None,
 ) -> Result:
     from sim import cpython
     from sim.centre import Outside
@@ -124,6 +129,8 @@ def _run(
     data = sc.to_json(seed, realtime)
     data["config"] = config
     data["heap_probe"] = heap_probe
+    if romfs is not None:
+        data["romfs"] = str(romfs)
     entries: list[Entry] = []
     now = [sc.start]
     with tempfile.TemporaryDirectory() as tmp:
