@@ -6,9 +6,10 @@ offsets in position (up to about 1.5 km) and in its DS3231's clock (up to 5 s).
 
 Lamps without a network cannot affect each other: each runs its whole scenario
 in turn (one lamp's objects stay in the CPU's caches while it runs). Networked
-lamps meet at the broker, so they run together: each in a greenlet, and
-whenever one sleeps, the lamp with the earliest wake-up time runs next, so all
-share one true time and the run is deterministic.
+lamps meet at the broker, so they run together, each in a greenlet: a lamp runs
+alone through a span of simulated time (SPAN_US), then the lamp with the
+earliest clock runs next. They are never further apart than a span, and the
+run is deterministic.
 """
 
 from __future__ import annotations

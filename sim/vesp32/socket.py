@@ -244,7 +244,8 @@ class socket:
             self._quiet_at = now
 
     def news(self):
-        """The world changed what this socket can read (the broker went away)."""
+        """The world changed what this socket can read (the broker went away, or
+        data woke a paced clock): the next check is a real one."""
         self._quiet_at = -1
 
     def _quiet(self):
