@@ -26,6 +26,8 @@ from .errors import UserError
 # The longest wait for any answer from the board: one that stops answering in
 # the middle of a deploy (unplugged, hung) ends it with an error, never a hang.
 ANSWER_TIMEOUT_S = 10.0
+RAW_REPL_TRIES = 3
+RAW_REPL_WAIT_S = 3  # for each try
 
 # Index: sys.implementation._mpy >> 10, as MicroPython documents it.
 _ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp")
@@ -92,12 +94,16 @@ def _connect(port: str) -> Any:
         t = SerialTransport(port, baudrate=115200, timeout=ANSWER_TIMEOUT_S)
     except Exception as e:  # mpremote raises several kinds
         raise UserError(f"cannot connect to {port}: {e}") from None
-    try:
-        t.enter_raw_repl(soft_reset=False)
-    except TransportError:
-        t.close()
-        raise UserError(f"no MicroPython REPL at {port}: is a MicroPython board there?") from None
-    return t
+    # A board in the middle of a (soft) reboot can miss the Ctrl-C and Ctrl-A that
+    # ask for the raw REPL: asked again, as a technician would.
+    for _ in range(RAW_REPL_TRIES):
+        try:
+            t.enter_raw_repl(soft_reset=False, timeout_overall=RAW_REPL_WAIT_S)
+            return t
+        except TransportError:
+            continue
+    t.close()
+    raise UserError(f"no MicroPython REPL at {port}: is a MicroPython board there?")
 
 
 def chip_for(mpy: int, machine: str) -> str:
