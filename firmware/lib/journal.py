@@ -32,8 +32,8 @@ class _Pending:
     """The undelivered events (len, `in` and iteration give their sequence
     numbers), kept per segment in dicts of at most segment_records entries: a
     journal full of undelivered events (a lamp offline for months: 512 of them)
-    never needs one large block of a fragmented heap. One dict for all failed
-    to grow in the simulated year."""
+    never needs one large block of a fragmented heap. (One dict for all of them
+    could not grow in the simulated year: MemoryError.)"""
 
     def __init__(self):
         self._by_segment = {}  # segment number -> {seq: critical}
