@@ -202,22 +202,42 @@ def bench_fleet_broker(lamps: int = 1000) -> None:
     print(f"  cpython      {wall:6.1f} s wall   {up} lamps connected   (target 60 s)")
 
 
-if __name__ == "__main__":
-    bench_build()
-    bench_deploy()
-    bench_sun_micropython()
-    bench_lamp_micropython()
-    bench_sun_cpython()
-    bench_sun_accuracy()
-    bench_sim_year()
-    bench_fleet()
-    import alarms
+def main() -> int:
+    """Every benchmark, in turn; one that fails is reported and the rest still run
+    (their figures are not lost to it). Non-zero exit if any failed."""
+    import traceback
 
-    alarms.bench_alarm_latency()
-    alarms.bench_heap_week()
-    bench_fleet_broker()
+    import alarms
     import kiosk
 
-    kiosk.bench_glyphs_and_heap()
-    kiosk.bench_face_to_welcome()
-    kiosk.bench_heap_morning()
+    failed = []
+    for bench in (
+        bench_build,
+        bench_deploy,
+        bench_sun_micropython,
+        bench_lamp_micropython,
+        bench_sun_cpython,
+        bench_sun_accuracy,
+        bench_sim_year,
+        bench_fleet,
+        alarms.bench_alarm_latency,
+        alarms.bench_heap_week,
+        bench_fleet_broker,
+        kiosk.bench_glyphs_and_heap,
+        kiosk.bench_face_to_welcome,
+        kiosk.bench_heap_morning,
+    ):
+        try:
+            bench()
+        except (Exception, SystemExit):  # reported, and the others still run
+            failed.append(bench.__name__)
+            print(f"{bench.__name__} FAILED:", flush=True)
+            traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+    if failed:
+        print(f"make bench: {len(failed)} failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
