@@ -192,6 +192,20 @@ class Board:
         finally:
             self._open()
 
+    def deploy_edited(self, module: str, folder: Path) -> Any:
+        """parkctl deploy of a copy of this repository's firmware, made in `folder`,
+        in which `module` (a file of the board's app) has gained a line: a firmware
+        engineer's edit and deploy."""
+        import shutil
+
+        from .build import FIRMWARE
+
+        fw = folder / "firmware"
+        shutil.copytree(FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
+        with open(fw / self.app / module, "a") as f:
+            f.write("\nHIL_ROUND_TRIP = 1\n")
+        return self.deploy(root=fw)
+
 
 class Rig:
     """Stimulate and measure through the wiring; a test asks for what it needs."""

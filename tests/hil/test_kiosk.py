@@ -7,7 +7,6 @@ the tests that need no rig; the rest are skipped, naming what is missing."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,11 +210,7 @@ def test_purge_erases_a_persons_check_ins_from_the_kiosk(
 def test_deploy_round_trip_changes_the_version(board: Board, tmp_path: Path) -> None:
     board.expect(UP, timeout=20)
     old = board.status()["manifest"]
-    fw = tmp_path / "firmware"
-    shutil.copytree(ROOT / "firmware", fw, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(fw / "kiosk" / "screens.py", "a") as f:
-        f.write("\nHIL_ROUND_TRIP = 1\n")
-    done = board.deploy(root=fw)
+    done = board.deploy_edited("screens.py", tmp_path)
     assert done.copied == ["/screens.mpy"]
     st = board.status()
     assert st["manifest"] == done.hash != old and st["app"] == "kiosk"

@@ -5,7 +5,6 @@ vboard:lamp`, in `make test`) and on a real ESP32 (`--board /dev/ttyUSB0
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -102,11 +101,7 @@ def test_every_console_command_while_lit_and_garbage_too(board: Board) -> None:
 def test_deploy_round_trip_changes_the_version(board: Board, tmp_path: Path) -> None:
     board.expect(RUNNING, timeout=20)
     old = board.status()["manifest"]
-    fw = tmp_path / "firmware"
-    shutil.copytree(ROOT / "firmware", fw, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(fw / "lamp" / "output.py", "a") as f:
-        f.write("\nHIL_ROUND_TRIP = 1\n")
-    done = board.deploy("lamp", root=fw)
+    done = board.deploy_edited("output.py", tmp_path)
     assert done.copied == ["/output.mpy"]
     st = board.status()
     assert st["manifest"] == done.hash != old
