@@ -70,6 +70,11 @@ def test_code_on_a_romfs_runs_the_same_in_less_heap(tmp_path):
         (e.t, e.text) for e in runs[0].entries if e.kind != "heap"
     ]
     assert romfs < source * 0.7, (romfs, source)
+    # CPython has no ROMFS to mount: said, not ignored.
+    from parkctl.errors import UserError
+
+    with pytest.raises(UserError, match="ROMFS image is for the MicroPython runtime"):
+        simcmd.run(night, "cpython", romfs=rom)
 
 
 def test_same_seed_same_bytes_other_seed_other_weather():
