@@ -14,12 +14,15 @@
 #
 # Data nobody announced (a command from a tool outside the simulation) arrives
 # at some moment of real time, which maps to no particular moment of virtual
-# time: once the host's socket was found with nothing to read at one virtual
-# instant, it is not asked again at that instant unless an answer or a push is
-# owed, or the world says something changed (the broker stopped, data woke a
-# paced clock). An idle pass and the wait after it then cost one system call,
-# not four. At an instant when data came, every check is real: what follows an
-# answer (retained messages after a SUBACK) is read at that instant.
+# time. So once the host's socket was found with nothing to read, or with all
+# that was owed read, it is not asked again for QUIET_US of virtual time,
+# unless an answer or a push is owed or the world says something changed (the
+# broker stopped, data woke a paced clock). A paced clock keeps time with the
+# wall clock: there the socket is asked again at every new instant. Idle
+# passes then cost no system call, and a keepalive's round trip three (send,
+# poll, receive). What the broker sends on its own right after a CONNACK or a
+# SUBACK (messages it queued for the session, retained ones) is looked for at
+# that instant with real checks.
 #
 # The platform puts the runtime's own socket module in _hub.net (this module
 # shadows it on the path).
@@ -55,6 +58,8 @@ _ANSWERS = (0x2, 0x4, 0x9, 0xB, 0xD)  # CONNACK, PUBACK, SUBACK, UNSUBACK, PINGR
 _TO_CENTRE = (b"/event", b"/reply", b"/status")
 
 
+# Without a paced clock, unannounced data is looked for at most this often.
+QUIET_US = 60 * 1000000
 _PEEK = 64  # body bytes kept of each packet: enough for a topic
 
 
@@ -97,6 +102,10 @@ class _Packets:
                 if not length:
                     self.seen(self.first, self.body)
 
+    def between(self):
+        """Not in the middle of a packet."""
+        return not self.left and not self.head
+
 
 def _topic(body):
     n = (body[0] << 8) | body[1] if len(body) >= 2 else 0
@@ -126,8 +135,8 @@ class socket:
         self.goodbye = False  # we sent DISCONNECT: no will
         self.peer_gone = False  # the broker's end died first (reset, end of stream): no will
         self._to_centre = {}  # packet ids of QoS 1 messages for the centre, until their PUBACK
-        self._quiet_at = -1  # the virtual time the host's socket last had nothing to read
-        self._heard_at = -1  # the virtual time data last came
+        self._quiet_at = -QUIET_US  # the virtual time the host's socket was last found drained
+        self._held_at = -1  # the virtual time of the last CONNACK or SUBACK (see the top)
         self._recv = self._s.recv_into if hasattr(self._s, "recv_into") else self._s.readinto
 
     def _asked(self, first, body):
@@ -149,6 +158,8 @@ class socket:
 
     def _answered(self, first, body):
         kind = first >> 4
+        if kind == 2 or kind == 9:
+            self._held_at = self._board.world.now_us
         if kind == 2 and len(body) >= 2 and body[1] == 0:
             self.session = True
         if kind == 4 and len(body) >= 2 and self._to_centre.pop((body[0] << 8) | body[1], None):
@@ -222,8 +233,9 @@ class socket:
             self.peer_gone = True
         if r:
             self._board.net_activity += 1
-            self._heard_at = self._board.world.now_us
             self._got.feed(memoryview(buf)[:r])
+            if r < len(buf) and self._got.between() and not self.owed and not self.pushes:
+                self._nothing()  # all that was owed is read: what else comes is unannounced
         return r
 
     def readable(self):
@@ -240,17 +252,20 @@ class socket:
 
     def _nothing(self):
         now = self._board.world.now_us
-        if self._heard_at != now:
+        if self._held_at != now:
             self._quiet_at = now
 
     def news(self):
         """The world changed what this socket can read (the broker went away, or
         data woke a paced clock): the next check is a real one."""
-        self._quiet_at = -1
+        self._quiet_at = -QUIET_US
 
     def _quiet(self):
-        """Found with nothing to read at this virtual instant, and nothing owed."""
-        return self._quiet_at == self._board.world.now_us and not self.owed and not self.pushes
+        """Drained lately (see the top), and nothing owed."""
+        if self.owed or self.pushes:
+            return False
+        w = self._board.world
+        return w.now_us - self._quiet_at < (QUIET_US if w.pace is None else 1)
 
     def close(self, abrupt=False):
         """abrupt: the board lost power or reset. Then, as when the link is down,
