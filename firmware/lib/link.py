@@ -80,7 +80,7 @@ class Link:
         handled = up.commands
         deadline = earliest(now, deadline, up.step(now))
         if c.up:
-            c.step(now)  # what the uplink queued goes out (and what came in is handled)
+            c.send()  # what the uplink queued goes out now
         if up.commands != handled:
             deadline = now
         self.board.watch(c.sock)

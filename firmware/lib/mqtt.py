@@ -178,6 +178,13 @@ class Client:
             self._close("disconnected")
         self._retry_at = None
 
+    def send(self):
+        """What was queued since step() goes out now (step() reads as well)."""
+        try:
+            self._flush()
+        except OSError as e:
+            self._close("socket error %s" % e)
+
     # --- the loop ----------------------------------------------------------
 
     def step(self, now):

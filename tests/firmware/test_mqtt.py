@@ -135,3 +135,29 @@ def test_a_refused_login_backs_off():
     assert not c.up and "not authorised" in c.last_error
     assert wait >= 1000
     assert c.step(2) > 0 and len(socks) == 1  # not before the backoff
+
+
+def test_send_puts_out_what_was_queued_and_a_write_error_ends_the_connection():
+    c, socks, got = make()
+    c.step(0)
+    connack(socks[0], session=True)
+    c.step(1)
+    s = socks[0]
+    s.sent = bytearray()
+    # The app's pass: a command came in and was handled by step(); the reply
+    # queued after it goes out with send(), which reads nothing.
+    s.inbox += bytes((0x30, 9, 0, 5)) + b"t/cmdhi"
+    c.step(2)
+    assert got == [("t/cmd", b"hi")]
+    c.publish("t/reply", "ok", 0)
+    s.inbox += bytes((0x30, 9, 0, 5)) + b"t/cmdho"
+    c.send()
+    assert bytes(s.sent).endswith(b"t/replyok") and got == [("t/cmd", b"hi")]
+
+    def broken(b):
+        raise OSError(104)
+
+    s.write = broken
+    c.publish("t/reply", "again", 0)
+    c.send()
+    assert not c.up and s.closed and "socket error" in c.last_error
