@@ -1,15 +1,20 @@
-"""Many lamps in one process (CPython): `parkctl sim --lamps N`.
+"""Many lamps (CPython): `parkctl sim --lamps N [--jobs J]`.
 
 Each lamp is a whole simulated board, with its own firmware modules, world and
 littlefs image (in memory, 128 KiB), its own device id and noise seed, and small
 offsets in position (up to about 1.5 km) and in its DS3231's clock (up to 5 s).
 
-Lamps without a network cannot affect each other: each runs its whole scenario
-in turn (one lamp's objects stay in the CPU's caches while it runs). Networked
-lamps meet at the broker, so they run together, each in a greenlet: a lamp runs
-alone through a span of simulated time (SPAN_US), then the lamp with the
-earliest clock runs next. They are never further apart than a span, and the
-run is deterministic.
+The lamps are shared out among J processes (lamp i goes to process i mod J),
+which run at once on the host's cores; each sends its lamps' timelines back at
+the end. Lamps do not listen to each other, so which process runs a lamp
+changes nothing in its timeline.
+
+Inside a process, lamps without a network cannot affect each other: each runs
+its whole scenario in turn (one lamp's objects stay in the CPU's caches while
+it runs). Networked lamps meet at the broker, so they run together, each in a
+greenlet: a lamp runs alone through a span of simulated time (SPAN_US), then
+the lamp with the earliest clock runs next. They are never further apart than
+a span, and the run is deterministic.
 """
 
 from __future__ import annotations
@@ -17,6 +22,11 @@ from __future__ import annotations
 import copy
 import heapq
 import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 from greenlet import getcurrent, greenlet
 
@@ -27,6 +37,13 @@ FLEET_BLOCKS = 32  # 128 KiB: the configuration is all the firmware stores yet
 # through a span alone before the next lamp's turn (a switch at every wake-up
 # cost more than the lamps' work). The broker never has them further apart.
 SPAN_US = 300 * 1000000
+# The default number of processes: one per this many lamps, up to the cores
+# there are (starting a process costs about half a second).
+LAMPS_PER_JOB = 100
+
+
+def default_jobs(lamps: int) -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), lamps // LAMPS_PER_JOB))
 
 
 def variant(scenario: dict, i: int) -> dict:
@@ -40,12 +57,62 @@ def variant(scenario: dict, i: int) -> dict:
     return sc
 
 
-def run(scenario: dict, lamps: int, emit) -> None:
-    """emit(lamp, t_s, kind, text) gets every lamp's timeline."""
+def run(scenario: dict, lamps: int, emit, jobs: int = 1) -> None:
+    """emit(lamp, t_s, kind, text) gets every lamp's timeline, lamp by lamp when
+    jobs > 1 (as each process ends), interleaved otherwise."""
+    if jobs <= 1 or lamps <= 1:
+        _run(scenario, range(lamps), emit)
+        return
+    jobs = min(jobs, lamps)
+    # New interpreters (python -m sim.fleet), not forks of this one: the caller
+    # may be running the embedded broker's thread, and nothing here depends on
+    # how the caller's own script is written.
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))))
+    payload = pickle.dumps(scenario)
+    procs = []
+    try:
+        for k in range(jobs):
+            cmd = [sys.executable, "-m", "sim.fleet", str(k), str(jobs), str(lamps)]
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env))
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(payload)
+            p.stdin.close()
+        for k, p in enumerate(procs):
+            assert p.stdout is not None
+            out = p.stdout.read()
+            if p.wait():
+                raise RuntimeError(f"fleet process {k + 1} of {jobs} failed (exit status {p.returncode})")
+            for i, entries in pickle.loads(out):
+                for t, kind, text in entries:
+                    emit(i, t, kind, text)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _share() -> None:
+    """A process of a fleet: argv is K JOBS LAMPS, stdin the pickled scenario;
+    runs lamps K, K + JOBS, ... and writes their timelines, pickled, to stdout."""
+    k, jobs, lamps = (int(a) for a in sys.argv[1:4])
+    scenario = pickle.load(sys.stdin.buffer)
+    result = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr, not into the result
+    share = range(k, lamps, jobs)
+    out: dict[int, list] = {i: [] for i in share}
+    _run(scenario, share, lambda i, t, kind, text: out[i].append((t, kind, text)))
+    pickle.dump(list(out.items()), result)
+    result.close()
+
+
+def _run(scenario: dict, lamps: range, emit) -> None:
     image = cpython.make_ram_image({"/config.json": json.dumps(scenario["config"]).encode()}, FLEET_BLOCKS)
     main = getcurrent()
     ready: list[tuple[int, int]] = []
-    threads: list[greenlet] = []
+    threads: dict[int, greenlet] = {}
 
     def lamp(i: int, hook=None):
         cpython.run(
@@ -56,7 +123,7 @@ def run(scenario: dict, lamps: int, emit) -> None:
         )
 
     if "network" not in scenario["config"]:
-        for i in range(lamps):
+        for i in lamps:
             lamp(i)
         return
 
@@ -75,9 +142,13 @@ def run(scenario: dict, lamps: int, emit) -> None:
         if not threads[i].dead:
             heapq.heappush(ready, (wake, i))
 
-    for i in range(lamps):
-        threads.append(greenlet(lambda i=i: lamp(i, together)))
+    for i in lamps:
+        threads[i] = greenlet(lambda i=i: lamp(i, together))
         resume(i)
     while ready:
         _, i = heapq.heappop(ready)
         resume(i)
+
+
+if __name__ == "__main__":
+    _share()

@@ -124,7 +124,7 @@ def test_real_time_mode_changes_nothing_but_the_pace():
     assert [(e.t, e.text) for e in fast.entries] == [(e.t, e.text) for e in paced.entries]
 
 
-def test_many_lamps_in_one_process():
+def test_many_lamps_at_once():
     results = simcmd.run_fleet(SCENARIOS / "lamp-failure.scn", 4)
     assert len(results) == 4
     for r in results:
@@ -132,8 +132,8 @@ def test_many_lamps_in_one_process():
     # Distinct boards: small offsets in place and clock move their sunsets apart.
     sunsets = {next(e.t for e in r.entries if "step 1 (sunset)" in e.text) for r in results}
     assert len(sunsets) > 1
-    # And the same fleet again gives the same timelines.
-    again = simcmd.run_fleet(SCENARIOS / "lamp-failure.scn", 4)
+    # And the same fleet again, shared out among two processes, gives the same timelines.
+    again = simcmd.run_fleet(SCENARIOS / "lamp-failure.scn", 4, jobs=2)
     assert [[(e.t, e.text) for e in r.entries] for r in again] == [
         [(e.t, e.text) for e in r.entries] for r in results
     ]
@@ -141,16 +141,16 @@ def test_many_lamps_in_one_process():
 
 def test_networked_fleet_on_mosquitto(tmp_path, mosquitto):
     # Networked lamps run together on one broker, in spans of simulated time: each
-    # connects once and stays up through the evening, and the same fleet again
-    # gives the same timelines.
+    # connects once and stays up through the evening, and the same fleet again,
+    # in two processes (each lamp keeps its own client id), gives the same timelines.
     scn = tmp_path / "fleet.scn"
     scn.write_text(
         f"config {SCENARIOS / 'songjiang-wifi.json'}\n"
         "start 2026-12-21 16:00\nend 2026-12-21 18:30\nwifi up 16:00\n"
         "expect level 100 +-1 at 18:00\n"
     )
-    runs = [simcmd.run_fleet(scn, 4, broker=mosquitto.url) for _ in range(2)]
-    for r in runs[0]:
+    runs = [simcmd.run_fleet(scn, 4, broker=mosquitto.url, jobs=jobs) for jobs in (1, 2)]
+    for r in runs[0] + runs[1]:
         assert r.ok, [c for c in r.checks if not c[1]]
         mqtt = [e.text for e in r.entries if e.text.startswith("event mqtt ")]
         assert mqtt[0] == "event mqtt up" and not any("no answer" in m or "lost" in m for m in mqtt), mqtt
@@ -215,6 +215,8 @@ def test_bad_scenarios_say_what_and_where(tmp_path, text, message):
         (["--lamps", "0"], "--lamps must be 1..100000"),
         (["--lamps", "3", "--runtime", "micropython"], "use --runtime cpython"),
         (["--lamps", "3", "--plot", "x.png"], "are for one lamp"),
+        (["--lamps", "3", "--jobs", "0"], "--jobs must be 1..256"),
+        (["--jobs", "2"], "--jobs is for --lamps N"),
         (["/no/such.scn"], "cannot read /no/such.scn"),
     ],
 )

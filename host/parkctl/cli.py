@@ -210,16 +210,21 @@ def cmd_flash(args: argparse.Namespace) -> int:
 def _sim_fleet(args: argparse.Namespace, path) -> int:
     import time
 
+    from sim import fleet
+
     from . import simcmd
 
     if args.runtime != "cpython":
-        raise UserError("--lamps runs many boards in one CPython process: use --runtime cpython")
+        raise UserError("--lamps runs many boards in CPython processes: use --runtime cpython")
     if not 1 <= args.lamps <= 100000:
         raise UserError("--lamps must be 1..100000")
+    if args.jobs is not None and not 1 <= args.jobs <= 256:
+        raise UserError("--jobs must be 1..256")
     if args.plot or args.realtime:
         raise UserError("--plot and --realtime are for one lamp")
     start = time.perf_counter()
-    results = simcmd.run_fleet(path, args.lamps, args.seed, args.broker)
+    jobs = fleet.default_jobs(args.lamps) if args.jobs is None else min(args.jobs, args.lamps)
+    results = simcmd.run_fleet(path, args.lamps, args.seed, args.broker, jobs)
     wall = time.perf_counter() - start
     sc = results[0].scenario
     failed = [(i, text) for i, r in enumerate(results) for text, ok, _ in r.checks if not ok]
@@ -236,7 +241,8 @@ def _sim_fleet(args: argparse.Namespace, path) -> int:
         ]
         resets = [sum(1 for e in r.entries if e.kind == "reset") for r in results]
         span = sc.end - sc.start
-        print(f"{sc.name or path.name}: {args.lamps} lamps in one process, {wall:.1f} s wall")
+        where = "one process" if jobs == 1 else f"{jobs} processes"
+        print(f"{sc.name or path.name}: {args.lamps} lamps in {where}, {wall:.1f} s wall")
         print(f"  simulated: {span * args.lamps / wall:,.0f} lamp-seconds per second")
         print(f"  level changes per lamp: {min(changes)}..{max(changes)}")
         print(f"  boots per lamp: {min(resets)}..{max(resets)}")
@@ -264,6 +270,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         if args.frames:
             raise UserError("--frames is for one kiosk, not --lamps")
         return _sim_fleet(args, path)
+    if args.jobs is not None:
+        raise UserError("--jobs is for --lamps N")
     if args.realtime is not None and args.realtime <= 0:
         raise UserError("--realtime needs a speed above 0 (1 is real time, 60 a minute a second)")
     frames = Path(args.frames) if args.frames else None
@@ -593,7 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--plot", metavar="FILE", help="write a PNG plot of the lamp level")
     sim.add_argument("--json", action="store_true", help="print the timeline as JSON lines")
     sim.add_argument("--frames", metavar="DIR", help="a kiosk's display: write every frame as a PNG into DIR")
-    sim.add_argument("--lamps", type=int, default=1, metavar="N", help="N lamps in one process (CPython)")
+    sim.add_argument("--lamps", type=int, default=1, metavar="N", help="N lamps at once (CPython)")
+    sim.add_argument(
+        "--jobs",
+        type=int,
+        metavar="J",
+        help="--lamps: run them in J processes (default: one per 100 lamps, up to the cores there are)",
+    )
     sim.add_argument(
         "--realtime",
         type=float,

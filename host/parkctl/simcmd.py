@@ -264,9 +264,12 @@ def parse_micropython_output(stdout: str, start: int) -> list[Entry]:
     return entries
 
 
-def run_fleet(path: Path, lamps: int, seed: int | None = None, broker: str | None = None) -> list[Result]:
-    """`lamps` boards in one process (CPython), one Result each; a networked
-    scenario's lamps all use `broker` (default: an embedded one). No centre."""
+def run_fleet(
+    path: Path, lamps: int, seed: int | None = None, broker: str | None = None, jobs: int | None = None
+) -> list[Result]:
+    """`lamps` boards (CPython) in `jobs` processes (default: one per 100 lamps, up
+    to the cores there are), one Result each; a networked scenario's lamps all
+    use `broker` (default: an embedded one). No centre."""
     from sim import fleet
     from sim.scenario import ScenarioError, load
 
@@ -285,7 +288,12 @@ def run_fleet(path: Path, lamps: int, seed: int | None = None, broker: str | Non
         data["config"] = dict(data["config"], network=dict(data["config"]["network"], broker=owned.url))
     per_lamp: list[list[Entry]] = [[] for _ in range(lamps)]
     try:
-        fleet.run(data, lamps, lambda i, t, kind, text: per_lamp[i].append(Entry(t, kind, text)))
+        fleet.run(
+            data,
+            lamps,
+            lambda i, t, kind, text: per_lamp[i].append(Entry(t, kind, text)),
+            fleet.default_jobs(lamps) if jobs is None else jobs,
+        )
     finally:
         if owned is not None:
             owned.close()
