@@ -203,14 +203,16 @@ def _traceback_line(line):
 
 
 def _run(path, g):
-    """Runs a file of the board's filesystem as the ESP32 runs boot.py and main.py."""
+    """Runs a file of the board's filesystem as the ESP32 runs boot.py and main.py;
+    False when it ended in an error (or a Ctrl-C), as pyexec_file_if_exists says."""
     try:
         with open(path) as f:
             src = f.read()
     except OSError:
-        return
+        return True  # no file: as an empty one
     try:
         exec(compile(src, path, "exec"), g)
+        return True
     except _hub.Reset as r:
         _hub.board.ctl.reset(r.cause, _hub.board)
     except SystemExit:
@@ -224,6 +226,7 @@ def _run(path, g):
         for line in buf.getvalue().split("\n"):
             if line and _traceback_line(line):
                 print(line)
+    return False
 
 
 def main():
@@ -282,10 +285,14 @@ def main():
     os.chdir("/")
     sys.path[:] = ["", ".frozen", "/lib"]
     sys.atexit(lambda: ctl.send({"state": board.keep()}))
-    ctl.send({"booted": 1})
     g = {"__name__": "__main__"}
-    _run("boot.py", g)
-    if os.getenv("VBOARD_MODE") != "raw":
+    booted = _run("boot.py", g)
+    # What a client typed while the board booted is let through now: to main.py
+    # (a Ctrl-C stops it), or to the REPL. As on the ESP32, main.py runs only
+    # after a boot.py that ran to its end: an error or a Ctrl-C in boot.py leaves
+    # the board in the REPL.
+    ctl.send({"booted": 1})
+    if booted and os.getenv("VBOARD_MODE") != "raw":
         _run("main.py", g)
 
 

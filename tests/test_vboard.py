@@ -125,6 +125,25 @@ def test_ctrl_c_interrupts_main_into_the_repl_and_ctrl_d_runs_it_again(line: Lin
     assert b"\r\r\n" not in line.seen
 
 
+def test_an_error_in_boot_py_leaves_the_board_in_the_repl_without_main(image: Path) -> None:
+    # As the ESP32's main.c does: main.py only runs after a boot.py that ran to its end.
+    fs = _fs(image)
+    with fs.open("boot.py", "w") as f:
+        f.write("print('boot.py starts')\nraise OSError(5)\n")
+    image.write_bytes(bytes(fs.context.buffer))
+    with VirtualBoard("lamp", image) as b:
+        ln = Line(b.port)
+        try:
+            ln.expect(rb"boot.py starts\r\n")
+            ln.expect(rb'File "boot.py", line 2, in <module>\r\nOSError: \[Errno 5\] EIO\r\n')
+            ln.expect(rb">>> $")
+            ln.write(b"import sys; print('controller' in sys.modules)\r")
+            ln.expect(rb"\r\nFalse\r\n>>> ")
+            assert not re.search(RUNNING, ln.seen)
+        finally:
+            ln.close()
+
+
 def test_machine_reset_reboots_with_the_rom_banner(line: Line, board: VirtualBoard) -> None:
     from parkctl.diag import Port
 
