@@ -43,7 +43,8 @@ LAMPS_PER_JOB = 100
 
 
 def default_jobs(lamps: int) -> int:
-    return max(1, min(len(os.sched_getaffinity(0)), lamps // LAMPS_PER_JOB))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, lamps // LAMPS_PER_JOB))
 
 
 def variant(scenario: dict, i: int) -> dict:
