@@ -42,9 +42,13 @@ SPAN_US = 300 * 1000000
 LAMPS_PER_JOB = 100
 
 
-def default_jobs(lamps: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, lamps // LAMPS_PER_JOB))
+def jobs_for(lamps: int, jobs: int | None = None) -> int:
+    """How many processes run `lamps`: `jobs`, but no more than the lamps; by
+    default one per LAMPS_PER_JOB lamps, up to the cores there are."""
+    if jobs is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        jobs = min(cores, lamps // LAMPS_PER_JOB)
+    return max(1, min(jobs, lamps))
 
 
 def variant(scenario: dict, i: int) -> dict:
@@ -58,13 +62,14 @@ def variant(scenario: dict, i: int) -> dict:
     return sc
 
 
-def run(scenario: dict, lamps: int, emit, jobs: int = 1) -> None:
+def run(scenario: dict, lamps: int, emit, jobs: int | None = None) -> None:
     """emit(lamp, t_s, kind, text) gets every lamp's timeline, lamp by lamp when
-    jobs > 1 (as each process ends), interleaved otherwise."""
-    if jobs <= 1 or lamps <= 1:
+    they run in more than one process (as each ends), interleaved otherwise.
+    jobs: the processes (jobs_for)."""
+    jobs = jobs_for(lamps, jobs)
+    if jobs == 1:
         _run(scenario, range(lamps), emit)
         return
-    jobs = min(jobs, lamps)
     # New interpreters (python -m sim.fleet), not forks of this one: the caller
     # may be running the embedded broker's thread, and nothing here depends on
     # how the caller's own script is written.

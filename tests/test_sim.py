@@ -41,8 +41,8 @@ def test_both_runtimes_give_the_same_timeline():
 def test_a_year_without_a_network_is_the_same_in_both_runtimes():
     # A year offline fills the journal with undelivered events for months, in a
     # heap the simulator shares with the firmware: MicroPython once raised
-    # MemoryError on day 250 (a journal dict that could not grow, and an erase
-    # that allocated a block), where CPython went on.
+    # MemoryError in the spring of that year (a journal dict that could not grow,
+    # and an erase that allocated a block), where CPython went on.
     year = Path(__file__).resolve().parents[1] / "bench" / "sim_year.scn"
     a = simcmd.run(year, "cpython")
     b = simcmd.run(year, "micropython")

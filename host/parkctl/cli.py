@@ -223,7 +223,7 @@ def _sim_fleet(args: argparse.Namespace, path) -> int:
     if args.plot or args.realtime:
         raise UserError("--plot and --realtime are for one lamp")
     start = time.perf_counter()
-    jobs = fleet.default_jobs(args.lamps) if args.jobs is None else min(args.jobs, args.lamps)
+    jobs = fleet.jobs_for(args.lamps, args.jobs)
     results = simcmd.run_fleet(path, args.lamps, args.seed, args.broker, jobs)
     wall = time.perf_counter() - start
     sc = results[0].scenario

@@ -292,7 +292,7 @@ def run_fleet(
             data,
             lamps,
             lambda i, t, kind, text: per_lamp[i].append(Entry(t, kind, text)),
-            fleet.default_jobs(lamps) if jobs is None else jobs,
+            jobs,
         )
     finally:
         if owned is not None:
