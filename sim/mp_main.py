@@ -78,12 +78,16 @@ class Platform:
         if self.heap is not None and self.heap.base is None:
             self.heap.start()
         # RAM is lost: every firmware module is imported afresh.
-        for name in list(sys.modules):
-            mod = sys.modules[name]
-            path = getattr(mod, "__file__", "") or ""
-            if any(d in path for d in FIRMWARE_DIRS):
-                del sys.modules[name]
+        _forget_firmware()
         __import__("main")
+
+
+def _forget_firmware():
+    # In a function of its own: a local of boot() naming a module would keep that
+    # module (and all it imported) alive for as long as the firmware runs.
+    for name in list(sys.modules):
+        if any(d in (getattr(sys.modules[name], "__file__", "") or "") for d in FIRMWARE_DIRS):
+            del sys.modules[name]
 
 
 class HeapProbe:
@@ -110,6 +114,9 @@ class HeapProbe:
         # loaded before the base is taken.
         for name in ("machine", "micropython", "network", "ntptime", "os", "select", "socket", "time"):
             __import__(name)
+        # What the world loaded of the firmware's to read the configuration
+        # (sim/world.py) and drops at boot is not the firmware's to be credited.
+        _forget_firmware()
         gc.collect()
         self.base = gc.mem_alloc()
         self.emit(_hub.board.world.now_us, "heap", "0 %d 0 0" % self.base)
