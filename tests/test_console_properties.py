@@ -67,3 +67,27 @@ def test_a_failing_or_refusing_command_is_an_answer_not_the_end() -> None:
     assert got[3]["error"] == "not UTF-8 text"
     assert got[4]["ok"]
     assert c.errors == 4 and c.commands == 1
+
+
+def test_commands_made_by_a_function_are_made_at_the_first_line_and_a_failure_is_an_answer() -> None:
+    out: list[str] = []
+    made: list[int] = []
+
+    def commands() -> dict:
+        made.append(1)
+        if len(made) == 1:
+            raise MemoryError("allocating 1280 bytes")
+        return {"ping": lambda args, line: "pong"}
+
+    c = Console(out.append, commands)
+    c.feed(b"\n\r\n")  # empty lines are not commands: nothing is loaded for them
+    assert made == [] and out == []
+    c.feed(b"ping\nping\nping\n")
+    got = _read(out)
+    assert got[0] == {
+        "console": "ping",
+        "ok": False,
+        "error": "the console's commands could not be loaded: MemoryError: allocating 1280 bytes",
+    }
+    assert got[1:] == [{"console": "ping", "ok": True, "data": "pong"}] * 2
+    assert made == [1, 1]  # tried again after the failure, then kept

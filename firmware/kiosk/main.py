@@ -16,7 +16,6 @@ from checkin import ALREADY, WELCOME, CheckIns
 from civil import split
 from configstore import Store
 from console import Console
-from diag import Diagnostics
 from facemodule import ERROR, FACE, JsonFaceModule
 from font import Boxes, Font
 from journal import Journal
@@ -75,7 +74,7 @@ class Kiosk(App):
         if up is not None:
             up.handlers = {"purge": self._purge_cmd, "status": self._status, "config": self.config_command}
             up.listen(self.roster_topic, self._roster_update)
-        self.attach(self.link, Console(board.console_write, Diagnostics(self).handlers()))
+        self.attach(self.link, Console(board.console_write, self._console_commands))
         board.watch_console()
         board.wake_on(board.face)
         try:
@@ -93,6 +92,12 @@ class Kiosk(App):
         self.clean_at = board.ticks_ms()
         self.untimed = 0  # check-ins of this boot recorded before the clock was known
         self._restore_window()
+
+    def _console_commands(self):
+        # Loaded at the first line typed on the console, not at boot.
+        from diag import Diagnostics
+
+        return Diagnostics(self).handlers()
 
     # --- state on flash ------------------------------------------------------
 

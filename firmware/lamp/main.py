@@ -19,7 +19,6 @@ from button import Button
 from configstore import Store
 from console import Console
 from controller import Controller
-from diag import Diagnostics
 from journal import Journal
 from lampconfig import FALLBACK, loads, parse
 from link import Link
@@ -67,8 +66,14 @@ class Lamp(App):
         self.ctl.on_event = self._controller_event
         self.button = Button(board.button_pin, board.ticks_ms, int(cfg.debounce_ms), int(cfg.stuck_s * 1000))
         board.watch_button(self.button)
-        self.attach(self.link, Console(board.console_write, Diagnostics(self).handlers()))
+        self.attach(self.link, Console(board.console_write, self._console_commands))
         board.watch_console()
+
+    def _console_commands(self):
+        # Loaded at the first line typed on the console, not at boot.
+        from diag import Diagnostics
+
+        return Diagnostics(self).handlers()
 
     # --- events --------------------------------------------------------------
 

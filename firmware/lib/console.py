@@ -20,9 +20,13 @@ LINE_MAX = 4096  # a whole configuration fits (`config set`)
 class Console:
     def __init__(self, write, handlers):
         """write(line): the serial line out; handlers: name -> fn(args) -> data
-        (anything json can write) or raises CommandError."""
+        (anything json can write) or raises CommandError; or a function that
+        makes them, called at the first line someone types: the diagnostics'
+        code stays out of the heap until a technician uses the console."""
         self.write = write
-        self.handlers = handlers
+        made = isinstance(handlers, dict)
+        self.handlers = handlers if made else {}
+        self._make = None if made else handlers
         self.buf = bytearray()
         self.overlong = False
         self.commands = 0
@@ -59,6 +63,15 @@ class Console:
         if not words:
             return
         name = words[0]
+        make = self._make
+        if make is not None:
+            try:
+                self.handlers = make()
+            except Exception as e:  # noqa: BLE001 - say why; the next line tries again
+                why = "%s: %s" % (type(e).__name__, e)
+                self._reply(name, False, "the console's commands could not be loaded: " + why)
+                return
+            self._make = None
         fn = self.handlers.get(name)
         if fn is None:
             # A word is named in the reply (so a client can match it); garbage is not.
