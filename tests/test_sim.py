@@ -350,3 +350,27 @@ def test_micropython_flash_erases_without_allocating(tmp_path):
     assert out.stdout.strip() == "erased", out.stderr
     data = image.read_bytes()
     assert data[8192:12288] == b"\xff" * 4096 and data[:8192] + data[12288:] == b"\x00" * 12288
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_a_board_powered_on_with_the_flash_an_earlier_run_left_finds_its_journal(tmp_path, runtime):
+    from sim.cpython import LittleFsVfs
+
+    scn = tmp_path / "two-boots.scn"
+    scn.write_text(f"config {SCENARIOS / 'berlin.json'}\nstart 2026-12-21 17:00\nend 2026-12-21 17:30\n")
+    flash = tmp_path / "flash.img"
+    simcmd.run(scn, runtime, flash=flash)
+    simcmd.run(scn, runtime, flash=flash, from_flash=flash)
+    fs = LittleFsVfs(flash)
+    try:
+        with fs.open("/events/boot") as f:
+            boots = f.read()
+        kinds = []
+        for name, _, _, _ in fs.ilistdir("/events"):
+            if name.endswith(".log"):
+                with fs.open("/events/" + name) as f:
+                    kinds += [line.split(" ", 4)[2] for line in f.read().splitlines()]
+    finally:
+        fs.close()
+    assert boots.strip() == "2"
+    assert kinds.count("boot") == 2

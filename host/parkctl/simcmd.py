@@ -64,6 +64,7 @@ def run(
     frames: Path | None = None,
     flash: Path | None = None,
     romfs: Path | None = None,
+    from_flash: Path | None = None,
 ) -> Result:
     """broker, for a networked scenario: "embedded" (the default: amqtt, in this
     process), "mosquitto" (one of our own), or the URL of one that is running
@@ -71,7 +72,9 @@ def run(
     entries (bench/alarms.py); frames: a folder for the kiosk display's frames
     (PNG, named NNNNN-HHMMSS.png by local time); flash: where to copy the
     board's flash image (littlefs2) when the run ends; romfs: MicroPython only,
-    the app's code as a ROMFS image (build.romfs_image), imported from /rom."""
+    the app's code as a ROMFS image (build.romfs_image), imported from /rom;
+    from_flash: the board powers on with a copy of this image (one `flash` kept:
+    the board lost power at the end of that run), not with a new one."""
     from sim.scenario import ScenarioError, load
 
     try:
@@ -84,7 +87,7 @@ def run(
         raise UserError("a ROMFS image is for the MicroPython runtime")
     owned = _own_broker(broker or "embedded", sc) if sc.networked else None
     try:
-        return _run(sc, runtime, seed, realtime, owned, heap_probe, frames, flash, romfs)
+        return _run(sc, runtime, seed, realtime, owned, heap_probe, frames, flash, romfs, from_flash)
     finally:
         if owned is not None:
             owned.close()
@@ -117,6 +120,7 @@ def _run(
     frames: Path | None = None,
     flash: Path | None = None,
     romfs: Path | None = None,
+    from_flash: Path | None = None,
 ) -> Result:
     from sim import cpython
     from sim.centre import Outside
@@ -135,7 +139,10 @@ def _run(
     now = [sc.start]
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "flash.img"
-        cpython.make_image(image, _flash_files(sc.app, config))
+        if from_flash is not None:
+            shutil.copyfile(from_flash, image)
+        else:
+            cpython.make_image(image, _flash_files(sc.app, config))
         raw = Path(tmp) / "frames"
         if frames is not None:
             raw.mkdir()
