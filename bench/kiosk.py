@@ -102,7 +102,7 @@ def bench_heap_morning() -> None:
                 data = peak - FRAME_BUFFER - code
                 print(f"  code imported from source: peak live heap {peak:7d} bytes")
                 print(f"    the frame buffer        {FRAME_BUFFER:7d} bytes")
-                print(f"    module code             {code:7d} bytes (every module, main.py too)")
+                print(f"    module code             {code:7d} bytes (what boot loads, main.py too)")
                 print(f"    the rest, data          {data:7d} bytes")
             else:
                 print(f"  code on a ROMFS:           peak live heap {peak:7d} bytes")
@@ -128,8 +128,9 @@ def _peak_morning(romfs: Path | None) -> int | None:
     return max(int(p[2]) for p in probes[1:]) - base
 
 
+# What the kiosk loads at boot (diag and diagbase wait for the first console line).
 MODULES = (
-    "apploop checkin civil configcheck configstore console diag diagbase facemodule font journal "
+    "apploop checkin civil configcheck configstore console facemodule font journal "
     "kioskconfig link mqtt netclock posixtz roster screens st7789 ticks timesource topics uplink "
     "boardbase board"
 )
@@ -138,7 +139,7 @@ VIRTUAL = "machine select io micropython network time os socket framebuf"
 
 
 def _module_code_bytes() -> int:
-    """Heap every module of the kiosk's firmware takes once loaded, main.py's code
+    """Heap the modules the kiosk loads at boot take, main.py's code
     included (compiled without its last line, main(), which would run it)."""
     main = ROOT / "firmware" / "kiosk" / "main.py"
     code = (

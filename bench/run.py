@@ -174,13 +174,16 @@ def bench_sim_year() -> None:
 def bench_fleet() -> None:
     from parkctl import simcmd
 
+    from sim import fleet
+
     scenario = ROOT / "bench" / "fleet_night.scn"
     lamps = 1000
     start = time.perf_counter()
     results = simcmd.run_fleet(scenario, lamps)
     wall = time.perf_counter() - start
     span = results[0].scenario.end - results[0].scenario.start
-    print(f"simulator, {lamps} lamps in one process, one night (bench/fleet_night.scn), no network:")
+    jobs = fleet.jobs_for(lamps)
+    print(f"simulator, {lamps} lamps in {jobs} processes, one night (bench/fleet_night.scn), no network:")
     rate = span * lamps / wall
     print(f"  cpython      {wall:6.1f} s wall  {rate:12,.0f} simulated lamp-s per s   (target 30 s)")
 
@@ -188,6 +191,8 @@ def bench_fleet() -> None:
 def bench_fleet_broker(lamps: int = 1000) -> None:
     from parkctl import simcmd
     from parkctl.brokers import Mosquitto
+
+    from sim import fleet
 
     scenario = ROOT / "bench" / "fleet_night_wifi.scn"
     broker = Mosquitto().start()
@@ -198,7 +203,9 @@ def bench_fleet_broker(lamps: int = 1000) -> None:
     finally:
         broker.close()
     up = sum(1 for r in results if any(e.text == "event mqtt up" for e in r.entries))
-    print(f"simulator, {lamps} lamps, one night against Mosquitto (bench/fleet_night_wifi.scn):")
+    jobs = fleet.jobs_for(lamps)
+    where = "one night against Mosquitto (bench/fleet_night_wifi.scn)"
+    print(f"simulator, {lamps} lamps in {jobs} processes, {where}:")
     print(f"  cpython      {wall:6.1f} s wall   {up} lamps connected   (target 60 s)")
 
 
