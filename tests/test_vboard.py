@@ -125,6 +125,18 @@ def test_ctrl_c_interrupts_main_into_the_repl_and_ctrl_d_runs_it_again(line: Lin
     assert b"\r\r\n" not in line.seen
 
 
+def test_the_running_lamp_has_neither_its_config_parser_nor_its_console_commands_loaded(line: Line) -> None:
+    """Loaded when needed (a configuration to parse, a line on the console), not
+    kept on the heap while the lamp runs (docs/lamp-config.md, docs/diagnostics.md)."""
+    line.expect(RUNNING)
+    line.write(b"\x03")
+    line.expect(rb">>> $")
+    line.write(
+        b"import sys; print([m for m in ('lampconfig','diag','diagbase','settings') if m in sys.modules])\r"
+    )
+    line.expect(rb"\r\n\['settings'\]\r\n>>> ")
+
+
 def test_an_error_in_boot_py_leaves_the_board_in_the_repl_without_main(image: Path) -> None:
     # As the ESP32's main.c does: main.py only runs after a boot.py that ran to its end.
     fs = _fs(image)

@@ -2,15 +2,11 @@
 # device (diagbase) and the kiosk's own.
 
 import diagbase
-from kioskconfig import loads
 from uplink import CommandError
 
 
 class Diagnostics(diagbase.Diagnostics):
     APP = "kiosk"
-
-    def __init__(self, app):
-        super().__init__(app, loads)
 
     def handlers(self):
         h = super().handlers()

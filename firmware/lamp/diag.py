@@ -5,7 +5,6 @@ import gc
 import os
 
 import diagbase
-from lampconfig import loads
 from uplink import CommandError
 
 RAMP = (25, 50, 75, 100)  # % duty steps of the self-test's PWM ramp
@@ -16,7 +15,7 @@ class Diagnostics(diagbase.Diagnostics):
     APP = "lamp"
 
     def __init__(self, app):
-        super().__init__(app, loads)
+        super().__init__(app)
         self.test_mode = False
 
     def handlers(self):

@@ -9,6 +9,7 @@
 
 import json
 import os
+import sys
 
 import ticks
 from alarm import KINDS as ALARM_KINDS
@@ -20,7 +21,6 @@ from configstore import Store
 from console import Console
 from controller import Controller
 from journal import Journal
-from lampconfig import FALLBACK, loads, parse
 from link import Link
 from timesource import DS3231, TimeKeeper
 from uplink import UNIX_2000, CommandError
@@ -196,9 +196,21 @@ class Lamp(App):
         return self.finish(now, deadline)
 
 
+def loads(text=None):
+    """The configuration in `text` (None: the fallback one), parsed by lampconfig,
+    which is loaded for the parse and forgotten after it: its code (about 6 KB of
+    heap on an ESP32) is needed only at boot and when a configuration arrives."""
+    import lampconfig
+
+    try:
+        return lampconfig.parse(lampconfig.FALLBACK) if text is None else lampconfig.loads(text)
+    finally:
+        sys.modules.pop("lampconfig", None)
+
+
 def main():
     store = Store(os, CONFIG, DEFAULT_CONFIG, loads)
-    cfg = store.load_or(lambda: parse(FALLBACK))
+    cfg = store.load_or(loads)
     board = Board(cfg)
     clock = TimeKeeper(board.clock, DS3231(board.i2c), board.rtc_trusted())
     clock.boot()

@@ -52,12 +52,12 @@ def _parse_iso(text):
 class Diagnostics:
     APP = "device"
 
-    def __init__(self, app, loads):
+    def __init__(self, app):
         """app: the app's object (state(), journal, clock, store, board, console,
-        station, mqtt_status(), uptime_ms, restart_later(why)); loads: its
-        configuration parser."""
+        station, mqtt_status(), uptime_ms, restart_later(why)); its store's
+        parser checks a configuration."""
         self.app = app
-        self.loads = loads
+        self.loads = app.store.loads
         self.version, self.manifest = read_manifest()
 
     def handlers(self):

@@ -1,0 +1,88 @@
+# The lamp's configuration once validated: what lampconfig.parse makes and the
+# firmware reads while it runs. Apart from the parser, so that the parser's code
+# can leave the heap between configurations (main.py) while these stay.
+
+from posixtz import TZ
+
+# Step kinds.
+CLOCK = 0
+SUN = 1
+
+
+# The lamp while an alarm is open: full for 700 ms, 20 % for 300 ms, repeated.
+DEFAULT_FLASH = [(100, 700), (20, 300)]
+
+
+class Step:
+    __slots__ = ("kind", "clock", "elev", "setting", "offset", "level", "fade", "text")
+
+    def __init__(self, kind, clock, elev, setting, offset, level, fade, text):
+        self.kind = kind  # CLOCK or SUN
+        self.clock = clock  # CLOCK: seconds after local midnight
+        self.elev = elev  # SUN: elevation, degrees
+        self.setting = setting  # SUN: the sun going down (evening) or up (morning)
+        self.offset = offset  # seconds, added to the event
+        self.level = level  # percent 0..100
+        self.fade = fade  # seconds to reach the level
+        self.text = text  # how the config wrote "at" (+ offset), for reasons
+
+
+class Program:
+    __slots__ = ("name", "steps")
+
+    def __init__(self, name, steps):
+        self.name = name
+        self.steps = steps
+
+
+class Rule:
+    __slots__ = ("name", "dates", "weekdays", "program")
+
+    def __init__(self, name, dates, weekdays, program):
+        self.name = name
+        self.dates = dates  # list of (from, to) with (year or 0, month, day); None: any
+        self.weekdays = weekdays  # bitmask, bit 0 = Monday; 0: any
+        self.program = program
+
+
+class Config:
+    """A validated configuration; `parse` fills every field."""
+
+    def __init__(self):
+        self.name = ""
+        self.lat = 0.0
+        self.lon = 0.0
+        self.tz = TZ("UTC0")
+        self.default = Program("default", [])
+        self.rules = []
+        self.min_level = 0.0
+        self.max_level = 100.0
+        self.gamma = 1.0
+        self.pwm_hz = 1000.0
+        self.relay_min_interval = 60.0
+        self.pc_on = 30.0
+        self.pc_off = 60.0
+        self.pc_delay = 120.0
+        self.pc_level = 100.0
+        self.pc_full_scale = 2000.0
+        self.failsafe_level = 100.0
+        self.mon_lamp = 1.0
+        self.mon_off = 0.05
+        self.mon_full_scale = 5.0
+        self.mon_warmup = 60.0
+        self.mon_confirm = 30.0
+        self.pins = {}
+        self.ssid = ""  # no Wi-Fi when empty
+        self.wifi_key = ""
+        self.ntp_interval = 3600.0
+        self.site_id = "park"
+        self.device = ""  # empty: from the chip's id
+        self.broker_host = ""  # empty: no MQTT
+        self.broker_port = 1883
+        self.broker_tls = False
+        self.mqtt_user = ""  # empty: none
+        self.mqtt_password = ""
+        self.keepalive = 60.0
+        self.debounce_ms = 50.0
+        self.stuck_s = 30.0
+        self.flash = DEFAULT_FLASH
