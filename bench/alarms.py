@@ -72,9 +72,10 @@ def bench_alarm_latency(n: int = 1000) -> None:
     print("  press confirmed -> lamp and LED   same loop pass, before the journal write (target < 20 ms)")
 
 
-# What the lamp loads at boot (diag and diagbase wait for the first console line).
+# What the lamp keeps loaded (diag and diagbase wait for the first console line;
+# lampconfig, the parser, is loaded only to parse).
 FIRMWARE_MODULES = (
-    "lampconfig configcheck configstore schedule controller output photocell monitor alarm journal "
+    "settings configcheck configstore schedule controller output photocell monitor alarm journal "
     "mqtt uplink link netclock timesource button sun posixtz civil ticks topics console apploop"
 )
 
