@@ -159,11 +159,12 @@ def _heap_week(days: int, romfs: Path | None) -> list[tuple[int, int, int]]:
             flash = Path(tmp) / "flash.img"
             for d in range(days):
                 day = f"2026-12-{21 + d}"
+                on = f"{day} 12:00" if d == 0 else f"{day} 02:05"  # the first power-on, or the night's
                 lines = [
                     f"config {WIFI_CONFIG}",
-                    f"start {day} 12:00" if d == 0 else f"start {day} 02:05",
+                    f"start {on}",
                     f"end 2026-12-{22 + d} 02:00",
-                    f"wifi up {day} 12:00" if d == 0 else f"wifi up {day} 02:05",
+                    f"wifi up {on}",
                     f"at {day} 22:03 press button for 300ms",
                     f"wifi down {day} 23:00 - {day} 23:20",
                     f"at {day} 23:10 press button for 1s",

@@ -178,11 +178,11 @@ def bench_fleet() -> None:
 
     scenario = ROOT / "bench" / "fleet_night.scn"
     lamps = 1000
+    jobs = fleet.jobs_for(lamps)
     start = time.perf_counter()
-    results = simcmd.run_fleet(scenario, lamps)
+    results = simcmd.run_fleet(scenario, lamps, jobs=jobs)
     wall = time.perf_counter() - start
     span = results[0].scenario.end - results[0].scenario.start
-    jobs = fleet.jobs_for(lamps)
     print(f"simulator, {lamps} lamps in {jobs} processes, one night (bench/fleet_night.scn), no network:")
     rate = span * lamps / wall
     print(f"  cpython      {wall:6.1f} s wall  {rate:12,.0f} simulated lamp-s per s   (target 30 s)")
@@ -195,15 +195,15 @@ def bench_fleet_broker(lamps: int = 1000) -> None:
     from sim import fleet
 
     scenario = ROOT / "bench" / "fleet_night_wifi.scn"
+    jobs = fleet.jobs_for(lamps)
     broker = Mosquitto().start()
     try:
         start = time.perf_counter()
-        results = simcmd.run_fleet(scenario, lamps, broker=broker.url)
+        results = simcmd.run_fleet(scenario, lamps, broker=broker.url, jobs=jobs)
         wall = time.perf_counter() - start
     finally:
         broker.close()
     up = sum(1 for r in results if any(e.text == "event mqtt up" for e in r.entries))
-    jobs = fleet.jobs_for(lamps)
     where = "one night against Mosquitto (bench/fleet_night_wifi.scn)"
     print(f"simulator, {lamps} lamps in {jobs} processes, {where}:")
     print(f"  cpython      {wall:6.1f} s wall   {up} lamps connected   (target 60 s)")

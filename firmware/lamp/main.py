@@ -198,8 +198,8 @@ class Lamp(App):
 
 def loads(text=None):
     """The configuration in `text` (None: the fallback one), parsed by lampconfig,
-    which is loaded for the parse and forgotten after it: its code (about 6 KB of
-    heap on an ESP32) is needed only at boot and when a configuration arrives."""
+    which is loaded for the parse and forgotten after it: its code is needed only
+    at boot and when a configuration arrives (docs/lamp-config.md)."""
     import lampconfig
 
     try:
