@@ -14,7 +14,10 @@ its whole scenario in turn (one lamp's objects stay in the CPU's caches while
 it runs). Networked lamps meet at the broker, so they run together, each in a
 greenlet: a lamp runs alone through a span of simulated time (SPAN_US), then
 the lamp with the earliest clock runs next. They are never further apart than
-a span, and the run is deterministic.
+a span, and the run is deterministic. A lamp whose clock is held for an answer
+its broker owes it (a keepalive's, a PUBACK: see vesp32/socket.py) steps aside
+meanwhile: the other lamps run, and one poll looks for all the answers owed,
+so the process waits on the broker only when no lamp can run.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import heapq
 import json
 import os
 import pickle
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from greenlet import getcurrent, greenlet
@@ -133,6 +138,12 @@ def _run(scenario: dict, lamps: range, emit) -> None:
             lamp(i)
         return
 
+    # Lamps waiting for an answer their broker owes them (World.hold): the
+    # others run meanwhile, and one poll looks for all their answers at once.
+    answers = select.poll()
+    owner: dict[int, int] = {}  # file descriptor -> the lamp waiting on it
+    held: dict[int, tuple[int, float, list[int]]] = {}  # lamp -> (its clock, give up at, fds)
+
     def together(world) -> None:
         upto = [0]  # the lamp runs on alone until its clock passes this
 
@@ -141,17 +152,54 @@ def _run(scenario: dict, lamps: range, emit) -> None:
                 main.switch(t_us)
                 upto[0] = (t_us // SPAN_US + 1) * SPAN_US
 
-        world.wait = wait
+        def hold(socks, timeout_ms: int) -> bool:
+            return main.switch((world.now_us, socks, timeout_ms))
 
-    def resume(i: int) -> None:
-        wake = threads[i].switch()
-        if not threads[i].dead:
-            heapq.heappush(ready, (wake, i))
+        world.wait = wait
+        world.hold = hold
+
+    def resume(i: int, answered: bool = False) -> None:
+        got = threads[i].switch(answered)
+        if threads[i].dead:
+            return
+        if type(got) is tuple:
+            t_us, socks, timeout_ms = got
+            fds = [s.fileno() for s in socks]
+            for fd in fds:
+                answers.register(fd, select.POLLIN)
+                owner[fd] = i
+            held[i] = (t_us, time.monotonic() + timeout_ms / 1000, fds)
+        else:
+            heapq.heappush(ready, (got, i))
+
+    def release(i: int, answered: bool) -> None:
+        for fd in held.pop(i)[2]:
+            answers.unregister(fd)
+            del owner[fd]
+        resume(i, answered)
 
     for i in lamps:
-        threads[i] = greenlet(lambda i=i: lamp(i, together))
+        # (resume() passes its `answered` to the first switch too: ignored)
+        threads[i] = greenlet(lambda _=None, i=i: lamp(i, together))
         resume(i)
-    while ready:
+    while ready or held:
+        if held:
+            # Only wait for the broker when no other lamp may run: none is ready,
+            # or the next would get more than a span ahead of a held one.
+            oldest = min(h[0] for h in held.values())
+            idle = not ready or ready[0][0] >= oldest + SPAN_US
+            wait_ms = 0
+            if idle:
+                wait_ms = max(0, int((min(h[1] for h in held.values()) - time.monotonic()) * 1000) + 1)
+            for fd, _ in answers.poll(wait_ms):
+                i = owner.get(fd)
+                if i is not None:
+                    release(i, True)
+            now = time.monotonic()
+            for i in [i for i, h in held.items() if h[1] <= now]:
+                release(i, False)  # not coming: time goes on
+            if idle:
+                continue
         _, i = heapq.heappop(ready)
         resume(i)
 

@@ -131,6 +131,8 @@ class World:
         self.board = None
         self.pace = None  # real-time mode: pace(t_us) waits until the wall clock is there
         self.wait = None  # many lamps in one process: wait(t_us) lets the others catch up
+        # and hold(socks, timeout_ms) lets them run while this lamp's broker answers
+        self.hold = None
         self.cut_write_until = None  # power cut armed for the next flash write: back at this time
         self.outside = None  # the centre and the broker (sim/centre.py Outside), when networked
         self._settled = -1  # the board's net_activity when the centre last settled

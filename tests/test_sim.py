@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,43 @@ def test_networked_fleet_on_mosquitto(tmp_path, mosquitto):
     assert [[(e.t, e.text) for e in r.entries] for r in runs[1]] == [
         [(e.t, e.text) for e in r.entries] for r in runs[0]
     ]
+
+
+def test_fleet_whose_broker_never_answers(tmp_path):
+    # A broker that takes connections and never answers. Each lamp holds its
+    # clock for the CONNACK it is owed, and the other lamps run meanwhile; after
+    # the real-time limit the answer is taken as lost, the clock moves on, and
+    # every lamp gives up on its connection 10 s later and tries again. No lamp
+    # hangs the run.
+    server = socket.create_server(("127.0.0.1", 0))
+    taken: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                taken.append(server.accept()[0])
+            except OSError:
+                return  # closed: the test is over
+
+    threading.Thread(target=accept, daemon=True).start()
+    scn = tmp_path / "silent.scn"
+    scn.write_text(
+        f"config {SCENARIOS / 'songjiang-wifi.json'}\n"
+        "start 2026-12-21 16:00\nend 2026-12-21 16:00:25\nwifi up 16:00\n"
+    )
+    try:
+        results = simcmd.run_fleet(scn, 3, broker=f"mqtt://127.0.0.1:{server.getsockname()[1]}", jobs=1)
+    finally:
+        server.close()
+        for c in taken:
+            c.close()
+    assert len(taken) == 9  # three lamps, three tries each (the third at 16:00:24)
+    for r in results:
+        mqtt = [(e.t - r.scenario.start, e.text) for e in r.entries if e.text.startswith("event mqtt ")]
+        assert mqtt == [
+            (11, "event mqtt no answer within 10 s, next try in 1 s"),
+            (22, "event mqtt no answer within 10 s, next try in 2 s"),
+        ]
 
 
 def test_plot_is_written(tmp_path):

@@ -54,16 +54,20 @@ class poll:
         self._kinds()
 
     def _ready(self):
-        out = []
+        out = None  # nothing ready (the common case) allocates nothing
         for obj, mask, kind in self._entries:
-            if kind == _STREAM:
+            if kind == _SOCKET:
+                ev = mask & POLLOUT
+                if mask & POLLIN and obj.readable():
+                    ev |= POLLIN
+            elif kind == _STREAM:
                 ev = obj.ioctl(3, mask)  # MP_STREAM_POLL
-            elif kind == _SOCKET:
-                ev = (POLLIN if mask & POLLIN and obj.readable() else 0) | (mask & POLLOUT)
             else:
                 # The USB serial console: bytes typed on the virtual board's port.
                 ev = POLLIN if mask & POLLIN and _hub.board.console_ready() else 0
             if ev:
+                if out is None:
+                    out = []
                 out.append((obj, ev))
         return out
 

@@ -240,14 +240,21 @@ class socket:
         return r
 
     def readable(self):
-        """Data (or an error, or the end) is waiting: a real poll, no waiting."""
-        if self._closed or not _link() or self._quiet():
+        """Data (or an error, or the end) is waiting: a real poll. An answer the
+        broker owes is waited for here, in real time, as _hub.Board.wait_us would
+        before moving the clock: one system call, not a look, a wait and a look."""
+        if self._closed or not self._board.world.wifi_up() or self._quiet():
             return False
-        if self._poll is None:
-            self._poll = _hub.net_select.poll()
-            self._poll.register(self._s, 1)
-        if self._poll.poll(0):
-            return True
+        if self.owed:
+            if _hub.net_ready((self._s,), _hub.ANSWER_WAIT_MS):
+                return True
+            self.owed = self.pushes = 0  # not coming: time goes on
+        else:
+            if self._poll is None:
+                self._poll = _hub.net_select.poll()
+                self._poll.register(self._s, 1)
+            if self._poll.poll(0):
+                return True
         self._nothing()
         return False
 
