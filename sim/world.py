@@ -139,7 +139,7 @@ class World:
         self._counted = (0, 0)  # the board's (to_centre, wills) when the broker last restarted
         self._queue = []
         self._seq = 0
-        self._sun_cache = {}
+        self._sun_cell = None  # (k, elevation at its start, at its end): see elevation()
         for ev in scenario.get("events", []):
             self.at(ev["at"] * 1000000, ev)
 
@@ -153,6 +153,7 @@ class World:
         self.lon = cfg.lon
         self.gamma = cfg.gamma
         self.pins = cfg.pins
+        self._sun_cell = None
 
     # --- the event queue ---------------------------------------------------
 
@@ -375,22 +376,20 @@ class World:
     # --- the sky -----------------------------------------------------------
 
     def elevation(self):
-        # The sun moves slowly: evaluate on a 5-minute grid and interpolate.
+        # The sun moves slowly: evaluate on a 5-minute grid and interpolate. Only
+        # the cell the clock is in is kept: in MicroPython the world lives in the
+        # heap the firmware's use is measured in, so it must not grow and shrink.
         step = 300
         t = self.now_us // 1000000
         k = t // step
-        e0 = self._elev_at(k * step)
-        e1 = self._elev_at((k + 1) * step)
-        return e0 + (e1 - e0) * (t - k * step) / step
-
-    def _elev_at(self, t):
-        e = self._sun_cache.get(t)
-        if e is None:
-            if len(self._sun_cache) > 64:
-                self._sun_cache = {}
-            e = sun.elevation(t, self.lat, self.lon)
-            self._sun_cache[t] = e
-        return e
+        cell = self._sun_cell
+        if cell is None or cell[0] != k:
+            if cell is not None and cell[0] == k - 1:
+                start = cell[2]  # the clock moved on into the next cell
+            else:
+                start = sun.elevation(k * step, self.lat, self.lon)
+            cell = self._sun_cell = (k, start, sun.elevation((k + 1) * step, self.lat, self.lon))
+        return cell[1] + (cell[2] - cell[1]) * (t - k * step) / step
 
     def lux(self):
         """Outdoor illuminance: clear sky from the sun's elevation, times clouds."""

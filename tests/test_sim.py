@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from parkctl import simcmd
 from test_cli_sun import parkctl
 
@@ -266,6 +268,33 @@ def test_bad_sim_arguments_give_one_line(args, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(-900, 4000), min_size=1, max_size=40), st.booleans())
+def test_the_worlds_sky_follows_its_clock_and_its_site(moves, move_the_lamp):
+    # The world interpolates the sun's elevation on a 5-minute grid and keeps only
+    # the cell its clock is in (in MicroPython it shares the firmware's heap): the
+    # same answers, whichever way the clock moves, and a configuration that moves
+    # the lamp is followed at once.
+    from sim import cpython
+
+    modules = cpython.ModuleSystem(console=lambda line: None)
+    world_mod = modules.load("world", as_firmware=False)
+    sun = modules.load("sun", as_firmware=False)
+    cfg = json.loads((SCENARIOS.parents[1] / "firmware" / "lamp" / "config.json").read_text())
+    start = 851155200  # 2026-12-21 08:00 UTC, seconds since 2000: the sun low in Shanghai
+    world = world_mod.World({"start": start, "end": start + 10**6, "config": cfg}, lambda *a: None)
+    for i, move in enumerate(moves):
+        world.now_us += move * 1000000
+        if move_the_lamp and i == len(moves) // 2:
+            cfg = dict(cfg, site=dict(cfg["site"], lat=cfg["site"]["lat"] - 20))
+            world.configure(cfg)
+        t = world.now_us // 1000000
+        k = t // 300
+        e0 = sun.elevation(k * 300, world.lat, world.lon)
+        e1 = sun.elevation((k + 1) * 300, world.lat, world.lon)
+        assert world.elevation() == pytest.approx(e0 + (e1 - e0) * (t - k * 300) / 300, abs=1e-9)
 
 
 def test_virtual_esp32_rules(tmp_path):
