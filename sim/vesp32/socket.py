@@ -243,7 +243,7 @@ class socket:
         """Data (or an error, or the end) is waiting: a real poll. An answer the
         broker owes is waited for here, in real time, as _hub.Board.wait_us would
         before moving the clock: one system call, not a look, a wait and a look."""
-        if self._closed or not self._board.world.wifi_up() or self._quiet():
+        if self._closed or not _link() or self._quiet():
             return False
         if self.owed:
             if _hub.net_ready((self._s,), _hub.ANSWER_WAIT_MS):
