@@ -203,6 +203,7 @@ class LittleFsVfs:
 
 
 _CODE: dict[Path, Any] = {}  # compiled once per process; each module runs its own copy (_own_copy)
+_FOUND: dict[tuple, tuple[Path | None, bool]] = {}  # (folders, name) -> where: looked up once per process
 
 
 class _SerialIn:
@@ -236,7 +237,6 @@ class ModuleSystem:
             stdin=_SerialIn(),
         )
         self.fs: Any = None
-        self._found: dict[str, tuple[Path | None, bool]] = {}
         self.sim_builtins = dict(builtins.__dict__, __import__=self._import)
         self.fw_builtins = dict(self.sim_builtins, open=self._open, print=self._print)
 
@@ -254,7 +254,8 @@ class ModuleSystem:
         self.firmware = {}
 
     def _find(self, name: str) -> tuple[Path | None, bool]:
-        hit = self._found.get(name)
+        key = (self.folders, name)
+        hit = _FOUND.get(key)
         if hit is None:
             hit = (None, False)
             for folder, persistent in self.folders:
@@ -262,7 +263,7 @@ class ModuleSystem:
                 if p.is_file():
                     hit = (p, persistent)
                     break
-            self._found[name] = hit
+            _FOUND[key] = hit
         return hit
 
     def load(self, name: str, as_firmware: bool) -> types.ModuleType:

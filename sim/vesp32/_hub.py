@@ -27,13 +27,13 @@ net_select = None
 def net_ready(socks, timeout_ms):
     """Is any of these real sockets readable (data, end or error) within timeout_ms?
     In a fleet (World.hold), the other lamps run while this one waits."""
+    hold = board.world.hold if board is not None and timeout_ms else None
+    if hold is not None:
+        return hold(socks, timeout_ms)
     p = net_select.poll()
     for s in socks:
         p.register(s, 1)
-    hold = board.world.hold if board is not None and timeout_ms else None
-    if hold is None:
-        return bool(p.poll(timeout_ms))
-    return bool(p.poll(0)) or hold(socks, timeout_ms)
+    return bool(p.poll(timeout_ms))
 
 
 class Reset(BaseException):
