@@ -102,10 +102,14 @@ class HeapProbe:
         self.base = None
         self.n = 0
         self.day = 0
-        self.samples = []
+        # The probe is in the heap it measures: what it keeps is all allocated
+        # before the base is taken, and never grows.
+        self.samples = [0] * self.SAMPLES  # for the median: every `stride`th sample
+        self.count = 0
         self.stride = 1
         self.peak = 0
         self.t = 0
+        self.start_us = 0
 
     def start(self):
         import gc
@@ -117,10 +121,6 @@ class HeapProbe:
         # What the world loaded of the firmware's to read the configuration
         # (sim/world.py) and drops at boot is not the firmware's to be credited.
         _forget_firmware()
-        gc.collect()
-        self.base = gc.mem_alloc()
-        self.emit(_hub.board.world.now_us, "heap", "0 %d 0 0" % self.base)
-        self.start_us = _hub.board.world.now_us
         wait = _hub.Board.wait_us
         probe = self
 
@@ -129,6 +129,10 @@ class HeapProbe:
             return wait(board, us, ready)
 
         _hub.Board.wait_us = wait_us
+        self.start_us = _hub.board.world.now_us
+        gc.collect()
+        self.base = gc.mem_alloc()
+        self.emit(_hub.board.world.now_us, "heap", "0 %d 0 0" % self.base)
 
     def sample(self, now_us):
         import gc
@@ -142,23 +146,27 @@ class HeapProbe:
         if day != self.day:
             self.flush()
             self.day = day
-            self.samples = []
+            self.count = 0
             self.stride = 1
             self.peak = 0
         self.t = now_us
         if a > self.peak:
             self.peak = a
         if self.n % (self.every * self.stride) == 0:
-            # For the median; at most SAMPLES kept (the probe is in the heap it measures).
-            self.samples.append(a)
-            if len(self.samples) >= self.SAMPLES:
-                self.samples = self.samples[::2]
+            s = self.samples
+            s[self.count] = a
+            self.count += 1
+            if self.count == self.SAMPLES:
+                # Full: keep every other one, and take every other one from now on.
+                half = self.SAMPLES // 2
+                for i in range(half):
+                    s[i] = s[2 * i]
+                self.count = half
                 self.stride *= 2
 
     def flush(self):
-        if self.day and self.samples:
-            k = self.samples
-            k.sort()
+        if self.day and self.count:
+            k = sorted(self.samples[: self.count])
             self.emit(self.t, "heap", "%d %d %d %d" % (self.day, self.base, self.peak, k[len(k) // 2]))
 
 
