@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -169,25 +168,23 @@ def test_fleet_whose_broker_never_answers(tmp_path):
     # clock for the CONNACK it is owed, and the other lamps run meanwhile; after
     # the real-time limit the answer is taken as lost, the clock moves on, and
     # every lamp gives up on its connection 10 s later and tries again. No lamp
-    # hangs the run.
-    server = socket.create_server(("127.0.0.1", 0))
-    taken: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                taken.append(server.accept()[0])
-            except OSError:
-                return  # closed: the test is over
-
-    threading.Thread(target=accept, daemon=True).start()
+    # hangs the run. The kernel completes the connections (the listening socket's
+    # backlog); nobody accepts them until the run is over, when they are counted.
+    server = socket.create_server(("127.0.0.1", 0), backlog=32)
     scn = tmp_path / "silent.scn"
     scn.write_text(
         f"config {SCENARIOS / 'songjiang-wifi.json'}\n"
         "start 2026-12-21 16:00\nend 2026-12-21 16:00:25\nwifi up 16:00\n"
     )
+    taken: list[socket.socket] = []
     try:
         results = simcmd.run_fleet(scn, 3, broker=f"mqtt://127.0.0.1:{server.getsockname()[1]}", jobs=1)
+        server.setblocking(False)
+        while True:
+            try:
+                taken.append(server.accept()[0])
+            except BlockingIOError:
+                break
     finally:
         server.close()
         for c in taken:
