@@ -294,8 +294,11 @@ def test_the_worlds_sky_follows_its_clock_and_its_site(moves, move_the_lamp):
         assert world.elevation() == pytest.approx(e0 + (e1 - e0) * (t - k * 300) / 300, abs=1e-9)
 
 
-def test_virtual_esp32_rules(tmp_path):
-    """The ESP32 behaviours docs/sim.md promises, checked on the virtual board itself."""
+def _virtual_board(tmp_path, end_us=10**6):
+    """A virtual ESP32 (CPython) with a world and a flash holding /hello.txt, and
+    the host's network under its socket: (modules, _hub, world, board)."""
+    import select
+
     from sim import cpython
 
     image = tmp_path / "flash.img"
@@ -304,12 +307,19 @@ def test_virtual_esp32_rules(tmp_path):
     fs = cpython.LittleFsVfs(image)
     modules.fs = fs
     hub = modules.load("_hub", as_firmware=False)
+    hub.__dict__.update(net=socket, net_select=select)
     world_mod = modules.load("world", as_firmware=False)
     cfg = json.loads((SCENARIOS.parents[1] / "firmware" / "lamp" / "config.json").read_text())
-    world = world_mod.World({"start": 0, "end": 10**6, "config": cfg}, lambda *a: None)
+    world = world_mod.World({"start": 0, "end": end_us, "config": cfg}, lambda *a: None)
     board = hub.Board(world, fs, b"\x01\x02\x03\x04\x05\x06")
     world.board = board
     hub.__dict__["board"] = board
+    return modules, hub, world, board
+
+
+def test_virtual_esp32_rules(tmp_path):
+    """The ESP32 behaviours docs/sim.md promises, checked on the virtual board itself."""
+    modules, hub, world, board = _virtual_board(tmp_path)
     machine = modules.load("machine", as_firmware=False)
     vtime = modules.load("time", as_firmware=False)
     micropython = modules.load("micropython", as_firmware=False)
@@ -367,11 +377,29 @@ def test_virtual_esp32_rules(tmp_path):
         wait = debounced.step(vtime.ticks_ms(), seen.append)
         vtime.sleep_ms(wait if 0 <= wait < 10 else 10)
     assert seen == ["press", "release"]
-    # machine.reset() restarts the firmware; the filesystem is kept.
+    # Pins, ADCs, I2C buses, the RTC, the watchdog and the WLAN interfaces are the
+    # port's static objects: the same one each time, Pin(n) alone keeps its mode,
+    # and what does not exist on the board is refused.
+    relay = machine.Pin(26, machine.Pin.OUT, value=1)
+    assert machine.Pin(26) is relay and relay.mode == machine.Pin.OUT and machine.Pin(26).value() == 1
+    assert machine.ADC(machine.Pin(34)) is machine.ADC(34)
+    assert machine.I2C(0) is machine.I2C(0) is not machine.I2C(1)
+    assert machine.RTC() is machine.RTC() and machine.WDT(timeout=5000) is wdt
+    for bad in (lambda: machine.Pin(49), lambda: machine.ADC(-1), lambda: machine.I2C(2)):
+        with pytest.raises(ValueError):
+            bad()
+    network = modules.load("network", as_firmware=False)
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    assert network.WLAN(network.STA_IF) is wlan and network.WLAN(network.AP_IF) is not wlan
+    # machine.reset() restarts the firmware; the filesystem is kept, the pins and
+    # the Wi-Fi are as at power-on.
     with pytest.raises(hub.Reset):
         machine.reset()
+    board.reset(hub.SOFT_RESET)
     assert vos.listdir("/") == ["hello.txt"]
     assert machine.unique_id() == b"\x01\x02\x03\x04\x05\x06"
+    assert machine.Pin(26) is relay and relay.mode == -1 and not wlan.active()
 
 
 def test_image_is_what_micropython_mounts(tmp_path):

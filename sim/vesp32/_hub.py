@@ -54,6 +54,9 @@ class Stop(BaseException):
 
 
 board = None  # the Board the firmware running now belongs to
+# What puts the board's static peripherals (machine's pins, network's WLAN) back
+# as they are at power-on, at every reset: their modules add to it as they load.
+on_reset = []
 
 
 class Board:
@@ -114,6 +117,8 @@ class Board:
         self.irqs = {}
         self.pin_values = {}
         self.uarts = {}
+        for f in on_reset:
+            f()
         self.drop_connections()
 
     def drop_connections(self):

@@ -1,6 +1,14 @@
 # The virtual ESP32's `machine` module: what the park firmware uses, with the
 # ESP32's rules (soft pin IRQs through micropython.schedule, a watchdog with a
 # 1 s minimum that cannot be stopped, resets that restart the firmware).
+#
+# On the board, Pin(n), ADC(pin), I2C(n), RTC() and WDT() give objects from the
+# port's static tables, outside MicroPython's heap: the same object every time.
+# Here each is made once, the first time it is asked for (the tables' 49 pins
+# and ADCs would take 10 KB of a 64-bit virtual board's heap), and kept; the heap
+# benchmark makes them all before it takes its base (make_all), so the firmware's
+# heap figures do not count them. A reset puts them back as they are at power-on
+# (_hub.on_reset). PWM, UART and SPI objects are on the port's heap too.
 
 import _hub
 
@@ -15,6 +23,9 @@ def _world():
     return _hub.board.world
 
 
+GPIOS = 49  # 0..48: the ESP32-S3's; the configuration allows any of them
+
+
 class Pin:
     IN = 1
     OUT = 3
@@ -24,11 +35,12 @@ class Pin:
     IRQ_FALLING = 1
     IRQ_RISING = 2
 
+    def __new__(cls, id, *args, **kw):
+        return _static(_PINS, id, "invalid pin", _pin)
+
     def __init__(self, id, mode=-1, pull=-1, value=None):
-        self.id = id
-        self.mode = mode
-        if value is not None:
-            self.value(value)
+        # Pin(n) alone leaves the pin as it is, as on the board.
+        self.init(mode, pull, value)
 
     def init(self, mode=-1, pull=-1, value=None):
         if mode != -1:
@@ -107,8 +119,11 @@ class ADC:
     ATTN_6DB = 2
     ATTN_11DB = 3
 
+    def __new__(cls, pin, *args, **kw):
+        return _static(_ADCS, pin if isinstance(pin, int) else pin.id, "invalid Pin for ADC", _adc)
+
     def __init__(self, pin, atten=None):
-        self.pin = pin
+        pass
 
     def atten(self, a):
         pass
@@ -121,8 +136,11 @@ class ADC:
 
 
 class I2C:
+    def __new__(cls, id=0, *args, **kw):
+        return _static(_I2CS, id, "I2C(%s) doesn't exist" % (id,), _i2c)
+
     def __init__(self, id=0, scl=None, sda=None, freq=400000, timeout=50000):
-        self.id = id
+        pass
 
     def scan(self):
         return _world().i2c_scan(_hub.board)
@@ -205,6 +223,9 @@ class SPI:
 
 
 class RTC:
+    def __new__(cls):
+        return _RTC
+
     def datetime(self, dt=None):
         b = _hub.board
         if dt is None:
@@ -229,6 +250,9 @@ class RTC:
 
 
 class WDT:
+    def __new__(cls, id=0, timeout=5000):
+        return _WDT
+
     def __init__(self, id=0, timeout=5000):
         if timeout < 1000:
             raise ValueError("WDT timeout too short")  # the ESP32's minimum is 1 s
@@ -250,6 +274,59 @@ class Timer:
 
     def deinit(self):
         pass
+
+
+def _static(table, n, error, make):
+    """table[n], made by make(n) the first time; ValueError(error) for no such n."""
+    if not isinstance(n, int) or not 0 <= n < len(table):
+        raise ValueError(error)
+    o = table[n]
+    if o is None:
+        o = table[n] = make(n)
+    return o
+
+
+def _pin(n):
+    p = object.__new__(Pin)  # not Pin(n): its constructor hands these out
+    p.id = n
+    p.mode = -1
+    return p
+
+
+def _adc(n):
+    a = object.__new__(ADC)
+    a.pin = Pin(n)
+    return a
+
+
+def _i2c(n):
+    b = object.__new__(I2C)
+    b.id = n
+    return b
+
+
+_PINS = [None] * GPIOS
+_ADCS = [None] * GPIOS
+_I2CS = [None] * 2
+_RTC = object.__new__(RTC)
+_WDT = object.__new__(WDT)
+
+
+def make_all():
+    """Every pin, ADC and I2C bus made now (the heap benchmark's base has them)."""
+    for n in range(GPIOS):
+        ADC(n)
+    for n in range(len(_I2CS)):
+        I2C(n)
+
+
+def _power_on_state():
+    for p in _PINS:
+        if p is not None:
+            p.mode = -1
+
+
+_hub.on_reset.append(_power_on_state)
 
 
 def reset():

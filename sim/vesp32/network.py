@@ -16,7 +16,18 @@ STAT_HANDSHAKE_TIMEOUT = 204
 
 
 class WLAN:
+    """WLAN(STA_IF) and WLAN(AP_IF) are the port's two static objects (see machine);
+    what they hold is the Wi-Fi driver's, which a reset restarts."""
+
+    def __new__(cls, interface=STA_IF):
+        if interface not in (STA_IF, AP_IF):
+            raise ValueError("invalid WLAN interface identifier")
+        return _IFS[interface]
+
     def __init__(self, interface=STA_IF):
+        pass
+
+    def _power_on(self, interface):
         self.interface = interface
         self._active = False
         self._ssid = None
@@ -50,3 +61,15 @@ class WLAN:
         if args and args[0] == "mac":
             return b"\x24\x0a\xc4" + _hub.board.uid[-3:]
         return None
+
+
+_IFS = [object.__new__(WLAN), object.__new__(WLAN)]
+
+
+def _power_on_state():
+    for i, w in enumerate(_IFS):
+        w._power_on(i)
+
+
+_power_on_state()
+_hub.on_reset.append(_power_on_state)
