@@ -118,8 +118,10 @@ class HeapProbe:
         # loaded before the base is taken.
         for name in ("machine", "micropython", "network", "ntptime", "os", "select", "socket", "time"):
             __import__(name)
-        # Its pins, ADCs and buses are static tables on the board, outside the heap.
+        # Its pins, ADCs and buses are static tables on the board, and what lwIP
+        # keeps of a connection is in its own pools: outside the heap.
         __import__("machine").make_all()
+        __import__("socket").make_pool(1)
         # What the world loaded of the firmware's to read the configuration
         # (sim/world.py) and drops at boot is not the firmware's to be credited.
         _forget_firmware()

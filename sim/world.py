@@ -280,7 +280,7 @@ class World:
                 "NTP server %s, step %+d s" % ("answers" if self.ntp_ok else "silent", self.ntp_step_s),
             )
         elif do == "linger_end":
-            ev["sock"].end()  # the broker's keepalive ran out
+            ev["sock"].linger_end(ev["gen"])  # the broker's keepalive ran out
         elif do == "centre":
             if self.outside is None:
                 self.note("centre", "no centre: the scenario has no network")

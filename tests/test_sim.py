@@ -402,6 +402,53 @@ def test_virtual_esp32_rules(tmp_path):
     assert machine.Pin(26) is relay and relay.mode == -1 and not wlan.active()
 
 
+def test_a_closed_socket_stays_closed_when_its_connection_serves_another(tmp_path):
+    """What lwIP keeps of a connection is used again for the next one (it is not
+    in the heap the benchmarks measure): the socket closed before must not reach
+    the new connection, and the broker's end of the old one, lingering after a
+    loss without a goodbye, must not end the new one when its keepalive runs out."""
+    modules, _, world, board = _virtual_board(tmp_path, end_us=10**9)
+    vsocket = modules.load("socket", as_firmware=False)
+    world.wifi = True
+    server = socket.create_server(("127.0.0.1", 0))
+    addr = server.getsockname()
+    try:
+        first = vsocket.socket()
+        first.connect(addr)
+        old, _ = server.accept()
+        # A session with a 10 s keepalive: CONNECT out, CONNACK back.
+        connect = bytes((0x10, 12, 0, 4)) + b"MQTT" + bytes((4, 2, 0, 10, 0, 0))
+        assert first.write(connect) == len(connect) and old.recv(64) == connect
+        old.sendall(bytes((0x20, 2, 0, 0)))
+        assert first.readinto(bytearray(8)) == 4
+        state = first._c
+        world.wifi = False  # the link goes: the broker keeps the connection for 15 s
+        first.close()
+        assert board.lingering == [state]
+        world.wifi = True
+        second = vsocket.socket()  # a connection of its own: the old one lingers
+        second.connect(addr)  # ... until the lamp connects again
+        assert board.lingering == [] and old.recv(16) == b""
+        server.accept()[0].close()
+        third = vsocket.socket()
+        third.connect(addr)
+        new, _ = server.accept()
+        assert third._c is state
+        with pytest.raises(OSError) as closed:
+            first.write(b"x")
+        assert closed.value.args[0] == 9  # EBADF
+        assert not first.readable()
+        first.close()  # again: nothing happens
+        world.advance(world.now_us + 20 * 10**6)  # past the old connection's 15 s
+        assert third.write(b"\xc0\x00") == 2 and new.recv(16) == b"\xc0\x00"
+        assert third._c is state and board.sockets == [second._c, state]
+        second.close()
+        third.close()
+        assert new.recv(16) == b""
+    finally:
+        server.close()
+
+
 def test_image_is_what_micropython_mounts(tmp_path):
     """littlefs-python makes the image; MicroPython's own VfsLfs2 reads it back."""
     from sim import cpython

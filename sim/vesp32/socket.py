@@ -70,6 +70,9 @@ class _Packets:
 
     def __init__(self, seen):
         self.seen = seen
+        self.reset()
+
+    def reset(self):
         self.head = bytearray()  # fixed header bytes so far
         self.left = 0  # body bytes of the current packet still to come
         self.body = bytearray()
@@ -117,20 +120,26 @@ def _errno(e):
     return e.args[0] if e.args and isinstance(e.args[0], int) else getattr(e, "errno", 5)
 
 
-class socket:
-    def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=IPPROTO_TCP):
-        self._s = _hub.net.socket(af, type, proto)
-        # The host's Nagle delays (40 ms on loopback) are not the simulated network's.
-        self._s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (Linux; MicroPython names neither)
-        self._board = _hub.board
-        self._board.sockets.append(self)
+class _Conn:
+    """A connection's state, as lwIP keeps it on the board: in its own pools,
+    outside MicroPython's heap. So a _Conn, once made, serves one connection after
+    another (socket() takes a free one, end() frees it); the firmware holds a
+    `socket`, which points at its _Conn until it is closed. board.sockets and
+    board.lingering hold _Conns."""
+
+    def __init__(self):
+        self._s = None
+        self._board = None
+        self.owner = None  # the firmware's socket using this connection
+        self.gen = 0  # counts the connections made with this state
         self.owed = 0  # answers the broker owes us
         self.pushes = 0  # messages the world knows are on their way to us
         self._poll = None
+        self._watching = False  # _s is registered in _poll
         self._sent = _Packets(self._asked)
         self._got = _Packets(self._answered)
-        self._closed = False  # by the firmware
-        self._ended = False  # at the broker's end too
+        self._closed = True  # by the firmware
+        self._ended = True  # at the broker's end too
         self.keepalive_s = 0  # from our CONNECT
         self.session = False  # CONNACK accepted: the broker holds our will
         self.goodbye = False  # we sent DISCONNECT: no will
@@ -138,6 +147,26 @@ class socket:
         self._to_centre = {}  # packet ids of QoS 1 messages for the centre, until their PUBACK
         self._quiet_at = -QUIET_US  # the virtual time the host's socket was last found drained
         self._held_at = -1  # the virtual time of the last CONNACK or SUBACK (see the top)
+        self._recv = None
+
+    def open(self, owner, af, type, proto):
+        self._s = _hub.net.socket(af, type, proto)
+        # The host's Nagle delays (40 ms on loopback) are not the simulated network's.
+        self._s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (Linux; MicroPython names neither)
+        self._board = _hub.board
+        self._board.sockets.append(self)
+        self.owner = owner
+        self.gen += 1
+        self.owed = self.pushes = 0
+        self._watching = False
+        self._sent.reset()
+        self._got.reset()
+        self._closed = self._ended = False
+        self.keepalive_s = 0
+        self.session = self.goodbye = self.peer_gone = False
+        self._to_centre.clear()
+        self._quiet_at = -QUIET_US
+        self._held_at = -1
         self._recv = self._s.recv_into if hasattr(self._s, "recv_into") else self._s.readinto
 
     def _asked(self, first, body):
@@ -177,15 +206,6 @@ class socket:
         self.pushes += 1
         self.owed += 1
 
-    def setblocking(self, flag):
-        self._s.setblocking(flag)
-
-    def settimeout(self, t):
-        self._s.settimeout(t)
-
-    def setsockopt(self, *args):
-        pass
-
     def connect(self, addr):
         if not _link():
             raise OSError(_EHOSTUNREACH)
@@ -199,8 +219,6 @@ class socket:
             raise OSError(_errno(e)) from None
 
     def write(self, buf):
-        if self._closed:
-            raise OSError(9)  # EBADF
         if not _link():
             return None
         try:
@@ -215,11 +233,7 @@ class socket:
             self._sent.feed(memoryview(buf)[:n])
         return n
 
-    send = write
-
     def readinto(self, buf, n=None):
-        if self._closed:
-            raise OSError(9)
         if not _link() or self._quiet():
             return None
         try:
@@ -243,16 +257,18 @@ class socket:
         """Data (or an error, or the end) is waiting: a real poll. An answer the
         broker owes is waited for here, in real time, as _hub.Board.wait_us would
         before moving the clock: one system call, not a look, a wait and a look."""
-        if self._closed or not _link() or self._quiet():
+        if not _link() or self._quiet():
             return False
         if self.owed:
             if _hub.net_ready((self._s,), _hub.ANSWER_WAIT_MS):
                 return True
             self.owed = self.pushes = 0  # not coming: time goes on
         else:
-            if self._poll is None:
-                self._poll = _hub.net_select.poll()
+            if not self._watching:
+                if self._poll is None:
+                    self._poll = _hub.net_select.poll()
                 self._poll.register(self._s, 1)
+                self._watching = True
             if self._poll.poll(0):
                 return True
         self._nothing()
@@ -285,11 +301,19 @@ class socket:
         if self._closed:
             return
         self._closed = True
+        self.owner._c = None
+        self.owner = None
         if (abrupt or not _link()) and self.session and self.keepalive_s:
             b.lingering.append(self)
             w = b.world
-            w.at(w.now_us + self.keepalive_s * 1500000, {"do": "linger_end", "sock": self})
+            w.at(w.now_us + self.keepalive_s * 1500000, {"do": "linger_end", "sock": self, "gen": self.gen})
         else:
+            self.end()
+
+    def linger_end(self, gen):
+        """The broker's keepalive for connection `gen` ran out (this state may
+        serve a later connection by then)."""
+        if gen == self.gen:
             self.end()
 
     def end(self):
@@ -303,4 +327,62 @@ class socket:
         if self.session and not self.goodbye and not self.peer_gone:
             b.wills += 1
         b.net_activity += 1
+        if self._watching:
+            self._poll.unregister(self._s)
+            self._watching = False
         self._s.close()
+        self._s = self._recv = None
+        _FREE.append(self)
+
+
+_FREE = []  # _Conns no connection uses
+
+
+def make_pool(n):
+    """n connections' state made now (the heap benchmark's base has them, as the
+    board's lwIP pools are not in the heap)."""
+    while len(_FREE) < n:
+        _FREE.append(_Conn())
+
+
+class socket:
+    """The firmware's socket: on the board a small object on the heap, whose
+    connection lwIP keeps (here a _Conn)."""
+
+    def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=IPPROTO_TCP):
+        self._c = _FREE.pop() if _FREE else _Conn()
+        self._c.open(self, af, type, proto)
+
+    def _conn(self):
+        c = self._c
+        if c is None:
+            raise OSError(9)  # EBADF: closed
+        return c
+
+    def setblocking(self, flag):
+        self._conn()._s.setblocking(flag)
+
+    def settimeout(self, t):
+        self._conn()._s.settimeout(t)
+
+    def setsockopt(self, *args):
+        pass
+
+    def connect(self, addr):
+        self._conn().connect(addr)
+
+    def write(self, buf):
+        return self._conn().write(buf)
+
+    send = write
+
+    def readinto(self, buf, n=None):
+        return self._conn().readinto(buf, n)
+
+    def readable(self):
+        c = self._c
+        return c is not None and c.readable()
+
+    def close(self):
+        if self._c is not None:
+            self._c.close()
