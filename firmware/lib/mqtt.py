@@ -26,6 +26,7 @@ from ticks import add, diff
 CONNECT = 0x10
 CONNACK = 0x20
 PUBLISH = 0x30
+DUP = 0x08  # in a PUBLISH's first byte: sent before
 PUBACK = 0x40
 SUBSCRIBE = 0x82
 SUBACK = 0x90
@@ -103,7 +104,7 @@ class Client:
         self.state = DOWN
         self.sock = None
         self.subscriptions = []  # (topic, qos), sent after every connect without a session
-        self.inflight = {}  # packet id -> [topic, payload, retain], oldest first by id order
+        self.inflight = {}  # packet id -> its PUBLISH packet (a bytearray), until PUBACKed
         self._order = []  # packet ids in the order sent
         self._pid = 0
         self._out = bytearray()
@@ -147,10 +148,11 @@ class Client:
             if len(self.inflight) >= self.max_inflight:
                 return None
             pid = self._next_pid()
-            packet = self._publish_packet(topic, payload, 1, retain, pid, False)
+            packet = self._publish_packet(topic, payload, 1, retain, pid)
             if packet is None:
                 return None
-            self.inflight[pid] = [topic, payload, retain]
+            # The packet itself is kept, not its parts: one object per message in flight.
+            self.inflight[pid] = packet
             self._order.append(pid)
             if self.state == UP:
                 self._queue(packet)
@@ -158,7 +160,7 @@ class Client:
             return pid
         if self.state != UP:
             return None
-        packet = self._publish_packet(topic, payload, 0, retain, 0, False)
+        packet = self._publish_packet(topic, payload, 0, retain, 0)
         if packet is None:
             return None
         self._queue(packet)
@@ -289,8 +291,9 @@ class Client:
             self._send_subscribe()
         # Unacknowledged messages again, oldest first, marked as duplicates.
         for pid in self._order:
-            topic, payload, retain = self.inflight[pid]
-            self._queue(self._publish_packet(topic, payload, 1, retain, pid, True))
+            packet = self.inflight[pid]
+            packet[0] |= DUP
+            self._queue(packet)
         if self.birth is not None:
             self.publish(self.birth[0], self.birth[1], 0, self.birth[2])
         if self._order:
@@ -315,13 +318,13 @@ class Client:
             if self._pid not in self.inflight:
                 return self._pid
 
-    def _publish_packet(self, topic, payload, qos, retain, pid, dup):
+    def _publish_packet(self, topic, payload, qos, retain, pid):
         t = _string(topic)
         n = len(t) + len(payload) + (2 if qos else 0)
         if n + 5 > self.max_packet:
             self.on_event("mqtt", "message for %s too big (%d bytes), not sent" % (topic, n))
             return None
-        head = PUBLISH | (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0)
+        head = PUBLISH | (qos << 1) | (1 if retain else 0)
         pkt = bytearray((head,)) + _varint(n) + t
         if qos:
             pkt += bytes((pid >> 8, pid & 0xFF))
