@@ -160,7 +160,12 @@ class Board:
                     return r
             if world.now_us >= target:
                 return []
-            owing = [s for s in self.sockets if s.owed] if self.sockets else None
+            owing = None  # (a loop, not a list comprehension: this runs at every wake-up)
+            for s in self.sockets:
+                if s.owed:
+                    if owing is None:
+                        owing = []
+                    owing.append(s)
             if owing and world.wifi_up():
                 if net_ready([s._s for s in owing], ANSWER_WAIT_MS):
                     if ready is not None:

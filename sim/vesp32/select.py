@@ -58,7 +58,8 @@ class poll:
         for obj, mask, kind in self._entries:
             if kind == _SOCKET:
                 ev = mask & POLLOUT
-                if mask & POLLIN and obj.readable():
+                c = obj._c  # its connection (socket.readable, without the call); None: closed
+                if mask & POLLIN and c is not None and c.readable():
                     ev |= POLLIN
             elif kind == _STREAM:
                 ev = obj.ioctl(3, mask)  # MP_STREAM_POLL

@@ -219,7 +219,7 @@ class _Conn:
             raise OSError(_errno(e)) from None
 
     def write(self, buf):
-        if not _link():
+        if not self._board.world.wifi_up():
             return None
         try:
             n = self._s.send(buf)
@@ -234,7 +234,7 @@ class _Conn:
         return n
 
     def readinto(self, buf, n=None):
-        if not _link() or self._quiet():
+        if not self._board.world.wifi_up() or self._quiet():
             return None
         try:
             r = self._recv(buf)
@@ -257,7 +257,7 @@ class _Conn:
         """Data (or an error, or the end) is waiting: a real poll. An answer the
         broker owes is waited for here, in real time, as _hub.Board.wait_us would
         before moving the clock: one system call, not a look, a wait and a look."""
-        if not _link() or self._quiet():
+        if not self._board.world.wifi_up() or self._quiet():
             return False
         if self.owed:
             if _hub.net_ready((self._s,), _hub.ANSWER_WAIT_MS):
@@ -371,15 +371,23 @@ class socket:
     def connect(self, addr):
         self._conn().connect(addr)
 
+    # (write, readinto: at every pass of a networked lamp, so without _conn's call)
     def write(self, buf):
-        return self._conn().write(buf)
+        c = self._c
+        if c is None:
+            raise OSError(9)
+        return c.write(buf)
 
     send = write
 
     def readinto(self, buf, n=None):
-        return self._conn().readinto(buf, n)
+        c = self._c
+        if c is None:
+            raise OSError(9)
+        return c.readinto(buf, n)
 
     def readable(self):
+        """(select.poll asks the _Conn itself.)"""
         c = self._c
         return c is not None and c.readable()
 
