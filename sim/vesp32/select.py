@@ -58,7 +58,7 @@ class poll:
         for obj, mask, kind in self._entries:
             if kind == _SOCKET:
                 ev = mask & POLLOUT
-                c = obj._c  # its connection (socket.readable, without the call); None: closed
+                c = obj._c  # its connection, asked directly (a call less per wake-up); None: closed
                 if mask & POLLIN and c is not None and c.readable():
                     ev |= POLLIN
             elif kind == _STREAM:

@@ -128,46 +128,45 @@ class _Conn:
     board.lingering hold _Conns."""
 
     def __init__(self):
-        self._s = None
+        self._s = None  # the host's socket, while a connection uses this state
+        self._recv = None
         self._board = None
         self.owner = None  # the firmware's socket using this connection
         self.gen = 0  # counts the connections made with this state
-        self.owed = 0  # answers the broker owes us
-        self.pushes = 0  # messages the world knows are on their way to us
         self._poll = None
-        self._watching = False  # _s is registered in _poll
         self._sent = _Packets(self._asked)
         self._got = _Packets(self._answered)
+        self._to_centre = {}  # packet ids of QoS 1 messages for the centre, until their PUBACK
         self._closed = True  # by the firmware
         self._ended = True  # at the broker's end too
+        self._fresh()
+
+    def _fresh(self):
+        """What a connection starts with."""
+        self.owed = 0  # answers the broker owes us
+        self.pushes = 0  # messages the world knows are on their way to us
+        self._watching = False  # _s is registered in _poll
+        self._sent.reset()
+        self._got.reset()
+        self._to_centre.clear()
         self.keepalive_s = 0  # from our CONNECT
         self.session = False  # CONNACK accepted: the broker holds our will
         self.goodbye = False  # we sent DISCONNECT: no will
         self.peer_gone = False  # the broker's end died first (reset, end of stream): no will
-        self._to_centre = {}  # packet ids of QoS 1 messages for the centre, until their PUBACK
         self._quiet_at = -QUIET_US  # the virtual time the host's socket was last found drained
         self._held_at = -1  # the virtual time of the last CONNACK or SUBACK (see the top)
-        self._recv = None
 
     def open(self, owner, af, type, proto):
         self._s = _hub.net.socket(af, type, proto)
         # The host's Nagle delays (40 ms on loopback) are not the simulated network's.
         self._s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (Linux; MicroPython names neither)
+        self._recv = self._s.recv_into if hasattr(self._s, "recv_into") else self._s.readinto
         self._board = _hub.board
         self._board.sockets.append(self)
         self.owner = owner
         self.gen += 1
-        self.owed = self.pushes = 0
-        self._watching = False
-        self._sent.reset()
-        self._got.reset()
         self._closed = self._ended = False
-        self.keepalive_s = 0
-        self.session = self.goodbye = self.peer_gone = False
-        self._to_centre.clear()
-        self._quiet_at = -QUIET_US
-        self._held_at = -1
-        self._recv = self._s.recv_into if hasattr(self._s, "recv_into") else self._s.readinto
+        self._fresh()
 
     def _asked(self, first, body):
         kind = first >> 4
@@ -385,11 +384,6 @@ class socket:
         if c is None:
             raise OSError(9)
         return c.readinto(buf, n)
-
-    def readable(self):
-        """(select.poll asks the _Conn itself.)"""
-        c = self._c
-        return c is not None and c.readable()
 
     def close(self):
         if self._c is not None:
