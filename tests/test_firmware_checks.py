@@ -69,3 +69,23 @@ def test_micropython_stub_types_are_enforced(tmp_path):
     proc = fwcheck(tmp_path, "import time\ntime.sleep_ms('soon')\n")
     assert proc.returncode == 1
     assert "pyright" in proc.stdout
+
+
+def test_a_console_whose_names_outgrow_the_boots_table_is_caught(tmp_path):
+    # The lamp as it is, and with 400 more names in its console's commands: the
+    # boot's pools cannot take those, so the first console line would need one
+    # 9 KB block, late in the board's life.
+    from parkctl.fwcheck import check_name_table, name_table
+
+    fw = tmp_path / "firmware"
+    shutil.copytree(ROOT / "firmware" / "lib", fw / "lib")
+    shutil.copytree(ROOT / "firmware" / "lamp", fw / "lamp")
+    boot, after = name_table("lamp", fw)
+    assert boot.pools == after.pools and 0 < after.names - boot.names <= boot.room
+    assert check_name_table(fw) == []
+
+    with (fw / "lamp" / "diag.py").open("a") as f:
+        f.write("\n\nclass _Many:\n    " + " = ".join(f"name{i}" for i in range(400)) + " = 0\n")
+    [error] = check_name_table(fw)
+    assert error.startswith(f"lamp: the boot leaves {boot.names} names in {boot.pools} pools")
+    assert f"a pool of {20 * 2**boot.pools} names" in error

@@ -44,12 +44,14 @@ from .simcmd import SIM_HEAP
 
 # The simulator's peripherals and world share the interpreter with the firmware,
 # as in `parkctl sim`: the kiosk's frame buffer and its virtual panel need 2M.
-# The lamp gets 1M, not the simulator's 512k: a board that runs an alarm through
-# to its acknowledgement and is then asked for its status over the console could
-# not load the console's commands in 512k about half the time (MemoryError for
-# 1,280 bytes with some 280 KB free, in a heap the simulator shares with the
-# firmware: fragmented, by objects not yet found). The firmware's own heap is
-# measured by `make bench`.
+# The lamp gets 1M, not the simulator's 512k: the simulator's names (qstrs) and
+# the firmware's fill MicroPython's name table to 1,260, so the console's first
+# line, which loads its commands (diag) and their names, needs the table to grow
+# by one block of 14 KB (a pool of 1,280 names, on 64-bit). After an alarm run
+# through to its acknowledgement, 512k had no free block that big about half the
+# time ("MemoryError ... allocating 1280 bytes": entries, not bytes). A board has
+# room for the console's names without growing (`make check-firmware`); the
+# firmware's own heap is measured by `make bench`.
 HEAP = dict(SIM_HEAP, lamp="1M")
 WDT_MARGIN_S = 1.5  # the board reports feeds at most once a second
 BOOT_HOLD_S = 10.0  # input is held at most this long for a board to boot
