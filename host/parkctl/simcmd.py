@@ -259,15 +259,18 @@ def _run_micropython(
 
 
 def parse_micropython_output(stdout: str, start: int) -> list[Entry]:
-    """sim/mp_main.py's stdout: timeline entries framed by \x1e, and any other line
-    is the firmware writing to stdout itself (a traceback), kept as console lines."""
+    """sim/mp_main.py's stdout: timeline entries framed by \x1e; the interpreter's
+    report of its name table (micropython.qstr_info, which the heap probe asks
+    for) as kind `names`; any other line is the firmware writing to stdout itself
+    (a traceback), kept as console lines."""
     entries: list[Entry] = []
     for line in stdout.split("\n"):
         if line.startswith("\x1e"):
             t, kind, text = json.loads(line[1:])
             entries.append(Entry(t, kind, text))
         elif line:
-            entries.append(Entry(entries[-1].t if entries else start, "console", line))
+            kind = "names" if line.startswith("qstr pool: ") else "console"
+            entries.append(Entry(entries[-1].t if entries else start, kind, line))
     return entries
 
 
