@@ -34,12 +34,15 @@ FIRMWARE_LIB = FIRMWARE / "lib"
 BLOCK_SIZE = 4096
 BLOCK_COUNT = 512
 # What MicroPython's VfsLfs2 uses (readsize, progsize, lookahead 32, and a cache
-# of four times that), so images are shared with the board.
+# of four times that; names up to 255 bytes), so images are shared with the board.
 LFS_IO = 32
 LFS_CACHE = 4 * LFS_IO
+NAME_MAX = 255
 
 
-def _littlefs(ctx, block_count: int, mount: bool = True) -> littlefs.LittleFS:
+def littlefs_on(ctx, block_count: int, mount: bool = True) -> littlefs.LittleFS:
+    """littlefs2 over `ctx` (block_count blocks of BLOCK_SIZE) as the board's
+    VfsLfs2 formats and mounts it: `parkctl build` and the simulator both use this."""
     return littlefs.LittleFS(
         context=ctx,
         mount=mount,
@@ -49,6 +52,7 @@ def _littlefs(ctx, block_count: int, mount: bool = True) -> littlefs.LittleFS:
         prog_size=LFS_IO,
         lookahead_size=LFS_IO,
         cache_size=LFS_CACHE,
+        name_max=NAME_MAX,
     )
 
 
@@ -56,7 +60,7 @@ def make_image(path: Path, files: dict[str, bytes], block_count: int = BLOCK_COU
     """A fresh littlefs2 image holding `files` (path on the board -> content)."""
     path.write_bytes(b"\xff" * BLOCK_SIZE * block_count)
     ctx = littlefs.UserContextFile(str(path))
-    fs = _littlefs(ctx, block_count, mount=False)
+    fs = littlefs_on(ctx, block_count, mount=False)
     fs.format()
     fs.mount()
     for name, data in files.items():
@@ -72,7 +76,7 @@ def make_image(path: Path, files: dict[str, bytes], block_count: int = BLOCK_COU
 def make_ram_image(files: dict[str, bytes], block_count: int) -> bytes:
     """A littlefs2 image in memory (for many simulated boards at once)."""
     ctx = littlefs.UserContext(BLOCK_SIZE * block_count)
-    fs = _littlefs(ctx, block_count, mount=False)
+    fs = littlefs_on(ctx, block_count, mount=False)
     fs.format()
     fs.mount()
     for name, data in files.items():
@@ -133,7 +137,7 @@ class LittleFsVfs:
             assert image is not None
             self.ctx = _PoweredFile(str(image))
             self.blocks = image.stat().st_size // BLOCK_SIZE
-        self.fs = _littlefs(self.ctx, self.blocks)
+        self.fs = littlefs_on(self.ctx, self.blocks)
 
     def attach(self, world) -> None:
         """Writes from now on happen as the world's power allows."""
@@ -141,7 +145,7 @@ class LittleFsVfs:
 
     def remount(self) -> None:
         """Power is back: mounted afresh (littlefs's RAM state is gone)."""
-        self.fs = _littlefs(self.ctx, self.blocks)
+        self.fs = littlefs_on(self.ctx, self.blocks)
 
     def _err(self, e: littlefs.LittleFSError) -> OSError:
         return OSError(abs(e.code), str(e))

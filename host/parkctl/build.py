@@ -28,6 +28,8 @@ from typing import Any
 
 import littlefs
 
+from sim.cpython import BLOCK_SIZE, littlefs_on
+
 from .errors import UserError
 from .runtime import FIRMWARE, ROOT
 
@@ -51,11 +53,6 @@ def device_files(app: str, config: bytes) -> dict[str, bytes]:
 SKIPPED_SUFFIXES = (".md", ".pyi")
 SKIPPED_NAMES = ("pyrightconfig.json",)
 
-# littlefs2 as MicroPython's VfsLfs2 formats the vfs partition (readsize,
-# progsize and lookahead 32 are its defaults; names up to 255 bytes).
-BLOCK_SIZE = 4096
-LFS_IO = 32
-NAME_MAX = 255
 
 # .mpy header: b"M", version, (arch << 2) | sub-version, small-int bits. mpy-cross
 # only records an arch when a module holds native code (@micropython.native).
@@ -315,24 +312,10 @@ def stage(
     return dict(sorted(files.items()))
 
 
-def _lfs(ctx: Any, chip: Chip, mount: bool) -> littlefs.LittleFS:
-    return littlefs.LittleFS(
-        context=ctx,
-        mount=mount,
-        block_size=BLOCK_SIZE,
-        block_count=chip.block_count,
-        read_size=LFS_IO,
-        prog_size=LFS_IO,
-        lookahead_size=LFS_IO,
-        cache_size=4 * LFS_IO,  # as VfsLfs2 sets it
-        name_max=NAME_MAX,
-    )
-
-
 def make_image(files: dict[str, bytes], chip: Chip) -> tuple[bytes, int]:
     """A littlefs2 image of the vfs partition holding `files`; and the blocks in use."""
     ctx = littlefs.UserContext(chip.vfs_size)
-    fs = _lfs(ctx, chip, mount=False)
+    fs = littlefs_on(ctx, chip.block_count, mount=False)
     fs.format()
     fs.mount()
     try:
@@ -358,7 +341,7 @@ def read_image(image: bytes, chip: Chip) -> dict[str, bytes]:
     """Every file of a littlefs2 image (board path -> content), mounted with the board's geometry."""
     ctx = littlefs.UserContext(len(image))
     ctx.buffer[:] = image
-    fs = _lfs(ctx, chip, mount=True)
+    fs = littlefs_on(ctx, chip.block_count, mount=True)
     found: dict[str, bytes] = {}
     for top, _dirs, names in fs.walk("/"):
         for name in names:
