@@ -23,6 +23,11 @@ def _scenario(tmp_path: Path, broker: str) -> Path:
     stranded = json.loads(json.dumps(dimmer))
     stranded["default"]["steps"][0]["level"] = 40
     stranded["network"]["broker"] = "mqtt://127.0.0.1:1"  # nobody there
+    # The centre's broker over TLS, which the simulator's network does not have
+    # (its virtual ssl refuses, saying so): the centre cannot be reached either.
+    over_tls = json.loads(json.dumps(stranded))
+    over_tls["default"]["steps"][0]["level"] = 45
+    over_tls["network"].update(broker=broker.replace("mqtt://", "mqtts://"), ca="/ca.der")
     lines = [
         f"config {WIFI_CONFIG}",
         "start 2026-12-21 18:00",
@@ -42,6 +47,7 @@ def _scenario(tmp_path: Path, broker: str) -> Path:
         f'at 19:50 centre sends {{"cmd": "config", "config": {json.dumps(dimmer)}}}',
         f'at 20:10 centre sends {{"cmd": "time", "ts": {T_2010}}}',
         f'at 20:20 centre sends {{"cmd": "config", "config": {json.dumps(stranded)}}}',
+        f'at 20:50 centre sends {{"cmd": "config", "config": {json.dumps(over_tls)}}}',
         "expect level 30 +-1 at 19:05",
         "expect level 100 +-1 at 19:15",
         "expect level 100 +-1 at 19:30",
@@ -50,6 +56,8 @@ def _scenario(tmp_path: Path, broker: str) -> Path:
         # minutes, then the last good one comes back.
         "expect level 40 +-1 at 20:25",
         "expect level 70 +-1 at 20:40",
+        "expect level 45 +-1 at 20:55",
+        "expect level 70 +-1 at 21:10",
         "expect 1 alarms at centre",
         "expect no fault",
     ]
@@ -88,4 +96,9 @@ def test_commands_act_or_are_refused_with_a_reason(mosquitto, tmp_path, runtime)
     assert abs(json.loads(by_id["centre-13"][3:])["step_s"]) <= 1
     console = [e.text for e in result.entries if e.kind == "console"]
     assert "event config new configuration confirmed: the centre is reachable" in console
-    assert "event config no contact with the centre with the new configuration: rolled back" in console
+    rolled_back = "event config no contact with the centre with the new configuration: rolled back"
+    assert console.count(rolled_back) == 2
+    assert (
+        "event mqtt cannot connect: TLS with /ca.der: the simulator's network has no TLS, next try in 1 s"
+        in console
+    )

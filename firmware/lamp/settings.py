@@ -80,6 +80,7 @@ class Config:
         self.broker_host = ""  # empty: no MQTT
         self.broker_port = 1883
         self.broker_tls = False
+        self.broker_ca = ""  # with TLS: the CA certificate's file on the board
         self.mqtt_user = ""  # empty: none
         self.mqtt_password = ""
         self.keepalive = 60.0

@@ -55,6 +55,45 @@ class Wake(io.IOBase):
         return 0
 
 
+def open_socket(addrs, host, port, ca=None):
+    """A non-blocking TCP connection to host:port, being made. addrs keeps the
+    resolver's answers. With `ca`, the path of a file holding a CA certificate
+    (DER: MicroPython's ssl takes no PEM), TLS: the broker's certificate must be
+    signed by that CA and name `host`, or reading and writing raise (MicroPython:
+    ValueError). The handshake goes on as the socket is read and written, without
+    blocking."""
+    import socket
+
+    addr = addrs.get(host)
+    if addr is None:
+        # The one call here that can block (lwIP's resolver waits for the DNS
+        # answer), so the answer is kept: once per host, not at every reconnect.
+        addr = socket.getaddrinfo(host, port)[0][-1]
+        addrs[host] = addr
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect(addr)
+    except OSError as e:
+        if e.args[0] not in (115, 119):  # EINPROGRESS (Linux, lwip): expected
+            s.close()
+            addrs.pop(host, None)  # ask the DNS again next time
+            raise
+    if ca is None:
+        return s
+    import ssl
+
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        with open(ca, "rb") as f:
+            ctx.load_verify_locations(cadata=f.read())
+        return ctx.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
+    except (OSError, ValueError) as e:
+        s.close()
+        raise OSError("TLS with %s: %s" % (ca, str(e).strip()))
+
+
 class Board:
     PREFIX = "esp32-"  # of the default device id
 
@@ -107,30 +146,10 @@ class Board:
             self._poll.register(sock, _POLLIN)
         self._watched = sock
 
-    def open_socket(self, tls, host, port):
-        """A non-blocking TCP connection to host:port, being made (for mqtt.Client)."""
-        import socket
-
-        addr = self._addrs.get(host)
-        if addr is None:
-            # The one call here that can block (lwIP's resolver waits for the DNS
-            # answer), so the answer is kept: once per host, not at every reconnect.
-            addr = socket.getaddrinfo(host, port)[0][-1]
-            self._addrs[host] = addr
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(addr)
-        except OSError as e:
-            if e.args[0] not in (115, 119):  # EINPROGRESS (Linux, lwip): expected
-                s.close()
-                self._addrs.pop(host, None)  # ask the DNS again next time
-                raise
-        if tls:
-            import ssl
-
-            s = ssl.wrap_socket(s, server_hostname=host, do_handshake=False)
-        return s
+    def open_socket(self, host, port, ca=None):
+        """A non-blocking TCP connection to host:port, being made (for mqtt.Client);
+        with `ca` (a file holding the CA certificate), TLS: the module's open_socket."""
+        return open_socket(self._addrs, host, port, ca)
 
     def device_id(self):
         """The default device id: the app's prefix and the chip's id in hex."""

@@ -119,9 +119,11 @@ def kind(v):
 
 def network(c, root, cfg):
     """The "network" section into cfg: ssid, wifi_key, ntp_interval,
-    broker_tls/host/port, mqtt_user, mqtt_password, keepalive."""
+    broker_tls/host/port, broker_ca, mqtt_user, mqtt_password, keepalive."""
     net = c.obj(root.get("network"), "network", required=False)
-    c.unknown(net, "network", ("ssid", "key", "ntp_interval", "broker", "user", "password", "keepalive"))
+    c.unknown(
+        net, "network", ("ssid", "key", "ntp_interval", "broker", "ca", "user", "password", "keepalive")
+    )
     cfg.ssid = c.text(net, "ssid", "network", "")
     cfg.wifi_key = c.text(net, "key", "network", "")
     if net and not cfg.ssid:
@@ -134,6 +136,15 @@ def network(c, root, cfg):
             cfg.broker_tls, cfg.broker_host, cfg.broker_port = broker_url(url)
         except ValueError as e:
             c.error("network.broker", str(e))
+    # TLS without checking the broker's certificate would let anyone on the way
+    # pose as the centre (resolve alarms, install a configuration): no default.
+    cfg.broker_ca = c.text(net, "ca", "network", "")
+    if cfg.broker_ca and cfg.broker_ca[0] != "/":
+        c.error("network.ca", "must be a file on the board, a path starting with /")
+    elif cfg.broker_tls and not cfg.broker_ca:
+        c.error(
+            "network.ca", "needed with mqtts://: the file on the board with the broker's CA certificate (DER)"
+        )
     cfg.mqtt_user = c.text(net, "user", "network", "")
     cfg.mqtt_password = c.text(net, "password", "network", "")
     cfg.keepalive = c.number(net, "keepalive", "network", 10, 3600, 60)

@@ -28,9 +28,10 @@ class Link:
             # the broker and says why (status, console); events stay in the journal.
             log_event("mqtt", NO_CREDENTIALS)
         elif self.station is not None:
-            tls, host, port = cfg.broker_tls, cfg.broker_host, cfg.broker_port
+            host, port = cfg.broker_host, cfg.broker_port
+            ca = cfg.broker_ca if cfg.broker_tls else None
             self.client = Client(
-                lambda: board.open_socket(tls, host, port),
+                lambda: board.open_socket(host, port, ca),
                 device,
                 int(cfg.keepalive),
                 cfg.mqtt_user or None,

@@ -19,7 +19,9 @@
 #
 # The socket comes from `open_socket()`, injected: a non-blocking socket with its
 # connect started (TLS, if wanted, is the opener's business). The client only
-# calls write(), readinto() and close() on it, as on MicroPython's streams.
+# calls write(), readinto() and close() on it, as on MicroPython's streams. A TLS
+# socket on MicroPython raises ValueError when the broker's certificate fails
+# verification: that ends the connection like any socket error, with the reason.
 
 from ticks import add, diff
 
@@ -71,6 +73,11 @@ def _varint(n):
 def _string(s):
     b = s.encode() if isinstance(s, str) else s
     return bytes((len(b) >> 8, len(b) & 0xFF)) + b
+
+
+def _tls_error(e):
+    # MicroPython's TLS (mbedtls) refusing the broker's certificate.
+    return OSError("TLS: " + str(e).strip())
 
 
 class Client:
@@ -347,6 +354,8 @@ class Client:
                 if self.state == CONNECTING and e.args and e.args[0] in _NOT_YET:
                     return  # the TCP connection is still being made
                 raise
+            except ValueError as e:
+                raise _tls_error(e)
             if not n:
                 return  # the socket is full (or still connecting): later
             self._out = self._out[n:]
@@ -360,7 +369,10 @@ class Client:
             if s is None:
                 return
             mv = memoryview(self._rx)
-            n = s.readinto(mv[self._rx_len :])
+            try:
+                n = s.readinto(mv[self._rx_len :])
+            except ValueError as e:
+                raise _tls_error(e)
             if n is None:
                 return  # nothing more for now
             if n == 0:

@@ -127,6 +127,24 @@ def test_network_section():
     assert errors_of(cfg) == ["network.ssid: missing", "network.ntp_interval: 5 is outside 60..86400"]
 
 
+def test_tls_needs_the_brokers_ca_on_the_board():
+    # TLS without checking the broker's certificate would let anyone on the way
+    # pose as the centre: mqtts:// is refused without a CA file.
+    cfg = good()
+    cfg["network"] = {"ssid": "park-iot", "broker": "mqtts://centre.example"}
+    assert errors_of(cfg) == [
+        "network.ca: needed with mqtts://: the file on the board with the broker's CA certificate (DER)"
+    ]
+    cfg["network"]["ca"] = "ca.der"
+    assert errors_of(cfg) == ["network.ca: must be a file on the board, a path starting with /"]
+    cfg["network"]["ca"] = "/ca.der"
+    parsed = lampconfig.parse(cfg)
+    assert (parsed.broker_tls, parsed.broker_host, parsed.broker_port) == (True, "centre.example", 8883)
+    assert parsed.broker_ca == "/ca.der"
+    cfg["network"]["broker"] = "mqtt://centre.example"  # plain MQTT: the CA is not used
+    assert not lampconfig.parse(cfg).broker_tls
+
+
 def test_not_json():
     e = raises(lampconfig.ConfigError, lampconfig.loads, "{bad json")
     assert e.errors[0].startswith("(file): not valid JSON")

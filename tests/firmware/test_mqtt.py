@@ -161,3 +161,23 @@ def test_send_puts_out_what_was_queued_and_a_write_error_ends_the_connection():
     c.publish("t/reply", "again", 0)
     c.send()
     assert not c.up and s.closed and "socket error" in c.last_error
+
+
+class RefusedCertificate(Sock):
+    """A TLS socket on MicroPython whose broker's certificate fails verification:
+    mbedtls's reason comes as a ValueError, from whichever call drives the handshake."""
+
+    def write(self, b):
+        raise ValueError("\nThe certificate is not correctly signed by the trusted CA\n")
+
+    readinto = write
+
+
+def test_a_refused_certificate_ends_the_connection_with_the_reason():
+    events = []
+    c = Client(lambda: RefusedCertificate(), "lamp-1", 60, on_event=lambda n, d: events.append(d))
+    wait = c.step(0)  # raises nothing: the loop goes on lighting
+    assert not c.up and c.sock is None
+    assert c.last_error == "socket error TLS: The certificate is not correctly signed by the trusted CA"
+    assert events == [c.last_error + ", next try in 1 s"]
+    assert 0 < wait <= 1000  # tried again with backoff, like any failed connection
