@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from parkctl.build import build
 from parkctl.deploy import deploy
 from parkctl.diag import Port
@@ -104,8 +106,17 @@ def _inventory(tmp_path: Path) -> Path:
         "device_id,site,kind,latitude,longitude,tz,wifi_ssid,broker_url\n"
         "lamp-g60-007,g60,lamp,31.031,121.229,CST-8,park-iot,mqtt://127.0.0.1:1\n"
         "lamp-g60-008,g60,lamp,31.032,121.229,CST-8,park-iot,mqtt://127.0.0.1:1\n"
+        "lamp-g60-009,g60,lamp,31.033,121.229,CST-8,park-iot,mqtts://127.0.0.1:1\n"
     )
     return inv
+
+
+def _ca(tmp_path: Path) -> tuple[Path, bytes]:
+    """A CA certificate as PEM, and the DER the board should get."""
+    ca = trustme.CA()
+    pem = tmp_path / "park-ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    return pem, ssl.PEM_cert_to_DER_cert(pem.read_text())
 
 
 def test_provision_writes_the_secrets_to_the_device_only(board: VirtualBoard, tmp_path: Path) -> None:
@@ -140,11 +151,20 @@ def test_provision_writes_the_secrets_to_the_device_only(board: VirtualBoard, tm
     assert cfg["config"]["network"]["password"] == "***" and cfg["config"]["network"]["key"] == "***"
     assert cfg["config"]["network"]["user"] == "lamp-g60-007"
     assert cfg["config"]["site"]["id"] == "g60"
+    # A device whose broker is mqtts:// gets the CA certificate to check it against,
+    # as DER (all the board's ssl takes), and its configuration names the file.
+    pem, der = _ca(tmp_path)
+    args = ("--inventory", str(inv), "--device", "lamp-g60-009", "--port", board.port)
+    r = parkctl("provision", *args, "--secrets", str(secrets), "--ca", str(pem))
+    assert r.returncode == 0, r.stderr
     board.stop()
     fs = _fs(board.image)  # kept: its files must not outlive it (littlefs-python)
     with fs.open("lamp.json", "r") as f:
         on_device = json.loads(f.read())
     assert on_device["network"]["password"] == "mqtt-Secret-2"
+    assert on_device["device"] == "lamp-g60-009" and on_device["network"]["ca"] == "/ca.der"
+    with fs.open("ca.der", "rb") as f:
+        assert f.read() == der
 
 
 def test_provision_refuses_a_device_without_credentials(tmp_path: Path) -> None:
@@ -173,6 +193,25 @@ def test_provision_refuses_a_device_without_credentials(tmp_path: Path) -> None:
         env=env,
     )
     assert r.returncode == 2 and "lamp-g60-999 is not in" in r.stderr
+
+
+def test_provision_gives_an_mqtts_device_the_ca_it_needs_and_no_other(tmp_path: Path) -> None:
+    env = dict(os.environ, PARK_WIFI_PASSWORD="w", PARK_MQTT_USER="u", PARK_MQTT_PASSWORD="p")
+    inv = str(_inventory(tmp_path))
+    pem, _ = _ca(tmp_path)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    for device, ca, why in (
+        ("lamp-g60-009", None, "lamp-g60-009's broker is mqtts://: give its CA certificate with --ca FILE"),
+        ("lamp-g60-007", pem, "--ca is for an mqtts:// broker; lamp-g60-007's is mqtt://127.0.0.1:1"),
+        ("lamp-g60-009", junk, f"{junk}: not a certificate (PEM or DER)"),
+        ("lamp-g60-009", tmp_path / "none.pem", "cannot read the CA certificate"),
+    ):
+        extra = ("--ca", str(ca)) if ca else ()
+        r = parkctl(
+            "provision", "--inventory", inv, "--device", device, "--port", "/dev/null", *extra, env=env
+        )
+        assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_a_lamp_without_credentials_stays_off_the_broker_and_says_why(tmp_path: Path, firmware: Path) -> None:

@@ -494,7 +494,11 @@ def cmd_provision(args: argparse.Namespace) -> int:
     from .provision import provision
 
     out = provision(
-        Path(args.inventory), args.device, args.port, Path(args.secrets) if args.secrets else None
+        Path(args.inventory),
+        args.device,
+        args.port,
+        Path(args.secrets) if args.secrets else None,
+        Path(args.ca) if args.ca else None,
     )
     if args.json:
         _print_json(out)
@@ -682,6 +686,11 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--device", required=True, metavar="ID", help="the device's id in the inventory")
     pv.add_argument("--port", required=True, help="the board's serial port")
     pv.add_argument("--secrets", metavar="TOML", help="the secrets file (default: the environment only)")
+    pv.add_argument(
+        "--ca",
+        metavar="FILE",
+        help="the CA certificate (PEM or DER) the device checks an mqtts:// broker's certificate against",
+    )
     pv.add_argument("--json", action="store_true", help="print the result (secrets masked) as JSON")
     pv.set_defaults(func=cmd_provision)
 

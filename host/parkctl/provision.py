@@ -9,6 +9,8 @@ firmware's own parser, and written to the board only: as /lamp.json or /kiosk.js
 installed configuration, which a later `parkctl deploy` never touches), never to
 a file on this machine, and never printed: what is shown has the secrets masked.
 There are no default passwords: a device without credentials is refused here.
+A device whose broker is `mqtts://` checks the broker's certificate against a CA
+certificate on its flash: `--ca FILE` (PEM or DER) is written there as /ca.der.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import copy
 import csv
 import json
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -89,8 +92,28 @@ def read_secrets(path: Path | None, device: str) -> dict[str, str]:
     return found
 
 
-def device_config(row: dict[str, str], secrets: dict[str, str], inventory: Path) -> dict[str, Any]:
-    """The device's configuration: the app's shipped one, this device filled in."""
+CA_FILE = "/ca.der"  # the broker's CA certificate on the board, with mqtts://
+
+
+def read_ca(path: Path) -> bytes:
+    """A CA certificate file (PEM or DER) as DER, the form the board's ssl takes."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read the CA certificate {path}: {e.strerror}") from None
+    try:
+        der = ssl.PEM_cert_to_DER_cert(data.decode("ascii")) if data.lstrip().startswith(b"-----") else data
+        ssl.create_default_context(cadata=der)  # parses it: a certificate, or an error
+    except (ValueError, ssl.SSLError):
+        raise UserError(f"{path}: not a certificate (PEM or DER)") from None
+    return der
+
+
+def device_config(
+    row: dict[str, str], secrets: dict[str, str], inventory: Path, ca: bool = False
+) -> dict[str, Any]:
+    """The device's configuration: the app's shipped one, this device filled in.
+    ca: a CA certificate is installed with it (an mqtts:// broker needs one)."""
     where = f"{inventory}:{row['line']}"
     app = row["kind"]
     if app not in INSTALLED:
@@ -122,6 +145,18 @@ def device_config(row: dict[str, str], secrets: dict[str, str], inventory: Path)
         "user": secrets["mqtt_user"],
         "password": secrets["mqtt_password"],
     }
+    tls = row["broker_url"].startswith("mqtts://")
+    if tls and not ca:
+        raise UserError(
+            f"{where}: {row['device_id']}'s broker is mqtts://: give its CA certificate with --ca FILE "
+            "(the device checks the broker's certificate against it)"
+        )
+    if ca and not tls:
+        raise UserError(
+            f"{where}: --ca is for an mqtts:// broker; {row['device_id']}'s is {row['broker_url']}"
+        )
+    if tls:
+        cfg["network"]["ca"] = CA_FILE
     errors = config_errors(app, cfg)
     if errors:
         raise UserError(f"{where}: the configuration for {row['device_id']}: " + "; ".join(errors))
@@ -137,7 +172,9 @@ def masked(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def provision(inventory: Path, device: str, port: str, secrets: Path | None) -> dict[str, Any]:
+def provision(
+    inventory: Path, device: str, port: str, secrets: Path | None, ca: Path | None = None
+) -> dict[str, Any]:
     from .deploy import deploy
 
     rows = read_inventory(inventory)
@@ -146,8 +183,12 @@ def provision(inventory: Path, device: str, port: str, secrets: Path | None) -> 
         near = [d for d in rows if device.lower() in d.lower()][:5]
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise UserError(f"device {device} is not in {inventory}{hint}")
-    cfg = device_config(row, read_secrets(secrets, device), inventory)
+    der = read_ca(ca) if ca is not None else None
+    cfg = device_config(row, read_secrets(secrets, device), inventory, ca=der is not None)
     app = row["kind"]
     text = json.dumps(cfg, indent=1, sort_keys=True).encode()
-    done = deploy(port, app, extra=device_files(app, text), remove=[INSTALLED[app] + ".trial"])
+    extra = device_files(app, text)
+    if der is not None:
+        extra[CA_FILE] = der
+    done = deploy(port, app, extra=extra, remove=[INSTALLED[app] + ".trial"])
     return {"device": device, "config": masked(cfg), "installed": INSTALLED[app], "deploy": done.as_json()}
