@@ -165,7 +165,8 @@ class Board:
         time.sleep_ms(ms)
 
     def ntp_time(self):
-        """Park time from NTP (blocks up to ntptime.timeout); OSError without an answer."""
+        """Park time from NTP (blocks up to ntptime.timeout); OSError without an answer,
+        ValueError for one too short to read (ntptime unpacks its bytes 40..44)."""
         import ntptime
 
         return ntptime.time() + self.clock.offset

@@ -98,9 +98,11 @@ class NtpSync:
             return diff(self._due, now)
         try:
             t = self.ntp_time()
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: ntptime could not unpack a short answer
             self.failures += 1
-            self.on_event("ntp", "no answer (%s)" % e)
+            self.on_event(
+                "ntp", "%s (%s)" % ("no answer" if isinstance(e, OSError) else "unreadable answer", e)
+            )
             self._due = add(now, NTP_RETRY_MS)
             return NTP_RETRY_MS
         k = self.keeper

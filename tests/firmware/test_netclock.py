@@ -100,6 +100,21 @@ def test_ntp_failure_is_retried_in_a_minute():
     assert ntp.failures == 1 and events[0][0] == "ntp"
 
 
+def test_an_unreadable_ntp_answer_is_a_failure_not_a_crash():
+    # ntptime unpacks the answer's bytes 40..44: a short datagram (a broken or
+    # hostile server) makes MicroPython's struct raise ValueError, not OSError.
+    k = keeper(to_seconds(2026, 12, 21, 12))
+
+    def short_answer():
+        raise ValueError("buffer too small")
+
+    events = []
+    ntp = NtpSync(k, short_answer, 3600, lambda n, d: events.append((n, d)))
+    assert ntp.step(0, True) == 60000
+    assert ntp.failures == 1 and events == [("ntp", "unreadable answer (buffer too small)")]
+    assert k.now() == to_seconds(2026, 12, 21, 12)  # the clock untouched
+
+
 def test_a_step_back_of_two_hours_is_taken_at_once():
     t = to_seconds(2026, 12, 21, 23, 30)
     k = keeper(t)
