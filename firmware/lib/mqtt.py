@@ -16,6 +16,8 @@
 # and a retained birth message say online/offline. Bounded: at most `inflight`
 # unacknowledged QoS 1 messages; the outgoing buffer and an incoming packet are
 # limited to `max_packet` bytes (a bigger incoming packet is skipped and counted).
+# One that cannot be read (too short for its kind, a topic not UTF-8) is counted
+# and ends the connection, which is made again: nothing a broker sends raises.
 #
 # The socket comes from `open_socket()`, injected: a non-blocking socket with its
 # connect started (TLS, if wanted, is the opener's business). The client only
@@ -404,8 +406,7 @@ class Client:
                     break
                 shift += 7
                 if shift > 21:
-                    self.malformed += 1
-                    self._close("malformed packet from the broker")
+                    self._malformed()
                     return
             total = i + length
             if total > len(rx):
@@ -427,16 +428,22 @@ class Client:
 
     def _handle(self, head, body, now):
         kind = head & 0xF0
+        n = len(body)
         if kind == PUBLISH:
             qos = (head >> 1) & 3
-            tlen = (body[0] << 8) | body[1]
-            topic = bytes(body[2 : 2 + tlen]).decode()
-            k = 2 + tlen
+            tlen = (body[0] << 8) | body[1] if n >= 2 else n
+            k = 2 + tlen + (2 if qos else 0)  # where the payload starts
+            if qos == 3 or k > n:
+                return self._malformed()
+            try:
+                topic = bytes(body[2 : 2 + tlen]).decode()
+            except ValueError:  # not UTF-8
+                return self._malformed()
             if qos:
-                pid = (body[k] << 8) | body[k + 1]
-                k += 2
-                self._queue(bytes((PUBACK, 2, pid >> 8, pid & 0xFF)))
+                self._queue(bytes((PUBACK, 2, body[k - 2], body[k - 1])))
             self.on_message(topic, bytes(body[k:]))
+        elif n < 2 and (kind == PUBACK or kind == CONNACK):
+            self._malformed()
         elif kind == PUBACK:
             pid = (body[0] << 8) | body[1]
             if self.inflight.pop(pid, None) is not None:
@@ -459,6 +466,10 @@ class Client:
             self._answered()
         else:
             self.malformed += 1
+
+    def _malformed(self):
+        self.malformed += 1
+        self._close("malformed packet from the broker")
 
     def _answered(self):
         # Something answered: a later answer is still due if messages are in flight.

@@ -181,3 +181,23 @@ def test_a_refused_certificate_ends_the_connection_with_the_reason():
     assert c.last_error == "socket error TLS: The certificate is not correctly signed by the trusted CA"
     assert events == [c.last_error + ", next try in 1 s"]
     assert 0 < wait <= 1000  # tried again with backoff, like any failed connection
+
+
+def test_a_packet_too_short_for_its_kind_or_a_topic_not_utf8_is_malformed():
+    # From a broken broker or something posing as one: counted, the connection
+    # ended with the reason, and nothing raised into the main loop.
+    for bad in (
+        bytes((0x30, 1, 0)),  # a PUBLISH shorter than its topic length
+        bytes((0x32, 4, 0, 1, 0x61, 0)),  # QoS 1 without its packet id
+        bytes((0x30, 3, 0, 1, 0xFF)),  # a topic that is not UTF-8
+        bytes((0x40, 1, 0)),  # a PUBACK without its packet id
+    ):
+        c, socks, got = make()
+        c.step(0)
+        connack(socks[0])
+        c.step(1)
+        assert c.up
+        socks[0].inbox += bad
+        c.step(2)
+        assert not c.up and c.malformed == 1 and got == [], bad
+        assert socks[0].closed and c.last_error == "malformed packet from the broker"
