@@ -48,6 +48,7 @@ def _scenario(tmp_path: Path, broker: str) -> Path:
         f'at 20:10 centre sends {{"cmd": "time", "ts": {T_2010}}}',
         f'at 20:20 centre sends {{"cmd": "config", "config": {json.dumps(stranded)}}}',
         f'at 20:50 centre sends {{"cmd": "config", "config": {json.dumps(over_tls)}}}',
+        'at 21:15 centre sends {"cmd": ["status"]}',
         "expect level 30 +-1 at 19:05",
         "expect level 100 +-1 at 19:15",
         "expect level 100 +-1 at 19:30",
@@ -96,6 +97,12 @@ def test_commands_act_or_are_refused_with_a_reason(mosquitto, tmp_path, runtime)
     assert abs(json.loads(by_id["centre-13"][3:])["step_s"]) <= 1
     console = [e.text for e in result.entries if e.kind == "console"]
     assert "event config new configuration confirmed: the centre is reachable" in console
+    # A command whose name is not a string: refused like any bad command (it used
+    # to raise out of the loop's pass at every pass, until the watchdog reset).
+    assert 'refused: "cmd" must be the command\'s name (a string)' in replies[-1]
+    # Its only resets: the three configurations installed and the two rolled back.
+    resets = [e.text for e in result.entries if e.kind == "reset"]
+    assert resets == ["power on"] + ["machine.reset()", "soft reset"] * 5
     rolled_back = "event config no contact with the centre with the new configuration: rolled back"
     assert console.count(rolled_back) == 2
     assert (

@@ -43,6 +43,7 @@ class Uplink:
         self.commands = 0  # received, good or bad
         self.bad_commands = 0
         self.stray = 0
+        self.failed = 0  # messages whose handler raised (refused, or dropped)
         self.replies_dropped = 0
         self._sending = {}  # packet id -> (seq, kind, id) of events in flight
         self._seqs = {}  # seqs in flight
@@ -114,13 +115,21 @@ class Uplink:
     # --- commands ----------------------------------------------------------
 
     def _message(self, topic, payload):
-        fn = self.topics.get(topic)
-        if fn is not None:
-            fn(payload)
-            return
-        if topic != self.base + "/cmd":
-            self.stray += 1  # not ours to act on (a broker may echo a will)
-            return
+        # Nothing a message carries may raise into the MQTT client: the packet
+        # would be read again at every pass, and the watchdog reset the board.
+        try:
+            fn = self.topics.get(topic)
+            if fn is not None:
+                fn(payload)
+            elif topic == self.base + "/cmd":
+                self._command(payload)
+            else:
+                self.stray += 1  # not ours to act on (a broker may echo a will)
+        except Exception as e:  # noqa: BLE001 - a handler's fault, said on the console
+            self.failed += 1
+            print("event uplink message on %s dropped: %s: %s" % (topic, type(e).__name__, e))
+
+    def _command(self, payload):
         self.commands += 1
         cid = None
         name = None
@@ -133,15 +142,26 @@ class Uplink:
                 raise CommandError("not a JSON object")
             cid = msg.get("id")
             name = msg.get("cmd")
+            named = isinstance(name, str)
+            if not named:
+                name = None  # the reply carries back only a name
             if not isinstance(cid, str) or not cid:
                 cid = None
                 raise CommandError('"id" must be a non-empty string')
+            if not named:
+                raise CommandError('"cmd" must be the command\'s name (a string)')
             fn = self.handlers.get(name)
             if fn is None:
                 raise CommandError(
                     "unknown command %r (known: %s)" % (name, ", ".join(sorted(self.handlers)))
                 )
-            result = fn(msg)
+            try:
+                result = fn(msg)
+            except CommandError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a fault inside: refused with it, as the console does
+                self.failed += 1
+                raise CommandError("failed: %s: %s" % (type(e).__name__, e))
         except CommandError as e:
             self.bad_commands += 1
             self._reply({"id": cid, "cmd": name, "ok": False, "reason": str(e)})
