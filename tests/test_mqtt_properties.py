@@ -77,6 +77,5 @@ def test_no_bytes_from_the_broker_make_a_pass_raise(parts):
     # Whatever came, the client is connected again on the connections that
     # behave, and each connection it dropped, it said why.
     assert c.up and len(socks) <= 2
-    assert all(e in ("up",) or e.startswith("down: ") or ", next try in " in e for e in events), events
-    if len(socks) == 2:
-        assert events[1].startswith("down: ")
+    said = ("up", "down: ", "subscription ")  # a SUBACK in the garbage may refuse one
+    assert all(e.startswith(said) or ", next try in " in e for e in events), events

@@ -62,7 +62,7 @@ def test_every_command_gets_one_reply_and_none_raises(messages):
     assert len(sent) == len(messages) == u.commands
     for reply in sent:
         assert isinstance(reply["ok"], bool)
-        assert reply["cmd"] is None or reply["cmd"] in HANDLERS
+        assert reply["cmd"] is None or isinstance(reply["cmd"], str)  # a name, known or not
         if not reply["ok"]:
             assert isinstance(reply["reason"], str) and reply["reason"]
     assert u.bad_commands == sum(not r["ok"] for r in sent)
