@@ -21,12 +21,12 @@ Input is also held while the board boots, until its filesystem is mounted.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import pty
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -87,6 +87,13 @@ def _measures() -> dict:
 def _sim_path(app: str) -> str:
     paths = [ROOT / "sim", ROOT / "sim" / "vesp32", ROOT / "firmware" / app, ROOT / "firmware" / "lib"]
     return os.pathsep.join(str(p) for p in paths)
+
+
+def _setsid() -> str:
+    found = shutil.which("setsid")
+    if not found:
+        raise UserError("setsid (util-linux) is not installed: the virtual board needs it")
+    return found
 
 
 class VirtualBoard:
@@ -225,14 +232,18 @@ class VirtualBoard:
         state = dict(self._state, cause=cause) if self._state else None
         env["VBOARD_STATE"] = json.dumps(state) if state else ""
 
-        def controlling_terminal() -> None:
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-        cmd = [micropython_binary(), "-X", f"heapsize={HEAP[self.app]}", "-i", "-c", "import vboard_main"]
-        self._proc = subprocess.Popen(
-            cmd, stdin=sb, stdout=sb, stderr=sb, env=env, preexec_fn=controlling_terminal, close_fds=True
-        )
+        # Its own session, with the port as its controlling terminal (so that Ctrl-C
+        # interrupts it): util-linux's setsid does that between fork and exec. Not
+        # a preexec_fn: Python code in the forked child of this threaded process can
+        # deadlock before exec, and such a child held a copy of every descriptor
+        # open at the fork, a client's locked port among them ("busy").
+        cmd = [
+            _setsid(),
+            "--ctty",
+            micropython_binary(),
+            *("-X", f"heapsize={HEAP[self.app]}", "-i", "-c", "import vboard_main"),
+        ]
+        self._proc = subprocess.Popen(cmd, stdin=sb, stdout=sb, stderr=sb, env=env, close_fds=True)
         os.close(sb)
         os.set_blocking(mb, False)
         self._mb = mb
