@@ -125,9 +125,9 @@ class Uplink:
                 self._command(payload)
             else:
                 self.stray += 1  # not ours to act on (a broker may echo a will)
-        except Exception as e:  # noqa: BLE001 - a handler's fault, said on the console
+        except Exception as e:  # noqa: BLE001 - a handler's fault, said as the client says its own
             self.failed += 1
-            print("event uplink message on %s dropped: %s: %s" % (topic, type(e).__name__, e))
+            self.client.on_event("uplink", "message on %s dropped: %s: %s" % (topic, type(e).__name__, e))
 
     def _command(self, payload):
         self.commands += 1

@@ -232,11 +232,11 @@ class VirtualBoard:
         state = dict(self._state, cause=cause) if self._state else None
         env["VBOARD_STATE"] = json.dumps(state) if state else ""
 
-        # Its own session, with the port as its controlling terminal (so that Ctrl-C
-        # interrupts it): util-linux's setsid does that between fork and exec. Not
-        # a preexec_fn: Python code in the forked child of this threaded process can
-        # deadlock before exec, and such a child held a copy of every descriptor
-        # open at the fork, a client's locked port among them ("busy").
+        # Its own session, with its pseudo-terminal as its controlling terminal (so
+        # that Ctrl-C interrupts it): util-linux's setsid does that between fork
+        # and exec. Not a preexec_fn: Python code in the forked child of this
+        # threaded process can deadlock before exec, and such a child held a copy
+        # of every descriptor open at the fork, a client's locked port among them.
         cmd = [
             _setsid(),
             "--ctty",
