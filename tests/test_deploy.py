@@ -13,11 +13,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 import trustme
+from paho.mqtt.enums import CallbackAPIVersion
 from parkctl.build import build
 from parkctl.deploy import deploy
 from parkctl.diag import Port
+from parkctl.parkbroker import ParkBroker
 from parkctl.vboard import VirtualBoard
 from serialline import Line
 from test_vboard import _fs
@@ -136,10 +139,13 @@ def test_provision_writes_the_secrets_to_the_device_only(board: VirtualBoard, tm
         board.port,
         "--secrets",
         str(secrets),
+        "--broker-dir",
+        str(tmp_path / "broker"),
     )
     assert r.returncode == 0, r.stderr
     for secret in ("wifi-Secret-1", "mqtt-Secret-2"):
         assert secret not in r.stdout + r.stderr
+        assert secret not in (tmp_path / "broker" / "passwd").read_text()
         for dirpath, _, names in os.walk(ROOT / "build"):
             for n in names:
                 assert secret.encode() not in Path(dirpath, n).read_bytes(), f"{secret} in {dirpath}/{n}"
@@ -165,6 +171,48 @@ def test_provision_writes_the_secrets_to_the_device_only(board: VirtualBoard, tm
     assert on_device["device"] == "lamp-g60-009" and on_device["network"]["ca"] == "/ca.der"
     with fs.open("ca.der", "rb") as f:
         assert f.read() == der
+    # The account provisioning wrote is one the park's broker lets the lamp in with.
+    broker = ParkBroker(tmp_path / "broker", persistence=False).start()
+    try:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="lamp-g60-007")
+        c.username_pw_set("lamp-g60-007", "mqtt-Secret-2")
+        c.tls_set_context(ssl.create_default_context(cafile=str(broker.ca)))
+        assert c.connect("127.0.0.1", broker.port) == 0
+        rc = None
+        while rc is None:  # the CONNACK, within paho's own socket timeout
+            assert c.loop(timeout=5) == 0
+            rc = 0 if c.is_connected() else None
+        c.disconnect()
+    finally:
+        broker.stop()
+
+
+def test_provision_gives_each_device_its_own_broker_account(tmp_path: Path) -> None:
+    from parkctl.parkbroker import BrokerDir
+
+    inv = tmp_path / "inventory.csv"
+    inv.write_text(
+        "device_id,site,kind,latitude,longitude,tz,wifi_ssid,broker_url\n"
+        "lamp-g60-007,g60,lamp,31.031,121.229,CST-8,park-iot,mqtt://127.0.0.1:1\n"
+        "centre,g60,lamp,31.031,121.229,CST-8,park-iot,mqtt://127.0.0.1:1\n"
+    )
+    env = dict(os.environ, PARK_WIFI_PASSWORD="w", PARK_MQTT_USER="lamps", PARK_MQTT_PASSWORD="p")
+    args = ("provision", "--inventory", str(inv), "--port", "/dev/null", "--broker-dir", str(tmp_path / "b"))
+    # A shared account would defeat the per-device rights: refused before anything is written.
+    r = parkctl(*args, "--device", "lamp-g60-007", env=env)
+    assert r.returncode == 2 and "user name is its device id" in r.stderr, r.stderr
+    env.pop("PARK_MQTT_USER")
+    r = parkctl(*args, "--device", "centre", env=env)
+    assert r.returncode == 2 and "the centre's broker account" in r.stderr, r.stderr
+    assert BrokerDir(tmp_path / "b").users() == []
+    # The centre's account: its password from the environment, never an argument.
+    r = parkctl("provision", "--centre", "--broker-dir", str(tmp_path / "b"), env=env)
+    assert r.returncode == 2 and "PARK_CENTRE_PASSWORD" in r.stderr
+    env["PARK_CENTRE_PASSWORD"] = "centre-Secret"
+    r = parkctl("provision", "--centre", "--broker-dir", str(tmp_path / "b"), env=env)
+    assert r.returncode == 0, r.stderr
+    assert BrokerDir(tmp_path / "b").users() == ["centre"]
+    assert "centre-Secret" not in r.stdout + (tmp_path / "b" / "passwd").read_text()
 
 
 def test_provision_refuses_a_device_without_credentials(tmp_path: Path) -> None:

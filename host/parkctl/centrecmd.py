@@ -1,6 +1,11 @@
 """The centre's tools: `parkctl monitor`, `alarms`, `ack`, `resolve`
 (docs/protocol.md). paho-mqtt against the park's broker.
 
+They log in as the centre (docs/broker.md): the account's user and password
+come from the environment ($PARK_CENTRE_USER, $PARK_CENTRE_PASSWORD) or the
+provisioning secrets file's [centre] table, never from the command line; an
+mqtts:// broker's certificate is checked against --ca FILE ($PARK_BROKER_CA).
+
 What the lamps last said is retained at the broker (status and state), so a
 tool that starts now sees every lamp at once; a marker sent to ourselves
 through the broker tells when the retained messages have all arrived."""
@@ -8,27 +13,107 @@ through the broker tells when the retained messages have all arrived."""
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .brokers import parse_url
 from .errors import UserError
 
 REPLY_TIMEOUT_S = 10.0
 _MARK = "park/_tools/mark/"
+KINDS = ("lamp", "kiosk")  # the apps whose devices the tools follow
+
+
+@dataclass
+class Login:
+    """How the centre's tools reach the broker: its account, and the CA its
+    certificate must be signed by (mqtts://)."""
+
+    user: str | None = None
+    password: str | None = None
+    ca: Path | None = None
+
+    @classmethod
+    def find(cls, secrets: Path | None = None, ca: Path | None = None) -> Login:
+        """The environment, then the secrets file's [centre] table."""
+        table: dict[str, Any] = {}
+        if secrets is not None:
+            try:
+                with open(secrets, "rb") as f:
+                    data = tomllib.load(f)
+            except OSError as e:
+                raise UserError(f"cannot read the secrets file {secrets}: {e.strerror}") from None
+            except tomllib.TOMLDecodeError as e:
+                raise UserError(f"{secrets}: not TOML: {e}") from None
+            table = data.get("centre", {})
+            if not isinstance(table, dict):
+                raise UserError(f"{secrets}: [centre] must be a table")
+            for k, v in table.items():
+                if k not in ("mqtt_user", "mqtt_password"):
+                    raise UserError(
+                        f"{secrets}: [centre] has an unknown key {k!r} (known: mqtt_user, mqtt_password)"
+                    )
+                if not isinstance(v, str):
+                    raise UserError(f"{secrets}: [centre] {k} must be a string")
+        user = os.environ.get("PARK_CENTRE_USER") or table.get("mqtt_user")
+        password = os.environ.get("PARK_CENTRE_PASSWORD") or table.get("mqtt_password")
+        if user and not password:
+            raise UserError(
+                f"no password for the broker account {user!r}: give it as $PARK_CENTRE_PASSWORD or in the "
+                "secrets file's [centre] table"
+            )
+        if ca is None and os.environ.get("PARK_BROKER_CA"):
+            ca = Path(os.environ["PARK_BROKER_CA"])
+        return cls(user, password, ca)
+
+
+def _endpoint(url: str, login: Login) -> tuple[bool, str, int]:
+    """(tls, host, port) of the broker's URL, read by the devices' own parser."""
+    from .runtime import import_firmware
+
+    import_firmware()
+    from topics import broker_url
+
+    try:
+        tls, host, port = broker_url(url)
+    except ValueError as e:
+        raise UserError(f"broker: {e}") from None
+    if tls and login.ca is None:
+        raise UserError(
+            f"broker {url} is mqtts://: give the CA certificate its certificate is signed by with --ca FILE "
+            "or $PARK_BROKER_CA"
+        )
+    if login.ca is not None and not tls:
+        raise UserError(f"--ca is for an mqtts:// broker, not {url}")
+    return tls, host, port
+
+
+# CONNACK refusals, as MQTT 3.1.1 codes and as paho's MQTT 5 reason codes for them.
+_REFUSED = {
+    4: "the broker refused the user name or password",
+    134: "the broker refused the user name or password",
+    5: "the broker refused the login (not authorised)",
+    135: "the broker refused the login (not authorised)",
+}
 
 
 class Lamps:
-    """The lamps as the broker last heard them: device -> {site, status, state}."""
+    """The lamps (and kiosks) as the broker last heard them: device ->
+    {site, kind, status, state}."""
 
-    def __init__(self, url: str, on_change: Callable[[], None] | None = None):
-        host, port = parse_url(url)
+    def __init__(self, url: str, on_change: Callable[[], None] | None = None, login: Login | None = None):
+        login = login or Login.find()
+        tls, host, port = _endpoint(url, login)
         self.url = url
         self.devices: dict[str, dict[str, Any]] = {}
         self.replies: dict[str, dict[str, Any]] = {}
@@ -37,15 +122,35 @@ class Lamps:
         self._cv = threading.Condition()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"parkctl-{uuid.uuid4().hex[:12]}")
         self.client.on_message = self._message
+        self._refused: int | None = None
+        self.client.on_connect = self._connected
+        if login.user:
+            self.client.username_pw_set(login.user, login.password)
+        if tls:
+            assert login.ca is not None
+            try:
+                ctx = ssl.create_default_context(cafile=str(login.ca))
+            except FileNotFoundError:
+                raise UserError(f"cannot read the CA certificate {login.ca}") from None
+            except (ssl.SSLError, ValueError):
+                raise UserError(f"{login.ca}: not a CA certificate (PEM)") from None
+            self.client.tls_set_context(ctx)
         try:
             self.client.connect(host, port, keepalive=30)
+        except ssl.SSLError as e:
+            raise UserError(f"the broker at {url} failed the TLS check: {e.reason or e}") from None
         except OSError as e:
             raise UserError(f"cannot reach the broker at {url}: {e.strerror or e}") from None
-        self.client.subscribe(
-            [("park/+/lamp/+/status", 1), ("park/+/lamp/+/state", 1), ("park/+/lamp/+/reply", 1)]
-        )
+        topics = [(f"park/+/{kind}/+/{t}", 1) for kind in KINDS for t in ("status", "state", "reply")]
+        self.client.subscribe(topics)
         self.client.loop_start()
         self.sync()
+
+    def _connected(self, client, userdata, flags, reason, properties=None) -> None:
+        if reason.is_failure:
+            with self._cv:
+                self._refused = reason.value
+                self._cv.notify_all()
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -57,8 +162,14 @@ class Lamps:
         self.client.subscribe(_MARK + mark, 0)
         self.client.publish(_MARK + mark, b"1", 0)
         with self._cv:
-            if not self._cv.wait_for(lambda: mark in self._marks, timeout):
+            if not self._cv.wait_for(lambda: mark in self._marks or self._refused is not None, timeout):
                 raise UserError(f"the broker at {self.url} does not answer")
+            if self._refused is not None:
+                why = _REFUSED.get(self._refused, f"the broker refused the connection (code {self._refused})")
+                raise UserError(
+                    f"{why} at {self.url}: the centre's account comes from $PARK_CENTRE_USER and "
+                    "$PARK_CENTRE_PASSWORD or the secrets file's [centre] table (docs/broker.md)"
+                )
 
     def _message(self, client, userdata, msg) -> None:
         if msg.topic.startswith(_MARK):
@@ -67,9 +178,9 @@ class Lamps:
                 self._cv.notify_all()
             return
         parts = msg.topic.split("/")
-        if len(parts) != 5:
+        if len(parts) != 5 or parts[2] not in KINDS:
             return
-        site, device, kind = parts[1], parts[3], parts[4]
+        site, app, device, kind = parts[1], parts[2], parts[3], parts[4]
         text = msg.payload.decode("utf-8", "replace")
         with self._cv:
             if kind == "reply":
@@ -80,7 +191,9 @@ class Lamps:
                 if isinstance(reply, dict) and isinstance(reply.get("id"), str):
                     self.replies[reply["id"]] = reply
             else:
-                d = self.devices.setdefault(device, {"site": site, "status": "unknown", "state": {}})
+                d = self.devices.setdefault(
+                    device, {"site": site, "kind": app, "status": "unknown", "state": {}}
+                )
                 if kind == "status":
                     d["status"] = text
                 elif kind == "state":
@@ -108,7 +221,7 @@ class Lamps:
         if d is None:
             raise UserError(f"no lamp {device!r} at {self.url} (it never published its state)")
         cid = f"parkctl-{uuid.uuid4().hex[:8]}"
-        topic = f"park/{d['site']}/lamp/{device}/cmd"
+        topic = f"park/{d['site']}/{d['kind']}/{device}/cmd"
         self.client.publish(topic, json.dumps(dict(cmd, id=cid)), 1)
         with self._cv:
             if not self._cv.wait_for(lambda: cid in self.replies, timeout):
@@ -127,9 +240,11 @@ def alarm_device(alarm_id: str) -> str:
     return parts[0]
 
 
-def act(url: str, cmd: str, alarm_id: str, timeout: float = REPLY_TIMEOUT_S) -> dict[str, Any]:
+def act(
+    url: str, cmd: str, alarm_id: str, timeout: float = REPLY_TIMEOUT_S, login: Login | None = None
+) -> dict[str, Any]:
     device = alarm_device(alarm_id)
-    lamps = Lamps(url)
+    lamps = Lamps(url, login=login)
     try:
         return lamps.command(device, {"cmd": cmd, "alarm": alarm_id}, timeout)
     finally:
@@ -151,6 +266,7 @@ def device_rows(lamps: Lamps) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "device": device,
+                    "kind": d.get("kind", "lamp"),
                     "site": d["site"],
                     "status": d["status"],
                     "level": s.get("level"),

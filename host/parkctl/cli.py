@@ -324,10 +324,22 @@ def _table(rows: list[dict], columns: list[str]) -> None:
     Console().print(t)
 
 
+def _login(args: argparse.Namespace):
+    """The centre's account and the broker's CA (docs/broker.md)."""
+    from pathlib import Path
+
+    from .centrecmd import Login
+
+    return Login.find(
+        Path(args.secrets) if args.secrets else None,
+        Path(args.ca) if args.ca else None,
+    )
+
+
 def cmd_alarms(args: argparse.Namespace) -> int:
     from .centrecmd import Lamps, _when
 
-    lamps = Lamps(args.broker)
+    lamps = Lamps(args.broker, login=_login(args))
     try:
         alarms = lamps.open_alarms()
     finally:
@@ -349,7 +361,7 @@ def cmd_act(args: argparse.Namespace) -> int:
 
     if args.timeout <= 0:
         raise UserError("--timeout needs a number of seconds above 0")
-    reply = act(args.broker, args.command, args.alarm, args.timeout)
+    reply = act(args.broker, args.command, args.alarm, args.timeout, login=_login(args))
     if args.json:
         _print_line(reply)
     if not reply.get("ok"):
@@ -366,9 +378,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     from .centrecmd import Lamps, device_rows
 
-    columns = ["device", "site", "status", "level", "mode", "alarm", "faults", "pending", "ts"]
+    columns = ["device", "kind", "site", "status", "level", "mode", "alarm", "faults", "pending", "ts"]
+    login = _login(args)
     if args.once:
-        lamps = Lamps(args.broker)
+        lamps = Lamps(args.broker, login=login)
         try:
             rows = device_rows(lamps)
         finally:
@@ -380,7 +393,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             _table(rows, columns)
         return 0
     changed = threading.Event()
-    lamps = Lamps(args.broker, on_change=changed.set)
+    lamps = Lamps(args.broker, on_change=changed.set, login=login)
     try:
         changed.set()
         while True:
@@ -491,14 +504,30 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_provision(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .provision import provision
+    from .provision import centre_account, provision
 
+    secrets = Path(args.secrets) if args.secrets else None
+    if args.centre:
+        if not args.broker_dir:
+            raise UserError("--centre adds the centre's account to a broker folder: give --broker-dir DIR")
+        if args.inventory or args.device or args.port or args.ca:
+            raise UserError("--centre takes only --broker-dir and --secrets (no device is provisioned)")
+        done = centre_account(Path(args.broker_dir), secrets)
+        if args.json:
+            _print_json(done)
+        else:
+            print(f"the centre's account {done['account']!r} is in {done['passwd']} (password not shown)")
+        return 0
+    missing = [f"--{k}" for k in ("inventory", "device", "port") if not getattr(args, k)]
+    if missing:
+        raise UserError(f"provisioning a device needs {', '.join(missing)}")
     out = provision(
         Path(args.inventory),
         args.device,
         args.port,
-        Path(args.secrets) if args.secrets else None,
+        secrets,
         Path(args.ca) if args.ca else None,
+        Path(args.broker_dir) if args.broker_dir else None,
     )
     if args.json:
         _print_json(out)
@@ -508,7 +537,76 @@ def cmd_provision(args: argparse.Namespace) -> int:
     _deploy_report(Deployed(**{k: v for k, v in out["deploy"].items()}), False)
     print(f"{out['device']}: configuration installed as {out['installed']} (secrets not shown):")
     print(json.dumps(out["config"]["network"], indent=2, sort_keys=True))
+    if "broker_account" in out:
+        acct = out["broker_account"]
+        print(
+            f"broker account {acct['user']!r} written to {acct['passwd']} (a running broker reads it "
+            "at SIGHUP)"
+        )
     return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    import signal
+    from pathlib import Path
+
+    from .parkbroker import BrokerDir, ParkBroker
+
+    tls = None
+    given = [args.cert, args.key, args.ca]
+    if any(given):
+        if not all(given):
+            raise UserError("--cert, --key and --ca go together (or none: a certificate is made for the run)")
+        tls = (Path(args.ca), Path(args.cert), Path(args.key))
+        for f in tls:
+            if not f.is_file():
+                raise UserError(f"cannot read {f}")
+    if not 0 < args.port < 65536 or (args.plain_port is not None and not 0 < args.plain_port < 65536):
+        raise UserError("a port is a number from 1 to 65535")
+    folder = Path(args.dir)
+    broker = ParkBroker(
+        folder,
+        port=args.port,
+        bind=args.bind,
+        plain_port=args.plain_port,
+        names=args.name or None,
+        tls=tls,
+    ).start()
+    accounts = BrokerDir(folder).users()
+    info = {
+        "url": f"mqtts://{args.name[0] if args.name else 'localhost'}:{broker.port}",
+        "plain_url": broker.plain_url,
+        "ca": str(broker.ca),
+        "folder": str(folder),
+        "accounts": accounts,
+        "pid": broker.proc.pid if broker.proc else None,
+    }
+    if args.json:
+        _print_line(info)
+    else:
+        print(f"the park's broker (Mosquitto, deploy/mosquitto/park.conf) at {info['url']}")
+        if broker.plain_url:
+            print(f"  without TLS, for the simulator on this machine only: {broker.plain_url}")
+        print(f"  its CA certificate (devices: provision --ca; tools: --ca): {info['ca']}")
+        none = f"none yet (parkctl provision --broker-dir {folder})"
+        print(f"  accounts: {', '.join(accounts) or none}")
+        print("  Ctrl-C stops it")
+    sys.stdout.flush()
+    # SIGHUP reloads the accounts and rights: pass it on (after a provision).
+    signal.signal(signal.SIGHUP, lambda *_: broker.reload())
+
+    def stop(*_) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        assert broker.proc is not None
+        code = broker.proc.wait()
+        raise UserError(f"Mosquitto stopped (exit status {code}); its log: {folder / 'mosquitto.log'}")
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        broker.stop()
 
 
 def cmd_hil(args: argparse.Namespace, extra: list[str]) -> int:
@@ -620,18 +718,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=cmd_sim)
 
-    broker_help = "the park's MQTT broker, mqtt://HOST[:PORT] (default: $PARK_BROKER)"
+    broker_help = "the park's MQTT broker, mqtt[s]://HOST[:PORT] (default: $PARK_BROKER)"
     default_broker = os.environ.get("PARK_BROKER")
+
+    def centre_login(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--secrets",
+            metavar="TOML",
+            help="the secrets file whose [centre] table has the broker account (or $PARK_CENTRE_USER "
+            "and $PARK_CENTRE_PASSWORD; never on the command line)",
+        )
+        p.add_argument(
+            "--ca", metavar="FILE", help="an mqtts:// broker's CA certificate, PEM (default: $PARK_BROKER_CA)"
+        )
 
     mon = sub.add_parser("monitor", help="the lamps live: online, level, open alarms, faults")
     mon.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
     mon.add_argument("--once", action="store_true", help="print the table once and exit")
     mon.add_argument("--json", action="store_true", help="JSON lines, one per lamp")
+    centre_login(mon)
     mon.set_defaults(func=cmd_monitor)
 
     al = sub.add_parser("alarms", help="the open alarms of every lamp")
     al.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
     al.add_argument("--json", action="store_true", help="JSON lines, one per alarm")
+    centre_login(al)
     al.set_defaults(func=cmd_alarms)
 
     for name, what in (("ack", "acknowledge"), ("resolve", "resolve (close)")):
@@ -640,6 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
         p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the lamp's reply")
         p.add_argument("--json", action="store_true", help="print the lamp's reply as JSON")
+        centre_login(p)
         p.set_defaults(func=cmd_act)
 
     vb = sub.add_parser(
@@ -682,17 +794,56 @@ def build_parser() -> argparse.ArgumentParser:
         "(a TOML file or $PARK_WIFI_PASSWORD, $PARK_MQTT_USER, $PARK_MQTT_PASSWORD), deploys the app "
         "and writes the configuration to the board only; secrets are never printed (docs/provisioning.md).",
     )
-    pv.add_argument("--inventory", required=True, metavar="CSV", help="the park's device inventory")
-    pv.add_argument("--device", required=True, metavar="ID", help="the device's id in the inventory")
-    pv.add_argument("--port", required=True, help="the board's serial port")
+    pv.add_argument("--inventory", metavar="CSV", help="the park's device inventory")
+    pv.add_argument("--device", metavar="ID", help="the device's id in the inventory")
+    pv.add_argument("--port", help="the board's serial port")
     pv.add_argument("--secrets", metavar="TOML", help="the secrets file (default: the environment only)")
     pv.add_argument(
         "--ca",
         metavar="FILE",
         help="the CA certificate (PEM or DER) the device checks an mqtts:// broker's certificate against",
     )
+    pv.add_argument(
+        "--broker-dir",
+        metavar="DIR",
+        help="the park broker's folder (docs/broker.md): the device's account (user = device id) is "
+        "added to its password file, hashed, and a kiosk gets its site's roster",
+    )
+    pv.add_argument(
+        "--centre",
+        action="store_true",
+        help="add the centre's account to --broker-dir instead (password from $PARK_CENTRE_PASSWORD "
+        "or the secrets file's [centre] table)",
+    )
     pv.add_argument("--json", action="store_true", help="print the result (secrets masked) as JSON")
     pv.set_defaults(func=cmd_provision)
+
+    bk = sub.add_parser(
+        "broker",
+        help="run the park's broker here: Mosquitto with the shipped configuration",
+        description="Runs Mosquitto with deploy/mosquitto/park.conf (TLS, no anonymous access, per-device "
+        "rights) from a broker folder, until stopped; without --cert/--key/--ca it makes a CA and a "
+        "certificate for the run (docs/broker.md).",
+    )
+    bk.add_argument("--dir", default="build/broker", help="the broker folder (default: build/broker)")
+    bk.add_argument("--port", type=int, default=8883, help="the TLS listener's port (default: 8883)")
+    bk.add_argument("--bind", default=None, help="the address to listen at (default: every address)")
+    bk.add_argument(
+        "--plain-port",
+        type=int,
+        metavar="PORT",
+        help="also listen without TLS on 127.0.0.1:PORT, same accounts and rights (for the simulator)",
+    )
+    bk.add_argument(
+        "--name",
+        action="append",
+        help="a host name or address the made certificate is for (repeatable; default: localhost, 127.0.0.1)",
+    )
+    bk.add_argument("--cert", metavar="PEM", help="the broker's certificate (with --key and --ca)")
+    bk.add_argument("--key", metavar="PEM", help="its private key")
+    bk.add_argument("--ca", metavar="PEM", help="the CA certificate that signed it")
+    bk.add_argument("--json", action="store_true", help="print where it listens as JSON")
+    bk.set_defaults(func=cmd_broker)
 
     hl = sub.add_parser(
         "hil",

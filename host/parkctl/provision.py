@@ -172,8 +172,47 @@ def masked(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def broker_account(row: dict[str, str], secrets: dict[str, str], broker_dir: Path) -> None:
+    """The device's account on the park's broker (docs/broker.md): its user name is
+    its device id, which the broker's rights are written against."""
+    from .parkbroker import CENTRE_USER, BrokerDir
+
+    device = row["device_id"]
+    if device == CENTRE_USER:
+        raise UserError(f"a device cannot be called {CENTRE_USER!r}: that is the centre's broker account")
+    bd = BrokerDir(broker_dir)
+    bd.set_password(device, secrets["mqtt_password"])
+    if row["kind"] == "kiosk":
+        bd.add_kiosk(device, row["site"])
+
+
+def centre_account(broker_dir: Path, secrets_file: Path | None) -> dict[str, Any]:
+    """The centre's account on the park's broker, from $PARK_CENTRE_PASSWORD or the
+    secrets file's [centre] table."""
+    from .centrecmd import Login
+    from .parkbroker import CENTRE_USER, BrokerDir
+
+    login = Login.find(secrets_file)
+    if login.user and login.user != CENTRE_USER:
+        raise UserError(
+            f"the centre's broker account is {CENTRE_USER!r}, not {login.user!r} (docs/broker.md)"
+        )
+    if not login.password:
+        raise UserError(
+            "no password for the centre's account: give it as $PARK_CENTRE_PASSWORD or in the secrets "
+            "file's [centre] table (mqtt_password)"
+        )
+    BrokerDir(broker_dir).set_password(CENTRE_USER, login.password)
+    return {"account": CENTRE_USER, "passwd": str(broker_dir / "passwd")}
+
+
 def provision(
-    inventory: Path, device: str, port: str, secrets: Path | None, ca: Path | None = None
+    inventory: Path,
+    device: str,
+    port: str,
+    secrets: Path | None,
+    ca: Path | None = None,
+    broker_dir: Path | None = None,
 ) -> dict[str, Any]:
     from .deploy import deploy
 
@@ -184,11 +223,25 @@ def provision(
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise UserError(f"device {device} is not in {inventory}{hint}")
     der = read_ca(ca) if ca is not None else None
-    cfg = device_config(row, read_secrets(secrets, device), inventory, ca=der is not None)
+    found = read_secrets(secrets, device)
+    if broker_dir is not None:
+        # The park's broker grants each device the topics of its own user name.
+        user = found.setdefault("mqtt_user", device)
+        if user != device:
+            raise UserError(
+                f"{device}'s MQTT user is {user!r}: on the park's broker (--broker-dir) a device's user "
+                "name is its device id, which its rights are written against; drop mqtt_user for it"
+            )
+    cfg = device_config(row, found, inventory, ca=der is not None)
     app = row["kind"]
+    if broker_dir is not None:
+        broker_account(row, found, broker_dir)
     text = json.dumps(cfg, indent=1, sort_keys=True).encode()
     extra = device_files(app, text)
     if der is not None:
         extra[CA_FILE] = der
     done = deploy(port, app, extra=extra, remove=[INSTALLED[app] + ".trial"])
-    return {"device": device, "config": masked(cfg), "installed": INSTALLED[app], "deploy": done.as_json()}
+    out = {"device": device, "config": masked(cfg), "installed": INSTALLED[app], "deploy": done.as_json()}
+    if broker_dir is not None:
+        out["broker_account"] = {"user": device, "passwd": str(broker_dir / "passwd")}
+    return out
