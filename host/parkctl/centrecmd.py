@@ -219,7 +219,7 @@ class Lamps:
         with self._cv:
             d = self.devices.get(device)
         if d is None:
-            raise UserError(f"no lamp {device!r} at {self.url} (it never published its state)")
+            raise UserError(f"no device {device!r} at {self.url} (it never published its state)")
         cid = f"parkctl-{uuid.uuid4().hex[:8]}"
         topic = f"park/{d['site']}/{d['kind']}/{device}/cmd"
         self.client.publish(topic, json.dumps(dict(cmd, id=cid)), 1)
@@ -243,10 +243,27 @@ def alarm_device(alarm_id: str) -> str:
 def act(
     url: str, cmd: str, alarm_id: str, timeout: float = REPLY_TIMEOUT_S, login: Login | None = None
 ) -> dict[str, Any]:
-    device = alarm_device(alarm_id)
+    return send(url, alarm_device(alarm_id), {"cmd": cmd, "alarm": alarm_id}, timeout, login)
+
+
+def send(
+    url: str,
+    device: str,
+    cmd: dict[str, Any] | Callable[[str], dict[str, Any]],
+    timeout: float = REPLY_TIMEOUT_S,
+    login: Login | None = None,
+) -> dict[str, Any]:
+    """One command to one device, its reply. cmd may be a function of the
+    device's kind (lamp, kiosk), which the broker's retained state tells."""
     lamps = Lamps(url, login=login)
     try:
-        return lamps.command(device, {"cmd": cmd, "alarm": alarm_id}, timeout)
+        if callable(cmd):
+            with lamps._cv:
+                d = lamps.devices.get(device)
+            if d is None:
+                raise UserError(f"no device {device!r} at {url} (it never published its state)")
+            cmd = cmd(d.get("kind", "lamp"))
+        return lamps.command(device, cmd, timeout)
     finally:
         lamps.close()
 

@@ -373,6 +373,98 @@ def cmd_act(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reply_of(args: argparse.Namespace, reply: dict[str, Any], done: str) -> int:
+    """A device's reply: 0 when it did it, 1 when it refused (with its reason)."""
+    if args.json:
+        _print_line(reply)
+    if not reply.get("ok"):
+        if not args.json:
+            print(f"parkctl {args.command}: refused by {args.device}: {reply.get('reason')}", file=sys.stderr)
+        return 1
+    if not args.json:
+        print(done)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .centrecmd import send
+
+    _positive_timeout(args)
+    reply = send(args.broker, args.device, {"cmd": "status"}, args.timeout, login=_login(args))
+    if args.json or not reply.get("ok"):
+        return _reply_of(args, reply, "")
+    result = reply.get("result") or {}
+    width = max((len(k) for k in result), default=0)
+    for k in sorted(result):
+        print(f"{k:<{width}}  {_flat(result[k])}")
+    return 0
+
+
+def cmd_override(args: argparse.Namespace) -> int:
+    from .centrecmd import send
+
+    _positive_timeout(args)
+    if args.clear:
+        if args.level is not None or args.minutes is not None:
+            raise UserError("--clear takes no --level or --minutes")
+        cmd: dict[str, Any] = {"cmd": "override", "clear": True}
+        done = f"{args.device}: override cleared, back to its schedule"
+    else:
+        if args.level is None or args.minutes is None:
+            raise UserError("an override needs --level (0..100) and --minutes (1..10080), or --clear")
+        if not 0 <= args.level <= 100:
+            raise UserError("--level is a whole percentage from 0 to 100")
+        if not 1 <= args.minutes <= 10080:
+            raise UserError("--minutes is from 1 to 10080 (a week)")
+        cmd = {"cmd": "override", "level": args.level, "minutes": args.minutes}
+        done = f"{args.device}: held at {args.level} % for {args.minutes} min"
+    reply = send(args.broker, args.device, cmd, args.timeout, login=_login(args))
+    return _reply_of(args, reply, done)
+
+
+def cmd_config_push(args: argparse.Namespace) -> int:
+    from .centrecmd import send
+    from .runtime import import_firmware
+
+    _positive_timeout(args)
+    import_firmware()
+    from configcheck import ConfigError
+
+    from sim.scenario import config_parser
+
+    text = _read(args.file)
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise UserError(f"{args.file}: not JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{args.file}: a configuration is a JSON object")
+
+    def checked(kind: str) -> dict[str, Any]:
+        # The device's own parser, here, first: a bad file never leaves this machine.
+        try:
+            config_parser(kind)(text)
+        except ConfigError as e:
+            raise UserError(
+                f"{args.file} is not a good {kind} configuration: " + "; ".join(e.errors)
+            ) from None
+        return {"cmd": "config", "config": config}
+
+    reply = send(args.broker, args.device, checked, args.timeout, login=_login(args))
+    restart = (reply.get("result") or {}).get("restart_in_s")
+    return _reply_of(
+        args,
+        reply,
+        f"{args.device}: configuration installed on trial; it restarts in {restart} s and keeps it only if "
+        "it reaches the centre with it",
+    )
+
+
+def _positive_timeout(args: argparse.Namespace) -> None:
+    if not args.timeout > 0:
+        raise UserError("--timeout needs a number of seconds above 0")
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     import threading
 
@@ -754,6 +846,29 @@ def build_parser() -> argparse.ArgumentParser:
         centre_login(p)
         p.set_defaults(func=cmd_act)
 
+    def to_device(p: argparse.ArgumentParser) -> None:
+        p.add_argument("device", help="the device's id, as `parkctl monitor` lists it")
+        p.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the device's reply")
+        p.add_argument("--json", action="store_true", help="print the device's reply as JSON")
+        centre_login(p)
+
+    st = sub.add_parser("status", help="ask one device for its state now (its `status` command)")
+    to_device(st)
+    st.set_defaults(func=cmd_status)
+
+    ov = sub.add_parser(
+        "override",
+        help="hold a lamp at a level for a while, or clear the hold",
+        description="Sends the lamp's `override` command: it holds LEVEL for MINUTES (it needs a valid "
+        "time), then goes back to its schedule; --clear ends a hold at once (docs/protocol.md).",
+    )
+    to_device(ov)
+    ov.add_argument("--level", type=int, help="the level to hold, 0..100 %%")
+    ov.add_argument("--minutes", type=int, help="for how long, 1..10080")
+    ov.add_argument("--clear", action="store_true", help="end the hold: back to the schedule")
+    ov.set_defaults(func=cmd_override)
+
     vb = sub.add_parser(
         "vboard",
         help="a virtual ESP32 at a serial port (mpremote, parkctl diag and deploy work with it)",
@@ -931,6 +1046,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=cmd_config_check)
+    push = config_sub.add_parser(
+        "push",
+        help="send a device a new configuration through the broker, checked here first",
+        description="Checks FILE with the device's own parser (its kind from what it published), then "
+        "sends its `config` command: installed on trial, kept only if the device reaches the centre "
+        "with it (docs/protocol.md).",
+    )
+    push.add_argument("device", help="the device's id")
+    push.add_argument("file", help="the whole configuration (JSON)")
+    push.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
+    push.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the device's reply")
+    push.add_argument("--json", action="store_true", help="print the device's reply as JSON")
+    centre_login(push)
+    push.set_defaults(func=cmd_config_push)
     return parser
 
 

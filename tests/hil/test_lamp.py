@@ -150,3 +150,36 @@ def test_the_level_changes_at_a_transition_when_the_clock_is_set_just_before_it(
     st = board.status()
     assert st["ts"] >= int(at.replace(tzinfo=UTC).timestamp())
     assert st["level"] == changes[i]["level"] or st["reason"] == changes[i]["reason"]
+
+
+def _centre(broker, *args: str) -> subprocess.CompletedProcess[str]:
+    """A centre tool, as an operator runs it (the test broker has no accounts)."""
+    cmd = [PARKCTL, *args, "--broker", broker.url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_centre_reads_holds_and_reconfigures_a_lamp(board: Board, broker, tmp_path: Path) -> None:
+    board.expect(rb"event mqtt up", timeout=20)
+    device = board.status()["device"]
+    r = _centre(broker, "status", device, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["result"]["device"] == device
+    r = _centre(broker, "override", device, "--level", "30", "--minutes", "5")
+    assert r.returncode == 0 and "held at 30 %" in r.stdout, r.stderr
+    assert board.status()["level"] == 30
+    r = _centre(broker, "override", device, "--clear")
+    assert r.returncode == 0, r.stderr
+    assert board.status()["level"] == _expected_level(board)
+    # Refused here, before anything is sent: a level out of range, a bad configuration.
+    r = _centre(broker, "override", device, "--level", "130", "--minutes", "5")
+    assert r.returncode == 2 and "--level" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.json"
+    config = json.loads((ROOT / "firmware/lamp/config.json").read_text())
+    config["output"]["min_level"] = 400
+    bad.write_text(json.dumps(config))
+    r = _centre(broker, "config", "push", device, str(bad))
+    assert r.returncode == 2 and "not a good lamp configuration" in r.stderr and "min_level" in r.stderr
+    r = _centre(broker, "status", "no-such-lamp")
+    assert r.returncode == 2 and "no device 'no-such-lamp'" in r.stderr
+    st = board.status()
+    assert st["mode"] == "schedule" and st["level"] == _expected_level(board)
