@@ -20,6 +20,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from .cmdsign import SIM_MASTER, derive_key, device_of, sign
+
+# A stranger's master key: not the park's.
+FORGER_MASTER = bytes(32)
+
 SYNC_TOPIC = "park/_sim/sync"
 SETTLE_TIMEOUT_S = 5.0
 
@@ -38,6 +43,7 @@ class Centre:
         self._sync_n = 0
         self._synced = 0
         self._cmd_n = 0
+        self._sent: list[tuple[str, bytes]] = []  # every command sent: topic, payload
         # Its own id: two simulations on one broker must not take over each other.
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"park-sim-centre-{os.getpid()}")
         self.client.on_message = self._message
@@ -131,8 +137,10 @@ class Centre:
     def command(self, cmd: str, message: dict | None = None) -> bool:
         """Send `cmd` (ack, resolve) for the newest open alarm; or to the first
         lamp, garbage (not JSON) or `message` (cmd "send", a command of the
-        scenario's, given an id if it has none). False if there is nothing to
-        send it to."""
+        scenario's, given an id if it has none). A stranger's commands: "forge"
+        (`message` signed with another key), "forge_ack", "forge_resolve"; and
+        "replay", the Nth command sent again, byte for byte (message {"n": N},
+        default the last). False if there is nothing to send it to."""
         if cmd == "publish":
             assert message is not None
             self.client.publish(
@@ -140,33 +148,56 @@ class Centre:
             )
             self.log("centre", f"publishes on {message['topic']} ({len(message['payload'])} bytes)")
             return True
-        if cmd in ("garbage", "send"):
+        if cmd in ("garbage", "send", "forge", "replay"):
             if not self.bases:
                 self.log("centre", f"no lamp to send {cmd} to")
                 return False
+            topic = self.bases[0] + "/cmd"
             if cmd == "garbage":
                 payload = b"\xff{garbage"
-                self.log("centre", f"sends garbage to {self.bases[0]}/cmd")
+                self.log("centre", f"sends garbage to {topic}")
+            elif cmd == "replay":
+                n = (message or {}).get("n", len(self._sent))
+                if not 1 <= n <= len(self._sent):
+                    self.log("centre", f"no command {n} to replay ({len(self._sent)} sent)")
+                    return False
+                topic, payload = self._sent[n - 1]
+                self.log("centre", f"replays command {n} to {topic}")
             else:
-                self._cmd_n += 1
                 msg = dict(message or {})
+                self._cmd_n += 1
                 msg.setdefault("id", f"centre-{self._cmd_n}")
-                payload = json.dumps(msg).encode()
-                self.log("centre", f"sends {msg.get('cmd')} {msg['id']}")
-            self.client.publish(self.bases[0] + "/cmd", payload, 1)
+                # A stranger's command: right in every way but the key it is signed with.
+                payload = self._signed(FORGER_MASTER if cmd == "forge" else SIM_MASTER, topic, msg)
+                self.log("centre", f"{'forges' if cmd == 'forge' else 'sends'} {msg.get('cmd')} {msg['id']}")
+            self.client.publish(topic, payload, 1)
             return True
+        forged = cmd.startswith("forge_")
+        cmd = cmd.removeprefix("forge_")
         want = {"ack": ("raised", "delivered"), "resolve": ("raised", "delivered", "acknowledged")}[cmd]
         for aid in reversed(list(self.alarms)):
             a = self.alarms[aid]
             if a["state"] in want:
                 self._cmd_n += 1
                 cid = f"centre-{self._cmd_n}"
-                payload = json.dumps({"id": cid, "cmd": cmd, "alarm": aid})
-                self.client.publish(a["base"] + "/cmd", payload, 1)
-                self.log("centre", f"sends {cmd} {cid} for {aid}")
+                topic = a["base"] + "/cmd"
+                msg = {"id": cid, "cmd": cmd, "alarm": aid}
+                payload = self._signed(FORGER_MASTER if forged else SIM_MASTER, topic, msg)
+                self.client.publish(topic, payload, 1)
+                self.log("centre", f"{'forges' if forged else 'sends'} {cmd} {cid} for {aid}")
                 return True
         self.log("centre", f"no open alarm to {cmd}")
         return False
+
+    def _signed(self, master: bytes, topic: str, msg: dict) -> bytes:
+        """A command with its counter and authenticator (docs/security.md), with the
+        key `master` gives the device. The counter is the centre's own count of
+        commands (the simulated boards start with a fresh flash), unless the
+        scenario gives one (a stale command)."""
+        msg.setdefault("ctr", self._cmd_n)
+        payload = sign(derive_key(master, device_of(topic)), topic, json.dumps(msg).encode())
+        self._sent.append((topic, payload))
+        return payload
 
 
 class Outside:

@@ -36,6 +36,7 @@ from pathlib import Path
 from greenlet import getcurrent, greenlet
 
 from . import cpython
+from .cmdsign import sim_key_file
 
 FLEET_BLOCKS = 32  # 128 KiB: the configuration is all the firmware stores yet
 # Networked lamps run together in spans of this much simulated time: each runs
@@ -126,12 +127,13 @@ def _run(scenario: dict, lamps: range, emit) -> None:
     threads: dict[int, greenlet] = {}
 
     def lamp(i: int, hook=None):
-        cpython.run(
-            variant(scenario, i),
-            cpython.LittleFsVfs(ram=image),
-            lambda t, kind, text: emit(i, t, kind, text),
-            world_ready=hook,
-        )
+        sc = variant(scenario, i)
+        fs = cpython.LittleFsVfs(ram=image)
+        # Each lamp's own command key, as provisioning gives one (sim/cmdsign.py).
+        for path, data in sim_key_file(sc.get("app", "lamp"), sc["config"], sc["uid"]).items():
+            with fs.open(path, "w") as f:
+                f.write(data.decode())
+        cpython.run(sc, fs, lambda t, kind, text: emit(i, t, kind, text), world_ready=hook)
 
     if "network" not in scenario["config"]:
         for i in lamps:

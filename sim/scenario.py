@@ -352,14 +352,27 @@ class _Parser:
             self.sc.events.append({"at": t, "do": "noise", "ms": self._ms(what[2])})
         elif len(what) == 2 and what[0] == "centre" and what[1] in ("ack", "resolve", "garbage"):
             self.sc.events.append({"at": t, "do": "centre", "cmd": what[1]})
-        elif what[:2] == ["centre", "sends"]:
+        elif what[:2] == ["centre", "replays"] and len(what) <= 3:
+            # centre replays [N]: the Nth command it sent (default the last), byte for byte.
+            message = {}
+            if len(what) == 3:
+                if not what[2].isdigit() or int(what[2]) < 1:
+                    raise self.fail(
+                        f"`centre replays N`: N counts the centre's commands from 1, not {what[2]!r}"
+                    )
+                message["n"] = int(what[2])
+            self.sc.events.append({"at": t, "do": "centre", "cmd": "replay", "message": message})
+        elif what[:2] == ["centre", "forges"] and what[2:] in (["ack"], ["resolve"]):
+            self.sc.events.append({"at": t, "do": "centre", "cmd": "forge_" + what[2]})
+        elif what[:2] in (["centre", "sends"], ["centre", "forges"]):
             try:
                 message = json.loads(" ".join(what[2:]))
             except ValueError as e:
-                raise self.fail(f"`centre sends` needs a JSON command: {e}") from None
+                raise self.fail(f"`centre {what[1]}` needs a JSON command: {e}") from None
             if not isinstance(message, dict):
-                raise self.fail('`centre sends` needs a JSON object, like {"cmd": "status"}')
-            self.sc.events.append({"at": t, "do": "centre", "cmd": "send", "message": message})
+                raise self.fail(f'`centre {what[1]}` needs a JSON object, like {{"cmd": "status"}}')
+            cmd = "send" if what[1] == "sends" else "forge"
+            self.sc.events.append({"at": t, "do": "centre", "cmd": cmd, "message": message})
         elif what[:1] == ["face"] and self.sc.app == "kiosk":
             self.sc.events.append(dict(self._face(what[1:]), at=t))
         elif what[:2] == ["centre", "roster"] and (len(what) == 3 or what[3:] == ["damaged"]):
@@ -380,7 +393,8 @@ class _Parser:
             raise self.fail(
                 f'unknown stimulus "{" ".join(what)}" (lamp fails, lamp repaired, '
                 "photocell ok|stuck|open|short, rtc battery dead|ok, press button for N ms|s, "
-                "button noise N ms, centre ack|resolve|garbage, centre sends {JSON}, "
+                "button noise N ms, centre ack|resolve|garbage, centre replays [N], "
+                "centre forges ack|resolve, centre sends|forges {JSON}, "
                 "centre roster FILE [damaged], and for a kiosk: face ...)"
             )
 

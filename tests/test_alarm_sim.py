@@ -7,6 +7,7 @@ broker themselves."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,16 @@ import pytest
 from mqttsub import Subscriber
 from parkctl import simcmd
 from test_cli_sun import PARKCTL, parkctl
+
+from sim.cmdsign import SIM_MASTER
+
+
+def centre_tool(*args: str) -> subprocess.CompletedProcess[str]:
+    """A centre tool that commands the simulated lamps: signed with the
+    simulator's master key, as the real centre's with the park's."""
+    env = dict(os.environ, PARK_COMMAND_KEY=SIM_MASTER.hex())
+    return subprocess.run([PARKCTL, *args], capture_output=True, text=True, timeout=120, env=env)
+
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "sim" / "scenarios"
 WIFI_CONFIG = SCENARIOS / "songjiang-wifi.json"
@@ -53,8 +64,9 @@ def test_alarm_night_with_the_embedded_broker():
     assert led(press, ack_at).count("off") > 100  # blinking: 2 a second for two minutes
     assert "off" not in led(ack_at + 1, resolve_at)
     assert led(resolve_at, resolve_at + 1)[-1:] == ["off"]
-    # Garbage on the command topic is refused with a reason and changes nothing.
-    assert "reply to None None: refused: not JSON" in centre
+    # Garbage on the command topic is refused with a reason and changes nothing: it
+    # does not even carry an authenticator.
+    assert "reply to None None: refused: no authenticator" in centre
     assert "reply to ack centre-1: ok" in centre
 
 
@@ -115,7 +127,7 @@ def test_centre_tools_see_the_open_alarm_and_a_silent_lamp(mosquitto, tmp_path):
     (row,) = [json.loads(line) for line in proc.stdout.splitlines()]
     assert (row["device"], row["status"], row["mode"], row["level"]) == (device, "offline", "alarm", 100)
     # The lamp is off: an acknowledgement waits at the broker, and the tool says so.
-    proc = parkctl("ack", aid, "--broker", mosquitto.url, "--timeout", "0.5")
+    proc = centre_tool("ack", aid, "--broker", mosquitto.url, "--timeout", "0.5")
     assert proc.returncode == 2
     assert "did not reply" in proc.stderr and "Traceback" not in proc.stderr
     # Live: a line per lamp at once, and again at every change (a status arriving).
@@ -139,7 +151,7 @@ def test_centre_tools_see_the_open_alarm_and_a_silent_lamp(mosquitto, tmp_path):
     # Bad input: a malformed id, an unknown lamp, an unreachable broker.
     for args, message in (
         (["ack", "nonsense", "--broker", mosquitto.url], "not an alarm id"),
-        (["resolve", "lamp-ffff-1-2", "--broker", mosquitto.url], "no lamp"),
+        (["resolve", "lamp-ffff-1-2", "--broker", mosquitto.url], "no device"),
         (["alarms", "--broker", "mqtt://127.0.0.1:1"], "cannot reach the broker"),
     ):
         proc = parkctl(*args)
@@ -200,7 +212,7 @@ def test_end_to_end_with_the_centre_tools(mosquitto, tmp_path):
     try:
         raised = sub.wait_for(lambda t, p: t.endswith("/event") and json.loads(p)["type"] == "alarm_raised")
         aid = json.loads(raised[1])["id"]
-        proc = parkctl("ack", aid, "--broker", mosquitto.url)
+        proc = centre_tool("ack", aid, "--broker", mosquitto.url)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == f"{aid}: acknowledged"
         sub.wait_for(
@@ -208,7 +220,7 @@ def test_end_to_end_with_the_centre_tools(mosquitto, tmp_path):
                 t.endswith("/state") and (json.loads(p)["alarm"] or {}).get("state") == "acknowledged"
             )
         )
-        proc = parkctl("resolve", aid, "--broker", mosquitto.url)
+        proc = centre_tool("resolve", aid, "--broker", mosquitto.url)
         assert proc.returncode == 0, proc.stderr
         sub.wait_for(lambda t, p: t.endswith("/state") and json.loads(p)["alarm"] is None)
         out, err = sim.communicate(timeout=120)

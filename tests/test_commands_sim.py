@@ -109,3 +109,62 @@ def test_commands_act_or_are_refused_with_a_reason(mosquitto, tmp_path, runtime)
         "event mqtt cannot connect: TLS with /ca.der: the simulator's network has no TLS, next try in 1 s"
         in console
     )
+
+
+def _attack(tmp_path: Path) -> Path:
+    """Someone who can publish on the lamp's command topic, but holds no key of
+    the park's, tries what issue 23 found possible: silence the alarm, switch the
+    lamp off for a week, step its clock back 8 hours, move it to another broker;
+    and replays a command the centre really sent."""
+    evil = json.loads(WIFI_CONFIG.read_text())
+    evil["network"]["broker"] = "mqtt://203.0.113.7:1883"
+    lines = [
+        f"config {WIFI_CONFIG}",
+        "start 2026-12-21 18:00",
+        "end 2026-12-21 19:40",
+        "wifi up 18:00",
+        'at 18:30 centre sends {"cmd": "override", "level": 30, "minutes": 10}',
+        'at 18:36 centre sends {"cmd": "override", "clear": true}',
+        "at 18:41 centre replays 1",
+        "at 19:00 press button for 300ms",
+        "at 19:05 centre forges resolve",
+        'at 19:06 centre forges {"cmd": "override", "level": 0, "minutes": 10080}',
+        f'at 19:07 centre forges {{"cmd": "time", "ts": {T_2010 - 8 * 3600}}}',
+        f'at 19:08 centre forges {{"cmd": "config", "config": {json.dumps(evil)}}}',
+        'at 19:09 centre forges {"cmd": "status", "ctr": 99999999}',
+        "at 19:30 centre resolve",
+        'at 19:35 centre sends {"cmd": "status"}',
+        "expect level 30 +-1 at 18:35",
+        "expect level 100 +-1 at 18:40",
+        "expect level 100 +-1 at 18:45",
+        "expect level 100 +-1 at 19:35",
+        "expect 1 alarms at centre",
+        "expect no fault",
+    ]
+    path = tmp_path / "attack.scn"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_a_stranger_on_the_broker_cannot_command_the_lamp(mosquitto, tmp_path, runtime):
+    result = simcmd.run(_attack(tmp_path), runtime, broker=mosquitto.url)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    replies = [(e.t, e.text) for e in result.entries if e.kind == "centre" and e.text.startswith("reply to ")]
+    said = [text.split(": ", 1)[1] for _, text in replies]
+    assert said[:2] == ["ok", "ok"]
+    # The centre's own command, sent again byte for byte: refused, the level kept.
+    assert said[2].startswith("refused: replayed or stale (counter 1, last accepted 2)")
+    # Every forged command refused, whatever it asked, and nothing done.
+    assert said[3:8] == ["refused: bad authenticator"] * 5
+    assert said[8] == "ok"  # the real resolve, at 19:30
+    # The alarm stayed open (the pole flashing) until the real centre resolved it.
+    start = result.entries[0].t
+    resolved = [e.t - start for e in result.entries if e.text.startswith("event alarm_resolved")]
+    assert resolved == [90 * 60]  # 19:30
+    texts = [e.text for e in result.entries]
+    assert not any(e.kind == "reset" and e.text != "power on" for e in result.entries)  # no config took
+    assert not any("clock" in t and "step" in t for t in texts)  # the clock was never stepped
+    # The refusals are counted, in the state the centre and a technician see.
+    state = json.loads(said[9].removeprefix("ok "))
+    assert state["cmd_refused"] == 6 and state["cmd_refused_why"] == "bad authenticator"

@@ -25,8 +25,11 @@ from parkctl.vboard import VirtualBoard
 from serialline import Line
 from test_vboard import _fs
 
+from sim.cmdsign import derive_key
+
 ROOT = Path(__file__).resolve().parents[1]
 PARKCTL = str(Path(sys.executable).parent / "parkctl")
+MASTER = bytes.fromhex("77" * 32)  # the park's master command key, in these tests
 
 
 def parkctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -128,6 +131,7 @@ def test_provision_writes_the_secrets_to_the_device_only(board: VirtualBoard, tm
     secrets.write_text(
         '[default]\nwifi_password = "wifi-Secret-1"\nmqtt_user = "lamps"\nmqtt_password = "mqtt-Secret-2"\n'
         '[devices."lamp-g60-007"]\nmqtt_user = "lamp-g60-007"\n'
+        f'[centre]\ncommand_key = "{MASTER.hex()}"\n'
     )
     r = parkctl(
         "provision",
@@ -143,7 +147,7 @@ def test_provision_writes_the_secrets_to_the_device_only(board: VirtualBoard, tm
         str(tmp_path / "broker"),
     )
     assert r.returncode == 0, r.stderr
-    for secret in ("wifi-Secret-1", "mqtt-Secret-2"):
+    for secret in ("wifi-Secret-1", "mqtt-Secret-2", MASTER.hex()):
         assert secret not in r.stdout + r.stderr
         assert secret not in (tmp_path / "broker" / "passwd").read_text()
         for dirpath, _, names in os.walk(ROOT / "build"):
@@ -171,6 +175,13 @@ def test_provision_writes_the_secrets_to_the_device_only(board: VirtualBoard, tm
     assert on_device["device"] == "lamp-g60-009" and on_device["network"]["ca"] == "/ca.der"
     with fs.open("ca.der", "rb") as f:
         assert f.read() == der
+    # Its own command key, derived from the park's: no other device's.
+    with fs.open("cmd.key", "r") as f:
+        assert (
+            bytes.fromhex(f.read())
+            == derive_key(MASTER, "lamp-g60-009")
+            != derive_key(MASTER, "lamp-g60-007")
+        )
     # The account provisioning wrote is one the park's broker lets the lamp in with.
     broker = ParkBroker(tmp_path / "broker", persistence=False).start()
     try:

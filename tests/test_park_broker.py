@@ -186,7 +186,11 @@ def _tool(
     park: ParkBroker, *args: str, password: str = PASSWORDS["centre"]
 ) -> subprocess.CompletedProcess[str]:
     env = dict(
-        os.environ, PARK_CENTRE_USER="centre", PARK_CENTRE_PASSWORD=password, PARK_BROKER_CA=str(park.ca)
+        os.environ,
+        PARK_CENTRE_USER="centre",
+        PARK_CENTRE_PASSWORD=password,
+        PARK_BROKER_CA=str(park.ca),
+        PARK_COMMAND_KEY="77" * 32,
     )
     env.pop("PARK_BROKER", None)
     return subprocess.run(

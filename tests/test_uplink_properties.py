@@ -5,13 +5,38 @@ watchdog reset the board)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import tempfile
 
+from cmdauth import Auth
 from hypothesis import given
 from hypothesis import strategies as st
 from uplink import CommandError, Uplink
 
+from sim.cmdsign import sign
+
 BASE = "park/g60/lamp/lamp-1"
+KEY = b"k" * 32
+_ctr = itertools.count(1)
+_DIR = tempfile.TemporaryDirectory(prefix="uplink-test-")  # removed when the run ends
+_n = itertools.count()
+
+
+def _uplink(client):
+    return Uplink(client, None, BASE, "lamp-1", Auth(os, KEY, f"{_DIR.name}/cmd-{next(_n)}.ctr"))
+
+
+def signed(payload: bytes) -> bytes:
+    """A JSON object as the centre sends it: with a fresh counter and its authenticator."""
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        return payload
+    if not isinstance(msg, dict):
+        return payload
+    return sign(KEY, BASE + "/cmd", json.dumps(dict(msg, ctr=next(_ctr))).encode())
 
 
 class Client:
@@ -51,7 +76,8 @@ commands = st.fixed_dictionaries(
     },
 )
 payloads = st.one_of(
-    commands.map(lambda m: json.dumps(m).encode()),
+    commands.map(lambda m: json.dumps(m).encode()).map(signed),
+    commands.map(lambda m: json.dumps(m).encode()),  # unsigned: refused
     json_values.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=40),
 )
@@ -59,7 +85,7 @@ payloads = st.one_of(
 
 @given(st.lists(payloads, min_size=1, max_size=5))
 def test_every_command_gets_one_reply_and_none_raises(messages):
-    u = Uplink(Client(), None, BASE, "lamp-1")
+    u = _uplink(Client())
     u.handlers = HANDLERS
     sent = []
     u._reply = lambda obj: sent.append(json.loads(json.dumps(obj)))
@@ -76,18 +102,18 @@ def test_every_command_gets_one_reply_and_none_raises(messages):
 
 
 def test_a_handler_that_fails_inside_is_refused_with_its_failure():
-    u = Uplink(Client(), None, BASE, "lamp-1")
+    u = _uplink(Client())
     u.handlers = HANDLERS
     sent = []
     u._reply = lambda obj: sent.append(obj)
-    u._message(BASE + "/cmd", b'{"id": "c-1", "cmd": "broken"}')
+    u._message(BASE + "/cmd", signed(b'{"id": "c-1", "cmd": "broken"}'))
     assert sent == [{"id": "c-1", "cmd": "broken", "ok": False, "reason": "failed: KeyError: 'missing'"}]
     assert u.failed == u.bad_commands == 1
 
 
 def test_a_message_whose_handler_fails_is_dropped_and_said():
     client = Client()
-    u = Uplink(client, None, BASE, "lamp-1")
+    u = _uplink(client)
     u.listen("park/g60/roster", broken)
     u._message("park/g60/roster", b"{}")  # raises nothing
     assert u.failed == 1 and u.commands == 0

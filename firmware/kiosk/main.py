@@ -9,6 +9,7 @@
 import json
 import os
 
+import cmdauth
 import ticks
 from apploop import App, earliest, log_event, run
 from board import Board
@@ -66,8 +67,18 @@ class Kiosk(App):
         self.face_errors = 0  # error frames the module sent
         self.roster_refused = 0
         self.expired = 0  # undelivered check-ins erased after the retention
+        self.auth = cmdauth.load(os)
         self.link = Link(
-            cfg, board, clock, self.base, self.device, self.journal, self.state, self._delivered, MAX_PACKET
+            cfg,
+            board,
+            clock,
+            self.base,
+            self.device,
+            self.journal,
+            self.state,
+            self._delivered,
+            self.auth,
+            MAX_PACKET,
         )
         self.station = self.link.station
         up = self.link.uplink
@@ -174,6 +185,8 @@ class Kiosk(App):
             "pending": len(self.journal.pending),
             "boot": self.journal.boot,
             "time_valid": self.clock.valid,
+            "cmd_refused": self.auth.refused,
+            "cmd_refused_why": self.auth.why,
         }
 
     def face_counts(self):

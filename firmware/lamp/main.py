@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+import cmdauth
 import ticks
 from alarm import KINDS as ALARM_KINDS
 from alarm import Alarms
@@ -45,7 +46,10 @@ class Lamp(App):
         self.device = cfg.device or board.device_id()
         self.journal = Journal(os, JOURNAL, self.device)
         base = "park/%s/lamp/%s" % (cfg.site_id, self.device)
-        self.link = Link(cfg, board, clock, base, self.device, self.journal, self.state, self._delivered)
+        self.auth = cmdauth.load(os)
+        self.link = Link(
+            cfg, board, clock, base, self.device, self.journal, self.state, self._delivered, self.auth
+        )
         self.station = self.link.station
         if self.link.uplink is not None:
             self.link.uplink.handlers = {
@@ -122,6 +126,8 @@ class Lamp(App):
         s["alarm"] = self.alarms.open
         s["pending"] = len(self.journal.pending)
         s["boot"] = self.journal.boot
+        s["cmd_refused"] = self.auth.refused  # commands without this device's authenticator, or replayed
+        s["cmd_refused_why"] = self.auth.why
         if self.button.stuck:
             s["faults"].append("button_stuck")
         return s

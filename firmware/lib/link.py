@@ -13,8 +13,9 @@ NO_CREDENTIALS = "no MQTT credentials configured (network.user, network.password
 
 
 class Link:
-    def __init__(self, cfg, board, clock, base, device, journal, state, on_delivered, max_packet=2048):
-        """base: the topic prefix, park/<site>/<app>/<device>."""
+    def __init__(self, cfg, board, clock, base, device, journal, state, on_delivered, auth, max_packet=2048):
+        """base: the topic prefix, park/<site>/<app>/<device>; auth: the cmdauth.Auth
+        every command from the centre must satisfy."""
         self.cfg = cfg
         self.board = board
         self.station = self.ntp = self.client = self.uplink = None
@@ -41,7 +42,7 @@ class Link:
                 on_event=log_event,
                 max_packet=max_packet,
             )
-            self.uplink = Uplink(self.client, journal, base, device, state, on_delivered)
+            self.uplink = Uplink(self.client, journal, base, device, auth, state, on_delivered)
 
     @property
     def up(self):

@@ -9,7 +9,9 @@
 # Commands arrive on .../cmd as JSON {"id", "cmd", ...}; a handler returns None
 # (done), a dict (done, with a result) or raises CommandError (refused, with the
 # reason). Every command gets a reply on .../reply; one that cannot be read is
-# refused, counted and changes nothing.
+# refused, counted and changes nothing. A command acts only if it carries the
+# device's authenticator and a counter above the last one accepted (cmdauth,
+# docs/security.md); one that does not is refused with the reason and counted.
 
 import json
 
@@ -29,10 +31,12 @@ def _ignore(kind, aid):
 
 
 class Uplink:
-    def __init__(self, client, journal, base, device, state=None, on_delivered=_ignore):
-        """base: the topic prefix, park/<site>/lamp/<device>; state(): the state
-        to publish (retained); on_delivered(kind, id): the broker has an event."""
+    def __init__(self, client, journal, base, device, auth, state=None, on_delivered=_ignore):
+        """base: the topic prefix, park/<site>/lamp/<device>; auth: a cmdauth.Auth,
+        which every command must satisfy; state(): the state to publish
+        (retained); on_delivered(kind, id): the broker has an event."""
         self.client = client
+        self.auth = auth
         self.journal = journal
         self.base = base
         self.device = device
@@ -134,12 +138,13 @@ class Uplink:
         cid = None
         name = None
         try:
+            body, why = self.auth.signed(self.base + "/cmd", payload)
             try:
-                msg = json.loads(payload)
+                msg = json.loads(payload if body is None else body)
             except ValueError:
-                raise CommandError("not JSON")
+                raise CommandError(why or "not JSON")
             if not isinstance(msg, dict):
-                raise CommandError("not a JSON object")
+                raise CommandError(why or "not a JSON object")
             cid = msg.get("id")
             name = msg.get("cmd")
             named = isinstance(name, str)
@@ -147,9 +152,17 @@ class Uplink:
                 name = None  # the reply carries back only a name
             if not isinstance(cid, str) or not cid:
                 cid = None
+            if why:
+                # Said back with the id and name it claims, so the centre sees the
+                # refusal; nothing in it was acted on.
+                raise CommandError(why)
+            if cid is None:
                 raise CommandError('"id" must be a non-empty string')
             if not named:
                 raise CommandError('"cmd" must be the command\'s name (a string)')
+            why = self.auth.fresh(msg.get("ctr"))
+            if why:
+                raise CommandError(why)
             fn = self.handlers.get(name)
             if fn is None:
                 raise CommandError(

@@ -5,6 +5,8 @@ They log in as the centre (docs/broker.md): the account's user and password
 come from the environment ($PARK_CENTRE_USER, $PARK_CENTRE_PASSWORD) or the
 provisioning secrets file's [centre] table, never from the command line; an
 mqtts:// broker's certificate is checked against --ca FILE ($PARK_BROKER_CA).
+Commands are signed with each device's key, derived from the park's master key
+($PARK_COMMAND_KEY or the table's command_key; docs/security.md).
 
 What the lamps last said is retained at the broker (status and state), so a
 tool that starts now sees every lamp at once; a marker sent to ourselves
@@ -42,6 +44,7 @@ class Login:
     user: str | None = None
     password: str | None = None
     ca: Path | None = None
+    command_key: bytes | None = None  # the park's master key: each device's is derived from it
 
     @classmethod
     def find(cls, secrets: Path | None = None, ca: Path | None = None) -> Login:
@@ -59,9 +62,10 @@ class Login:
             if not isinstance(table, dict):
                 raise UserError(f"{secrets}: [centre] must be a table")
             for k, v in table.items():
-                if k not in ("mqtt_user", "mqtt_password"):
+                if k not in ("mqtt_user", "mqtt_password", "command_key"):
                     raise UserError(
-                        f"{secrets}: [centre] has an unknown key {k!r} (known: mqtt_user, mqtt_password)"
+                        f"{secrets}: [centre] has an unknown key {k!r} (known: mqtt_user, mqtt_password, "
+                        "command_key)"
                     )
                 if not isinstance(v, str):
                     raise UserError(f"{secrets}: [centre] {k} must be a string")
@@ -74,7 +78,17 @@ class Login:
             )
         if ca is None and os.environ.get("PARK_BROKER_CA"):
             ca = Path(os.environ["PARK_BROKER_CA"])
-        return cls(user, password, ca)
+        key_text = os.environ.get("PARK_COMMAND_KEY") or table.get("command_key")
+        key = None
+        if key_text:
+            from sim.cmdsign import parse_master
+
+            where = "$PARK_COMMAND_KEY" if os.environ.get("PARK_COMMAND_KEY") else f"{secrets} [centre]"
+            try:
+                key = parse_master(key_text, where)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+        return cls(user, password, ca, key)
 
 
 def _endpoint(url: str, login: Login) -> tuple[bool, str, int]:
@@ -115,6 +129,7 @@ class Lamps:
         login = login or Login.find()
         tls, host, port = _endpoint(url, login)
         self.url = url
+        self.command_key = login.command_key
         self.devices: dict[str, dict[str, Any]] = {}
         self.replies: dict[str, dict[str, Any]] = {}
         self.on_change = on_change
@@ -220,9 +235,16 @@ class Lamps:
             d = self.devices.get(device)
         if d is None:
             raise UserError(f"no device {device!r} at {self.url} (it never published its state)")
+        if self.command_key is None:
+            raise UserError(
+                "no command key: devices act only on commands signed with theirs; give the park's "
+                "master key as $PARK_COMMAND_KEY or in the secrets file's [centre] table (command_key)"
+            )
+        from sim.cmdsign import command, derive_key
+
         cid = f"parkctl-{uuid.uuid4().hex[:8]}"
         topic = f"park/{d['site']}/{d['kind']}/{device}/cmd"
-        self.client.publish(topic, json.dumps(dict(cmd, id=cid)), 1)
+        self.client.publish(topic, command(derive_key(self.command_key, device), topic, dict(cmd, id=cid)), 1)
         with self._cv:
             if not self._cv.wait_for(lambda: cid in self.replies, timeout):
                 raise UserError(

@@ -43,6 +43,26 @@ from .runtime import ROOT
 LOG_TAIL_LINES = 40
 MQTT_USER = "hil"
 MQTT_PASSWORD = "hil-password"  # Mosquitto here takes any: the lamp needs some (no anonymous)
+# The bench's master command key (never a park's): each board gets the key derived
+# from it for its device id, as provisioning gives one, and the tests' centre signs
+# with it (centre_login()).
+HIL_COMMAND_KEY = bytes.fromhex("4b1c" * 16)
+
+
+def centre_login() -> Any:
+    """The centre's tools' login on the bench: the test broker takes anyone; the
+    commands are signed with the bench's key."""
+    from .centrecmd import Login
+
+    return Login(command_key=HIL_COMMAND_KEY)
+
+
+def _key_file(device: str) -> dict[str, bytes]:
+    from sim.cmdsign import KEY_FILE, derive_key
+
+    return {KEY_FILE: derive_key(HIL_COMMAND_KEY, device).hex().encode()}
+
+
 # A virtual board has every wire a rig file can declare: its world is the rig.
 VIRTUAL_WIRING = ("button", "level", "led", "power", "face", "display", "buzzer")
 # What a bench cannot read of a real kiosk (its face module's line it can drive:
@@ -467,6 +487,7 @@ def board(
             # configuration (/lamp.json, outside the app's manifest).
             files = read_image(b.image.read_bytes(), b.chip)
             files.update(device_files(app, json.dumps(_device_config(app, broker.url)).encode()))
+            files.update(_key_file("hil-" + app))
             flash = Path(tmp) / "flash.img"
             flash.write_bytes(make_image(files, b.chip)[0])
             with VirtualBoard(app, flash) as vb:
@@ -482,7 +503,8 @@ def board(
         from .deploy import deploy
 
         text = json.dumps(_device_config(hil_app, broker.url.replace("127.0.0.1", _host_ip()))).encode()
-        done = deploy(hil_target, hil_app, extra=device_files(hil_app, text))
+        extra = dict(device_files(hil_app, text), **_key_file("hil-" + hil_app))
+        done = deploy(hil_target, hil_app, extra=extra)
         board = Board(hil_target, log, hil_app)
         board.manifest = {"version": done.version, "hash": done.hash}  # type: ignore[attr-defined]
         try:

@@ -172,14 +172,29 @@ def masked(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def command_key(secrets_file: Path | None, device: str) -> dict[str, bytes]:
+    """The device's command key file (docs/security.md): derived from the park's
+    master key ($PARK_COMMAND_KEY or the secrets file's [centre] command_key) and
+    the device id. Without it the device would refuse every command."""
+    from sim.cmdsign import KEY_FILE, derive_key
+
+    from .centrecmd import Login
+
+    master = Login.find(secrets_file).command_key
+    if master is None:
+        raise UserError(
+            f"no command key for {device}: give the park's master key as $PARK_COMMAND_KEY or in the "
+            "secrets file's [centre] table (command_key); devices act only on commands signed with theirs"
+        )
+    return {KEY_FILE: derive_key(master, device).hex().encode()}
+
+
 def broker_account(row: dict[str, str], secrets: dict[str, str], broker_dir: Path) -> None:
     """The device's account on the park's broker (docs/broker.md): its user name is
     its device id, which the broker's rights are written against."""
-    from .parkbroker import CENTRE_USER, BrokerDir
+    from .parkbroker import BrokerDir
 
     device = row["device_id"]
-    if device == CENTRE_USER:
-        raise UserError(f"a device cannot be called {CENTRE_USER!r}: that is the centre's broker account")
     bd = BrokerDir(broker_dir)
     bd.set_password(device, secrets["mqtt_password"])
     if row["kind"] == "kiosk":
@@ -225,6 +240,10 @@ def provision(
     der = read_ca(ca) if ca is not None else None
     found = read_secrets(secrets, device)
     if broker_dir is not None:
+        from .parkbroker import CENTRE_USER
+
+        if device == CENTRE_USER:
+            raise UserError(f"a device cannot be called {CENTRE_USER!r}: that is the centre's broker account")
         # The park's broker grants each device the topics of its own user name.
         user = found.setdefault("mqtt_user", device)
         if user != device:
@@ -233,6 +252,7 @@ def provision(
                 "name is its device id, which its rights are written against; drop mqtt_user for it"
             )
     cfg = device_config(row, found, inventory, ca=der is not None)
+    key = command_key(secrets, device)
     app = row["kind"]
     if broker_dir is not None:
         broker_account(row, found, broker_dir)
@@ -240,6 +260,7 @@ def provision(
     extra = device_files(app, text)
     if der is not None:
         extra[CA_FILE] = der
+    extra.update(key)
     done = deploy(port, app, extra=extra, remove=[INSTALLED[app] + ".trial"])
     out = {"device": device, "config": masked(cfg), "installed": INSTALLED[app], "deploy": done.as_json()}
     if broker_dir is not None:

@@ -187,9 +187,13 @@ def _run(
 
 
 def _flash_files(app: str, config: dict) -> dict[str, bytes]:
-    """The simulated board's flash at power-on: its configuration, and the
+    """The simulated board's flash at power-on: its configuration, its command
+    key (derived from the simulator's master key, which the simulated centre
+    signs with), and the
     kiosk's font (as `parkctl build kiosk` puts it there)."""
-    files = {"/config.json": json.dumps(config).encode()}
+    from sim.cmdsign import sim_key_file
+
+    files = {"/config.json": json.dumps(config).encode(), **sim_key_file(app, config)}
     if app == "kiosk":
         from .font import FONT_FILE
 

@@ -5,6 +5,7 @@ vboard:lamp`, in `make test`) and on a real ESP32 (`--board /dev/ttyUSB0
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from mqttsub import Subscriber
 from parkctl.centrecmd import act
-from parkctl.hil import Board, Rig
+from parkctl.hil import HIL_COMMAND_KEY, Board, Rig, centre_login
 
 ROOT = Path(__file__).resolve().parents[2]
 PARKCTL = str(Path(sys.executable).parent / "parkctl")
@@ -59,11 +60,11 @@ def test_a_press_reaches_the_centre_is_acknowledged_and_resolved(board: Board, r
         _, payload = sub.wait_for(lambda t, p: b'"alarm_raised"' in p, timeout=1.0)
         alarm = json.loads(payload)["id"]
         rig.wait_for("the ring LED blinks", rig.led)
-        assert act(broker.url, "ack", alarm, 10)["ok"]
+        assert act(broker.url, "ack", alarm, 10, centre_login())["ok"]
         sub.wait_for(lambda t, p: b'"alarm_acknowledged"' in p, timeout=5)
         rig.wait_for("the ring LED lit steady after the ack", rig.led)
         assert board.status()["alarm"]["state"] == "acknowledged"
-        assert act(broker.url, "resolve", alarm, 10)["ok"]
+        assert act(broker.url, "resolve", alarm, 10, centre_login())["ok"]
         rig.wait_for("the ring LED off once resolved", lambda: not rig.led())
         st = board.status()
         assert st["alarm"] is None and st["mode"] == "schedule"
@@ -155,7 +156,8 @@ def test_the_level_changes_at_a_transition_when_the_clock_is_set_just_before_it(
 def _centre(broker, *args: str) -> subprocess.CompletedProcess[str]:
     """A centre tool, as an operator runs it (the test broker has no accounts)."""
     cmd = [PARKCTL, *args, "--broker", broker.url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    env = dict(os.environ, PARK_COMMAND_KEY=HIL_COMMAND_KEY.hex())
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, env=env)
 
 
 def test_the_centre_reads_holds_and_reconfigures_a_lamp(board: Board, broker, tmp_path: Path) -> None:
@@ -181,5 +183,25 @@ def test_the_centre_reads_holds_and_reconfigures_a_lamp(board: Board, broker, tm
     assert r.returncode == 2 and "not a good lamp configuration" in r.stderr and "min_level" in r.stderr
     r = _centre(broker, "status", "no-such-lamp")
     assert r.returncode == 2 and "no device 'no-such-lamp'" in r.stderr
+    # Without the park's key the tools send nothing; a command signed with another
+    # key is refused by the lamp, counted, and said in its status.
+    env = {k: v for k, v in os.environ.items() if k != "PARK_COMMAND_KEY"}
+    r = subprocess.run(
+        [PARKCTL, "override", device, "--clear", "--broker", broker.url],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 2 and "no command key" in r.stderr
+    env["PARK_COMMAND_KEY"] = "00" * 32
+    r = subprocess.run(
+        [PARKCTL, "override", device, "--level", "0", "--minutes", "10080", "--broker", broker.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 1 and "bad authenticator" in r.stderr, r.stderr
     st = board.status()
     assert st["mode"] == "schedule" and st["level"] == _expected_level(board)
+    assert st["cmd_refused"] == 1 and st["cmd_refused_why"] == "bad authenticator"
