@@ -42,6 +42,18 @@ def bench_sun_micropython() -> None:
     print(f"  heap in use     {in_use:8d} bytes of {heap} after loading sun, posixtz, civil")
 
 
+def bench_cmdauth_micropython() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        check_us, fresh_us, seal_us, allocated = (int(x) for x in _micropython("mp_cmdauth.py", folder))
+    print(f"a command's authenticator (docs/security.md), MicroPython unix, heap {HEAPSIZE}:")
+    print(f"  MAC check       {check_us / 1000:8.3f} ms per command (target < 5 ms)")
+    print(f"  counter to flash{fresh_us / 1000:8.3f} ms per command (a file rename here)")
+    print(f"  seal an event   {seal_us / 1000:8.3f} ms per message")
+    print(f"  heap allocated  {allocated:8d} bytes per check (garbage)")
+
+
 def bench_sun_cpython() -> None:
     import sun
     from posixtz import TZ
@@ -222,6 +234,7 @@ def main() -> int:
         bench_build,
         bench_deploy,
         bench_sun_micropython,
+        bench_cmdauth_micropython,
         bench_lamp_micropython,
         bench_sun_cpython,
         bench_sun_accuracy,

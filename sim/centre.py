@@ -20,7 +20,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .cmdsign import SIM_MASTER, derive_key, device_of, sign
+from .cmdsign import SIM_MASTER, derive_key, device_of, sign, verify
 
 # A stranger's master key: not the park's.
 FORGER_MASTER = bytes(32)
@@ -35,6 +35,7 @@ class Centre:
         self.log = log
         self.seen: set[str] = set()  # event ids
         self.duplicates = 0
+        self.forged = 0  # messages without their device's authenticator, dropped
         self.alarms: dict[str, dict[str, Any]] = {}  # alarm id -> {"device", "base", "state", ...}
         self.checkins: list[dict[str, Any]] = []  # the kiosks' check-in events, once each
         self.bases: list[str] = []  # each lamp's topic prefix, in the order they came online
@@ -88,8 +89,15 @@ class Centre:
                 self.bases.append(base)
             self.log("centre", f"{parts[3]} {text}")
             return
+        # Only what the device itself signed counts (docs/security.md): a message
+        # forged with its broker credentials, or changed on the way, is dropped.
+        signed = verify(derive_key(SIM_MASTER, parts[3]), msg.topic, msg.payload)
+        if signed is None:
+            self.forged += 1
+            self.log("centre", f"dropped a message on {msg.topic} without the device's authenticator")
+            return
         try:
-            body = json.loads(text)
+            body = json.loads(signed)
         except ValueError:
             self.log("centre", f"unreadable message on {msg.topic}: {text[:80]}")
             return

@@ -65,6 +65,18 @@ def sign(key: bytes, topic: str, body: bytes) -> bytes:
     return body[:-1] + b',"mac":"' + mac(key, topic, body).encode() + b'"}'
 
 
+def verify(key: bytes, topic: str, payload: bytes) -> bytes | None:
+    """The JSON object a device published on `topic`, without its authenticator,
+    if that is the device's (signed with `key`); None if not (forged, changed, or
+    from a device without a key)."""
+    tail = 8 + 64 + 2  # ,"mac":" + 64 hex + "}
+    if len(payload) < tail + 2 or payload[-tail : -tail + 8] != b',"mac":"' or payload[-2:] != b'"}':
+        return None
+    body = payload[:-tail] + b"}"
+    got = payload[-tail + 8 : -2].decode("ascii", "replace")
+    return body if hmac.compare_digest(got, mac(key, topic, body)) else None
+
+
 class Counter:
     """The commands' counter: milliseconds of the centre's clock, and never the
     same twice in this process (a device accepts only a counter above the last)."""

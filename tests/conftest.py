@@ -7,7 +7,15 @@ stopped at the end; a test may kill and restart it."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
 from parkctl.brokers import Mosquitto
+
+# No property test may fail for being slow: on a loaded machine an example that
+# writes files or starts the interpreter can take seconds. Hypothesis's deadline
+# and its too-slow health check are timing assertions, and the suite asserts no
+# timings (benchmarks do).
+settings.register_profile("park", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("park")
 
 # The HIL harness (docs/hil.md): --board, and the board, rig and broker fixtures of tests/hil.
 pytest_plugins = ("parkctl.hil",)

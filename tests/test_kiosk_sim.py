@@ -12,6 +12,7 @@ from parkctl import simcmd
 from parkctl.font import find_font, render
 from PIL import Image
 
+from sim.cmdsign import SIM_MASTER, derive_key, verify
 from sim.cpython import LittleFsVfs
 from sim.scenario import load
 
@@ -38,6 +39,12 @@ def _flash_records(image: Path) -> list[tuple[str, dict]]:
     return out
 
 
+def _signed(topic: str, payload: bytes) -> bytes:
+    body = verify(derive_key(SIM_MASTER, topic.split("/")[3]), topic, payload)
+    assert body is not None, f"{topic}: not signed by the kiosk: {payload[:80]!r}"
+    return body
+
+
 def _scenario(tmp_path: Path, body: str) -> Path:
     scn = tmp_path / "kiosk.scn"
     scn.write_text(f"app kiosk\nconfig {SCENARIOS / 'kiosk-g60.json'}\n" + body)
@@ -60,7 +67,8 @@ def test_a_morning_of_200_check_ins_reaches_the_centre_each_first_one_exactly_on
     finally:
         sub.close()
     assert result.ok, [c for c in result.checks if not c[1]]
-    events = [json.loads(p) for _, p, _ in sub.messages]
+    # Each as the kiosk signed it (its authenticator checked and taken off).
+    events = [json.loads(_signed(t, p)) for t, p, _ in sub.messages]
     by_id: dict[str, dict] = {}
     for ev in events:
         assert {"id", "device", "type", "ts"} <= set(ev)

@@ -21,7 +21,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from parkctl.parkbroker import BrokerDir, ParkBroker, password_hash
 
+from sim.cmdsign import derive_key, sign
+
 PARKCTL = str(Path(sys.executable).parent / "parkctl")
+KEY_B = derive_key(b"\x77" * 32, "lamp-b")  # lamp B's command key, from the park's ("77" * 32)
 WAIT_S = 10.0
 PASSWORDS = {
     "centre": "centre-Secret-0",
@@ -208,15 +211,15 @@ def test_the_centres_tools_log_in_with_their_account(park: ParkBroker, tmp_path:
     lamp.subscribe("park/g60/lamp/lamp-b/cmd")
     alarm = {"id": "lamp-b-3-17", "state": "delivered", "presses": 1, "test": False, "raised": 1797855180}
     lamp.publish("park/g60/lamp/lamp-b/status", b"online", retain=True)
-    lamp.publish(
-        "park/g60/lamp/lamp-b/state",
-        json.dumps({"device": "lamp-b", "level": 100, "mode": "alarm", "alarm": alarm}).encode(),
-        retain=True,
-    )
+    state = json.dumps({"device": "lamp-b", "level": 100, "mode": "alarm", "alarm": alarm}).encode()
+    # Signed with the lamp's own key, as its firmware does.
+    lamp.publish("park/g60/lamp/lamp-b/state", sign(KEY_B, "park/g60/lamp/lamp-b/state", state), retain=True)
     r = _tool(park, "alarms", "--json")
     assert r.returncode == 0, r.stderr
     listed = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [(a["id"], a["device"], a["online"]) for a in listed] == [("lamp-b-3-17", "lamp-b", True)]
+    assert [(a["id"], a["device"], a["online"], a["verified"]) for a in listed] == [
+        ("lamp-b-3-17", "lamp-b", True, True)
+    ]
 
     # The lamp answers the centre's resolve, which the tool waits for.
     def replier() -> None:
@@ -224,8 +227,10 @@ def test_the_centres_tools_log_in_with_their_account(park: ParkBroker, tmp_path:
             lamp.cv.wait_for(lambda: any(t.endswith("/cmd") for t, _ in lamp.got), WAIT_S * 3)
             cmds = [json.loads(p) for t, p in lamp.got if t.endswith("/cmd")]
         if cmds:
-            reply = {"id": cmds[0]["id"], "cmd": cmds[0]["cmd"], "ok": True}
-            lamp.publish("park/g60/lamp/lamp-b/reply", json.dumps(reply).encode())
+            reply = json.dumps({"id": cmds[0]["id"], "cmd": cmds[0]["cmd"], "ok": True}).encode()
+            # First a forged "ok" (the lamp's broker credentials, not its key): not believed.
+            lamp.publish("park/g60/lamp/lamp-b/reply", reply)
+            lamp.publish("park/g60/lamp/lamp-b/reply", sign(KEY_B, "park/g60/lamp/lamp-b/reply", reply))
 
     t = threading.Thread(target=replier, daemon=True)
     t.start()
@@ -233,6 +238,20 @@ def test_the_centres_tools_log_in_with_their_account(park: ParkBroker, tmp_path:
     t.join(WAIT_S * 3)
     assert r.returncode == 0, r.stderr
     assert "lamp-b-3-17: resolved" in r.stdout
+    # Someone with lamp B's broker credentials but not its key publishes an alarm in
+    # its name: the tools show it as not the lamp's own.
+    forged = dict(alarm, id="lamp-b-3-99")
+    lamp.publish(
+        "park/g60/lamp/lamp-b/state",
+        json.dumps({"device": "lamp-b", "level": 100, "mode": "alarm", "alarm": forged}).encode(),
+        retain=True,
+    )
+    r = _tool(park, "alarms", "--json")
+    assert [(a["id"], a["verified"]) for a in map(json.loads, r.stdout.splitlines())] == [
+        ("lamp-b-3-99", False)
+    ]
+    r = _tool(park, "monitor", "--once", "--json")
+    assert [row["signed"] for row in map(json.loads, r.stdout.splitlines())] == ["FORGED?"]
     # With a wrong password the tool says so in one line, and exits 2.
     r = _tool(park, "alarms", password="wrong")
     assert r.returncode == 2 and "refused the login" in r.stderr and "Traceback" not in r.stderr

@@ -10,6 +10,8 @@
 # (kept on flash, written before the command acts) is a replay or stale.
 # The key is the device's alone (provisioning derives it from the park's
 # master key and the device id, and writes it to the board as hex text).
+# What the device publishes (events, replies, state) carries its authenticator
+# the same way (seal), so the centre can tell it from a forgery.
 
 import binascii
 import hashlib
@@ -25,15 +27,25 @@ BAD_MAC = "bad authenticator"
 STALE = "replayed or stale"
 
 
-def hmac_sha256(key, msg):
+def _pads(key):
+    """HMAC's inner and outer padded keys, made once per key."""
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     key = key + bytes(64 - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(msg)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def _mac(pads, parts):
+    inner = hashlib.sha256(pads[0])
+    for part in parts:
+        inner.update(part)
+    outer = hashlib.sha256(pads[1])
     outer.update(inner.digest())
     return outer.digest()
+
+
+def hmac_sha256(key, msg):
+    return _mac(_pads(key), (msg,))
 
 
 def read_key(path):
@@ -53,6 +65,7 @@ class Auth:
     def __init__(self, os_module, key, path):
         self.os = os_module
         self.key = key
+        self._pads = None if key is None else _pads(key)
         self.path = path
         self.last = 0
         self.refused = 0  # commands refused here (any reason below)
@@ -76,20 +89,34 @@ class Auth:
         if self.key is None:
             return None, self._refuse(NO_KEY)
         n = len(payload)
-        if n < _TAIL_LEN + 2 or payload[n - _TAIL_LEN : n - _TAIL_LEN + 8] != _HEAD or payload[n - 2 :] != b'"}':
+        if (
+            n < _TAIL_LEN + 2
+            or payload[n - _TAIL_LEN : n - _TAIL_LEN + 8] != _HEAD
+            or payload[n - 2 :] != b'"}'
+        ):
             return None, self._refuse(NO_MAC)
         try:
             mac = binascii.unhexlify(payload[n - _TAIL_LEN + 8 : n - 2])
         except ValueError:
             return None, self._refuse(NO_MAC)
         body = payload[: n - _TAIL_LEN] + b"}"
-        want = hmac_sha256(self.key, topic.encode() + b"\n" + body)
+        want = _mac(self._pads, (topic.encode(), b"\n", body))
         diff = 0
         for i in range(32):  # every byte compared, whatever the first difference
             diff |= want[i] ^ mac[i]
         if diff:
             return None, self._refuse(BAD_MAC)
         return body, None
+
+    def seal(self, topic, text):
+        """What the device publishes on `topic` (text, a JSON object) with its
+        authenticator, as a command carries the centre's: the centre can tell the
+        device's own from one forged with stolen broker credentials. Unchanged on a
+        device without a key."""
+        if self._pads is None:
+            return text
+        mac = _mac(self._pads, (topic.encode(), b"\n", text.encode()))
+        return '%s,"mac":"%s"}' % (text[:-1], binascii.hexlify(mac).decode())
 
     def fresh(self, ctr):
         """None if `ctr` (the command's counter) is above every one accepted before,

@@ -86,7 +86,8 @@ class Uplink:
         if self._state_dirty and self.state is not None:
             if self._state_at is not None and diff(now, self._state_at) < STATE_MIN_MS:
                 return STATE_MIN_MS - diff(now, self._state_at)
-            if c.publish(self.base + "/state", json.dumps(self.state()), 1, True) is not None:
+            topic = self.base + "/state"
+            if c.publish(topic, self.auth.seal(topic, json.dumps(self.state())), 1, True) is not None:
                 self._state_dirty = False
                 self._state_at = now
         return -1
@@ -101,7 +102,8 @@ class Uplink:
             if seq in self._seqs:
                 continue
             head = '{"id": "%s", "device": "%s", "type": "%s", ' % (aid, self.device, kind)
-            pid = c.publish(self.base + "/event", head + body[1:], 1)
+            topic = self.base + "/event"
+            pid = c.publish(topic, self.auth.seal(topic, head + body[1:]), 1)
             if pid is None:
                 return
             self._sending[pid] = (seq, kind, aid)
@@ -189,4 +191,4 @@ class Uplink:
         if len(self._replies) >= REPLIES_KEPT:
             self._replies.pop(0)
             self.replies_dropped += 1
-        self._replies.append(json.dumps(obj))
+        self._replies.append(self.auth.seal(self.base + "/reply", json.dumps(obj)))

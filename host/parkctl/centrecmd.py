@@ -132,6 +132,7 @@ class Lamps:
         self.command_key = login.command_key
         self.devices: dict[str, dict[str, Any]] = {}
         self.replies: dict[str, dict[str, Any]] = {}
+        self.unsigned_replies: set[str] = set()  # ids of replies not signed by their device
         self.on_change = on_change
         self._marks: set[str] = set()
         self._cv = threading.Condition()
@@ -196,18 +197,32 @@ class Lamps:
         if len(parts) != 5 or parts[2] not in KINDS:
             return
         site, app, device, kind = parts[1], parts[2], parts[3], parts[4]
-        text = msg.payload.decode("utf-8", "replace")
+        payload = msg.payload
+        verified = None  # unknown: no key to check it with
+        if self.command_key is not None and kind != "status":
+            # What the device signed (docs/security.md); anything else is a forgery
+            # or a device without its key.
+            from sim.cmdsign import derive_key, verify
+
+            signed = verify(derive_key(self.command_key, device), msg.topic, payload)
+            verified = signed is not None
+            payload = signed if signed is not None else payload
+        text = payload.decode("utf-8", "replace")
         with self._cv:
             if kind == "reply":
                 try:
                     reply = json.loads(text)
                 except ValueError:
                     return
+                # A reply that is not the device's own is not believed: it could say "ok".
                 if isinstance(reply, dict) and isinstance(reply.get("id"), str):
-                    self.replies[reply["id"]] = reply
+                    if verified is False:
+                        self.unsigned_replies.add(reply["id"])
+                    else:
+                        self.replies[reply["id"]] = reply
             else:
                 d = self.devices.setdefault(
-                    device, {"site": site, "kind": app, "status": "unknown", "state": {}}
+                    device, {"site": site, "kind": app, "status": "unknown", "state": {}, "verified": None}
                 )
                 if kind == "status":
                     d["status"] = text
@@ -216,6 +231,7 @@ class Lamps:
                         d["state"] = json.loads(text)
                     except ValueError:
                         d["state"] = {"error": "unreadable state"}
+                    d["verified"] = verified
             self._cv.notify_all()
         if self.on_change is not None and kind != "reply":
             self.on_change()
@@ -226,7 +242,15 @@ class Lamps:
             for device, d in sorted(self.devices.items()):
                 a = d["state"].get("alarm")
                 if isinstance(a, dict):
-                    out.append(dict(a, device=device, site=d["site"], online=d["status"] == "online"))
+                    out.append(
+                        dict(
+                            a,
+                            device=device,
+                            site=d["site"],
+                            online=d["status"] == "online",
+                            verified=d.get("verified"),
+                        )
+                    )
         return out
 
     def command(self, device: str, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -246,10 +270,17 @@ class Lamps:
         topic = f"park/{d['site']}/{d['kind']}/{device}/cmd"
         self.client.publish(topic, command(derive_key(self.command_key, device), topic, dict(cmd, id=cid)), 1)
         with self._cv:
-            if not self._cv.wait_for(lambda: cid in self.replies, timeout):
+            # A reply without the device's signature ends the wait too: the real one
+            # will not come (the device refused a command signed with another key).
+            if not self._cv.wait_for(lambda: cid in self.replies or cid in self.unsigned_replies, timeout):
                 raise UserError(
                     f"{device} did not reply within {timeout:g} s (status: {d['status']}); the broker "
                     "keeps the command for it and it acts on it when it is back"
+                )
+            if cid not in self.replies:
+                raise UserError(
+                    f"a reply came, but not signed with {device}'s key: it is not believed (is the "
+                    "command key the park's? a device with another key also refuses the command)"
                 )
             return self.replies[cid]
 
@@ -313,6 +344,7 @@ def device_rows(lamps: Lamps) -> list[dict[str, Any]]:
                     "alarm": f"{a['id']} {a['state']}" if isinstance(a, dict) else "",
                     "faults": ", ".join(s.get("faults") or []),
                     "pending": s.get("pending"),
+                    "signed": {True: "yes", False: "FORGED?", None: "-"}[d.get("verified")],
                     "ts": _when(s.get("ts")),
                 }
             )

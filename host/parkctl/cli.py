@@ -470,7 +470,19 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     from .centrecmd import Lamps, device_rows
 
-    columns = ["device", "kind", "site", "status", "level", "mode", "alarm", "faults", "pending", "ts"]
+    columns = [
+        "device",
+        "kind",
+        "site",
+        "status",
+        "level",
+        "mode",
+        "alarm",
+        "faults",
+        "pending",
+        "signed",
+        "ts",
+    ]
     login = _login(args)
     if args.once:
         lamps = Lamps(args.broker, login=login)

@@ -15,8 +15,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from mqttsub import Subscriber
 from paho.mqtt.enums import CallbackAPIVersion
-from parkctl.hil import Board, Rig
+from parkctl.hil import HIL_COMMAND_KEY, Board, Rig
 
+from sim.cmdsign import derive_key, verify
 from sim.scenario import roster_update
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,10 +98,13 @@ def _checked_in(board: Board, rig: Rig, centre: Subscriber, person: str) -> dict
     and the welcome screen on the panel."""
     frames, beeps = rig.frames(), rig.beeps()
     rig.face(person)
-    _, payload = centre.wait_for(_is("checkin", person=person), timeout=5)
+    topic, payload = centre.wait_for(_is("checkin", person=person), timeout=5)
     rig.wait_for("the buzzer beeps", lambda: rig.beeps() == beeps + 1, timeout=5)
     rig.wait_for("the welcome screen is drawn", lambda: rig.frames() > frames, timeout=5)
-    return json.loads(payload)
+    # As the kiosk signed it (docs/security.md): its authenticator checked and taken off.
+    signed = verify(derive_key(HIL_COMMAND_KEY, DEVICE), topic, payload)
+    assert signed is not None, f"the check-in is not signed with {DEVICE}'s key"
+    return json.loads(signed)
 
 
 def test_boots_reports_its_build_and_answers_every_console_command(board: Board, centre: Subscriber) -> None:
