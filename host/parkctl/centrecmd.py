@@ -270,17 +270,17 @@ class Lamps:
         topic = f"park/{d['site']}/{d['kind']}/{device}/cmd"
         self.client.publish(topic, command(derive_key(self.command_key, device), topic, dict(cmd, id=cid)), 1)
         with self._cv:
-            # A reply without the device's signature ends the wait too: the real one
-            # will not come (the device refused a command signed with another key).
-            if not self._cv.wait_for(lambda: cid in self.replies or cid in self.unsigned_replies, timeout):
+            # Only the device's own signed reply counts: one without its signature (a
+            # forgery, or the device's answer checked with the wrong key) is not believed.
+            if not self._cv.wait_for(lambda: cid in self.replies, timeout):
+                if cid in self.unsigned_replies:
+                    raise UserError(
+                        f"a reply came, but not signed with {device}'s key: it is not believed (is the "
+                        "command key the park's? a device with another key also refuses the command)"
+                    )
                 raise UserError(
                     f"{device} did not reply within {timeout:g} s (status: {d['status']}); the broker "
                     "keeps the command for it and it acts on it when it is back"
-                )
-            if cid not in self.replies:
-                raise UserError(
-                    f"a reply came, but not signed with {device}'s key: it is not believed (is the "
-                    "command key the park's? a device with another key also refuses the command)"
                 )
             return self.replies[cid]
 

@@ -53,7 +53,8 @@ def test_what_is_refused_and_why():
     cases = (
         (body, NO_MAC),  # no authenticator at all
         (good[:-3] + b'"}', NO_MAC),  # cut short
-        (good[:-4] + b'zz"}', NO_MAC),  # not hex
+        (good[:-4] + b'zz"}', BAD_MAC),  # not hex
+        (good[:-66] + good[-66:-2].upper() + b'"}', BAD_MAC),  # the same digits, upper case
         (good.replace(b"a-1-1", b"a-1-2"), BAD_MAC),  # one field changed
         (_sign(b"x" * 32, TOPIC, body), BAD_MAC),  # another key
         (_sign(KEY, "park/g60/lamp/lamp-2/cmd", body), BAD_MAC),  # another device's topic

@@ -206,7 +206,7 @@ def test_the_centre_reads_holds_and_reconfigures_a_lamp(board: Board, broker, tm
             "--broker",
             broker.url,
             "--timeout",
-            "3",
+            "5",
         ],
         capture_output=True,
         text=True,
