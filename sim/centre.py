@@ -25,13 +25,14 @@ from .cmdsign import SIM_MASTER, derive_key, device_of, sign, verify
 # A stranger's master key: not the park's.
 FORGER_MASTER = bytes(32)
 
-SYNC_TOPIC = "park/_sim/sync"
+SYNC_TOPIC = "park/_tools/sim-sync"  # a topic the centre's account may use (deploy/mosquitto/park.acl)
 SETTLE_TIMEOUT_S = 5.0
 
 
 class Centre:
-    def __init__(self, host: str, port: int, log):
-        """log(kind, text): a timeline entry at the world's time."""
+    def __init__(self, host: str, port: int, log, login: tuple[str, str] | None = None):
+        """log(kind, text): a timeline entry at the world's time; login: the
+        centre's broker account (user, password), for a broker that wants one."""
         self.log = log
         self.seen: set[str] = set()  # event ids
         self.duplicates = 0
@@ -48,9 +49,27 @@ class Centre:
         # Its own id: two simulations on one broker must not take over each other.
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"park-sim-centre-{os.getpid()}")
         self.client.on_message = self._message
+        self._refused: int | None = None
+        self._connacked = False
+        self.client.on_connect = self._connected
+        if login is not None:
+            self.client.username_pw_set(*login)
         self.client.connect(host, port, keepalive=600)
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while not self._connacked and time.monotonic() < deadline:
+            self.client.loop(0.05)
+        if self._refused is not None:
+            raise PermissionError(
+                f"the broker at {host}:{port} refused the centre's login (CONNACK {self._refused}): the "
+                "centre's account comes from $PARK_CENTRE_USER and $PARK_CENTRE_PASSWORD (docs/broker.md)"
+            )
         self._subscribe()
         self.settle()
+
+    def _connected(self, client, userdata, flags, reason, properties=None) -> None:
+        self._connacked = True
+        if reason.is_failure:
+            self._refused = reason.value
 
     def _subscribe(self) -> None:
         sock = self.client.socket()
@@ -214,11 +233,13 @@ class Outside:
     The world calls settle(), command() and broker(); in MicroPython, through
     answer() (host/parkctl/simcmd.py)."""
 
-    def __init__(self, broker, host: str, port: int, log):
-        """broker: an object with `url`, and `start`/`kill`/`freeze` if we own it."""
+    def __init__(self, broker, host: str, port: int, log, login: tuple[str, str] | None = None):
+        """broker: an object with `url`, and `start`/`kill`/`freeze` if we own it;
+        login: the centre's account on it."""
         self.broker_obj = broker
         self.log = log
-        self.centre = Centre(host, port, log)
+        self.login = login
+        self.centre = Centre(host, port, log, login)
         self.state = "up"
         self._lost = False  # the centre's connection died with the broker
 

@@ -284,3 +284,35 @@ def test_a_password_file_entry_is_mosquittos_hash_not_the_password(tmp_path: Pat
     for bad in ("", "a b", "x/y", "+", "#"):
         with pytest.raises(Exception, match=r"broker account|password"):
             bd.set_password(bad or "lamp-y", "" if not bad else "pw")
+
+
+def test_the_attack_on_the_shipped_broker_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23's attack, replayed on the shipped broker with the real firmware (in
+    the simulator, over the broker's loopback listener: the simulator has no TLS):
+    the lamp logs in with its own account, the centre with its; commands signed with
+    another key (someone holding the centre's broker credentials but not the park's
+    key) and a replayed one are refused, and the alarm stays open until the real
+    centre resolves it."""
+    from parkctl import simcmd
+    from test_alarm_sim import WIFI_CONFIG
+    from test_commands_sim import _attack, check_attack_refused
+
+    device = "lamp-240ac4000001"  # the simulated board's own id
+    bd = BrokerDir(tmp_path / "broker")
+    bd.set_password("centre", PASSWORDS["centre"])
+    bd.set_password(device, "lamp-Secret-5")
+    park = ParkBroker(tmp_path / "broker", plain_port=_free_port(), persistence=False).start()
+    try:
+        config = json.loads(WIFI_CONFIG.read_text())
+        config["network"].update(broker=park.plain_url, user=device, password="lamp-Secret-5")
+        path = tmp_path / "lamp.json"
+        path.write_text(json.dumps(config))
+        monkeypatch.setenv("PARK_CENTRE_USER", "centre")
+        monkeypatch.setenv("PARK_CENTRE_PASSWORD", PASSWORDS["centre"])
+        check_attack_refused(simcmd.run(_attack(tmp_path, path), "cpython", broker=park.plain_url))
+        # Without the centre's account the simulated centre is refused: nothing gets in anonymously.
+        monkeypatch.delenv("PARK_CENTRE_USER")
+        with pytest.raises(PermissionError, match="refused the centre's login"):
+            simcmd.run(_attack(tmp_path, path), "cpython", broker=park.plain_url)
+    finally:
+        park.stop()

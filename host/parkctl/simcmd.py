@@ -110,6 +110,19 @@ def _own_broker(broker: str, sc: Scenario):
     return External(broker)
 
 
+def _centre_login(broker) -> tuple[str, str] | None:
+    """The simulated centre's account on a broker at a URL (the park's broker,
+    docs/broker.md): the centre's tools' own, from the environment; brokers the
+    simulation starts take anyone."""
+    from .brokers import External
+    from .centrecmd import Login
+
+    if not isinstance(broker, External):
+        return None
+    login = Login.find()
+    return (login.user, login.password or "") if login.user else None
+
+
 def _run(
     sc: Scenario,
     runtime: str,
@@ -153,7 +166,7 @@ def _run(
             def ready(world) -> None:
                 assert broker is not None
                 log = lambda kind, text: world.log(world.now_us, kind, text)  # noqa: E731
-                world.outside = Outside(broker, *parse_url(broker.url), log)
+                world.outside = Outside(broker, *parse_url(broker.url), log, _centre_login(broker))
                 made.append(world.outside)
 
             try:
@@ -171,7 +184,7 @@ def _run(
             outside = None
             if broker is not None:
                 log = lambda kind, text: entries.append(Entry(now[0], kind, text))  # noqa: E731
-                outside = Outside(broker, *parse_url(broker.url), log)
+                outside = Outside(broker, *parse_url(broker.url), log, _centre_login(broker))
             try:
                 _run_micropython(sc.app, data, image, Path(tmp) / "scenario.json", entries, now, outside)
             finally:
