@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from cmdauth import Auth, hmac_sha256
+from cmdauth import Auth, mac, pads
 
 KEY = b"k" * 32
 TOPIC = "park/g60/lamp/lamp-g60-007/cmd"
@@ -17,11 +17,12 @@ folder = sys.argv[1]
 
 def signed(ctr):
     body = b'{"id": "parkctl-1a2b3c4d", "cmd": "resolve", "alarm": "lamp-g60-007-3-17", "ctr": %d}' % ctr
-    mac = binascii.hexlify(hmac_sha256(KEY, TOPIC.encode() + b"\n" + body))
-    return body[:-1] + b',"mac":"' + mac + b'"}'
+    return body[:-1] + b',"mac":"' + mac(pads(KEY), TOPIC, body) + b'"}'
 
 
-auth = Auth(os, KEY, folder + "/cmd.ctr")
+with open(folder + "/cmd.key", "w") as f:
+    f.write(binascii.hexlify(KEY).decode())
+auth = Auth(os, folder + "/cmd.key", folder + "/cmd.ctr")
 N = 200
 payloads = [signed(i + 1) for i in range(20)]
 gc.collect()

@@ -38,7 +38,11 @@ class Client:
 
 def _device():
     ran: list[dict] = []
-    u = Uplink(Client(), None, BASE, "lamp-1", Auth(os, KEY, f"{_DIR.name}/{next(_n)}.ctr"))
+    n = next(_n)
+    key_file = f"{_DIR.name}/{n}.key"
+    with open(key_file, "w") as f:
+        f.write(KEY.hex())
+    u = Uplink(Client(), None, BASE, "lamp-1", Auth(os, key_file, f"{_DIR.name}/{n}.ctr"))
     u.handlers = {"resolve": ran.append, "override": ran.append, "status": ran.append}
     replies: list[dict] = []
     u._reply = lambda obj: replies.append(obj)

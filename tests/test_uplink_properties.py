@@ -25,7 +25,11 @@ _n = itertools.count()
 
 
 def _uplink(client):
-    return Uplink(client, None, BASE, "lamp-1", Auth(os, KEY, f"{_DIR.name}/cmd-{next(_n)}.ctr"))
+    n = next(_n)
+    key_file = f"{_DIR.name}/{n}.key"
+    with open(key_file, "w") as f:
+        f.write(KEY.hex())
+    return Uplink(client, None, BASE, "lamp-1", Auth(os, key_file, f"{_DIR.name}/{n}.ctr"))
 
 
 def signed(payload: bytes) -> bytes:

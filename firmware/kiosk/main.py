@@ -9,12 +9,12 @@
 import json
 import os
 
-import cmdauth
 import ticks
 from apploop import App, earliest, log_event, run
 from board import Board
 from checkin import ALREADY, WELCOME, CheckIns
 from civil import split
+from cmdauth import Auth
 from configstore import Store
 from console import Console
 from facemodule import ERROR, FACE, JsonFaceModule
@@ -29,6 +29,8 @@ from uplink import UNIX_2000, CommandError
 
 CONFIG = "/kiosk.json"  # what the centre or a technician installed
 DEFAULT_CONFIG = "/config.json"  # shipped with the app
+KEY_FILE = "/cmd.key"  # the device's command key, hex (provisioning writes it)
+COUNTER_FILE = "/cmd.ctr"  # the last command counter accepted (docs/security.md)
 JOURNAL = "/events"
 ROSTER = "/roster.db"  # the roster in force, searched on flash (roster.py)
 TODAY = "/today.txt"  # "DAY COUNT": today's check-ins, for the idle screen
@@ -67,7 +69,7 @@ class Kiosk(App):
         self.face_errors = 0  # error frames the module sent
         self.roster_refused = 0
         self.expired = 0  # undelivered check-ins erased after the retention
-        self.auth = cmdauth.load(os)
+        self.auth = Auth(os, KEY_FILE, COUNTER_FILE)
         self.link = Link(
             cfg,
             board,

@@ -11,13 +11,13 @@ import json
 import os
 import sys
 
-import cmdauth
 import ticks
 from alarm import KINDS as ALARM_KINDS
 from alarm import Alarms
 from apploop import App, earliest, log_event, run
 from board import Board
 from button import Button
+from cmdauth import Auth
 from configstore import Store
 from console import Console
 from controller import Controller
@@ -28,6 +28,8 @@ from uplink import UNIX_2000, CommandError
 
 CONFIG = "/lamp.json"  # what the centre or a technician installed
 DEFAULT_CONFIG = "/config.json"  # shipped with the app
+KEY_FILE = "/cmd.key"  # the device's command key, hex (provisioning writes it)
+COUNTER_FILE = "/cmd.ctr"  # the last command counter accepted (docs/security.md)
 # Not "/journal": with / on sys.path (the board's cwd) a folder named like a module
 # shadows it, and `import journal` would find the folder.
 JOURNAL = "/events"
@@ -46,7 +48,7 @@ class Lamp(App):
         self.device = cfg.device or board.device_id()
         self.journal = Journal(os, JOURNAL, self.device)
         base = "park/%s/lamp/%s" % (cfg.site_id, self.device)
-        self.auth = cmdauth.load(os)
+        self.auth = Auth(os, KEY_FILE, COUNTER_FILE)
         self.link = Link(
             cfg, board, clock, base, self.device, self.journal, self.state, self._delivered, self.auth
         )

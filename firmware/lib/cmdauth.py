@@ -12,73 +12,59 @@
 # master key and the device id, and writes it to the board as hex text).
 # What the device publishes (events, replies, state) carries its authenticator
 # the same way (seal), so the centre can tell it from a forgery.
+#
+# Small on purpose: it is loaded at boot and stays (every name and object here
+# costs heap on the board for good).
 
 import binascii
 import hashlib
 
-_HEAD = b',"mac":"'
-_TAIL_LEN = 74  # len(_HEAD) + 64 hex digits + len('"}')
-
-KEY_FILE = "/cmd.key"  # the device's key, hex text (written by provisioning)
-COUNTER_FILE = "/cmd.ctr"  # the last counter accepted
-NO_KEY = "no command key on this device: provisioning installs one"
-NO_MAC = "no authenticator"
-BAD_MAC = "bad authenticator"
-STALE = "replayed or stale"
+_TAIL = 74  # len(',"mac":"') + 64 hex digits + len('"}')
 
 
-def _pads(key):
-    """HMAC's inner and outer padded keys, made once per key."""
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
+def pads(key):
+    """HMAC's inner and outer padded keys (a key of at most 64 bytes)."""
     key = key + bytes(64 - len(key))
     return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
-def _mac(pads, parts):
-    inner = hashlib.sha256(pads[0])
-    for part in parts:
-        inner.update(part)
+def mac(pads, topic, data):
+    """HMAC-SHA256 of topic, a newline and data, as hex."""
+    h = hashlib.sha256(pads[0])
+    h.update(topic.encode())
+    h.update(b"\n")
+    h.update(data)
     outer = hashlib.sha256(pads[1])
-    outer.update(inner.digest())
-    return outer.digest()
-
-
-def hmac_sha256(key, msg):
-    return _mac(_pads(key), (msg,))
-
-
-def read_key(path):
-    """The key in the file at `path` (hex text), or None if there is none or it is not hex."""
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-        key = binascii.unhexlify(text)
-    except (OSError, ValueError):
-        return None
-    return key if len(key) >= 16 else None
+    outer.update(h.digest())
+    return binascii.hexlify(outer.digest())
 
 
 class Auth:
-    """Checks commands; keeps the last counter accepted on flash at `path`."""
+    """Checks commands against the key in the file `key_path` (hex; none, or not
+    a key: every command is refused); keeps the last counter accepted on flash
+    at `path`."""
 
-    def __init__(self, os_module, key, path):
+    def __init__(self, os_module, key_path, path):
         self.os = os_module
-        self.key = key
-        self._pads = None if key is None else _pads(key)
         self.path = path
+        self.pads = None
         self.last = 0
-        self.refused = 0  # commands refused here (any reason below)
+        self.refused = 0  # commands refused here (any reason)
         self.why = None  # the reason of the last refusal
         try:
-            with open(path) as f:
-                self.last = int(f.read().strip() or "0")
+            with open(key_path) as f:
+                key = binascii.unhexlify(f.read().strip())
+            if 16 <= len(key) <= 64:
+                self.pads = pads(key)
         except (OSError, ValueError):
-            # No file: nothing accepted yet. An unreadable one (a torn write can
-            # only leave the old file or the new, littlefs renames atomically).
-            self.last = 0
+            pass  # no key: an unprovisioned device
+        try:
+            with open(path) as f:
+                self.last = int(f.read())
+        except (OSError, ValueError):
+            pass  # nothing accepted yet (littlefs renames atomically: never half a file)
 
-    def _refuse(self, why):
+    def _no(self, why):
         self.refused += 1
         self.why = why
         return why
@@ -86,25 +72,20 @@ class Auth:
     def signed(self, topic, payload):
         """(the signed bytes, None) when payload carries this device's authenticator
         for `topic`; (None, why) when it does not."""
-        if self.key is None:
-            return None, self._refuse(NO_KEY)
-        n = len(payload)
-        if (
-            n < _TAIL_LEN + 2
-            or payload[n - _TAIL_LEN : n - _TAIL_LEN + 8] != _HEAD
-            or payload[n - 2 :] != b'"}'
-        ):
-            return None, self._refuse(NO_MAC)
-        body = payload[: n - _TAIL_LEN] + b"}"
+        if self.pads is None:
+            return None, self._no("no command key on this device: provisioning installs one")
+        n = len(payload) - _TAIL
+        if n < 2 or payload[n : n + 8] != b',"mac":"' or payload[-2:] != b'"}':
+            return None, self._no("no authenticator")
+        body = payload[:n] + b"}"
         # The hex text itself is compared (lower case, as the centre writes it): any
         # byte of the payload changed, even a digit's case, is refused.
-        want = binascii.hexlify(_mac(self._pads, (topic.encode(), b"\n", body)))
-        got = payload[n - _TAIL_LEN + 8 : n - 2]
+        want = mac(self.pads, topic, body)
         diff = 0
         for i in range(64):  # every byte compared, whatever the first difference
-            diff |= want[i] ^ got[i]
+            diff |= want[i] ^ payload[n + 8 + i]
         if diff:
-            return None, self._refuse(BAD_MAC)
+            return None, self._no("bad authenticator")
         return body, None
 
     def seal(self, topic, text):
@@ -112,26 +93,20 @@ class Auth:
         authenticator, as a command carries the centre's: the centre can tell the
         device's own from one forged with stolen broker credentials. Unchanged on a
         device without a key."""
-        if self._pads is None:
+        if self.pads is None:
             return text
-        mac = _mac(self._pads, (topic.encode(), b"\n", text.encode()))
-        return '%s,"mac":"%s"}' % (text[:-1], binascii.hexlify(mac).decode())
+        return '%s,"mac":"%s"}' % (text[:-1], mac(self.pads, topic, text.encode()).decode())
 
     def fresh(self, ctr):
         """None if `ctr` (the command's counter) is above every one accepted before,
         and it is now the last (on flash before the command acts); else why not."""
         if not isinstance(ctr, int) or isinstance(ctr, bool) or ctr <= 0:
-            return self._refuse('"ctr" must be a whole number above 0')
+            return self._no('"ctr" must be a whole number above 0')
         if ctr <= self.last:
-            return self._refuse("%s (counter %d, last accepted %d)" % (STALE, ctr, self.last))
+            return self._no("replayed or stale (counter %d, last accepted %d)" % (ctr, self.last))
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            f.write("%d\n" % ctr)
+            f.write("%d" % ctr)
         self.os.rename(tmp, self.path)
         self.last = ctr
         return None
-
-
-def load(os_module, key_path=KEY_FILE, counter_path=COUNTER_FILE):
-    """The device's Auth, from its key file (none: every command is refused)."""
-    return Auth(os_module, read_key(key_path), counter_path)
