@@ -189,3 +189,19 @@ def test_what_the_campaign_found_keeps_every_promise(path):
     result = simcmd.run(path, broker="mosquitto")
     out = campaign.check(trial, result.entries, campaign.reference(), flash_ok=True)
     assert not any(out.counts.values()), out.why
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trials", "0"], "--trials must be at least 1"),
+        (["--trials", "5", "--jobs", "0"], "--jobs must be 1..256"),
+    ],
+)
+def test_bad_campaign_arguments_give_one_line(args, message):
+    from test_cli_sun import parkctl
+
+    proc = parkctl("campaign", "power-cuts", *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
