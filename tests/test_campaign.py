@@ -75,6 +75,22 @@ def test_a_torn_erase_leaves_part_of_the_sector_as_it_was():
     assert not w.powered
 
 
+def test_a_mains_cut_due_while_the_chip_works_tears_what_it_was_doing():
+    # A scenario's `power off T` lands in the middle of an erase (45 ms), 9 ms in;
+    # a program after it reaches nothing.
+    w, ctx = _chip()
+    ctx.buffer[4096:8192] = b"\x00" * 4096
+    t = w.now_us
+    w.at(t + 9000, {"do": "power_off"})
+    ctx.erase(None, 1)
+    assert not w.powered and w.now_us == t + 9000
+    k = 4096 * 9000 // 45000
+    block = bytes(ctx.buffer[4096:8192])
+    assert block[:k] == b"\xff" * k and block[k + 1 :] == b"\x00" * (4095 - k)
+    ctx.prog(None, 0, 0, b"\x00" * 32)
+    assert ctx.buffer[:32] == b"\xff" * 32
+
+
 def test_the_tear_is_the_seeds_and_arming_a_cut_changes_no_other_noise():
     a, ca = _chip(seed=5)
     b, cb = _chip(seed=5)
