@@ -63,7 +63,9 @@ def littlefs_on(ctx, block_count: int, mount: bool = True) -> littlefs.LittleFS:
 def make_image(path: Path, files: dict[str, bytes], block_count: int = BLOCK_COUNT) -> None:
     """A fresh littlefs2 image holding `files` (path on the board -> content)."""
     path.write_bytes(b"\xff" * BLOCK_SIZE * block_count)
-    ctx = littlefs.UserContextFile(str(path))
+    # Flushed at each sync, not fsynced: nothing here outlives a crash of the host
+    # (and a power-cut campaign makes one image a trial).
+    ctx = _PoweredFile(str(path))
     fs = littlefs_on(ctx, block_count, mount=False)
     fs.format()
     fs.mount()
@@ -170,6 +172,18 @@ class _PoweredRam(_Powered, littlefs.UserContext):
         self.buffer[at : at + len(data)] = data
 
 
+def _mounted(ctx, blocks: int) -> littlefs.LittleFS:
+    """littlefs mounted on the board's flash, or an error saying it does not mount
+    (as MicroPython's VfsLfs2 raises): littlefs-python's own mount formats the
+    flash when it fails, which would hide a flash a power cut left unmountable."""
+    fs = littlefs_on(ctx, blocks, mount=False)
+    try:
+        fs.mount()
+    except littlefs.LittleFSError as e:
+        raise OSError(abs(e.code), f"the board's flash does not mount: {e}") from None
+    return fs
+
+
 class _BoardFile:
     """A file on the board's flash, as the firmware holds it: each call that
     reaches littlefs stops the board at once if the power went during it, as
@@ -249,7 +263,7 @@ class LittleFsVfs:
             assert image is not None
             self.ctx = _PoweredFile(str(image))
             self.blocks = image.stat().st_size // BLOCK_SIZE
-        self.fs = littlefs_on(self.ctx, self.blocks)
+        self.fs = _mounted(self.ctx, self.blocks)
 
     def attach(self, world) -> None:
         """Writes from now on happen as the world's power allows."""
@@ -258,7 +272,7 @@ class LittleFsVfs:
     def remount(self) -> None:
         """Power is back: mounted afresh (littlefs's RAM state is gone)."""
         self._forget_handles()
-        self.fs = littlefs_on(self.ctx, self.blocks)
+        self.fs = _mounted(self.ctx, self.blocks)
 
     def check(self) -> None:
         """The power went during the littlefs call that just returned: the board

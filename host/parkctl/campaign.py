@@ -300,10 +300,12 @@ def _flash_mounts(image: Path) -> bool:
 
     from sim import cpython
 
-    ctx = littlefs.UserContext(image.stat().st_size)
-    ctx.buffer[:] = image.read_bytes()
+    ctx = littlefs.UserContext(0)  # its own buffer would be made of a list of 2 MiB
+    ctx.buffer = bytearray(image.read_bytes())
     try:
-        fs = cpython.littlefs_on(ctx, image.stat().st_size // cpython.BLOCK_SIZE)
+        # Not littlefs-python's mount, which formats a flash that does not mount.
+        fs = cpython.littlefs_on(ctx, image.stat().st_size // cpython.BLOCK_SIZE, mount=False)
+        fs.mount()
         fs.listdir("/")
     except Exception:
         return False
