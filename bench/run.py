@@ -221,6 +221,20 @@ def bench_fleet_broker(lamps: int = 1000) -> None:
     print(f"  cpython      {wall:6.1f} s wall   {up} lamps connected   (target 60 s)")
 
 
+def bench_power_cut_campaign(trials: int = 100) -> None:
+    from parkctl import campaign
+
+    print(f"power-cut campaign (parkctl campaign power-cuts), {trials} trials per runtime, one per core:")
+    for runtime, per_hour in (("cpython", 10000), ("micropython", 1000)):
+        n = trials if runtime == "cpython" else trials // 5
+        s = campaign.run(n, runtime, seed=1)
+        failing = sum(1 for o in s.failed)
+        print(
+            f"  {runtime:<12} {s.per_minute:8.0f} trials a minute on {s.jobs} processes"
+            f"   (target {per_hour / 60:.0f}: {per_hour} in an hour); {failing} of {n} trials failed"
+        )
+
+
 def main() -> int:
     """Every benchmark, in turn; one that fails is reported and the rest still run
     (their figures are not lost to it). Non-zero exit if any failed."""
@@ -243,6 +257,7 @@ def main() -> int:
         alarms.bench_alarm_latency,
         alarms.bench_heap_week,
         bench_fleet_broker,
+        bench_power_cut_campaign,
         kiosk.bench_glyphs_and_heap,
         kiosk.bench_face_to_welcome,
         kiosk.bench_heap_morning,

@@ -1,5 +1,8 @@
 # A littlefs block device over an image file, for MicroPython's VfsLfs2: the
 # board's flash without holding the image in the heap. MicroPython only.
+# With a world, each program and erase is a NOR flash operation that takes the
+# chip's time and that a power cut can tear (World.flash_op, docs/sim.md);
+# sim/cpython.py does the same for littlefs-python, byte for byte.
 
 _BLOCK = 4096
 # An erased block, made once: an erase must not allocate (the flash chip needs no
@@ -11,14 +14,12 @@ class FileBlockDevice:
     """A littlefs block device over an image file: no flash image in the heap."""
 
     def __init__(self, path, world=None):
-        """world: the simulation's, asked how much of each write happens (power cuts)."""
+        """world: the simulation's, asked how much of each operation happens (power cuts)."""
         self.f = open(path, "r+b")
         self.f.seek(0, 2)
         self.count = self.f.tell() // _BLOCK
         self.world = world
-
-    def _allowed(self, n):
-        return n if self.world is None else self.world.flash_write(n)
+        self.one = bytearray(1)  # the torn byte, read and written in place
 
     def _stop_if_cut(self):
         # The board has no power: littlefs stops in the middle of what it was
@@ -28,6 +29,17 @@ class FileBlockDevice:
 
             raise PowerLoss()
 
+    def _torn(self, at, erase, value):
+        # The byte where the power went: some of its bits changed. A program
+        # only clears bits (value: what it was programming), an erase only sets them.
+        one = self.one
+        self.f.seek(at)
+        self.f.readinto(one)
+        bits = self.world.tear_bits
+        one[0] = (one[0] | bits) if erase else (one[0] & (value | bits))
+        self.f.seek(at)
+        self.f.write(one)
+
     def readblocks(self, n, buf, off=0):
         self.f.seek(n * _BLOCK + off)
         self.f.readinto(buf)
@@ -35,11 +47,22 @@ class FileBlockDevice:
     def writeblocks(self, n, buf, off=None):
         if off is None:
             off = 0
-        k = self._allowed(len(buf))
+        w = self.world
+        size = len(buf)
+        k = size if w is None else w.flash_op(False, size)
         if k:
             self.f.seek(n * _BLOCK + off)
-            self.f.write(buf if k == len(buf) else memoryview(buf)[:k])
+            self.f.write(buf if k == size else memoryview(buf)[:k])
+        if k < size:
+            self._torn_if_cut(n * _BLOCK + off + k, False, buf[k])
         self._stop_if_cut()
+
+    def _torn_if_cut(self, at, erase, value):
+        # Only the operation the power went in leaves a torn byte: one tried
+        # without power (k == 0 from the start) changes nothing.
+        if self.world.torn:
+            self.world.torn = False
+            self._torn(at, erase, value)
 
     def ioctl(self, op, arg):
         if op == 4:
@@ -47,10 +70,13 @@ class FileBlockDevice:
         if op == 5:
             return _BLOCK
         if op == 6:  # erase
-            k = self._allowed(_BLOCK)
+            w = self.world
+            k = _BLOCK if w is None else w.flash_op(True, _BLOCK)
             if k:
                 self.f.seek(arg * _BLOCK)
                 self.f.write(_ERASED if k == _BLOCK else memoryview(_ERASED)[:k])
+            if k < _BLOCK:
+                self._torn_if_cut(arg * _BLOCK + k, True, 0xFF)
             self._stop_if_cut()
             return 0
         if op == 3:

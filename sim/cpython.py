@@ -33,8 +33,11 @@ FIRMWARE_LIB = FIRMWARE / "lib"
 # The ESP32 (4 MiB flash) vfs partition: 2 MiB of 4 KiB blocks.
 BLOCK_SIZE = 4096
 BLOCK_COUNT = 512
-# What MicroPython's VfsLfs2 uses (readsize, progsize, lookahead 32, and a cache
-# of four times that; names up to 255 bytes), so images are shared with the board.
+# What MicroPython's VfsLfs2 uses (readsize, progsize, lookahead 32, a cache of
+# four times that, names up to 255 bytes, and metadata moved to another block
+# every 100 erases: extmod/vfs_lfsx.c), so images are shared with the board and
+# both runtimes' littlefs do the same program and erase operations.
+BLOCK_CYCLES = 100
 LFS_IO = 32
 LFS_CACHE = 4 * LFS_IO
 NAME_MAX = 255
@@ -53,13 +56,16 @@ def littlefs_on(ctx, block_count: int, mount: bool = True) -> littlefs.LittleFS:
         lookahead_size=LFS_IO,
         cache_size=LFS_CACHE,
         name_max=NAME_MAX,
+        block_cycles=BLOCK_CYCLES,
     )
 
 
 def make_image(path: Path, files: dict[str, bytes], block_count: int = BLOCK_COUNT) -> None:
     """A fresh littlefs2 image holding `files` (path on the board -> content)."""
     path.write_bytes(b"\xff" * BLOCK_SIZE * block_count)
-    ctx = littlefs.UserContextFile(str(path))
+    # Flushed at each sync, not fsynced: nothing here outlives a crash of the host
+    # (and a power-cut campaign makes one image a trial).
+    ctx = _PoweredFile(str(path))
     fs = littlefs_on(ctx, block_count, mount=False)
     fs.format()
     fs.mount()
@@ -87,21 +93,48 @@ def make_ram_image(files: dict[str, bytes], block_count: int) -> bytes:
 
 
 class _Powered:
-    """A littlefs context whose writes ask the world how much of them happens:
-    a power cut in the middle of a write leaves it half done, and nothing after."""
+    """A littlefs context whose program and erase operations are the world's
+    NOR flash (World.flash_op): they take the chip's time, and a power cut can
+    tear one part-way (the bytes before the tear done, the torn byte's bits
+    partly changed), after which nothing reaches the flash. As
+    sim/blockdev.py does for MicroPython, byte for byte.
+
+    littlefs-python swallows exceptions raised in these callbacks, so the
+    board is stopped by LittleFsVfs and its files once littlefs returns."""
 
     world: Any = None
 
+    def _byte(self, at: int) -> int:
+        raise NotImplementedError
+
+    def _put(self, at: int, data) -> None:
+        raise NotImplementedError
+
     def prog(self, cfg, block, off, data):
-        n = len(data) if self.world is None else self.world.flash_write(len(data))
-        if n:
-            super().prog(cfg, block, off, data[:n])  # type: ignore[misc]
+        w = self.world
+        n = len(data)
+        k = n if w is None else w.flash_op(False, n)
+        at = block * BLOCK_SIZE + off
+        if k:
+            self._put(at, data if k == n else data[:k])
+        if k < n and w is not None and w.torn:
+            w.torn = False
+            self._put(at + k, bytes([self._byte(at + k) & (data[k] | w.tear_bits)]))
         return 0
 
     def erase(self, cfg, block):
-        if self.world is None or self.world.flash_write(BLOCK_SIZE) == BLOCK_SIZE:
-            return super().erase(cfg, block)  # type: ignore[misc]
-        return 0  # a torn erase: the block keeps what it had, as far as littlefs can tell
+        w = self.world
+        k = BLOCK_SIZE if w is None else w.flash_op(True, BLOCK_SIZE)
+        at = block * BLOCK_SIZE
+        if k:
+            self._put(at, _ERASED if k == BLOCK_SIZE else _ERASED[:k])
+        if k < BLOCK_SIZE and w is not None and w.torn:
+            w.torn = False
+            self._put(at + k, bytes([self._byte(at + k) | w.tear_bits]))
+        return 0
+
+
+_ERASED = b"\xff" * BLOCK_SIZE
 
 
 class _PoweredFile(_Powered, littlefs.UserContextFile):
@@ -111,6 +144,14 @@ class _PoweredFile(_Powered, littlefs.UserContextFile):
         self._fh.seek(block * BLOCK_SIZE + off)
         data = self._fh.read(size)
         return bytearray(data + b"\xff" * (size - len(data)) if len(data) < size else data)
+
+    def _byte(self, at: int) -> int:
+        self._fh.seek(at)
+        return self._fh.read(1)[0]
+
+    def _put(self, at: int, data) -> None:
+        self._fh.seek(at)
+        self._fh.write(data)
 
     def sync(self, cfg):
         # Flushed, so that a host tool reading the image sees every write; no
@@ -124,12 +165,97 @@ class _PoweredRam(_Powered, littlefs.UserContext):
         start = block * BLOCK_SIZE + off
         return self.buffer[start : start + size]
 
+    def _byte(self, at: int) -> int:
+        return self.buffer[at]
+
+    def _put(self, at: int, data) -> None:
+        self.buffer[at : at + len(data)] = data
+
+
+def _mounted(ctx, blocks: int) -> littlefs.LittleFS:
+    """littlefs mounted on the board's flash, or an error saying it does not mount
+    (as MicroPython's VfsLfs2 raises): littlefs-python's own mount formats the
+    flash when it fails, which would hide a flash a power cut left unmountable."""
+    fs = littlefs_on(ctx, blocks, mount=False)
+    try:
+        fs.mount()
+    except littlefs.LittleFSError as e:
+        raise OSError(abs(e.code), f"the board's flash does not mount: {e}") from None
+    return fs
+
+
+class _BoardFile:
+    """A file on the board's flash, as the firmware holds it: each call that
+    reaches littlefs stops the board at once if the power went during it, as
+    MicroPython's VfsLfs2 does (its block device raises from inside littlefs)."""
+
+    def __init__(self, f, raw, vfs: LittleFsVfs):
+        self._f = f
+        self._raw = raw
+        self._vfs = vfs
+
+    def _done(self, r):
+        self._vfs.check()
+        return r
+
+    def write(self, data):
+        return self._done(self._f.write(data))
+
+    def read(self, n: int = -1):
+        return self._done(self._f.read(n))
+
+    def readinto(self, b):
+        return self._done(self._f.readinto(b))
+
+    def readline(self):
+        return self._done(self._f.readline())
+
+    def seek(self, *args):
+        return self._done(self._f.seek(*args))
+
+    def tell(self):
+        return self._f.tell()
+
+    def flush(self):
+        return self._done(self._f.flush())
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        except littlefs.LittleFSError:
+            # littlefs took it off its list of open files even so: never again.
+            setattr(self._raw, "__IOBase_closed", True)
+            raise
+        finally:
+            self._vfs.closed(self._raw)
+            self._vfs.check()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 class LittleFsVfs:
     """littlefs-python with the methods of MicroPython's VfsLfs2 object, over an
     image file or, given `ram`, an image in memory."""
 
+    # The board's PowerLoss (sim/vesp32/_hub.py, as its module system loaded it).
+    power_loss: Any = None
+
     def __init__(self, image: Path | None = None, ram: bytes | None = None):
+        # The files open on this mount (littlefs-python's handles under them).
+        self.handles: set[Any] = set()
         if ram is not None:
             self.ctx: Any = _PoweredRam(buffer=bytearray(ram))
             self.blocks = len(ram) // BLOCK_SIZE
@@ -137,7 +263,7 @@ class LittleFsVfs:
             assert image is not None
             self.ctx = _PoweredFile(str(image))
             self.blocks = image.stat().st_size // BLOCK_SIZE
-        self.fs = littlefs_on(self.ctx, self.blocks)
+        self.fs = _mounted(self.ctx, self.blocks)
 
     def attach(self, world) -> None:
         """Writes from now on happen as the world's power allows."""
@@ -145,7 +271,30 @@ class LittleFsVfs:
 
     def remount(self) -> None:
         """Power is back: mounted afresh (littlefs's RAM state is gone)."""
-        self.fs = littlefs_on(self.ctx, self.blocks)
+        self._forget_handles()
+        self.fs = _mounted(self.ctx, self.blocks)
+
+    def check(self) -> None:
+        """The power went during the littlefs call that just returned: the board
+        stops now, and nothing of this mount may reach littlefs again."""
+        w = self.ctx.world
+        if w is not None and not w.powered:
+            self._forget_handles()
+            raise self.power_loss()
+
+    def closed(self, raw) -> None:
+        self.handles.discard(raw)
+
+    def _forget_handles(self) -> None:
+        # Marked closed without asking littlefs: the mount they belong to is
+        # dead (its RAM state lost with the power). Closing one through
+        # littlefs, when a `with` unwinds or the handle is collected, would
+        # trip littlefs's assert that the file is open (lfs_mlist_isopen) and
+        # abort the whole process: littlefs-python marks a handle closed only
+        # after lfs_file_close succeeded, and a close torn by a cut fails.
+        for raw in self.handles:
+            setattr(raw, "__IOBase_closed", True)
+        self.handles.clear()
 
     def _err(self, e: littlefs.LittleFSError) -> OSError:
         return OSError(abs(e.code), str(e))
@@ -158,13 +307,17 @@ class LittleFsVfs:
                 try:
                     self.fs.stat(path)
                 except (littlefs.LittleFSError, FileNotFoundError):
-                    self.fs.open(path, "wb").close()
+                    self.open(path, "wb").close()
             f = self.fs.open(path, bmode)
         except littlefs.LittleFSError as e:
+            self.check()
             raise self._err(e) from None
         except FileNotFoundError:
             raise OSError(2, f"no such file: {path}") from None
-        return f if "b" in mode else io.TextIOWrapper(f, encoding="utf-8")
+        raw = getattr(f, "raw", f)
+        self.handles.add(raw)
+        self.check()
+        return _BoardFile(f if "b" in mode else io.TextIOWrapper(f, encoding="utf-8"), raw, self)
 
     def ilistdir(self, path: str = "/"):
         out = []
@@ -175,9 +328,12 @@ class LittleFsVfs:
 
     def _call(self, fn, *args):
         try:
-            return fn(*args)
+            r = fn(*args)
         except littlefs.LittleFSError as e:
+            self.check()
             raise self._err(e) from None
+        self.check()
+        return r
 
     def rename(self, a: str, b: str) -> None:
         self._call(self.fs.rename, a, b)
@@ -369,6 +525,7 @@ def run(scenario: dict, image: Path | LittleFsVfs, emit, world_ready=None) -> An
     runner = modules.load("runner", as_firmware=False)
     hub: Any = modules.load("_hub", as_firmware=False)
     hub.net, hub.net_select = socket, select  # the host's network, under the virtual socket
+    fs.power_loss = hub.PowerLoss
     try:
         return runner.run(scenario, fs, platform, lambda t_us, kind, text: emit(t_us // 1000000, kind, text))
     finally:

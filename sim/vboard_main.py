@@ -215,6 +215,11 @@ def _run(path, g):
         return True
     except _hub.Reset as r:
         _hub.board.ctl.reset(r.cause, _hub.board)
+    except _hub.PowerLoss:
+        # Cut part-way through a flash operation: the supervisor, told by the
+        # world's "mains cut", ends this interpreter; nothing more is said.
+        while True:
+            _time.sleep(1)
     except SystemExit:
         # sys.exit() in boot.py or main.py: a soft reboot, as on the ESP32.
         _hub.board.ctl.reset(_hub.SOFT_RESET, _hub.board, soft=True)
@@ -257,6 +262,8 @@ def main():
         "end": (now + YEARS_US) // 1000000,
         "config": cfg,
         "board": {"wifi": "up", "ntp": "ok", "ds3231": "set", "rtc_battery": "ok"},
+        # The clock is the wall clock here: flash operations take what they take.
+        "flash_timed": False,
     }
 
     def log(t_us, kind, text):
@@ -264,6 +271,9 @@ def main():
 
     world = AppWorld(scenario, log)
     world.now_us = now
+    bdev.world = world  # the flash the supervisor can cut the power in (cut_at_flash_op)
+    if os.getenv("VBOARD_CUT"):
+        world.cuts_armed.append([int(os.getenv("VBOARD_CUT")), 0])
     if hasattr(world, "frame_sink"):
         # What a rig would see on the display: a frame drawn (the panel keeps it).
         world.frame_sink = lambda n, t_us, ram: ctl.send({"frame": n})

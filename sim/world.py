@@ -18,6 +18,12 @@ ADC_LUX = 2000.0  # the photocell's full scale
 PHOTOCELL_FLOOR = 48  # counts in total darkness
 PHOTOCELL_CEILING = 64000  # counts in full sun
 CLOUD_STEP_US = 600 * 1000000
+# The chip's typical times (Winbond W25Q32JV: page program 0.4 ms, 4 KiB sector
+# erase 45 ms). A program takes its time whatever its length (a part page costs
+# nearly a whole one's), so both runtimes' littlefs, whose commits differ by a
+# few padding bytes, take the same time (docs/sim.md).
+FLASH_PROGRAM_US = 400
+FLASH_ERASE_US = 45000
 
 
 class Random:
@@ -133,7 +139,20 @@ class World:
         self.wait = None  # many lamps in one process: wait(t_us) lets the others catch up
         # and hold(socks, timeout_ms) lets them run while this lamp's broker answers
         self.hold = None
-        self.cut_write_until = None  # power cut armed for the next flash write: back at this time
+        # The flash chip (docs/sim.md): program and erase operations take time,
+        # and a cut can land in the middle of one. flash_ops counts every one the
+        # board has done; each cut armed for the N-th from a moment on is
+        # [ops left to go, when the power comes back].
+        self.flash_ops = 0
+        # Whether they take time: scenario.py says so for a scenario that cuts
+        # the power (docs/sim.md says why only then).
+        self.flash_timed = scenario.get("flash_timed", True)
+        self.cuts_armed = []
+        self.torn = False  # the last operation was torn: the device writes its torn byte
+        self.tear_bits = 0  # which of that byte's bits did change (flash_op)
+        # The tear's point and bits: a generator of their own, so that arming a
+        # cut does not change the scenario's noise.
+        self.tear_rand = Random(scenario.get("seed", 0) + 0x7EA2)
         self.outside = None  # the centre and the broker (sim/centre.py Outside), when networked
         self._settled = -1  # the board's net_activity when the centre last settled
         self._counted = (0, 0)  # the board's (to_centre, wills) when the broker last restarted
@@ -238,9 +257,10 @@ class World:
             self.set_power(False)
         elif do == "power_on":
             self.set_power(True)
-        elif do == "cut_write":
-            self.cut_write_until = ev["until"] * 1000000
-            self.note("world", "the power will go in the middle of the next flash write")
+        elif do == "cut_op":
+            n = ev.get("n", 1)
+            self.cuts_armed.append([n, ev["until"] * 1000000])
+            self.note("world", "the power will go in flash operation %d from now" % n)
         elif do == "lamp_fail":
             self.lamp_ok = False
             self.note("world", "the lamp fails")
@@ -363,20 +383,62 @@ class World:
                 self.log(self.now_us, "led", "off")
         self._observe()
 
-    def flash_write(self, n):
-        """How many bytes of an n-byte flash write (or erase) happen: all, none
-        without power, or half when a cut is armed: then the power goes at once
-        (the firmware is stopped at its next wait)."""
+    def flash_op(self, erase, n):
+        """One program (n bytes) or erase (n bytes: the sector) operation on the
+        flash, which takes the chip's time: how many of its bytes are done.
+        All of them; none without power; or, when the power goes part-way
+        through (a cut armed for this operation, or a mains cut due in its
+        time), the bytes before the tear. Then `tear_bits` says which bits of the
+        next byte did change (a program clears some of the bits it should, an
+        erase sets some), and the caller writes that byte too."""
         if not self.powered:
             return 0
-        if self.cut_write_until is not None:
-            until = self.cut_write_until
-            self.cut_write_until = None
-            self.note("power", "mains cut in the middle of a flash write")
+        self.flash_ops += 1
+        d = (FLASH_ERASE_US if erase else FLASH_PROGRAM_US) if self.flash_timed else 0
+        start = self.now_us
+        end = start + d
+        until = None
+        for c in self.cuts_armed:
+            c[0] -= 1
+            if c[0] == 0:
+                until = c[1]
+        if until is not None:
+            self.cuts_armed = [c for c in self.cuts_armed if c[0] > 0]
+            f = self.tear_rand.next() % 65536
+            cut = start + d * f // 65536
+            self._flash_events(cut)
+            if not self.powered:  # a mains cut came first
+                return self._torn_at(n, start, d)
+            self.now_us = cut
+            self.torn = True
+            self.tear_bits = self.tear_rand.next() & 0xFF
+            self.note("power", "mains cut in the middle of a flash %s" % ("erase" if erase else "write"))
             self.set_power(False)
-            self.at(until, {"do": "power_on"})
-            return n // 2
+            self.at(until if until > cut else cut + 1000000, {"do": "power_on"})
+            return n * f // 65536
+        q = self._queue
+        if q and q[0][0] < end:
+            self._flash_events(end)
+            if not self.powered:
+                return self._torn_at(n, start, d)
+        self.now_us = end
         return n
+
+    def _torn_at(self, n, start, d):
+        # A mains cut (a scenario's `power off`) due while the chip worked.
+        self.torn = True
+        self.tear_bits = self.tear_rand.next() & 0xFF
+        return n * (self.now_us - start) // d if d else 0
+
+    def _flash_events(self, t_us):
+        # The world goes on while the chip works (the firmware waits for it):
+        # the events due before t_us, up to the first that cuts the power.
+        q = self._queue
+        while q and q[0][0] < t_us and self.powered:
+            t, _, ev = heapq.heappop(q)
+            if t > self.now_us:
+                self.now_us = t
+            self.apply(ev)
 
     def note(self, kind, text):
         self.log(self.now_us, kind, text)

@@ -12,7 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
 from .runtime import ROOT, micropython_binary
@@ -145,6 +145,9 @@ def _run(
         config["network"] = dict(config["network"], broker=broker.url)
     data = sc.to_json(seed, realtime)
     data["config"] = config
+    if broker is not None:
+        # A configuration the centre sends has the lamp's broker set in it too.
+        data["events"] = [_with_broker(e, broker.url) for e in data["events"]]
     data["heap_probe"] = heap_probe
     if romfs is not None:
         data["romfs"] = str(romfs)
@@ -197,6 +200,17 @@ def _run(
         if flash is not None:
             shutil.copyfile(image, flash)
     return Result(sc, entries, check(sc, entries))
+
+
+def _with_broker(ev: dict, url: str) -> dict:
+    msg: Any = ev.get("message") if ev["do"] == "centre" else None
+    if not isinstance(msg, dict) or msg.get("cmd") != "config":
+        return ev
+    cfg: Any = msg.get("config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("network"), dict) or "broker" in cfg["network"]:
+        return ev
+    cfg = dict(cfg, network=dict(cfg["network"], broker=url))
+    return dict(ev, message=dict(msg, config=cfg))
 
 
 def _flash_files(app: str, config: dict) -> dict[str, bytes]:

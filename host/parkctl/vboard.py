@@ -120,6 +120,8 @@ class VirtualBoard:
         self.log = log or (lambda line: None)
         self.boots = 0
         self.resets: list[int] = []  # the cause of each restart, in order
+        self.cuts = 0  # power cuts the world made (cut_at_flash_op)
+        self._cut_armed: int | None = None  # cut_at_flash_op's N, until the cut comes
         self.world: dict = _measures()  # as the world last reported it
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -191,12 +193,30 @@ class VirtualBoard:
         """Mains off and on: RAM, RTC and everything not on flash are gone."""
         with self._lock:
             self.log("power: mains cut and back")
-            self._kill()
-            self._state = None
-            # The lamp's light and LED go out; what was counted (frames, beeps) stays counted.
-            self.world.update(level=0.0, led=False)
-            self._to_client(b"\r\n" + _ROM_HEAD + _ROM[PWRON_RESET].encode() + b"\r\n")
-            self._spawn("main", PWRON_RESET)
+            self._power_on_again()
+
+    def cut_at_flash_op(self, n: int) -> None:
+        """The power goes part-way through the board's n-th flash program or erase
+        from now (1: the next), as the simulator's flash model tears it (docs/sim.md,
+        "The flash"); it comes back at once. Armed again in each interpreter that
+        starts until it comes (mpremote's soft reboot into the raw REPL starts one),
+        counting from that interpreter's start."""
+        with self._lock:
+            self._cut_armed = n
+            self._arm_cut()
+
+    def _arm_cut(self) -> None:
+        if self._cut_armed is not None and self._ctl_conn is not None:
+            event = {"do": "cut_op", "n": self._cut_armed, "until": 0}
+            self._ctl_conn.sendall((json.dumps({"world": event}) + "\n").encode())
+
+    def _power_on_again(self) -> None:
+        self._kill()
+        self._state = None
+        # The lamp's light and LED go out; what was counted (frames, beeps) stays counted.
+        self.world.update(level=0.0, led=False)
+        self._to_client(b"\r\n" + _ROM_HEAD + _ROM[PWRON_RESET].encode() + b"\r\n")
+        self._spawn("main", PWRON_RESET)
 
     def stimulate(self, event: dict) -> None:
         """A world event now (sim/world.py's: press, noise, button...), as a rig's
@@ -228,6 +248,9 @@ class VirtualBoard:
             VBOARD_CTL=str(self._listener.getsockname()[1]),
             VBOARD_MODE=mode,
             VBOARD_UID=self.uid,
+            # A cut still to come: armed in this interpreter from its start (it may
+            # never wait for the world's events: the raw REPL's does not).
+            VBOARD_CUT=str(self._cut_armed or ""),
         )
         state = dict(self._state, cause=cause) if self._state else None
         env["VBOARD_STATE"] = json.dumps(state) if state else ""
@@ -373,6 +396,13 @@ class VirtualBoard:
                 self.world["led"] = text == "on"
             elif kind == "buzzer":
                 self.world["beeps"] += 1
+            elif kind == "power" and text == "mains cut":
+                # The world cut the power (part-way through a flash operation):
+                # the interpreter dies where it is, and the board powers on again.
+                self.cuts += 1
+                self._cut_armed = None
+                self._power_on_again()
+                return
         if "frame" in msg:
             self.world["frames"] += 1
             self.log(f"display: frame {msg['frame']} since boot")
