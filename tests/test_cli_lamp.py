@@ -106,3 +106,43 @@ def test_config_check_reads_a_kiosks_configuration_with_the_kiosks_parser(tmp_pa
         "checkin.threshold: 3 is outside 0.0..1.0",
         "checkin.liveness: must be true or false, not a number",
     ]
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_schedule_in_june_skips_the_morning_step_and_says_so(runtime):
+    # Regression (issue 21): the 05:00 step came after the 04:52 sunrise and lit the
+    # lamp at full power all day.
+    rows = schedule(runtime, "--date", "2026-06-21")
+    assert rows == [
+        {"at": "2026-06-21T04:51:54", "level": 0, "reason": "default step 4 (sunrise)"},
+        {"at": "2026-06-21T05:00:00", "level": 0, "reason": "default step 3 (05:00) skipped: after sunrise"},
+        {"at": "2026-06-21T19:01:46", "level": 100, "reason": "default step 1 (sunset)"},
+        {"at": "2026-06-21T23:00:00", "level": 50, "reason": "default step 2 (23:00)"},
+    ]
+
+
+def test_config_check_warns_of_steps_skipped_on_some_nights(tmp_path):
+    proc = parkctl("config", "check", CONFIG, "--from", "2026-01-01")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "warning: default step 3 (05:00) is skipped on 57 night(s) (after sunrise): 2026-05-15..2026-07-10"
+        in proc.stdout
+    )
+    proc = parkctl("config", "check", CONFIG, "--from", "2026-01-01", "--json")
+    assert json.loads(proc.stdout)["warnings"] == [
+        {
+            "step": "default step 3 (05:00)",
+            "why": "after sunrise",
+            "nights": 57,
+            "dates": ["2026-05-15..2026-07-10"],
+        }
+    ]
+    # A step that never falls in daylight is not warned of.
+    obj = json.loads(Path(CONFIG).read_text())
+    obj["default"]["steps"][2]["at"] = "04:00"
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps(obj))
+    proc = parkctl("config", "check", str(ok), "--from", "2026-01-01", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["warnings"] == []
+    proc = parkctl("config", "check", CONFIG, "--from", "2026-13-01")
+    assert proc.returncode == 2 and "--from 2026-13-01" in proc.stderr

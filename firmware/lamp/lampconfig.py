@@ -42,16 +42,16 @@ DEFAULT_PINS = {
 
 
 # Used only when no configuration file can be read at all: full light all the
-# time, DevKitC pins. The lamp fails lit rather than dark.
+# time (by day too: opted in), DevKitC pins. The lamp fails lit rather than dark.
 FALLBACK = {
     "site": {"name": "no configuration", "lat": 0.0, "lon": 0.0, "tz": "UTC0"},
-    "default": {"steps": [{"at": "00:00", "level": 100}]},
+    "default": {"steps": [{"at": "00:00", "level": 100, "daylight": True}]},
 }
 
 
 def _step(c, raw, path):
     d = c.obj(raw, path)
-    c.unknown(d, path, ("at", "offset", "level", "fade"))
+    c.unknown(d, path, ("at", "offset", "level", "fade", "daylight"))
     at = d.get("at")
     p = join(path, "at")
     kind, clock, elev, setting, text = CLOCK, 0, 0.0, False, ""
@@ -88,10 +88,11 @@ def _step(c, raw, path):
         c.error(join(path, "offset"), "only sun events take an offset")
     level = c.number(d, "level", path, 0, 100)
     fade = c.number(d, "fade", path, 0, 3600, 0)
+    day = c.flag(d, "daylight", path, False)
     off_s = int(round(offset * 60))
     if off_s:
         text += "%+dmin" % (off_s // 60) if off_s % 60 == 0 else "%+ds" % off_s
-    return Step(kind, clock, elev, setting, off_s, level, int(fade), text)
+    return Step(kind, clock, elev, setting, off_s, level, int(fade), text, day)
 
 
 def _program(c, raw, path, name):
@@ -267,7 +268,20 @@ def parse(obj):
     cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, {"relay_active": 1})
     if c.errors:
         raise ConfigError(c.errors)
+    cfg.reach = _reach(cfg)
     return cfg
+
+
+def _reach(cfg):
+    """(before, after) for the engine (settings.Config.reach). A setting event is
+    within half a day after a transit that is within half a day of local noon; a
+    rising one within a day before the next noon; clock times within the program
+    day; then the offsets, and an hour for a clock change."""
+    most = 0
+    for p in [cfg.default] + [rule.program for rule in cfg.rules]:
+        for st in p.steps:
+            most = max(most, abs(st.offset))
+    return (12 * 3600 + most + 3600, 36 * 3600 + most + 3600)
 
 
 def _flash(c, raw):

@@ -96,19 +96,41 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             for err in e.errors:
                 print(f"  {err}", file=sys.stderr)
         return 1
+    warnings = _night_warnings(cfg, args) if args.app == "lamp" else []
     if args.json:
-        _print_json({"file": args.file, "ok": True, "errors": []})
+        _print_json({"file": args.file, "ok": True, "errors": [], "warnings": warnings})
     elif args.app == "lamp":
         print(
             f"{args.file}: ok ({cfg.name or 'unnamed site'}, {cfg.tz.text}, "
             f"{len(cfg.rules)} calendar rule(s), default program of {len(cfg.default.steps)} step(s))"
         )
+        for w in warnings:
+            when = ", ".join(w["dates"])
+            print(f"  warning: {w['step']} is skipped on {w['nights']} night(s) ({w['why']}): {when}")
     else:
         print(
             f"{args.file}: ok (a kiosk at {cfg.name or 'an unnamed site'}, {cfg.tz.text}, "
             f"threshold {cfg.threshold}, repeat window {cfg.window_s} s, retention {cfg.retention_days} days)"
         )
     return 0
+
+
+def _night_warnings(cfg, args: argparse.Namespace) -> list[dict]:
+    """Steps that fall in daylight on some nights of the coming year at the site."""
+    import time
+
+    import civil
+
+    from .lampnights import skipped_steps
+
+    if args.from_date:
+        try:
+            first = civil.days_from_civil(*civil.parse_date(args.from_date))
+        except ValueError as e:
+            raise UserError(f"--from {args.from_date}: {e}") from None
+    else:  # the site's local date today (park time counts from 2000-01-01 UTC)
+        first = cfg.tz.to_local(int(time.time()) - 946684800) // 86400
+    return skipped_steps(cfg, first)
 
 
 def _human_size(n: int) -> str:
@@ -777,6 +799,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="the configuration (JSON)")
     check.add_argument(
         "--app", choices=("lamp", "kiosk"), default="lamp", help="whose configuration it is (default lamp)"
+    )
+    check.add_argument(
+        "--from",
+        dest="from_date",
+        metavar="YYYY-MM-DD",
+        help="first night of the year checked for steps that fall in daylight (default today)",
     )
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=cmd_config_check)
