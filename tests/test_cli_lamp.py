@@ -146,3 +146,34 @@ def test_config_check_warns_of_steps_skipped_on_some_nights(tmp_path):
     assert proc.returncode == 0 and json.loads(proc.stdout)["warnings"] == []
     proc = parkctl("config", "check", CONFIG, "--from", "2026-13-01")
     assert proc.returncode == 2 and "--from 2026-13-01" in proc.stderr
+
+
+def test_schedule_says_why_a_step_is_skipped(tmp_path):
+    obj = json.loads(Path(CONFIG).read_text())
+    obj["site"] = {"lat": 69.65, "lon": 18.96, "tz": "CET-1CEST,M3.5.0,M10.5.0/3"}  # Tromso
+    obj["calendar"] = []
+    path = tmp_path / "tromso.json"
+    path.write_text(json.dumps(obj))
+    proc = parkctl("schedule", "--config", str(path), "--date", "2026-05-10", "--json")
+    reasons = [row["reason"] for row in json.loads(proc.stdout)]
+    assert "default step 2 (23:00) skipped: before sunset" in reasons  # sunset 23:02
+    proc = parkctl("schedule", "--config", str(path), "--date", "2026-06-21", "--json")
+    rows = json.loads(proc.stdout)
+    assert {r["reason"] for r in rows} == {
+        "default step 2 (23:00) skipped: no night (the sun does not set)",
+        "default step 3 (05:00) skipped: no night (the sun does not set)",
+        "default step 4 (sunrise) skipped: no night (the sun does not set)",
+    }
+    assert {r["level"] for r in rows} == {0}
+    # A morning sun step after sunrise ends the night there.
+    obj = json.loads(Path(CONFIG).read_text())
+    obj["calendar"] = []
+    obj["default"]["steps"] = [
+        {"at": "sunset", "level": 100},
+        {"at": "05:30", "level": 30},
+        {"at": "sunrise", "offset": 30, "level": 0},
+    ]
+    path.write_text(json.dumps(obj))
+    proc = parkctl("schedule", "--config", str(path), "--date", "2026-06-22", "--json")
+    reasons = [row["reason"] for row in json.loads(proc.stdout)]
+    assert "default step 2 (05:30) skipped: after step 3 (sunrise+30min)" in reasons

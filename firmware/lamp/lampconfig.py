@@ -25,6 +25,10 @@ SUN_EVENTS = {
     "astronomical_dawn": (-18.0, False),
 }
 
+# What the photocell does while the time is valid (docs/lamp-config.md): nothing
+# (it is the fail-safe when the time is not), light a dark day, or switch on and off.
+PHOTOCELL_MODES = ("failsafe", "assist", "control")
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 DEFAULT_PINS = {
@@ -241,7 +245,12 @@ def parse(obj):
     cfg.pwm_hz = c.number(out, "pwm_hz", "output", 100, 40000, 1000)
     cfg.relay_min_interval = c.number(out, "relay_min_interval", "output", 0, 3600, 60)
     pc = c.obj(root.get("photocell"), "photocell", required=False)
-    c.unknown(pc, "photocell", ("on_lux", "off_lux", "delay", "level", "full_scale_lux"))
+    c.unknown(pc, "photocell", ("mode", "on_lux", "off_lux", "delay", "level", "full_scale_lux"))
+    mode = c.text(pc, "mode", "photocell", "failsafe")
+    if mode in PHOTOCELL_MODES:
+        cfg.pc_mode = PHOTOCELL_MODES.index(mode)
+    else:
+        c.error("photocell.mode", "must be one of %s" % ", ".join(PHOTOCELL_MODES))
     cfg.pc_on = c.number(pc, "on_lux", "photocell", 0, 100000, 30)
     cfg.pc_off = c.number(pc, "off_lux", "photocell", 0, 100000, 60)
     if cfg.pc_off <= cfg.pc_on:

@@ -120,7 +120,7 @@ class Output:
                 level = a + (b - a) * elapsed / self._fade_ms
             self._write(level)
             if level != self.target:
-                frame = int(self._fade_ms * STEP_LEVEL / abs(b - a)) if a != b else self._fade_ms - elapsed
+                frame = int(self._fade_ms * STEP_LEVEL / abs(b - a))
                 return frame if frame > FRAME_MS else FRAME_MS
         if not want_closed and self.relay_closed and self.applied <= 0:
             wait = self._relay_wait(now)

@@ -91,7 +91,7 @@ class Engine:
             return start
         return t
 
-    def _compute(self, day, skipped=None):
+    def _compute(self, day):
         cfg = self.cfg
         tz = cfg.tz
         rule, program = self.program_for(day)
@@ -103,7 +103,6 @@ class Engine:
         sunrise = self._sun(day + 1, sun.SUNRISE, False, start)
         first = sunset
         last = self._noon(day + 1) if sunrise is None else sunrise
-        opener = closer = -1  # the step that widened each end; -1: the horizon
         items = []
         steps = program.steps
         for i, st in enumerate(steps):
@@ -121,23 +120,18 @@ class Engine:
                     t += st.offset
                 if st.setting:
                     if first is None or t < first:
-                        first, opener = t, i
+                        first = t
                 elif t > last:
-                    last, closer = t, i
+                    last = t
             items.append((t, i))
         out = []
-        if skipped is not None:
-            # For `parkctl`: the night's ends and the steps that set them (-1:
-            # the horizon), then each step skipped, as (t, step index).
-            skipped.append((first, last, opener, closer))
         for t, i in items:
             st = steps[i]
+            # (Those outside the night are skipped: parkctl's lamp_schedule.py
+            # says why.) Steps at the same instant (several in a DST gap) apply in
+            # the config's order, and a later program day's after an earlier one's.
             if st.day or (first is not None and first <= t <= last):
-                # Steps at the same instant (several in a DST gap) apply in the
-                # config's order, and a later program day's after an earlier one's.
                 out.append((t, day, i, self.limit(st.level), st.fade, rule))
-            elif skipped is not None:
-                skipped.append((t, i))
         out.sort()
         # A night ends dark: a level the night's steps leave lit goes off at its
         # end, unless the step that set it is opted in to daylight.

@@ -43,17 +43,10 @@ def transitions(engine, t, t_end):
 
 
 def skipped(engine, y, m, d):
-    """[(local time, step number, where)] of the steps skipped on the night of that
-    date: where -1 before the night, 1 after it, 0 no night at all."""
-    tz = engine.cfg.tz
-    found = []
-    engine._compute(engine.program_day(local(engine.cfg, y, m, d, 20)), found)
-    first, last = found[0][:2]
-    out = []
-    for t, i in found[1:]:
-        where = 0 if first is None else (-1 if t < first else 1)
-        out.append((format_datetime(tz.to_local(t)), i + 1, where))
-    return out
+    """The step numbers the night of that date leaves out."""
+    kept = [item[2] for item in engine.day_steps(engine.program_day(local(engine.cfg, y, m, d, 20)))]
+    n = len(engine.program_for(engine.program_day(local(engine.cfg, y, m, d, 20)))[1].steps)
+    return [i + 1 for i in range(n) if i not in kept]
 
 
 def assert_dark_by_day(engine, t, t_end, stride=600):
@@ -77,7 +70,7 @@ def test_songjiang_shortest_night_skips_the_morning_boost_after_sunrise():
         ("2026-06-21T23:00:00", 50),
         ("2026-06-22T04:52:07", 0),  # sunrise: 05:00 does not come that night
     ]
-    assert skipped(e, 2026, 6, 21) == [("2026-06-22T05:00:00", 3, 1)]
+    assert skipped(e, 2026, 6, 21) == [3]
     assert e.target(local(cfg, 2026, 6, 22, 12))[0] == 0
     assert_dark_by_day(e, local(cfg, 2026, 6, 20, 12), local(cfg, 2026, 6, 24, 12))
 
@@ -112,7 +105,7 @@ def test_a_holiday_night_in_june():
     got = transitions(e, local(cfg, 2026, 6, 19, 12), local(cfg, 2026, 6, 20, 12))
     assert [lvl for _, lvl in got] == [100, 70, 0]
     assert got[1][0] == "2026-06-20T01:00:00"
-    assert skipped(e, 2026, 6, 19) == [("2026-06-20T05:00:00", 3, 1)]
+    assert skipped(e, 2026, 6, 19) == [3]
     assert e.describe(e.target(local(cfg, 2026, 6, 20, 2))[3]) == "dragon boat step 2 (01:00)"
     assert_dark_by_day(e, local(cfg, 2026, 6, 18, 12), local(cfg, 2026, 6, 21, 12))
 
@@ -134,7 +127,8 @@ def test_the_fall_back_night_moves_sunrise_before_a_morning_step():
     got = transitions(e, local(cfg, 2026, 10, 31, 12), local(cfg, 2026, 11, 1, 12))
     assert [lvl for _, lvl in got] == [100, 50, 0]
     assert got[-1][0].startswith("2026-11-01T06:26")
-    assert skipped(e, 2026, 10, 31) == [("2026-11-01T06:30:00", 3, 1)]
+    assert skipped(e, 2026, 10, 30) == []
+    assert skipped(e, 2026, 10, 31) == [3]
     assert_dark_by_day(e, local(cfg, 2026, 10, 30, 12), local(cfg, 2026, 11, 2, 12))
 
 
@@ -146,12 +140,12 @@ def test_69_6_north_through_the_weeks_around_polar_day():
     e = Engine(cfg)
     got = transitions(e, local(cfg, 2026, 5, 10, 12), local(cfg, 2026, 5, 11, 12))
     assert [lvl for _, lvl in got] == [100, 0]  # sunset 23:02, sunrise 02:18
-    assert [x[1:] for x in skipped(e, 2026, 5, 10)] == [(2, -1), (3, 1)]
+    assert skipped(e, 2026, 5, 10) == [2, 3]
     assert_dark_by_day(e, local(cfg, 2026, 5, 1, 12), local(cfg, 2026, 5, 25, 12), stride=1200)
     for y, m, d in ((2026, 5, 20), (2026, 6, 21), (2026, 7, 22)):
         assert transitions(e, local(cfg, y, m, d, 12), local(cfg, y, m, d + 1, 12)) == []
         assert e.target(local(cfg, y, m, d, 23, 30))[0] == 0
-        assert [x[2] for x in skipped(e, y, m, d)] == [0, 0, 0]
+        assert skipped(e, y, m, d) == [1, 2, 3, 4]
     got = transitions(e, local(cfg, 2026, 7, 26, 12), local(cfg, 2026, 7, 27, 12))
     assert [lvl for _, lvl in got] == [100, 0]
 

@@ -76,16 +76,44 @@ def main(args, text, emit):
 
 
 def skipped(engine, day):
-    """[(t, step index, where, bound)] of the steps skipped on a program day's
-    night: where -1 before the night, 1 after it, 0 no night at all; bound the
-    step that ends the night there, -1 for the horizon (sunset, sunrise)."""
-    found = []
-    engine._compute(day, found)
-    first, last, opener, closer = found[0]
+    """[(t, step index, where, bound)] of the steps the engine skips on a program
+    day's night: where -1 before the night, 1 after it, 0 no night at all; bound
+    the step that ends the night there, -1 for the horizon (sunset, sunrise).
+
+    Which steps are skipped is the engine's answer (those missing from its day);
+    the night's ends are worked out again here, as docs/lamp-config.md says,
+    only to tell why: the lamp has no use for the words."""
+    import sun
+
+    kept = [item[2] for item in engine.day_steps(day)]
+    steps = engine.program_for(day)[1].steps
+    tz = engine.cfg.tz
+    start = engine._noon(day)
+    first = engine._sun(day, sun.SUNRISE, True, start)
+    last = engine._sun(day + 1, sun.SUNRISE, False, start)
+    if last is None:
+        last = engine._noon(day + 1)
+    opener = closer = -1
+    instants = []
+    for i, st in enumerate(steps):
+        if st.kind == 0:
+            t = tz.to_utc((day if st.clock >= 43200 else day + 1) * 86400 + st.clock)
+        else:
+            t = engine._sun(day if st.setting else day + 1, st.elev, st.setting, start)
+            if t is None:
+                continue
+            if t != start:
+                t += st.offset
+            if st.setting and (first is None or t < first):
+                first, opener = t, i
+            elif not st.setting and t > last:
+                last, closer = t, i
+        instants.append((t, i))
     out = []
-    for t, i in found[1:]:
-        where = 0 if first is None else (-1 if t < first else 1)
-        out.append((t, i, where, opener if where < 0 else closer))
+    for t, i in instants:
+        if i not in kept:
+            where = 0 if first is None else (-1 if t < first else 1)
+            out.append((t, i, where, opener if where < 0 else closer))
     return out
 
 
