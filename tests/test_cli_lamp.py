@@ -177,3 +177,13 @@ def test_schedule_says_why_a_step_is_skipped(tmp_path):
     proc = parkctl("schedule", "--config", str(path), "--date", "2026-06-22", "--json")
     reasons = [row["reason"] for row in json.loads(proc.stdout)]
     assert "default step 2 (05:30) skipped: after step 3 (sunrise+30min)" in reasons
+
+
+def test_config_check_refuses_a_site_without_its_place_or_time_zone(tmp_path):
+    obj = json.loads(Path(CONFIG).read_text())
+    del obj["site"]["lat"], obj["site"]["tz"]
+    bad = tmp_path / "nowhere.json"
+    bad.write_text(json.dumps(obj))
+    proc = parkctl("config", "check", str(bad))
+    assert proc.returncode == 1
+    assert "site.lat: missing" in proc.stderr and "site.tz: missing" in proc.stderr

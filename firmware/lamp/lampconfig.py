@@ -208,13 +208,16 @@ def parse(obj):
     )
     cfg = Config()
     site = c.obj(root.get("site"), "site")
+    # The place and its time zone decide every night: required (only said
+    # missing when there is a site object to miss them from).
+    given = isinstance(root.get("site"), dict)
     c.unknown(site, "site", ("id", "name", "lat", "lon", "tz"))
     cfg.site_id = c.word(site, "id", "site", "park")
     cfg.device = c.word(root, "device", "", "")
     cfg.name = c.text(site, "name", "site", "")
-    cfg.lat = c.number(site, "lat", "site", -90, 90, 0.0)
-    cfg.lon = c.number(site, "lon", "site", -180, 180, 0.0)
-    tz_text = c.text(site, "tz", "site", "")
+    cfg.lat = c.number(site, "lat", "site", -90, 90, None if given else 0.0)
+    cfg.lon = c.number(site, "lon", "site", -180, 180, None if given else 0.0)
+    tz_text = c.text(site, "tz", "site", None if given else "")
     if tz_text:
         try:
             cfg.tz = TZ(tz_text)
