@@ -187,3 +187,46 @@ def test_config_check_refuses_a_site_without_its_place_or_time_zone(tmp_path):
     proc = parkctl("config", "check", str(bad))
     assert proc.returncode == 1
     assert "site.lat: missing" in proc.stderr and "site.tz: missing" in proc.stderr
+
+
+def test_a_years_summary_in_both_interpreters_and_its_plot(tmp_path):
+    def summary(runtime, config=CONFIG, *more):
+        proc = parkctl(
+            "schedule",
+            "--config",
+            config,
+            "--year",
+            "2026",
+            "--summary",
+            "--runtime",
+            runtime,
+            "--json",
+            *more,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    got = summary("cpython", CONFIG, "--plot", str(tmp_path / "year.png"))
+    assert got == summary("micropython")
+    assert (tmp_path / "year.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert got["daylight_burning_hours"] == 0  # no step opted in to daylight
+    assert {lvl for lvl, _ in got["hours_at_level"]} == {0, 50, 100}
+    assert sum(h for _, h in got["hours_at_level"]) == 8760
+    assert abs(got["burning_hours"] - 4316.5) < 1  # about dusk to dawn
+    assert 20 < got["saving_percent"] < 30  # half power from 23:00 to 05:00 (or sunrise)
+    assert got["kwh"] == round(
+        100 * (got["hours_at_level"][1][1] * 0.5 + got["hours_at_level"][2][1]) / 1000, 2
+    )
+    # A tunnel lit by day, opted in: its daylight hours are counted.
+    obj = json.loads(Path(CONFIG).read_text())
+    obj["calendar"] = []
+    obj["default"]["steps"] = [
+        {"at": "sunset", "level": 100},
+        {"at": "sunrise", "level": 20, "daylight": True},
+    ]
+    tunnel = tmp_path / "tunnel.json"
+    tunnel.write_text(json.dumps(obj))
+    got = summary("cpython", str(tunnel))
+    assert got["burning_hours"] == 8760 and got["daylight_burning_hours"] > 4000
+    proc = parkctl("schedule", "--config", CONFIG, "--summary")
+    assert proc.returncode == 2 and "--year" in proc.stderr

@@ -57,6 +57,14 @@ def _read(path: str) -> str:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     text = _read(args.config)
+    if args.year is not None or args.summary or args.plot:
+        if args.year is None or not args.summary:
+            raise UserError("--summary and --plot go with --year YYYY --summary")
+        from .lampyear import run
+
+        return run(args, text)
+    if args.date is None:
+        raise UserError("give --date YYYY-MM-DD (or --year YYYY --summary)")
     answers = call_lines("lamp_schedule", [args.date, str(args.days)], args.runtime, stdin=text)
     # MicroPython's dicts have no order: put the keys in the documented one.
     start, *rows = ({k: row[k] for k in ("at", "level", "reason")} for row in answers)
@@ -598,8 +606,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Level changes, computed by the firmware's own lighting engine.",
     )
     sched.add_argument("--config", required=True, help="lamp configuration (JSON)")
-    sched.add_argument("--date", required=True, help="first local date, YYYY-MM-DD")
+    sched.add_argument("--date", help="first local date, YYYY-MM-DD")
     sched.add_argument("--days", type=int, default=1, help="how many days (1..366, default 1)")
+    sched.add_argument("--year", type=int, help="with --summary: a whole year, YYYY")
+    sched.add_argument(
+        "--summary", action="store_true", help="hours at each level, kWh, saving, daylight hours"
+    )
+    sched.add_argument(
+        "--watts", type=float, default=100.0, help="the lamp's power at full output (default 100)"
+    )
+    sched.add_argument(
+        "--plot", metavar="FILE", help="with --summary: a PNG of the year (date, time of day, level)"
+    )
     sched.add_argument("--runtime", choices=RUNTIMES, default="cpython", help="interpreter to compute in")
     sched.add_argument("--json", action="store_true", help="print JSON")
     sched.set_defaults(func=cmd_schedule)
