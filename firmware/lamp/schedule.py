@@ -103,12 +103,11 @@ class Engine:
         sunrise = self._sun(day + 1, sun.SUNRISE, False, start)
         first = sunset
         last = self._noon(day + 1) if sunrise is None else sunrise
-        items = []
+        out = []
         steps = program.steps
         for i, st in enumerate(steps):
             if st.kind == 0:  # clock time
-                date = day if st.clock >= _NOON else day + 1
-                t = tz.to_utc(date * 86400 + st.clock)
+                t = tz.to_utc((day if st.clock >= _NOON else day + 1) * 86400 + st.clock)
             else:
                 if st.elev == sun.SUNRISE:
                     t = sunset if st.setting else sunrise
@@ -123,25 +122,25 @@ class Engine:
                         first = t
                 elif t > last:
                     last = t
-            items.append((t, i))
-        out = []
-        for t, i in items:
-            st = steps[i]
-            # (Those outside the night are skipped: parkctl's lamp_schedule.py
-            # says why.) Steps at the same instant (several in a DST gap) apply in
-            # the config's order, and a later program day's after an earlier one's.
-            if st.day or (first is not None and first <= t <= last):
-                out.append((t, day, i, self.limit(st.level), st.fade, rule))
+            # Steps at the same instant (several in a DST gap) apply in the
+            # config's order, and a later program day's after an earlier one's.
+            out.append((t, day, i, self.limit(st.level), st.fade, rule))
         out.sort()
-        # A night ends dark: a level the night's steps leave lit goes off at its
-        # end, unless the step that set it is opted in to daylight.
+        # Steps outside the night are skipped (parkctl's lamp_schedule.py says
+        # why), unless opted in to daylight; and a night ends dark: a level its
+        # steps leave lit goes off at its end, unless the step that set it is
+        # opted in.
+        kept = []
         lit = None
         for item in out:
-            if item[0] <= last:
-                lit = item
+            t = item[0]
+            if steps[item[2]].day or (first is not None and first <= t <= last):
+                kept.append(item)
+                if t <= last:
+                    lit = item
         if lit is not None and lit[3] > 0 and not steps[lit[2]].day:
-            out.append((last, day, len(steps), 0, lit[4], rule))
-        return out
+            kept.append((last, day, len(steps), 0, lit[4], rule))
+        return kept
 
     def _noon(self, day):
         return self.cfg.tz.to_utc(day * 86400 + _NOON)
