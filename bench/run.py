@@ -84,6 +84,20 @@ def bench_lamp_micropython() -> None:
     print(f"  heap: module code (unix, 64-bit)  {mods:6d} bytes (less as .mpy on the ESP32)")
 
 
+def bench_year_summary() -> None:
+    """`parkctl schedule --year 2026 --summary` of the shipped configuration, the
+    engine's work in each interpreter (CPython in this process, MicroPython as a
+    program with its interpreter's start)."""
+    from parkctl.runtime import call_lines
+
+    text = (ROOT / "firmware" / "lamp" / "config.json").read_text()
+    print("schedule --year 2026 --summary, shipped configuration:")
+    for runtime, target in (("cpython", 2.0), ("micropython", 20.0)):
+        start = time.perf_counter()
+        call_lines("lamp_year", ["2026", "100", "0"], runtime, stdin=text)
+        print(f"  {runtime:<12} {time.perf_counter() - start:6.2f} s wall   (target {target:.0f} s)")
+
+
 def bench_sun_accuracy() -> None:
     """Not speed, but a figure worth printing: the float32 sun against skyfield/DE421."""
     import warnings
@@ -250,6 +264,7 @@ def main() -> int:
         bench_sun_micropython,
         bench_cmdauth_micropython,
         bench_lamp_micropython,
+        bench_year_summary,
         bench_sun_cpython,
         bench_sun_accuracy,
         bench_sim_year,

@@ -363,6 +363,8 @@ class _Parser:
             self.sc.events.append({"at": t, "do": "lamp_repair"})
         elif len(what) == 2 and what[0] == "photocell" and what[1] in ("ok", "stuck", "open", "short"):
             self.sc.events.append({"at": t, "do": "photocell", "fault": what[1]})
+        elif len(what) == 2 and what[0] == "sky" and what[1] in ("storm", "clear"):
+            self.sc.events.append({"at": t, "do": "sky", "state": what[1]})
         elif len(what) == 3 and what[:2] == ["rtc", "battery"] and what[2] in ("dead", "ok"):
             self.sc.events.append({"at": t, "do": "rtc_battery", "state": what[2]})
         elif what[:2] == ["press", "button"] and len(what) == 4 and what[2] == "for":
@@ -411,9 +413,9 @@ class _Parser:
         else:
             raise self.fail(
                 f'unknown stimulus "{" ".join(what)}" (lamp fails, lamp repaired, '
-                "photocell ok|stuck|open|short, rtc battery dead|ok, press button for N ms|s, "
-                "button noise N ms, centre ack|resolve|garbage, centre replays [N], "
-                "centre forges ack|resolve, centre sends|forges {JSON}, "
+                "photocell ok|stuck|open|short, sky storm|clear, rtc battery dead|ok, "
+                "press button for N ms|s, button noise N ms, centre ack|resolve|garbage, "
+                "centre replays [N], centre forges ack|resolve, centre sends|forges {JSON}, "
                 "centre roster FILE [damaged], and for a kiosk: face ...)"
             )
 

@@ -15,6 +15,7 @@ LAMP_AMPS = 1.0  # at full output
 STANDBY_AMPS = 0.03  # the driver with power, dark
 ADC_AMPS = 5.0  # the current sensor's full scale
 ADC_LUX = 2000.0  # the photocell's full scale
+STORM_DIMMING = 0.0002  # a storm's black clouds: a summer afternoon's 60,000 lux to about 12
 PHOTOCELL_FLOOR = 48  # counts in total darkness
 PHOTOCELL_CEILING = 64000  # counts in full sun
 CLOUD_STEP_US = 600 * 1000000
@@ -127,6 +128,7 @@ class World:
         self.photocell_fault = None  # None, "open", "short", "stuck"
         self.stuck_counts = 0
         self.clouds = 1.0
+        self.storm = False  # a storm-dark sky (`at T sky storm`)
         self.next_cloud_us = self.now_us
         self.duty = 0
         self.relay_closed = False
@@ -274,6 +276,9 @@ class World:
             self.photocell_fault = None if fault == "ok" else fault
             self.stuck_counts = self._photocell_counts() if fault == "stuck" else 0
             self.note("world", "photocell %s" % fault)
+        elif do == "sky":
+            self.storm = ev["state"] == "storm"
+            self.note("world", "sky %s" % ev["state"])
         elif do == "press":
             self._press(ev["ms"])
         elif do == "noise":
@@ -477,6 +482,8 @@ class World:
             self.clouds += (self.rand.uniform() - 0.5) * 0.2
             self.clouds = 0.1 if self.clouds < 0.1 else (1.0 if self.clouds > 1.0 else self.clouds)
             self.next_cloud_us += CLOUD_STEP_US
+        if self.storm:
+            return clear * STORM_DIMMING
         return clear * self.clouds
 
     # --- what the board's pins see ----------------------------------------

@@ -106,3 +106,127 @@ def test_config_check_reads_a_kiosks_configuration_with_the_kiosks_parser(tmp_pa
         "checkin.threshold: 3 is outside 0.0..1.0",
         "checkin.liveness: must be true or false, not a number",
     ]
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_schedule_in_june_skips_the_morning_step_and_says_so(runtime):
+    # Regression (issue 21): the 05:00 step came after the 04:52 sunrise and lit the
+    # lamp at full power all day.
+    rows = schedule(runtime, "--date", "2026-06-21")
+    assert rows == [
+        {"at": "2026-06-21T04:51:54", "level": 0, "reason": "default step 4 (sunrise)"},
+        {"at": "2026-06-21T05:00:00", "level": 0, "reason": "default step 3 (05:00) skipped: after sunrise"},
+        {"at": "2026-06-21T19:01:46", "level": 100, "reason": "default step 1 (sunset)"},
+        {"at": "2026-06-21T23:00:00", "level": 50, "reason": "default step 2 (23:00)"},
+    ]
+
+
+def test_config_check_warns_of_steps_skipped_on_some_nights(tmp_path):
+    proc = parkctl("config", "check", CONFIG, "--from", "2026-01-01")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "warning: default step 3 (05:00) is skipped on 57 night(s) (after sunrise): 2026-05-15..2026-07-10"
+        in proc.stdout
+    )
+    proc = parkctl("config", "check", CONFIG, "--from", "2026-01-01", "--json")
+    assert json.loads(proc.stdout)["warnings"] == [
+        {
+            "step": "default step 3 (05:00)",
+            "why": "after sunrise",
+            "nights": 57,
+            "dates": ["2026-05-15..2026-07-10"],
+        }
+    ]
+    # A step that never falls in daylight is not warned of.
+    obj = json.loads(Path(CONFIG).read_text())
+    obj["default"]["steps"][2]["at"] = "04:00"
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps(obj))
+    proc = parkctl("config", "check", str(ok), "--from", "2026-01-01", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["warnings"] == []
+    proc = parkctl("config", "check", CONFIG, "--from", "2026-13-01")
+    assert proc.returncode == 2 and "--from 2026-13-01" in proc.stderr
+
+
+def test_schedule_says_why_a_step_is_skipped(tmp_path):
+    obj = json.loads(Path(CONFIG).read_text())
+    obj["site"] = {"lat": 69.65, "lon": 18.96, "tz": "CET-1CEST,M3.5.0,M10.5.0/3"}  # Tromso
+    obj["calendar"] = []
+    path = tmp_path / "tromso.json"
+    path.write_text(json.dumps(obj))
+    proc = parkctl("schedule", "--config", str(path), "--date", "2026-05-10", "--json")
+    reasons = [row["reason"] for row in json.loads(proc.stdout)]
+    assert "default step 2 (23:00) skipped: before sunset" in reasons  # sunset 23:02
+    proc = parkctl("schedule", "--config", str(path), "--date", "2026-06-21", "--json")
+    rows = json.loads(proc.stdout)
+    assert {r["reason"] for r in rows} == {
+        "default step 2 (23:00) skipped: no night (the sun does not set)",
+        "default step 3 (05:00) skipped: no night (the sun does not set)",
+        "default step 4 (sunrise) skipped: no night (the sun does not set)",
+    }
+    assert {r["level"] for r in rows} == {0}
+    # A morning sun step after sunrise ends the night there.
+    obj = json.loads(Path(CONFIG).read_text())
+    obj["calendar"] = []
+    obj["default"]["steps"] = [
+        {"at": "sunset", "level": 100},
+        {"at": "05:30", "level": 30},
+        {"at": "sunrise", "offset": 30, "level": 0},
+    ]
+    path.write_text(json.dumps(obj))
+    proc = parkctl("schedule", "--config", str(path), "--date", "2026-06-22", "--json")
+    reasons = [row["reason"] for row in json.loads(proc.stdout)]
+    assert "default step 2 (05:30) skipped: after step 3 (sunrise+30min)" in reasons
+
+
+def test_config_check_refuses_a_site_without_its_place_or_time_zone(tmp_path):
+    obj = json.loads(Path(CONFIG).read_text())
+    del obj["site"]["lat"], obj["site"]["tz"]
+    bad = tmp_path / "nowhere.json"
+    bad.write_text(json.dumps(obj))
+    proc = parkctl("config", "check", str(bad))
+    assert proc.returncode == 1
+    assert "site.lat: missing" in proc.stderr and "site.tz: missing" in proc.stderr
+
+
+def test_a_years_summary_in_both_interpreters_and_its_plot(tmp_path):
+    def summary(runtime, config=CONFIG, *more):
+        proc = parkctl(
+            "schedule",
+            "--config",
+            config,
+            "--year",
+            "2026",
+            "--summary",
+            "--runtime",
+            runtime,
+            "--json",
+            *more,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    got = summary("cpython", CONFIG, "--plot", str(tmp_path / "year.png"))
+    assert got == summary("micropython")
+    assert (tmp_path / "year.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert got["daylight_burning_hours"] == 0  # no step opted in to daylight
+    assert {lvl for lvl, _ in got["hours_at_level"]} == {0, 50, 100}
+    assert sum(h for _, h in got["hours_at_level"]) == 8760
+    assert abs(got["burning_hours"] - 4316.5) < 1  # about dusk to dawn
+    assert 20 < got["saving_percent"] < 30  # half power from 23:00 to 05:00 (or sunrise)
+    assert got["kwh"] == round(
+        100 * (got["hours_at_level"][1][1] * 0.5 + got["hours_at_level"][2][1]) / 1000, 2
+    )
+    # A tunnel lit by day, opted in: its daylight hours are counted.
+    obj = json.loads(Path(CONFIG).read_text())
+    obj["calendar"] = []
+    obj["default"]["steps"] = [
+        {"at": "sunset", "level": 100},
+        {"at": "sunrise", "level": 20, "daylight": True},
+    ]
+    tunnel = tmp_path / "tunnel.json"
+    tunnel.write_text(json.dumps(obj))
+    got = summary("cpython", str(tunnel))
+    assert got["burning_hours"] == 8760 and got["daylight_burning_hours"] > 4000
+    proc = parkctl("schedule", "--config", CONFIG, "--summary")
+    assert proc.returncode == 2 and "--year" in proc.stderr

@@ -3,6 +3,7 @@ places, time zones and dates (hypothesis). CPython only.
 
 The oracle is written from the rules in docs/lamp-config.md, independently of
 firmware/lamp/schedule.py: it lists every step instant of the nights around,
+keeps those inside each night (or opted in to daylight), adds each night's end,
 and the level at any second is that of the last step at or before it. The
 engine must agree at every minute, its next-change answer must be exact to the
 second, and a fresh engine (a boot) must give the oracle's level.
@@ -38,9 +39,12 @@ sun_step = st.one_of(
         lambda x: {"at": {"elevation": x[0], "direction": "setting" if x[1] else "rising"}}
     ),
 ).flatmap(lambda s: st.integers(-180, 180).map(lambda off: {**s, "offset": off}))
-step = st.tuples(st.one_of(clock_step, sun_step), st.integers(0, 100), st.integers(0, 120)).map(
-    lambda x: {**x[0], "level": x[1], "fade": x[2]}
-)
+step = st.tuples(
+    st.one_of(clock_step, sun_step),
+    st.integers(0, 100),
+    st.integers(0, 120),
+    st.sampled_from([False] * 5 + [True]),
+).map(lambda x: {**x[0], "level": x[1], "fade": x[2], **({"daylight": True} if x[3] else {})})
 program = st.lists(step, min_size=1, max_size=6).map(lambda steps: {"steps": steps})
 month_day = st.tuples(st.integers(1, 12), st.integers(1, 28)).map(lambda md: f"{md[0]:02d}-{md[1]:02d}")
 rule = st.tuples(
@@ -116,28 +120,54 @@ class Oracle:
             return r.program
         return self.cfg.default
 
+    def _event(self, noon, date_noon, elev, setting):
+        """One sun event as the rules say: its instant; `noon` (the program day's
+        start) when the sun stays on the side the event leads to; None if never."""
+        rise, rs, set_, ss = sun.events(date_noon, self.cfg.lat, self.cfg.lon, (elev,))[1][0]
+        t, status = (set_, ss) if setting else (rise, rs)
+        if t is not None:
+            return t, True
+        if (status == sun.ALWAYS_BELOW) == setting:
+            return noon, False
+        return None, False
+
     def _day(self, day):
         c = self.cfg
         tz = c.tz
-        out = []
         noon = tz.to_utc(day * 86400 + 43200)
-        for i, s in enumerate(self._program(day).steps):
+        next_noon = tz.to_utc((day + 1) * 86400 + 43200)
+        steps = self._program(day).steps
+        # The night by the rules: sunset of the date to sunrise of the next (the
+        # whole program day in a polar night, none in a polar day) ...
+        dusk, _ = self._event(noon, noon, -0.833, True)
+        dawn, _ = self._event(noon, next_noon, -0.833, False)
+        if dawn is None:
+            dawn = next_noon
+        instants = []
+        for i, s in enumerate(steps):
             if s.kind == lampconfig.CLOCK:
                 date = day if s.clock >= 43200 else day + 1
-                t = tz.to_utc(date * 86400 + s.clock)
-            else:
-                date = day if s.setting else day + 1
-                anchor = tz.to_utc(date * 86400 + 43200)
-                rise, rs, set_, ss = sun.events(anchor, c.lat, c.lon, (s.elev,))[1][0]
-                t, status = (set_, ss) if s.setting else (rise, rs)
-                if t is None:
-                    dark = status == sun.ALWAYS_BELOW
-                    if dark != s.setting:
-                        continue
-                    t = noon
-                else:
-                    t += s.offset
-            out.append((t, day, i, self._limit(s.level)))
+                instants.append((tz.to_utc(date * 86400 + s.clock), i))
+                continue
+            t, happens = self._event(noon, noon if s.setting else next_noon, s.elev, s.setting)
+            if t is None:
+                continue
+            if happens:
+                t += s.offset
+            instants.append((t, i))
+            # ... stretched by the program's own sun steps.
+            if s.setting and (dusk is None or t < dusk):
+                dusk = t
+            if not s.setting and t > dawn:
+                dawn = t
+        kept = sorted((t, i) for t, i in instants if steps[i].day or (dusk is not None and dusk <= t <= dawn))
+        out = [(t, day, i, self._limit(steps[i].level)) for t, i in kept]
+        # The level the night leaves at its end goes off then, unless opted in.
+        before_end = [(t, i) for t, i in kept if t <= dawn]
+        if before_end:
+            t, i = before_end[-1]
+            if self._limit(steps[i].level) > 0 and not steps[i].day:
+                out.append((dawn, day, len(steps), 0))
         return out
 
     def level(self, t):
@@ -192,3 +222,80 @@ def test_boot_at_any_instant_gives_the_oracle_level(cfg, t):
     level = Engine(cfg).target(t)[0]
     assert level == oracle.level(t)
     assert level == 0 or cfg.min_level <= level <= cfg.max_level
+
+
+# Programs of the shipped shape: an evening sun event lights the lamp, clock steps
+# dim and raise it, a morning sun event switches it off; sometimes a holiday rule
+# of the same shape. At places from 66 S to 66 N (polar days and white nights
+# start just below 66 degrees).
+EVENING = ("sunset", "civil_dusk", "nautical_dusk", "astronomical_dusk")
+MORNING = ("sunrise", "civil_dawn", "nautical_dawn", "astronomical_dawn")
+
+
+@st.composite
+def shipped_shape(draw):
+    on = {"at": draw(st.sampled_from(EVENING)), "offset": draw(st.integers(-60, 60)), "level": 100}
+    off = {"at": draw(st.sampled_from(MORNING)), "offset": draw(st.integers(-60, 60)), "level": 0}
+    clocks = draw(st.lists(st.tuples(clock_step, st.integers(0, 100)), max_size=3))
+    return {"steps": [on] + [{**c, "level": lvl, "fade": 60} for c, lvl in clocks] + [off]}
+
+
+@st.composite
+def shipped_configs(draw):
+    obj = {
+        "site": {
+            "lat": draw(st.floats(-66, 66).map(lambda x: round(x, 2))),
+            "lon": draw(st.floats(-180, 180).map(lambda x: round(x, 2))),
+            "tz": draw(st.sampled_from(ZONES)),
+        },
+        "default": draw(shipped_shape()),
+        "calendar": [],
+        "output": {"min_level": 10},
+    }
+    if draw(st.booleans()):
+        dates = draw(st.tuples(month_day, month_day).map(lambda r: f"{r[0]}..{r[1]}"))
+        obj["calendar"] = [{"name": "holidays", "dates": [dates], "program": draw(shipped_shape())}]
+    return lampconfig.parse(obj)
+
+
+def _allowances(cfg, first_day, last_day):
+    """[(from, to)]: where the program's own on and off events let the lamp burn
+    with the sun up: from its on event to sunset, from sunrise to its off event."""
+    out = []
+    for day in range(first_day, last_day + 1):
+        noon = cfg.tz.to_utc(day * 86400 + 43200)
+        next_noon = cfg.tz.to_utc((day + 1) * 86400 + 43200)
+        steps = Oracle(cfg, day, day)._program(day).steps
+        on, off = steps[0], steps[-1]
+        sunset = sun.events(noon, cfg.lat, cfg.lon, (-0.833,))[1][0][2]
+        sunrise = sun.events(next_noon, cfg.lat, cfg.lon, (-0.833,))[1][0][0]
+        t_on = sun.events(noon, cfg.lat, cfg.lon, (on.elev,))[1][0][2]
+        t_off = sun.events(next_noon, cfg.lat, cfg.lon, (off.elev,))[1][0][0]
+        if t_on is not None and sunset is not None:
+            out.append((t_on + on.offset, sunset))
+        if t_off is not None and sunrise is not None:
+            out.append((sunrise, t_off + off.offset))
+    return out
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cfg=shipped_configs(),
+    day=st.integers(civil.days_from_civil(2024, 1, 1), civil.days_from_civil(2032, 12, 31)),
+)
+def test_the_lamp_never_burns_in_daylight_beyond_its_own_on_and_off(cfg, day):
+    start = cfg.tz.to_utc(day * 86400)
+    end = start + 2 * 86400
+    first, last = _program_day(cfg, start) - 4, _program_day(cfg, end) + 1
+    allowed = _allowances(cfg, first, last)
+    oracle = Oracle(cfg, first - 3, last + 3)
+    engine = Engine(cfg)
+    t = start
+    while t < end:
+        level = engine.target(t)[0]
+        assert level == oracle.level(t), civil.format_datetime(t)
+        # Up by a margin (a few seconds of the sun's motion) past the horizon
+        # that sunrise and sunset are reckoned at.
+        if level and sun.elevation(t, cfg.lat, cfg.lon) > -0.833 + 0.05:
+            assert any(a <= t <= b for a, b in allowed), (civil.format_datetime(cfg.tz.to_local(t)), level)
+        t += 120

@@ -24,6 +24,8 @@ PAIN_POINTS = [
     "rtc-dead-no-network",
     "photocell-failure",
     "lamp-failure",
+    "storm-afternoon",
+    "storm-dead-photocell",
 ]
 
 

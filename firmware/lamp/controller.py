@@ -1,7 +1,10 @@
 # The lamp controller: one pass of the main loop, and when the next is due.
 #
 # The fail-safe ladder, top rung first:
-#   1. valid time: the schedule (or an override);
+#   1. valid time: the schedule (or an override); with photocell.mode "assist" a
+#      believable photocell's confirmed darkness lights a lamp the schedule has
+#      off (a storm afternoon), with "control" it decides on and off and the
+#      schedule the level while on;
 #   2. no valid time: the photocell, dark -> photocell level, light -> off;
 #   3. no valid time and a photocell that cannot be believed: the fail-safe level.
 # The level is computed at boot before anything else, and after every change of
@@ -52,6 +55,7 @@ class Controller:
         self._gen = -1
         self._valid_until = None  # park time up to which the current level holds
         self._last_t = None
+        self._heard = None  # the photocell's say in the last decision (modes assist, control)
         self._next_sample = None
         self.passes = 0
 
@@ -67,19 +71,27 @@ class Controller:
 
     def _decide(self, t):
         """(level, fade, reason, valid_until or None) at park time t (None: no valid time)."""
+        pc = self.photocell
+        until = None
         if t is not None:
             level, fade, _, reason = self.engine.target(t)
-            return level, fade, reason, self.engine.next_change(t)
-        pc = self.photocell
-        if pc.plausible:
-            return (
-                (self.cfg.pc_level if pc.dark else 0),
-                30,
-                (PHOTOCELL, -1, -1, "%.0f lux" % pc.lux),
-                None,
-            )
-        why = pc.problem or "no reading yet"
-        return self.cfg.failsafe_level, 0, (FAILSAFE, -1, -1, why), None
+            until = self.engine.next_change(t)
+            mode = self.cfg.pc_mode
+            # Heard only when believable (so a dead photocell never switches off
+            # what the schedule lights, nor lights by day): darkness lights a lamp
+            # the schedule has off; with "control" light also switches one off.
+            if not (
+                mode
+                and pc.plausible
+                and reason[0] == SCHEDULE
+                and pc.dark == (not level)
+                and (pc.dark or mode == 2)
+            ):
+                return level, fade, reason, until
+        elif not pc.plausible:
+            why = pc.problem or "no reading yet"
+            return self.cfg.failsafe_level, 0, (FAILSAFE, -1, -1, why), None
+        return (self.cfg.pc_level if pc.dark else 0), 30, (PHOTOCELL, -1, -1, "%.0f lux" % pc.lux), until
 
     def status(self):
         """What a technician or the centre is shown: target and applied level side by side."""
@@ -118,8 +130,11 @@ class Controller:
             fast = self.mode != SCHEDULE or self.monitor.busy() or self.photocell.busy()
             self._next_sample = add(now_ms, SAMPLE_FAST_MS if fast else SAMPLE_IDLE_MS)
         t = self.clock.now() if self.clock.valid else None
+        pc = self.photocell
+        heard = pc.dark if self.cfg.pc_mode and pc.plausible else None
         stale = (
             first
+            or heard != self._heard  # the photocell's say changed (modes assist, control)
             or self._gen != self.clock.generation
             or t is None  # no valid time: the photocell's answer can change any pass
             or self._valid_until is None
@@ -127,6 +142,7 @@ class Controller:
             or (self._last_t is not None and t < self._last_t)  # the clock went back
         )
         self._last_t = t
+        self._heard = heard
         shown = self.alarms.level(now_ms) if self.alarms is not None else None
         if shown is None and self._alarm_shown:
             # Resolved: back to what the schedule says, at once.

@@ -25,6 +25,10 @@ SUN_EVENTS = {
     "astronomical_dawn": (-18.0, False),
 }
 
+# What the photocell does while the time is valid (docs/lamp-config.md): nothing
+# (it is the fail-safe when the time is not), light a dark day, or switch on and off.
+PHOTOCELL_MODES = ("failsafe", "assist", "control")
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 DEFAULT_PINS = {
@@ -42,16 +46,16 @@ DEFAULT_PINS = {
 
 
 # Used only when no configuration file can be read at all: full light all the
-# time, DevKitC pins. The lamp fails lit rather than dark.
+# time (by day too: opted in), DevKitC pins. The lamp fails lit rather than dark.
 FALLBACK = {
     "site": {"name": "no configuration", "lat": 0.0, "lon": 0.0, "tz": "UTC0"},
-    "default": {"steps": [{"at": "00:00", "level": 100}]},
+    "default": {"steps": [{"at": "00:00", "level": 100, "daylight": True}]},
 }
 
 
 def _step(c, raw, path):
     d = c.obj(raw, path)
-    c.unknown(d, path, ("at", "offset", "level", "fade"))
+    c.unknown(d, path, ("at", "offset", "level", "fade", "daylight"))
     at = d.get("at")
     p = join(path, "at")
     kind, clock, elev, setting, text = CLOCK, 0, 0.0, False, ""
@@ -88,10 +92,11 @@ def _step(c, raw, path):
         c.error(join(path, "offset"), "only sun events take an offset")
     level = c.number(d, "level", path, 0, 100)
     fade = c.number(d, "fade", path, 0, 3600, 0)
+    day = c.flag(d, "daylight", path, False)
     off_s = int(round(offset * 60))
     if off_s:
         text += "%+dmin" % (off_s // 60) if off_s % 60 == 0 else "%+ds" % off_s
-    return Step(kind, clock, elev, setting, off_s, level, int(fade), text)
+    return Step(kind, clock, elev, setting, off_s, level, int(fade), text, day)
 
 
 def _program(c, raw, path, name):
@@ -203,13 +208,16 @@ def parse(obj):
     )
     cfg = Config()
     site = c.obj(root.get("site"), "site")
+    # The place and its time zone decide every night: required (only said
+    # missing when there is a site object to miss them from).
+    given = isinstance(root.get("site"), dict)
     c.unknown(site, "site", ("id", "name", "lat", "lon", "tz"))
     cfg.site_id = c.word(site, "id", "site", "park")
     cfg.device = c.word(root, "device", "", "")
     cfg.name = c.text(site, "name", "site", "")
-    cfg.lat = c.number(site, "lat", "site", -90, 90, 0.0)
-    cfg.lon = c.number(site, "lon", "site", -180, 180, 0.0)
-    tz_text = c.text(site, "tz", "site", "")
+    cfg.lat = c.number(site, "lat", "site", -90, 90, None if given else 0.0)
+    cfg.lon = c.number(site, "lon", "site", -180, 180, None if given else 0.0)
+    tz_text = c.text(site, "tz", "site", None if given else "")
     if tz_text:
         try:
             cfg.tz = TZ(tz_text)
@@ -240,7 +248,12 @@ def parse(obj):
     cfg.pwm_hz = c.number(out, "pwm_hz", "output", 100, 40000, 1000)
     cfg.relay_min_interval = c.number(out, "relay_min_interval", "output", 0, 3600, 60)
     pc = c.obj(root.get("photocell"), "photocell", required=False)
-    c.unknown(pc, "photocell", ("on_lux", "off_lux", "delay", "level", "full_scale_lux"))
+    c.unknown(pc, "photocell", ("mode", "on_lux", "off_lux", "delay", "level", "full_scale_lux"))
+    mode = c.text(pc, "mode", "photocell", "failsafe")
+    if mode in PHOTOCELL_MODES:
+        cfg.pc_mode = PHOTOCELL_MODES.index(mode)
+    else:
+        c.error("photocell.mode", "must be one of %s" % ", ".join(PHOTOCELL_MODES))
     cfg.pc_on = c.number(pc, "on_lux", "photocell", 0, 100000, 30)
     cfg.pc_off = c.number(pc, "off_lux", "photocell", 0, 100000, 60)
     if cfg.pc_off <= cfg.pc_on:
@@ -267,7 +280,20 @@ def parse(obj):
     cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, {"relay_active": 1})
     if c.errors:
         raise ConfigError(c.errors)
+    cfg.reach = _reach(cfg)
     return cfg
+
+
+def _reach(cfg):
+    """(before, after) for the engine (settings.Config.reach). A setting event is
+    within half a day after a transit that is within half a day of local noon; a
+    rising one within a day before the next noon; clock times within the program
+    day; then the offsets, and an hour for a clock change."""
+    most = 0
+    for p in [cfg.default] + [rule.program for rule in cfg.rules]:
+        for st in p.steps:
+            most = max(most, abs(st.offset))
+    return (12 * 3600 + most + 3600, 36 * 3600 + most + 3600)
 
 
 def _flash(c, raw):

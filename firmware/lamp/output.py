@@ -28,6 +28,7 @@ class Output:
         self.relay = relay
         self.relay_active = relay_active
         self.gamma = cfg.gamma
+        self.min_level = cfg.min_level
         self.min_interval_ms = int(cfg.relay_min_interval * 1000)
         self.target = 100
         self.applied = 100.0  # the level the PWM shows now (0 while the relay is open)
@@ -60,6 +61,8 @@ class Output:
         return self._duty / 65535 if self._duty > 0 else 0.0
 
     def _write(self, level):
+        if 0 < level < self.min_level:
+            level = self.min_level  # lit, within what the driver can do
         d = self.duty(level)
         if d != self._duty:
             self.pwm.duty_u16(d)
@@ -104,13 +107,20 @@ class Output:
             self._fade_start = now
         if self.relay_closed:
             elapsed = diff(now, self._fade_start)
+            # The driver's band below min_level is never written: a fade up from
+            # dark starts at min_level, one down to 0 ends there and then goes off.
+            a, b, lo = self._from, self.target, self.min_level
+            if a < lo < b:
+                a = lo
+            elif b <= 0 and a > lo:
+                b = lo
             if self._fade_ms <= 0 or elapsed >= self._fade_ms:
                 level = float(self.target)
             else:
-                level = self._from + (self.target - self._from) * elapsed / self._fade_ms
+                level = a + (b - a) * elapsed / self._fade_ms
             self._write(level)
             if level != self.target:
-                frame = int(self._fade_ms * STEP_LEVEL / abs(self.target - self._from))
+                frame = int(self._fade_ms * STEP_LEVEL / abs(b - a))
                 return frame if frame > FRAME_MS else FRAME_MS
         if not want_closed and self.relay_closed and self.applied <= 0:
             wait = self._relay_wait(now)

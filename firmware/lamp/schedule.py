@@ -11,6 +11,10 @@
 #     program day when the sun stays below it (it is dark all day), and never
 #     happens when the sun stays above it; the other way round for events that
 #     make it light.
+# A program governs one night (docs/lamp-config.md, "Programs bounded by the
+# night"): sunset to sunrise, widened only by the program's own sun steps; a
+# step outside it that night is skipped (unless opted in to daylight), and a
+# level its steps leave lit goes off when it ends.
 # The level at instant t is that of the latest step at or before t, over all
 # program days, after the output limits (0, or min_level..max_level). Nothing
 # depends on when the engine was last asked, so a boot, a power cut or a clock
@@ -36,7 +40,6 @@ class Engine:
         self._days = {}  # program day -> sorted [(t, day, step_index, level, fade, rule_index)]
         self._override = None  # (level, until, source)
         self._suns = {}  # local date -> sun.SolarDay: a date's transit serves two program days
-        self._reach_s = None
 
     # --- calendar -------------------------------------------------------
 
@@ -74,54 +77,70 @@ class Engine:
         self._days[day] = steps
         return steps
 
+    def _sun(self, date, elev, setting, start):
+        """A sun event on a local date: its park time; `start` when the sun stays
+        on the side it leads to (already dark, or light); None when it never comes."""
+        suns = self._suns
+        sd = suns.get(date)
+        if sd is None:
+            if len(suns) > 2 * _CACHE:
+                suns.clear()
+            sd = suns[date] = sun.SolarDay(self._noon(date), self.cfg.lat, self.cfg.lon)
+        t, status = sd.crossing(elev, setting)
+        if t is None and (status == sun.ALWAYS_BELOW) == setting:
+            return start
+        return t
+
     def _compute(self, day):
         cfg = self.cfg
         tz = cfg.tz
         rule, program = self.program_for(day)
         start = self._noon(day)
-        suns = self._suns
-        if len(suns) > 2 * _CACHE:
-            suns.clear()
+        # The night: sunset to sunrise (polar night: the whole program day; polar
+        # day: none), widened by the program's own sun steps (an evening one
+        # before sunset opens it, a morning one after sunrise closes it).
+        sunset = self._sun(day, sun.SUNRISE, True, start)
+        sunrise = self._sun(day + 1, sun.SUNRISE, False, start)
+        first = sunset
+        last = self._noon(day + 1) if sunrise is None else sunrise
         out = []
-        for i, st in enumerate(program.steps):
+        steps = program.steps
+        for i, st in enumerate(steps):
             if st.kind == 0:  # clock time
-                date = day if st.clock >= _NOON else day + 1
-                t = tz.to_utc(date * 86400 + st.clock)
+                t = tz.to_utc((day if st.clock >= _NOON else day + 1) * 86400 + st.clock)
             else:
-                date = day if st.setting else day + 1
-                sd = suns.get(date)
-                if sd is None:
-                    sd = suns[date] = sun.SolarDay(self._noon(date), cfg.lat, cfg.lon)
-                t, status = sd.crossing(st.elev, st.setting)
-                if t is None:
-                    dark_all_day = status == sun.ALWAYS_BELOW
-                    if dark_all_day == st.setting:
-                        t = start  # it is already dark (or light): in force from the start
-                    else:
-                        continue  # never happens
+                if st.elev == sun.SUNRISE:
+                    t = sunset if st.setting else sunrise
                 else:
+                    t = self._sun(day if st.setting else day + 1, st.elev, st.setting, start)
+                if t is None:
+                    continue  # never happens
+                if t != start:
                     t += st.offset
+                if st.setting:
+                    if first is None or t < first:
+                        first = t
+                elif t > last:
+                    last = t
             # Steps at the same instant (several in a DST gap) apply in the
             # config's order, and a later program day's after an earlier one's.
             out.append((t, day, i, self.limit(st.level), st.fade, rule))
         out.sort()
-        return out
-
-    def _reach(self):
-        """(before, after): every step of program day X lies within
-        [noon(X) - before, noon(X) + after]. A setting event is within half a day
-        after a transit that is within half a day of local noon; a rising one
-        within a day before the next noon; clock times within the program day;
-        then the offsets, and an hour for a clock change."""
-        r = self._reach_s
-        if r is None:
-            most = 0
-            for p in [self.cfg.default] + [rule.program for rule in self.cfg.rules]:
-                for st in p.steps:
-                    off = st.offset if st.offset > 0 else -st.offset
-                    most = off if off > most else most
-            r = self._reach_s = (12 * 3600 + most + 3600, 36 * 3600 + most + 3600)
-        return r
+        # Steps outside the night are skipped (parkctl's lamp_schedule.py says
+        # why), unless opted in to daylight; and a night ends dark: a level its
+        # steps leave lit goes off at its end, unless the step that set it is
+        # opted in.
+        kept = []
+        lit = None
+        for item in out:
+            t = item[0]
+            if steps[item[2]].day or (first is not None and first <= t <= last):
+                kept.append(item)
+                if t <= last:
+                    lit = item
+        if lit is not None and lit[3] > 0 and not steps[lit[2]].day:
+            kept.append((last, day, len(steps), 0, lit[4], rule))
+        return kept
 
     def _noon(self, day):
         return self.cfg.tz.to_utc(day * 86400 + _NOON)
@@ -144,7 +163,7 @@ class Engine:
         # t's back to _BACK before it; a day is skipped when all its steps
         # are surely after t, and the search stops once a day's steps are surely
         # all before the best found so far. Usually three days are computed.
-        before, after = self._reach()
+        before, after = self.cfg.reach
         day = self.program_day(t)
         best = None
         for d in range(day + 2, day - _BACK - 1, -1):
@@ -183,7 +202,7 @@ class Engine:
         return self.scheduled(t)
 
     def _next_scheduled(self, t, level):
-        before, after = self._reach()
+        before, after = self.cfg.reach
         day = self.program_day(t)
         steps = []
         for d in range(day - _BACK, day + _AHEAD + 1):
@@ -235,6 +254,8 @@ class Engine:
             return source if detail is None else "%s: %s" % (source, detail)
         program = self.cfg.default if rule < 0 else self.cfg.rules[rule].program
         name = "default" if rule < 0 else self.cfg.rules[rule].name
+        if step >= len(program.steps):
+            return "%s: end of the night" % name
         return "%s step %d (%s)" % (name, step + 1, program.steps[step].text)
 
 

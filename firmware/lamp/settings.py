@@ -14,9 +14,9 @@ DEFAULT_FLASH = [(100, 700), (20, 300)]
 
 
 class Step:
-    __slots__ = ("kind", "clock", "elev", "setting", "offset", "level", "fade", "text")
+    __slots__ = ("kind", "clock", "elev", "setting", "offset", "level", "fade", "text", "day")
 
-    def __init__(self, kind, clock, elev, setting, offset, level, fade, text):
+    def __init__(self, kind, clock, elev, setting, offset, level, fade, text, day=False):
         self.kind = kind  # CLOCK or SUN
         self.clock = clock  # CLOCK: seconds after local midnight
         self.elev = elev  # SUN: elevation, degrees
@@ -25,6 +25,7 @@ class Step:
         self.level = level  # percent 0..100
         self.fade = fade  # seconds to reach the level
         self.text = text  # how the config wrote "at" (+ offset), for reasons
+        self.day = day  # opted in to daylight: never skipped, and its level holds by day
 
 
 class Program:
@@ -55,6 +56,10 @@ class Config:
         self.tz = TZ("UTC0")
         self.default = Program("default", [])
         self.rules = []
+        # (before, after): every step of program day X lies within [noon(X) -
+        # before, noon(X) + after] (lampconfig.parse works it out; the engine
+        # searches no further).
+        self.reach = (int(13 * 3600), int(37 * 3600))
         self.min_level = 0.0
         self.max_level = 100.0
         self.gamma = 1.0
@@ -65,6 +70,7 @@ class Config:
         self.pc_delay = 120.0
         self.pc_level = 100.0
         self.pc_full_scale = 2000.0
+        self.pc_mode = 0  # 0 fail-safe only, 1 assist, 2 control (lampconfig.PHOTOCELL_MODES)
         self.failsafe_level = 100.0
         self.mon_lamp = 1.0
         self.mon_off = 0.05

@@ -57,6 +57,14 @@ def _read(path: str) -> str:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     text = _read(args.config)
+    if args.year is not None or args.summary or args.plot:
+        if args.year is None or not args.summary:
+            raise UserError("--summary and --plot go with --year YYYY --summary")
+        from .lampyear import run
+
+        return run(args, text)
+    if args.date is None:
+        raise UserError("give --date YYYY-MM-DD (or --year YYYY --summary)")
     answers = call_lines("lamp_schedule", [args.date, str(args.days)], args.runtime, stdin=text)
     # MicroPython's dicts have no order: put the keys in the documented one.
     start, *rows = ({k: row[k] for k in ("at", "level", "reason")} for row in answers)
@@ -96,19 +104,41 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             for err in e.errors:
                 print(f"  {err}", file=sys.stderr)
         return 1
+    warnings = _night_warnings(cfg, args) if args.app == "lamp" else []
     if args.json:
-        _print_json({"file": args.file, "ok": True, "errors": []})
+        _print_json({"file": args.file, "ok": True, "errors": [], "warnings": warnings})
     elif args.app == "lamp":
         print(
             f"{args.file}: ok ({cfg.name or 'unnamed site'}, {cfg.tz.text}, "
             f"{len(cfg.rules)} calendar rule(s), default program of {len(cfg.default.steps)} step(s))"
         )
+        for w in warnings:
+            when = ", ".join(w["dates"])
+            print(f"  warning: {w['step']} is skipped on {w['nights']} night(s) ({w['why']}): {when}")
     else:
         print(
             f"{args.file}: ok (a kiosk at {cfg.name or 'an unnamed site'}, {cfg.tz.text}, "
             f"threshold {cfg.threshold}, repeat window {cfg.window_s} s, retention {cfg.retention_days} days)"
         )
     return 0
+
+
+def _night_warnings(cfg, args: argparse.Namespace) -> list[dict]:
+    """Steps that fall in daylight on some nights of the coming year at the site."""
+    import time
+
+    import civil
+
+    from .lampnights import skipped_steps
+
+    if args.from_date:
+        try:
+            first = civil.days_from_civil(*civil.parse_date(args.from_date))
+        except ValueError as e:
+            raise UserError(f"--from {args.from_date}: {e}") from None
+    else:  # the site's local date today (park time counts from 2000-01-01 UTC)
+        first = cfg.tz.to_local(int(time.time()) - 946684800) // 86400
+    return skipped_steps(cfg, first)
 
 
 def _human_size(n: int) -> str:
@@ -832,8 +862,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Level changes, computed by the firmware's own lighting engine.",
     )
     sched.add_argument("--config", required=True, help="lamp configuration (JSON)")
-    sched.add_argument("--date", required=True, help="first local date, YYYY-MM-DD")
+    sched.add_argument("--date", help="first local date, YYYY-MM-DD")
     sched.add_argument("--days", type=int, default=1, help="how many days (1..366, default 1)")
+    sched.add_argument("--year", type=int, help="with --summary: a whole year, YYYY")
+    sched.add_argument(
+        "--summary", action="store_true", help="hours at each level, kWh, saving, daylight hours"
+    )
+    sched.add_argument(
+        "--watts", type=float, default=100.0, help="the lamp's power at full output (default 100)"
+    )
+    sched.add_argument(
+        "--plot", metavar="FILE", help="with --summary: a PNG of the year (date, time of day, level)"
+    )
     sched.add_argument("--runtime", choices=RUNTIMES, default="cpython", help="interpreter to compute in")
     sched.add_argument("--json", action="store_true", help="print JSON")
     sched.set_defaults(func=cmd_schedule)
@@ -1136,6 +1176,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="the configuration (JSON)")
     check.add_argument(
         "--app", choices=("lamp", "kiosk"), default="lamp", help="whose configuration it is (default lamp)"
+    )
+    check.add_argument(
+        "--from",
+        dest="from_date",
+        metavar="YYYY-MM-DD",
+        help="first night of the year checked for steps that fall in daylight (default today)",
     )
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=cmd_config_check)

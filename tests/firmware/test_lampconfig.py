@@ -148,3 +148,12 @@ def test_tls_needs_the_brokers_ca_on_the_board():
 def test_not_json():
     e = raises(lampconfig.ConfigError, lampconfig.loads, "{bad json")
     assert e.errors[0].startswith("(file): not valid JSON")
+
+
+def test_the_site_needs_its_place_and_time_zone():
+    # Regression (issue 21): a site without lat, lon or tz was accepted, as 0 N 0 E UTC.
+    cfg = good()
+    cfg["site"] = {"name": "somewhere"}
+    assert errors_of(cfg) == ["site.lat: missing", "site.lon: missing", "site.tz: missing"]
+    cfg["site"] = {"lat": 31.0, "lon": 121.2, "tz": ""}
+    assert errors_of(cfg) == ["site.tz: must not be empty"]

@@ -157,8 +157,12 @@ def test_polar_night_keeps_a_sunset_program_lit():
         t += 600
     assert e.target(local(cfg, 2026, 12, 20, 12))[0] == 100  # noon, in the dark
     assert e.target(local(cfg, 2026, 12, 20, 23, 30))[0] == 50
-    # And in the midnight sun the sun steps never switch it on (clock steps still do).
-    assert e.target(local(cfg, 2026, 6, 21, 20))[0] == 0
+    # And in the midnight sun there is no night: neither the sun steps nor the clock
+    # steps switch it on.
+    t = local(cfg, 2026, 6, 18, 12)
+    while t < local(cfg, 2026, 6, 24, 12):
+        assert e.target(t)[0] == 0, format_datetime(cfg.tz.to_local(t))
+        t += 600
 
 
 def test_offsets_that_cross_midnight():
@@ -220,8 +224,12 @@ def test_a_step_that_stops_coming_expires_after_three_nights_and_next_change_say
     # ("elevation 9 rising") comes for the last time, and three nights later the
     # level in force is none. next_change must announce that instant, or a lamp
     # would hold the old level until some later wake-up (found by hypothesis).
+    # (A level set by day needs the step's daylight opt-in, or the night's end takes it.)
     cfg = config(
-        tz="CST-8", lat=-68.0, lon=0.0, steps=[{"at": {"elevation": 9, "direction": "rising"}, "level": 100}]
+        tz="CST-8",
+        lat=-68.0,
+        lon=0.0,
+        steps=[{"at": {"elevation": 9, "direction": "rising"}, "level": 100, "daylight": True}],
     )
     e = Engine(cfg)
     start = local(cfg, 2024, 4, 10, 12)
