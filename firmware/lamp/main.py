@@ -13,6 +13,7 @@ import sys
 
 import ticks
 from alarm import KINDS as ALARM_KINDS
+from alarm import RAISED
 from alarm import Alarms
 from apploop import App, earliest, log_event, run
 from board import Board
@@ -60,8 +61,14 @@ class Lamp(App):
         self.alarms = Alarms(board.button_led, cfg.flash, self.post, self._reserve)
         records = self.journal.find(lambda seq, kind: kind in ALARM_KINDS)
         restored = self.alarms.restore(records, board.ticks_ms())
+        # From here on a rotation of the journal carries the open alarm's records.
+        self.journal.hold(self.alarms.holds)
         if restored is not None:
             log_event("alarm", "%s still open after the reset: shown again" % restored["id"])
+            if restored["state"] == RAISED and self.alarms.seq not in self.journal.pending:
+                # The broker's PUBACK was journaled, the power went before the
+                # alarm_delivered event was.
+                self.alarms.delivered(restored["id"])
         self.ctl = Controller(cfg, board, clock, self.alarms)
         self.ctl.on_event = self._controller_event
         self.button = Button(board.button_pin, board.ticks_ms, int(cfg.debounce_ms), int(cfg.stuck_s * 1000))
@@ -108,6 +115,8 @@ class Lamp(App):
 
     def _button(self, name):
         if name == "press":
+            # The raise is journaled in here, the first write after the press;
+            # the controller's pass below shows it.
             self.alarms.press(self.board.ticks_ms(), self.unix_time())
             self.link.changed()
         elif name == "stuck":
@@ -191,7 +200,7 @@ class Lamp(App):
         d = self.ctl.step(now)
         if ticks.diff(d, deadline) < 0:
             deadline = d
-        self.alarms.write()  # a new alarm shows on the pole already: now to flash
+        self.alarms.write()  # a raise the flash refused at the press, again
         deadline = self.link.exchange(now, deadline)
         return self.finish(now, deadline)
 
