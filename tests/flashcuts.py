@@ -87,10 +87,11 @@ class Board:
     def shown(self):
         return self.a.level(0) is not None
 
-    def deliver(self):
-        """The uplink: everything waiting, oldest first, acknowledged by the broker."""
+    def deliver(self, limit=8):
+        """The uplink: what is waiting, oldest first, acknowledged by the broker
+        (`limit` events a round, four rounds)."""
         for _ in range(4):
-            waiting = self.j.undelivered(8)
+            waiting = self.j.undelivered(limit)
             if not waiting:
                 return
             for seq, eid, kind, _ in waiting:

@@ -67,30 +67,22 @@ def blank() -> bytes:
     return cpython.make_ram_image({}, BLOCKS)
 
 
-def _press_cases():
-    # The press lands at every place in a segment, so that the rotation and
-    # its carry-over fall before, among and after the alarm's own writes.
-    return [
-        (f"press-after-{k}-events", flashcuts.fill(k), flashcuts.press) for k in range(flashcuts.RECORDS + 1)
-    ]
+# The press lands at every place in a segment, so that the rotation and its
+# carry-over fall before, among and after the alarm's own writes; and an open
+# alarm goes through rotations that start at every place in a segment.
+CASES = [
+    (f"press-after-{k}-events", flashcuts.fill(k), flashcuts.press) for k in range(flashcuts.RECORDS + 1)
+] + [
+    (
+        f"rotations-after-{k}-events",
+        flashcuts.then(flashcuts.open_alarm, flashcuts.fill(k)),
+        flashcuts.rotations,
+    )
+    for k in range(flashcuts.RECORDS)
+]
 
 
-def _rotation_cases():
-    return [
-        (
-            f"rotations-after-{k}-events",
-            flashcuts.then(flashcuts.open_alarm, flashcuts.fill(k)),
-            flashcuts.rotations,
-        )
-        for k in range(flashcuts.RECORDS)
-    ]
-
-
-@pytest.mark.parametrize(
-    ("name", "before", "sequence"),
-    _press_cases() + _rotation_cases(),
-    ids=lambda x: x if isinstance(x, str) else "",
-)
+@pytest.mark.parametrize(("name", "before", "sequence"), CASES, ids=[c[0] for c in CASES])
 def test_a_cut_at_any_flash_write_never_loses_a_shown_alarm(name, before, sequence):
     base = flashcuts.prepared(CpythonFlash, blank(), before)
     cuts = flashcuts.exhaustive(CpythonFlash, base, sequence)
@@ -98,7 +90,7 @@ def test_a_cut_at_any_flash_write_never_loses_a_shown_alarm(name, before, sequen
 
 
 def test_the_same_cuts_on_micropython_littlefs():
-    names = [c[0] for c in _press_cases() + _rotation_cases()]
+    names = [c[0] for c in CASES]
     env = micropython_env()
     env["MICROPYPATH"] += ":" + str(HERE)
     proc = subprocess.run(
