@@ -2,7 +2,8 @@
 #
 #   raised (a confirmed press, on the device) -> delivered (the broker has it:
 #   PUBACK) -> acknowledged (the centre's command) -> resolved (the centre
-#   closes it). Each transition is an event, journaled before delivery; the
+#   closes it), or cleared (a technician at the pole closes it from the
+#   console, whatever its state). Each transition is an event, journaled before delivery; the
 #   raise is critical (never dropped from the journal before the centre has it).
 #
 # Flash first: the raise is on flash before the pole shows anything, so an
@@ -23,7 +24,8 @@ import json
 
 from ticks import diff
 
-KINDS = ("alarm_raised", "alarm_delivered", "alarm_acknowledged", "alarm_resolved")
+KINDS = ("alarm_raised", "alarm_delivered", "alarm_acknowledged", "alarm_resolved", "alarm_cleared")
+CLOSED = ("alarm_resolved", "alarm_cleared")  # the centre's resolve, a technician's clear
 
 RAISED = "raised"
 DELIVERED = "delivered"
@@ -83,7 +85,7 @@ class Alarms:
                     "raised": fields.get("ts"),
                 }
                 self.seq = seq
-            elif kind == "alarm_resolved":
+            elif kind in CLOSED:
                 a = None
                 closed = fields.get("alarm")
             elif a is not None and fields.get("alarm") == a["id"]:
@@ -107,7 +109,7 @@ class Alarms:
             return False
         if a is not None:
             return eid == a["id"] or ('"%s"' % a["id"]) in body
-        return kind == "alarm_resolved" and self._closed is not None and ('"%s"' % self._closed) in body
+        return kind in CLOSED and self._closed is not None and ('"%s"' % self._closed) in body
 
     # --- transitions -------------------------------------------------------
 
@@ -171,6 +173,21 @@ class Alarms:
         self._closed = aid
         self.led.value(0)
         return None
+
+    def clear(self):
+        """A technician at the pole closes the open alarm (the console's `alarm
+        clear`: a test alarm with no centre to resolve it, say). Journaled as
+        alarm_cleared, critical, and sent to the centre when it can be. Returns
+        the alarm's id, or None if none was open."""
+        a = self.open
+        if a is None:
+            return None
+        aid = a["id"]
+        self.post("alarm_cleared", {"alarm": aid, "presses": a["presses"], "on_site": True}, True)
+        self.open = None
+        self._closed = aid
+        self.led.value(0)
+        return aid
 
     def _check(self, aid):
         a = self.open

@@ -201,3 +201,25 @@ def test_an_undelivered_raise_carried_past_its_resolve_stays_closed():
         j.delivered(int(j.append("state", '{"i": %d}' % i).rsplit("-", 1)[1]))
     a, j = _small(folder)
     assert a.open is None
+
+
+def test_a_technician_clears_a_test_alarm_no_centre_can_resolve():
+    # Issue 22: a test alarm with no centre reachable must not leave the pole
+    # flashing for good. Cleared on site: the pole goes back to normal, the
+    # clear is journaled (critical) and sent when the centre can be reached,
+    # and a reboot does not bring the alarm back.
+    folder = tempdir() + "/j"
+    a, led, j = make(folder)
+    assert a.clear() is None  # nothing open
+    aid = a.press(0, 1766300000, test=True)
+    assert a.clear() == aid
+    assert a.open is None and a.level(100) is None and led.value() == 0
+    waiting = [(r[2], j.critical(r[0])) for r in j.undelivered(10)]
+    assert waiting == [("alarm_raised", True), ("alarm_cleared", True)]
+    cleared = json.loads(j.undelivered(10)[1][3])
+    assert cleared["alarm"] == aid and cleared["on_site"] is True
+    assert a.resolve(aid) == "no alarm is open"
+    b, _, j2 = make(folder)
+    assert b.restore(j2.find(lambda seq, kind: kind in KINDS), 0) is None
+    # A press after it is a new alarm.
+    assert b.press(0, 1766300100) != aid and b.open is not None
