@@ -76,3 +76,25 @@ def test_an_open_alarm_outlives_a_hundred_short_power_cuts(tmp_path, runtime):
     assert len(shown_again) == 100 and all(aid in t for t in shown_again)
     assert "reply to resolve centre-1: ok" in texts
     assert f"alarm_resolved {aid}" in texts
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_button_stuck_through_power_cuts_raises_one_alarm(tmp_path, runtime):
+    # Held for good (jammed), through three cuts: a press at each power-on
+    # counts, but the alarm it raised is still open, so it only adds presses;
+    # button_stuck each time it has been held stuck_s. No storm of alarms.
+    scn = tmp_path / "stuck.scn"
+    scn.write_text(
+        f"config {WIFI_CONFIG}\nstart 2026-12-21 18:00\nend 2026-12-21 23:30\nwifi up 18:00\n"
+        "at 22:00 press button for 3600s\n"
+        "power off 22:10 - 22:11\npower off 22:20 - 22:20:05\npower off 22:30 - 22:31\n"
+        "expect 1 alarms at centre\n"
+        "expect mode alarm at 23:20\n"
+    )
+    result = simcmd.run(scn, runtime)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    texts = [e.text for e in result.entries]
+    assert len(_raised_on_device(result)) == 1
+    stuck = [t for t in texts if t.startswith("event button_stuck ")]
+    assert len(stuck) == 4, stuck  # the first hold and each power-on's
+    assert len([t for t in texts if t.startswith("event button_stuck_cleared")]) == 1
