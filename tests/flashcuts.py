@@ -73,12 +73,12 @@ class Board:
         self.acked = dict(acked or {})
         self.a = Alarms(Pin(), FLASH, self.post, self.reserve)
         self.a.restore(self.j.find(_alarm_kinds), 0)
-        if hasattr(self.j, "hold"):
-            self.j.hold(self.a.holds)
+        self.j.hold(self.a.holds)
 
     def post(self, kind, fields, critical=False, seq=None):
         fields["ts"] = T
-        return self.j.append(kind, json.dumps(fields), critical, seq)
+        # A raise in a segment of its own, as main.py does.
+        return self.j.append(kind, json.dumps(fields), critical, seq, kind == "alarm_raised")
 
     def reserve(self):
         seq = self.j.reserve()

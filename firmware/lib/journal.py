@@ -117,6 +117,7 @@ class Journal:
         self._segments = []  # segment numbers, oldest first
         self._count = 0  # records in the newest segment
         self._torn_tail = False
+        self._shrink_due = False  # a fresh segment went past the bound: rotate at the next append
         self.keep = _keep_none  # see hold()
         try:
             self.os.mkdir(folder)
@@ -200,10 +201,23 @@ class Journal:
         if self._torn_tail:
             # Never append after a torn line: the next record would be glued to it.
             self._count = self.segment_records
+        self._shrink_due = len(numbers) > self.max_segments
 
-    def _write(self, seq, boot, kind, critical, body, rollover=True):
-        if rollover and (not self._segments or self._count >= self.segment_records):
-            self._new_segment()
+    def _write(self, seq, boot, kind, critical, body, rollover=True, fresh=False):
+        if fresh:
+            if not self._segments or self._count:
+                # A file of its own, one line: littlefs keeps it inline in the
+                # folder's metadata, so the write is one small program (no erase,
+                # no copy of a segment's blocks) and nothing else goes first: the
+                # rotation this may need waits for the next append.
+                self._segments.append(self._segments[-1] + 1 if self._segments else 1)
+                self._count = 0
+                self._shrink_due = True
+        elif rollover:
+            if not self._segments or self._count >= self.segment_records:
+                self._new_segment()
+            elif self._shrink_due:
+                self._shrink()
         with self.open(self._path(self._segments[-1]), "a") as f:
             f.write(_line(seq, boot, kind, critical, body))
         self._count += 1
@@ -211,6 +225,10 @@ class Journal:
     def _new_segment(self):
         self._segments.append(self._segments[-1] + 1 if self._segments else 1)
         self._count = 0
+        self._shrink()
+
+    def _shrink(self):
+        self._shrink_due = False
         # Oldest first; a segment of nothing but undelivered alarms is passed over.
         for number in self._segments[:-1]:
             if len(self._segments) <= self.max_segments:
@@ -272,16 +290,18 @@ class Journal:
         self.seq += 1
         return self.seq
 
-    def append(self, kind, body, critical=False, seq=None):
+    def append(self, kind, body, critical=False, seq=None, fresh=False):
         """Journal an event (body: JSON text) before delivery; returns its id.
-        seq: a number from reserve(), else the next one."""
+        seq: a number from reserve(), else the next one. fresh: in a segment of
+        its own, as fast a write as littlefs has (an alarm's raise, which the
+        pole shows only once it is on flash)."""
         if " " in kind or not kind or kind == "ack":
             raise ValueError("bad event kind %r" % kind)
         if "\n" in body:
             raise ValueError("an event body is one line of JSON")
         if seq is None:
             seq = self.reserve()
-        self._write(seq, self.boot, kind, critical, body)
+        self._write(seq, self.boot, kind, critical, body, fresh=fresh)
         self.pending.add(seq, self._segments[-1], critical)
         return self.event_id(seq)
 

@@ -289,3 +289,24 @@ def test_a_torn_carry_over_leaves_the_old_segment_to_be_read():
         j.delivered(int(j.append("state", '{"i": %d}' % i).split("-")[-1]))
     j = new(folder, **kw)
     assert [x[1] for x in j.undelivered(100)] == [alarm] and j.torn == 0
+
+
+def test_a_fresh_record_gets_a_segment_of_its_own_and_the_bound_comes_back():
+    # An alarm's raise: alone in a new segment (littlefs keeps so small a file
+    # in its folder's metadata: the quickest write), no rotation before it;
+    # the next append rotates.
+    folder = tempdir() + "/j"
+    kw = {"max_segments": 2, "segment_records": 3}
+    j = new(folder, **kw)
+    for i in range(6):
+        j.delivered(int(j.append("state", '{"i": %d}' % i).split("-")[-1]))
+    before = _logs(folder)
+    assert len(before) == 2
+    alarm = j.append("alarm_raised", '{"presses": 1}', True, None, True)
+    logs = _logs(folder)
+    assert logs[:-1] == before and len(logs) == 3  # nothing removed before it
+    assert read(folder + "/" + logs[-1]).count("\n") == 1
+    j = new(folder, **kw)  # a reboot in between changes nothing
+    j.append("mode", '{"detail": "alarm"}')
+    assert len(_logs(folder)) == 2
+    assert [x[1] for x in new(folder, **kw).undelivered(10)] == [alarm, "lamp-7-2-8"]
