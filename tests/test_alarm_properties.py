@@ -50,7 +50,7 @@ def _open_id(b: Board) -> Any:
     return b.a.open["id"] if b.a.open else None
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(history=st.lists(step, max_size=25))
 def test_an_open_alarm_survives_any_history_of_cuts(history):
     flash = CpythonFlash(blank(), None)
