@@ -237,7 +237,7 @@ class Journal:
 
     def _retire(self, number):
         carry = []  # (seq, boot, kind, critical, body, pending)
-        total = 0
+        total = undelivered = 0
         for rec in self._lines(number):
             total += 1
             seq, boot, kind, critical, body = rec
@@ -246,12 +246,15 @@ class Journal:
             pending = seq in self.pending
             # An undelivered alarm is carried from where it is pending, not
             # from an older copy a cut mid-rotation left behind.
-            if (critical and self.pending.held_in(seq, number)) or self.keep(
-                self.event_id(seq, boot), kind, body
-            ):
+            if critical and self.pending.held_in(seq, number):
                 carry.append((seq, boot, kind, critical, body, pending))
-        if carry and len(carry) == total:
-            return  # nothing to gain: undelivered alarms outrank the bound
+                undelivered += 1
+            elif self.keep(self.event_id(seq, boot), kind, body):
+                carry.append((seq, boot, kind, critical, body, pending))
+        if undelivered and undelivered == total:
+            # Nothing to gain: undelivered alarms outrank the bound. (Held
+            # records are few: a segment of them only is carried and goes.)
+            return
         if carry:
             # One append (committed whole by littlefs), before the old segment
             # goes: a cut in between leaves a copy in both, read once.

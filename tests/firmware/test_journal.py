@@ -310,3 +310,32 @@ def test_a_fresh_record_gets_a_segment_of_its_own_and_the_bound_comes_back():
     j.append("mode", '{"detail": "alarm"}')
     assert len(_logs(folder)) == 2
     assert [x[1] for x in new(folder, **kw).undelivered(10)] == [alarm, "lamp-7-2-8"]
+
+
+def test_held_records_are_carried_delivered_and_the_bound_holds():
+    # A segment of nothing but a record the app holds (an open alarm's raise,
+    # delivered; its ack in the next segment): each rotation carries it with
+    # its ack, so it stays on flash, is not sent again, and its segment goes:
+    # the bound holds.
+    from journal import _line
+
+    folder = tempdir() + "/j"
+    kw = {"max_segments": 2, "segment_records": 2}
+    new(folder, **kw)  # the folder
+    write(folder + "/00000001.log", _line(1, 1, "alarm_raised", True, '{"presses": 1}'))
+    write(folder + "/00000002.log", _line(1, "-", "ack", False, '""'))
+    raised = "lamp-7-1-1"
+
+    def keep(eid, kind, body):
+        return eid == raised
+
+    j = new(folder, **kw)
+    j.hold(keep)
+    assert j.undelivered(10) == []
+    for i in range(12):
+        j.delivered(int(j.append("state", '{"i": %d}' % i).split("-")[-1]))
+        assert len(_logs(folder)) <= 2, _logs(folder)
+    j = new(folder, **kw)
+    j.hold(keep)
+    assert [x[1] for x in j.find(lambda seq, kind: kind == "alarm_raised")] == [raised]
+    assert j.undelivered(10) == []
