@@ -2,9 +2,9 @@
 #
 #   raised (a confirmed press, on the device) -> delivered (the broker has it:
 #   PUBACK) -> acknowledged (the centre's command) -> resolved (the centre
-#   closes it), or cleared (a technician at the pole closes it from the
-#   console, whatever its state). Each transition is an event, journaled before delivery; the
-#   raise is critical (never dropped from the journal before the centre has it).
+#   closes it); or cleared, from any state (a technician at the pole, from the
+#   console). Each transition is an event, journaled before delivery; the raise
+#   is critical (never dropped from the journal before the centre has it).
 #
 # Flash first: the raise is on flash before the pole shows anything, so an
 # alarm a person has seen on the pole is one a power cut cannot take back. A
@@ -53,7 +53,7 @@ class Alarms:
         self._unwritten = None  # a raise the flash refused: write() tries again
         self.open = None  # {"id", "state", "presses", "test", "raised"}
         self.seq = 0  # the journal's sequence number of the open alarm's raise
-        self._closed = None  # the id of the last alarm resolved (its resolve is held)
+        self._closed = None  # the id of the last alarm closed (its resolve or clear is held)
         self._started = 0  # ticks the indication began
         self.raised = 0
         led.value(0)
