@@ -36,10 +36,14 @@ def _cycles(n: int, every_s: int) -> str:
 
 
 def bench_alarm_latency(n: int = 1000) -> None:
-    """Press confirmed (the ring LED lights, in the same loop pass) -> PUBACK
-    back at the lamp (its alarm_delivered), in wall-clock time: the simulated
-    clock does not move while the broker owes the lamp an answer, so what is
-    measured is the firmware's work, the journal write and the round trip."""
+    """The press on the pole (the world's) -> the lamp and ring LED show it
+    (after the debounce pass has journaled the raise: flash first), and the
+    press confirmed (the LED lit) -> PUBACK back at the lamp (its
+    alarm_delivered), in wall-clock time: the simulated clock does not move
+    while the firmware works or the broker owes the lamp an answer, so what is
+    measured is the firmware's work, the journal write and the round trip.
+    (The simulated flash takes no time: on the ESP32 the raise's write adds
+    about a millisecond, docs/journal.md.)"""
     broker = Mosquitto().start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -50,28 +54,40 @@ def bench_alarm_latency(n: int = 1000) -> None:
             wall = time.perf_counter() - start
     finally:
         broker.close()
-    lat = []
-    lit = None
+    lat = []  # press confirmed (the LED lit) -> PUBACK
+    shown = []  # the press on the pole (the world's) -> the LED lit
+    whole = []  # the press on the pole -> PUBACK
+    pressed = lit = None
     for e in result.entries:
-        if e.kind == "led" and e.text == "on" and lit is None:
+        if e.kind == "world" and e.text.startswith("button pressed"):
+            pressed, lit = e.wall, None
+        elif e.kind == "led" and e.text == "on" and lit is None and pressed is not None:
             lit = e.wall
-        elif e.text.startswith("event alarm_delivered ") and lit is not None:
+            shown.append((lit - pressed) * 1000)
+        elif e.text.startswith("event alarm_delivered ") and lit is not None and pressed is not None:
             lat.append((e.wall - lit) * 1000)
-            lit = None
+            whole.append((e.wall - pressed) * 1000)
+            pressed = lit = None
         elif e.text.startswith("event alarm_resolved"):
-            lit = None
+            pressed = lit = None
     arrived = sum(1 for e in result.entries if e.kind == "centre" and e.text.startswith("alarm_raised "))
-    lat.sort()
     print(
         f"alarm delivery, {n} presses against Mosquitto on loopback (CPython simulator, {wall:.0f} s wall):"
     )
     print(f"  alarms at the centre            {arrived:6d} of {n}")
-    if lat:
-        p50 = statistics.median(lat)
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        print(f"  press confirmed -> PUBACK p50   {p50:8.2f} ms")
-        print(f"  press confirmed -> PUBACK p99   {p99:8.2f} ms   (target < 50)")
-    print("  press confirmed -> lamp and LED   same loop pass, before the journal write (target < 20 ms)")
+    # The press on the pole includes the debounce pass: the simulated 50 ms take no
+    # wall time, the firmware's work in both passes does.
+    for label, xs, target in (
+        ("press -> lamp and LED", shown, 20),
+        ("press confirmed -> PUBACK", lat, 50),
+        ("press -> PUBACK", whole, 50),
+    ):
+        if xs:
+            xs.sort()
+            p50 = statistics.median(xs)
+            p99 = xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+            print(f"  {label + ' p50':<32}{p50:8.2f} ms")
+            print(f"  {label + ' p99':<32}{p99:8.2f} ms   (target < {target})")
 
 
 # What the lamp keeps loaded (diag and diagbase wait for the first console line;

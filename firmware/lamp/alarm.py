@@ -2,8 +2,16 @@
 #
 #   raised (a confirmed press, on the device) -> delivered (the broker has it:
 #   PUBACK) -> acknowledged (the centre's command) -> resolved (the centre
-#   closes it). Each transition is an event, journaled before delivery; the
-#   raise is critical (never dropped from the journal before the centre has it).
+#   closes it); or cleared, from any state (a technician at the pole, from the
+#   console). Each transition is an event, journaled before delivery; the raise
+#   is critical (never dropped from the journal before the centre has it).
+#
+# Flash first: the raise is on flash before the pole shows anything, so an
+# alarm a person has seen on the pole is one a power cut cannot take back. A
+# cut during that one write leaves no alarm and nothing shown (press again).
+# While an alarm is open its records (raise, delivered, acknowledged) are held
+# in the journal whatever their delivery (holds()), so that restore() finds it
+# after any number of reboots until the centre resolves it.
 #
 # One alarm is open at a time: more presses while it is open add to its press
 # count, nothing else. While open, the lamp shows `flash` (a repeating list of
@@ -16,7 +24,8 @@ import json
 
 from ticks import diff
 
-KINDS = ("alarm_raised", "alarm_delivered", "alarm_acknowledged", "alarm_resolved")
+KINDS = ("alarm_raised", "alarm_delivered", "alarm_acknowledged", "alarm_resolved", "alarm_cleared")
+CLOSED = ("alarm_resolved", "alarm_cleared")  # the centre's resolve, a technician's clear
 
 RAISED = "raised"
 DELIVERED = "delivered"
@@ -41,18 +50,27 @@ class Alarms:
         self.flash = flash
         self.post = post
         self.reserve = reserve
-        self._unwritten = None  # the raise, journaled by write() once the pole shows it
+        self._unwritten = None  # a raise the flash refused: write() tries again
         self.open = None  # {"id", "state", "presses", "test", "raised"}
+        self.seq = 0  # the journal's sequence number of the open alarm's raise
+        self._closed = None  # the id of the last alarm closed (its resolve or clear is held)
         self._started = 0  # ticks the indication began
         self.raised = 0
         led.value(0)
 
     def restore(self, records, now):
         """After a reset: the alarm that was open, from the journal's records
-        (seq, id, kind, body) of KINDS, oldest first. The pole shows it again at
-        once; returns it, or None. (Presses after the raise are counted in RAM
-        only: the count restarts from the last journaled one.)"""
+        (seq, id, kind, body) of KINDS, oldest first (by sequence number). The
+        pole shows it again at once; returns it, or None. (Presses after the
+        raise are counted in RAM only: the count restarts from the last
+        journaled one.)
+
+        Only one alarm is ever open, so the open one is the newest raise with no
+        resolve after it: a resolve of any alarm closes every raise before it.
+        (A raise carried forward in the journal while undelivered may outlive
+        its own resolve; the newest resolve is held, so it still closes it.)"""
         a = None
+        closed = None
         for seq, eid, kind, body in records:
             try:
                 fields = json.loads(body)
@@ -65,45 +83,64 @@ class Alarms:
                     "presses": fields.get("presses", 1),
                     "test": fields.get("test", False),
                     "raised": fields.get("ts"),
-                    "seq": seq,
                 }
+                self.seq = seq
+            elif kind in CLOSED:
+                a = None
+                closed = fields.get("alarm")
             elif a is not None and fields.get("alarm") == a["id"]:
-                if kind == "alarm_resolved":
-                    a = None
-                elif kind == "alarm_delivered" and a["state"] == RAISED:
+                if kind == "alarm_delivered" and a["state"] == RAISED:
                     a["state"] = DELIVERED
                 elif kind == "alarm_acknowledged":
                     a["state"] = ACKNOWLEDGED
                     a["presses"] = fields.get("presses", a["presses"])
+        self._closed = closed
         if a is not None:
-            a.pop("seq")
             self.open = a
             self._started = now
         return a
 
+    def holds(self, eid, kind, body):
+        """Must the journal keep this record (id, kind, body) whatever its
+        delivery? The open alarm's records, which restore() needs, and the last
+        resolve, which closes any older raise still on flash."""
+        a = self.open
+        if kind not in KINDS:
+            return False
+        if a is not None:
+            return eid == a["id"] or ('"%s"' % a["id"]) in body
+        return kind in CLOSED and self._closed is not None and ('"%s"' % self._closed) in body
+
     # --- transitions -------------------------------------------------------
 
     def press(self, now, t, test=False):
-        """A confirmed press (or a technician's test alarm) at ticks `now`, Unix time t."""
+        """A confirmed press (or a technician's test alarm) at ticks `now`, Unix
+        time t. A new alarm's raise goes to flash first (the first write after
+        the press), then the pole shows it (the controller's pass that follows)."""
         a = self.open
         if a is not None:
             a["presses"] += 1
             return a["id"]
-        self._started = now
         self.raised += 1
-        # The pole shows the alarm first (the next controller pass), then the
-        # raise goes to flash: a flash write can take tens of ms on the ESP32.
         seq, aid = self.reserve()
-        self._unwritten = (seq, {"presses": 1, "test": test})
+        fields = {"presses": 1, "test": test}
+        try:
+            self.post("alarm_raised", fields, True, seq)
+        except OSError:
+            # The flash refused it (full, worn): the pole shows the alarm all the
+            # same (someone needs help here) and write() tries again each pass.
+            self._unwritten = (seq, fields)
+        self.seq = seq
+        self._started = now
         self.open = {"id": aid, "state": RAISED, "presses": 1, "test": test, "raised": t}
         return aid
 
     def write(self):
-        """Journal the raise that press() left for after the indication."""
+        """Journal a raise the flash refused in press(), if any."""
         u = self._unwritten
         if u is not None:
-            self._unwritten = None
             self.post("alarm_raised", u[1], True, u[0])
+            self._unwritten = None
 
     def delivered(self, aid):
         """The raise of `aid` has reached the broker."""
@@ -120,8 +157,8 @@ class Alarms:
             return why
         if a["state"] == ACKNOWLEDGED:
             return "alarm %s is already acknowledged" % aid
-        a["state"] = ACKNOWLEDGED
         self.post("alarm_acknowledged", {"alarm": aid, "presses": a["presses"]}, True)
+        a["state"] = ACKNOWLEDGED
         return None
 
     def resolve(self, aid):
@@ -130,10 +167,27 @@ class Alarms:
         why = self._check(aid)
         if why or a is None:
             return why
-        self.open = None
+        # On flash before the alarm closes: until then its records are held.
         self.post("alarm_resolved", {"alarm": aid, "presses": a["presses"]}, True)
+        self.open = None
+        self._closed = aid
         self.led.value(0)
         return None
+
+    def clear(self):
+        """A technician at the pole closes the open alarm (the console's `alarm
+        clear`: a test alarm with no centre to resolve it, say). Journaled as
+        alarm_cleared, critical, and sent to the centre when it can be. Returns
+        the alarm's id, or None if none was open."""
+        a = self.open
+        if a is None:
+            return None
+        aid = a["id"]
+        self.post("alarm_cleared", {"alarm": aid, "presses": a["presses"], "on_site": True}, True)
+        self.open = None
+        self._closed = aid
+        self.led.value(0)
+        return aid
 
     def _check(self, aid):
         a = self.open

@@ -73,9 +73,15 @@ class Diagnostics(diagbase.Diagnostics):
         return "clicked", {"duty_pct": list(RAMP), "current_adc": amps, "rising": rising}
 
     def alarm(self, args, line):
-        if args != ["test"]:
-            raise CommandError("alarm test: the only alarm command (raises a test alarm)")
-        return self.app.test_alarm()
+        if args == ["test"]:
+            return self.app.test_alarm()
+        if args == ["clear"]:
+            # On site: the technician sees the pole; the centre hears of it later.
+            aid = self.app.alarms.clear()
+            if aid is None:
+                raise CommandError("alarm clear: no alarm is open")
+            return {"cleared": aid}
+        raise CommandError("alarm test (raises a test alarm) or alarm clear (closes the open one, on site)")
 
     def test(self, args, line):
         """The HIL rig's hands on a real board (docs/hil.md): pins jumpered to the

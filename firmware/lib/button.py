@@ -11,7 +11,8 @@
 #
 # Edges lost to a full ring (or a full schedule queue) cannot fool it: step()
 # also reads the pin, and a level that disagrees with the last edge seen counts
-# as an edge at that moment.
+# as an edge at that moment. A button held at power-on counts as pressed at
+# that moment: one press after the debounce time, "stuck" if it stays held.
 
 from array import array
 
@@ -36,7 +37,10 @@ class Button:
         self.flag = False  # set by the IRQ: something to look at
         self.level = pin.value()  # the raw level after the last edge seen
         self._edge_at = now  # ticks of that edge
-        self.pressed = self.level == active  # the debounced state
+        # Released, whatever the pin says: a button already held at power-on
+        # (pressed during a cut, held as the power came back) is a press once
+        # it has read pressed for debounce_ms, as any other.
+        self.pressed = False  # the debounced state
         self._since = now  # ticks the debounced state began
         self.stuck = False
         self.presses = 0

@@ -13,8 +13,17 @@
 # a new segment would exceed that, the oldest goes: its delivered records are
 # dropped; undelivered non-critical ones too (counted in `dropped`); undelivered
 # critical ones (alarms) are carried into the newest segment with their ids,
-# never dropped. A segment holding nothing but undelivered alarms stays: then
-# the journal outgrows its bound rather than lose an alarm.
+# never dropped, and so are the records the app holds (`keep(id, kind, body)`:
+# an open alarm's, delivered or not; a delivered one is carried with its ack).
+# A segment holding nothing but those stays: then the journal outgrows its
+# bound rather than lose an alarm.
+#
+# Power cuts: each append is one open-write-close, which littlefs commits
+# whole or not at all; a carry-over is one such append (all its records and
+# acks) before the old segment is removed. A cut between the two leaves both
+# copies, read as one (same sequence number); the next rotation carries the
+# old one again, harmless. On a filesystem that can tear a write, the torn line
+# fails its CRC and is skipped, and nothing is appended after it.
 #
 # Each event's id is "DEVICE-BOOT-SEQ": unique across reboots, so a centre
 # that receives an event twice (at-least-once delivery) can drop the copy.
@@ -26,6 +35,10 @@ import binascii
 
 def _crc(text):
     return binascii.crc32(text.encode()) & 0xFFFFFFFF
+
+
+def _keep_none(eid, kind, body):
+    return False
 
 
 class _Pending:
@@ -79,6 +92,11 @@ class _Pending:
                 return d[seq]
         return False
 
+    def held_in(self, seq, number):
+        """Is seq pending in segment `number` (not in a later copy)?"""
+        d = self._by_segment.get(number)
+        return d is not None and seq in d
+
     def segments(self):
         """The numbers of the segments that hold pending events, oldest first."""
         return sorted(self._by_segment)
@@ -99,6 +117,8 @@ class Journal:
         self._segments = []  # segment numbers, oldest first
         self._count = 0  # records in the newest segment
         self._torn_tail = False
+        self._shrink_due = False  # a fresh segment went past the bound: rotate at the next append
+        self.keep = _keep_none  # see hold()
         try:
             self.os.mkdir(folder)
         except OSError:
@@ -181,10 +201,23 @@ class Journal:
         if self._torn_tail:
             # Never append after a torn line: the next record would be glued to it.
             self._count = self.segment_records
+        self._shrink_due = len(numbers) > self.max_segments
 
-    def _write(self, seq, boot, kind, critical, body, rollover=True):
-        if rollover and (not self._segments or self._count >= self.segment_records):
-            self._new_segment()
+    def _write(self, seq, boot, kind, critical, body, rollover=True, fresh=False):
+        if fresh:
+            if not self._segments or self._count:
+                # A file of its own, one line: littlefs keeps it inline in the
+                # folder's metadata, so the write is one small program (no erase,
+                # no copy of a segment's blocks) and nothing else goes first: the
+                # rotation this may need waits for the next append.
+                self._segments.append(self._segments[-1] + 1 if self._segments else 1)
+                self._count = 0
+                self._shrink_due = True
+        elif rollover:
+            if not self._segments or self._count >= self.segment_records:
+                self._new_segment()
+            elif self._shrink_due:
+                self._shrink()
         with self.open(self._path(self._segments[-1]), "a") as f:
             f.write(_line(seq, boot, kind, critical, body))
         self._count += 1
@@ -192,6 +225,10 @@ class Journal:
     def _new_segment(self):
         self._segments.append(self._segments[-1] + 1 if self._segments else 1)
         self._count = 0
+        self._shrink()
+
+    def _shrink(self):
+        self._shrink_due = False
         # Oldest first; a segment of nothing but undelivered alarms is passed over.
         for number in self._segments[:-1]:
             if len(self._segments) <= self.max_segments:
@@ -199,28 +236,53 @@ class Journal:
             self._retire(number)
 
     def _retire(self, number):
-        keep = []
-        total = 0
+        carry = []  # (seq, boot, kind, critical, body, pending)
+        total = undelivered = 0
         for rec in self._lines(number):
             total += 1
-            seq, kind, critical = rec[0], rec[2], rec[3]
-            if kind != "ack" and seq in self.pending and critical:
-                keep.append(rec)
-        if keep and len(keep) == total:
-            return  # nothing to gain: undelivered alarms outrank the bound
-        # Alarms first go into the newest segment (same seq, same id), and only
-        # then is the old segment removed: a power cut in between leaves a copy
-        # in both, which undelivered() reads once.
-        for rec in keep:
-            self._write(rec[0], rec[1], rec[2], rec[3], rec[4], rollover=False)
-            self.pending.add(rec[0], self._segments[-1], True)
+            seq, boot, kind, critical, body = rec
+            if kind == "ack":
+                continue
+            pending = seq in self.pending
+            # An undelivered alarm is carried from where it is pending, not
+            # from an older copy a cut mid-rotation left behind.
+            if critical and self.pending.held_in(seq, number):
+                carry.append((seq, boot, kind, critical, body, pending))
+                undelivered += 1
+            elif self.keep(self.event_id(seq, boot), kind, body):
+                carry.append((seq, boot, kind, critical, body, pending))
+        if undelivered and undelivered == total:
+            # Nothing to gain: undelivered alarms outrank the bound. (Held
+            # records are few: a segment of them only is carried and goes.)
+            return
+        if carry:
+            # One append (committed whole by littlefs), before the old segment
+            # goes: a cut in between leaves a copy in both, read once.
+            newest = self._segments[-1]
+            with self.open(self._path(newest), "a") as f:
+                for seq, boot, kind, critical, body, pending in carry:
+                    f.write(_line(seq, boot, kind, critical, body))
+                    self._count += 1
+                    if not pending:
+                        # Delivered: said again here, or the copy would be sent again.
+                        f.write(_line(seq, "-", "ack", False, '""'))
+                        self._count += 1
+            for seq, _, _, critical, _, pending in carry:
+                if pending:
+                    self.pending.add(seq, newest, critical)
         for seq, _, kind, critical, _ in self._lines(number):
-            if kind != "ack" and not critical and self._settled(seq):
+            if kind != "ack" and not critical and self.pending.held_in(seq, number):
+                self.pending.pop(seq)
                 self.dropped += 1
         self.os.remove(self._path(number))
         self._segments.remove(number)
 
     # --- use ---------------------------------------------------------------
+
+    def hold(self, keep):
+        """keep(id, kind, body): True for a record a rotation must carry over
+        whatever its delivery (the lamp's open alarm). Set before appending."""
+        self.keep = keep
 
     def event_id(self, seq, boot=None):
         return "%s-%s-%d" % (self.device, self.boot if boot is None else boot, seq)
@@ -231,16 +293,18 @@ class Journal:
         self.seq += 1
         return self.seq
 
-    def append(self, kind, body, critical=False, seq=None):
+    def append(self, kind, body, critical=False, seq=None, fresh=False):
         """Journal an event (body: JSON text) before delivery; returns its id.
-        seq: a number from reserve(), else the next one."""
+        seq: a number from reserve(), else the next one. fresh: in a segment of
+        its own, as fast a write as littlefs has (an alarm's raise, which the
+        pole shows only once it is on flash)."""
         if " " in kind or not kind or kind == "ack":
             raise ValueError("bad event kind %r" % kind)
         if "\n" in body:
             raise ValueError("an event body is one line of JSON")
         if seq is None:
             seq = self.reserve()
-        self._write(seq, self.boot, kind, critical, body)
+        self._write(seq, self.boot, kind, critical, body, fresh=fresh)
         self.pending.add(seq, self._segments[-1], critical)
         return self.event_id(seq)
 

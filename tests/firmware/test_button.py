@@ -14,9 +14,11 @@ class Pin:
 class Rig:
     """Drives the button through edges at given ms, stepping at each deadline."""
 
-    def __init__(self, **kw):
+    def __init__(self, held=False, **kw):
         self.now = 0
         self.pin = Pin()
+        if held:  # the contact is closed as the board boots
+            self.pin.v = 0
         self.events = []
         self.b = Button(self.pin, lambda: self.now, **kw)
         self.deadline = -1
@@ -96,3 +98,19 @@ def test_lost_edges_are_recovered_from_the_pin():
     r.step()
     r.until(2000)
     assert r.b.lost_edges > 0 and [n for _, n in r.events] == ["press", "release"]
+
+
+def test_a_button_held_through_power_on_is_a_press():
+    # Issue 20, finding 2: pressed during a cut and still held when the power
+    # came back, it was taken as already down: no press, no alarm.
+    r = Rig(held=True, stuck_ms=30000)
+    r.step()  # the main loop's first pass
+    assert r.waveform([(800, 1)], 2000) == ["press", "release"]
+    assert r.events[0][0] == 50  # the debounce time after power-on
+
+
+def test_a_button_stuck_at_power_on_is_one_press_and_one_stuck():
+    r = Rig(held=True, stuck_ms=30000)
+    r.step()  # the main loop's first pass
+    r.until(600000)  # ten minutes held
+    assert r.events == [(50, "press"), (30000, "stuck")]
