@@ -218,7 +218,10 @@ class _Parser:
         # order, but crowds last (they keep clear of the power cuts).
         for lineno, head, words in sorted(self.pending, key=lambda p: p[1] == "crowd"):
             self.lineno = lineno
+            first = len(sc.events)
             getattr(self, "_" + head)(words)
+            for ev in sc.events[first:]:
+                ev["line"] = lineno  # named if the simulator fails to apply it
         if not sc.start or not sc.end:
             raise ScenarioError(f"{self.path}: `start` and `end` are both needed")
         if sc.end <= sc.start:

@@ -7,7 +7,7 @@ import heapq
 import math
 
 import sun
-from _hub import PowerLoss, Stop, net_ready
+from _hub import PowerLoss, Stop, WorldFailed, net_ready
 from civil import split, to_seconds
 
 DS3231_ADDR = 0x68
@@ -173,7 +173,10 @@ class World:
             # Whatever the lamp sent is at the centre before the clock moves on.
             if self.board.net_activity != self._settled:
                 b = self.board
-                self.outside.settle(b.to_centre - self._counted[0], b.wills - self._counted[1])
+                try:
+                    self.outside.settle(b.to_centre - self._counted[0], b.wills - self._counted[1])
+                except Exception as e:  # noqa: BLE001 - the simulator's side failed, not the firmware
+                    raise self._failed({"do": "centre", "cmd": "settle"}, e) from e
                 self._settled = self.board.net_activity
         while self._queue and self._queue[0][0] <= target:
             t = self._queue[0][0]
@@ -181,7 +184,10 @@ class World:
                 return True
             _, _, ev = heapq.heappop(self._queue)
             was_on = self.powered
-            self.apply(ev)
+            try:
+                self.apply(ev)
+            except Exception as e:  # noqa: BLE001 - the simulator's side failed, not the firmware
+                raise self._failed(ev, e) from e
             if was_on and not self.powered:
                 raise PowerLoss()
             if (
@@ -200,6 +206,16 @@ class World:
             elif self._pace_to(target):
                 return True
         return False
+
+    def _failed(self, ev, e):
+        """What ends the run when the world fails to apply `ev` (_hub.WorldFailed)."""
+        what = ev["do"]
+        for key in ("state", "cmd", "fault", "what"):
+            if key in ev:
+                what += " " + str(ev[key])
+        # The host's own error, passed on as it was said there (mp_main.HostError).
+        error = str(e) if type(e).__name__ == "HostError" else "%s: %s" % (type(e).__name__, e)
+        return WorldFailed(what, ev.get("line"), self.now_us, error)
 
     def _pushed(self):
         for s in self.board.sockets:
