@@ -5,13 +5,17 @@ when it ends."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from parkctl import cli, simcmd
 from parkctl.brokers import Embedded
 from parkctl.errors import SimulatorError
-from parkctl.runtime import ROOT
+from parkctl.runtime import ROOT, micropython_binary
 
 CONFIG = ROOT / "sim" / "scenarios" / "songjiang-wifi.json"
 LAMP_CONFIG = json.loads((ROOT / "firmware" / "lamp" / "config.json").read_text())
@@ -95,3 +99,101 @@ def test_a_fault_in_the_world_itself_is_not_blamed_on_the_firmware(runtime):
     e = failed.value
     assert (e.what, e.line, e.t_us) == ("meteor", 42, (sc.start + 3600) * 1000000)
     assert e.error == "ValueError: unknown world event 'meteor'"
+
+
+# --- what a span leaves behind ---------------------------------------------------
+
+START = 851155200  # 2026-12-21 08:00 UTC, in seconds since 2000
+
+# The world alone (no board), through its events to the end of a scenario, in
+# MicroPython: prints the timeline's world notes and the Wi-Fi at the end.
+_MP_DRIVER = """
+import json, sys
+import _hub
+from world import World
+sc = json.loads(sys.stdin.read())
+notes = []
+world = World(sc, lambda t, kind, text: notes.append([t // 1000000, kind, text]))
+try:
+    world.advance(world.end_us)
+except _hub.Stop:
+    pass
+print(json.dumps([notes, world.wifi]))
+"""
+
+
+def _world_cpython(sc: dict) -> tuple[list, bool]:
+    from sim import cpython
+
+    modules = cpython.ModuleSystem(console=lambda line: None)
+    hub = modules.load("_hub", as_firmware=False)
+    world_mod = modules.load("world", as_firmware=False)
+    notes: list = []
+    world = world_mod.World(sc, lambda t, kind, text: notes.append([t // 1000000, kind, text]))
+    with pytest.raises(hub.Stop):
+        world.advance(world.end_us)
+    return notes, world.wifi
+
+
+def _world_micropython(sc: dict) -> tuple[list, bool]:
+    path = os.pathsep.join(str(ROOT / p) for p in ("sim", "sim/vesp32", "firmware/lamp", "firmware/lib"))
+    proc = subprocess.run(
+        [micropython_binary(), "-c", _MP_DRIVER],
+        input=json.dumps(sc),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, MICROPYPATH=path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    notes, wifi = json.loads(proc.stdout)
+    return notes, wifi
+
+
+def _wifi_at(notes: list, initially: bool, t: int) -> bool:
+    """The Wi-Fi once every event at or before t has happened."""
+    state = initially
+    for when, kind, text in notes:
+        if when > t:
+            break
+        if kind == "world" and text in ("Wi-Fi up", "Wi-Fi down"):
+            state = text == "Wi-Fi up"
+    return state
+
+
+spans = st.lists(st.tuples(st.integers(0, 3600), st.integers(1, 3 * 3600)), min_size=1, max_size=4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(spans=spans, initially=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_wifi_is_up_after_every_flapping_span_in_both_runtimes(spans, initially, seed):
+    # Wi-Fi flapping from T0 to T1 is up at T1 and stays up until something
+    # else happens, whatever it was before and however the flaps fell; each
+    # state in between lasted 5 to 60 s. The same in both runtimes (the world
+    # runs in each). On the old code the last flap left it down half the time.
+    events, ends = [], []
+    t = START
+    for gap, length in spans:
+        t0 = t + gap
+        t += gap + length
+        events.append({"at": t0, "do": "wifi_flap", "until": t, "line": len(events) + 1})
+        ends.append((t0, t))
+    sc = {
+        "start": START,
+        "end": t + 600,
+        "seed": seed,
+        "config": LAMP_CONFIG,
+        "board": {"wifi": "up" if initially else "down"},
+        "events": events,
+    }
+    notes, wifi = _world_cpython(sc)
+    assert wifi
+    for i, (t0, t1) in enumerate(ends):
+        after = ends[i + 1][0] if i + 1 < len(ends) else sc["end"]
+        assert _wifi_at(notes, initially, t1), f"Wi-Fi down at the end of flapping span {i + 1}"
+        changes = [n for n in notes if t1 < n[0] <= after and n[2] in ("Wi-Fi up", "Wi-Fi down")]
+        assert not changes, f"Wi-Fi changed after flapping span {i + 1} ended: {changes}"
+        flaps = [n[0] for n in notes if t0 <= n[0] <= t1 and n[2] in ("Wi-Fi up", "Wi-Fi down")]
+        for a, b in zip([t0, *flaps], flaps, strict=False):
+            assert b - a <= 60 and (b - a >= 5 or b == t1), (a, b)
+    assert _world_micropython(sc) == (notes, wifi)
