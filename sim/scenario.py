@@ -142,6 +142,7 @@ class _Parser:
         self.sc = Scenario(path=path)
         self.lineno = 0
         self.pending: list[tuple[int, str, list[str]]] = []
+        self.broker_spans: list[tuple[int, int, int]] = []  # (start, end, line) of `broker ... T - T`
 
     def fail(self, why: str) -> ScenarioError:
         return ScenarioError(f"{self.path}:{self.lineno}: {why}")
@@ -295,6 +296,12 @@ class _Parser:
         if not words or words[0] not in ("up", "down"):
             raise self.fail('expected "wifi up", "wifi down", "wifi down T - T" or "wifi flapping T - T"')
         t0, t1 = self.span(words[1:])
+        if t1 is not None and words[0] == "down":
+            # An outage: outages that overlap nest (sim/world.py), the link is
+            # back when the last of them ends.
+            self.sc.events.append({"at": t0, "do": "wifi", "state": "down", "outage": 1})
+            self.sc.events.append({"at": t1, "do": "wifi", "state": "up", "outage": -1})
+            return
         other = "up" if words[0] == "down" else "down"
         self.sc.events.append({"at": t0, "do": "wifi", "state": words[0]})
         if t1 is not None:
@@ -308,6 +315,12 @@ class _Parser:
         t0, t1 = self.span(words[1:])
         if t1 is None and words[0] == "down":
             raise self.fail('expected "broker down T - T": it is started again at the second time')
+        if t1 is not None:
+            # One broker: the end of one span would end another that goes on.
+            for a, b, line in self.broker_spans:
+                if t0 < b and a < t1:
+                    raise self.fail(f"this broker span overlaps the one on line {line}")
+            self.broker_spans.append((t0, t1, self.lineno))
         self.sc.events.append({"at": t0, "do": "broker", "state": "down" if words[0] == "down" else "hung"})
         if t1 is not None:
             self.sc.events.append({"at": t1, "do": "broker", "state": "up"})

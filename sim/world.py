@@ -115,7 +115,8 @@ class World:
         self.ds3231.offset_us += b.get("clock_offset_s", 0) * 1000000
         self.ntp_step_s = 0
         self.ntp_ok = b.get("ntp", "ok") == "ok"
-        self.wifi = b.get("wifi", "down") == "up"
+        self.wifi = b.get("wifi", "down") == "up"  # the access point, as the scenario sets it
+        self.outages = 0  # `wifi down T - T` spans going on: the link is down while any is
         self.powered = True
         self.lamp_ok = True
         self.photocell_fault = None  # None, "open", "short", "stuck"
@@ -295,17 +296,16 @@ class World:
             )
         elif do == "wifi_flip":
             if self.now_us >= ev["until"] * 1000000:
-                if not self.wifi:
-                    self.wifi = True
-                    self.note("world", "Wi-Fi up")
+                self._set_wifi(True)
                 self.note("world", "Wi-Fi stops flapping")
             else:
-                self.wifi = not self.wifi
-                self.note("world", "Wi-Fi %s" % ("up" if self.wifi else "down"))
+                self._set_wifi(not self.wifi)
                 self._flip(ev)
         elif do == "wifi":
-            self.wifi = ev.get("state") == "up"
-            self.note("world", "Wi-Fi %s" % ev.get("state"))
+            if "outage" in ev:
+                self._set_wifi(None, ev["outage"])
+            else:
+                self._set_wifi(ev.get("state") == "up")
         elif do == "ntp":
             self.ntp_ok = ev.get("state", "ok") == "ok"
             self.ntp_step_s = ev.get("step", 0)
@@ -343,6 +343,18 @@ class World:
             self.note("world", "RTC battery %s" % ev.get("state"))
         else:
             raise ValueError("unknown world event %r" % do)
+
+    def _set_wifi(self, up, outage=0):
+        """The access point up or down (None: as it is), and an outage beginning
+        (+1) or ending (-1): outages nest, so that the end of one does not end
+        another that goes on. Notes each change of the link on the timeline."""
+        was = self.wifi and not self.outages
+        if up is not None:
+            self.wifi = up
+        self.outages += outage
+        now = self.wifi and not self.outages
+        if now != was:
+            self.note("world", "Wi-Fi up" if now else "Wi-Fi down")
 
     def _flip(self, ev):
         # The flapping Wi-Fi's next change, or its end (ev: the wifi_flip event, reused).
@@ -534,7 +546,7 @@ class World:
         self.ds3231.write(reg, data)
 
     def wifi_up(self):
-        return self.wifi and self.powered
+        return self.wifi and not self.outages and self.powered
 
     def ntp_time(self):
         if not (self.wifi_up() and self.ntp_ok):
