@@ -143,6 +143,7 @@ class _Parser:
         self.lineno = 0
         self.pending: list[tuple[int, str, list[str]]] = []
         self.broker_spans: list[tuple[int, int, int]] = []  # (start, end, line) of `broker ... T - T`
+        self.power_spans: list[tuple[int, int, int]] = []  # of `power off T - T`
 
     def fail(self, why: str) -> ScenarioError:
         return ScenarioError(f"{self.path}:{self.lineno}: {why}")
@@ -337,10 +338,16 @@ class _Parser:
         if not words or words[0] not in ("off", "on"):
             raise self.fail('expected "power off T [- T]", "power on T" or "power cut mid-write T - T"')
         t0, t1 = self.span(words[1:])
-        self.sc.events.append({"at": t0, "do": "power_" + words[0]})
         if t1 is not None:
             if words[0] != "off":
                 raise self.fail('a span is for "power off T - T"')
+            # The end of one cut would bring the power back in the middle of the other.
+            for a, b, line in self.power_spans:
+                if t0 <= b and a <= t1:
+                    raise self.fail(f"this power cut overlaps the one on line {line}: make them one")
+            self.power_spans.append((t0, t1, self.lineno))
+        self.sc.events.append({"at": t0, "do": "power_" + words[0]})
+        if t1 is not None:
             self.sc.events.append({"at": t1, "do": "power_on"})
 
     def _at(self, words: list[str]) -> None:

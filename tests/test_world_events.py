@@ -272,3 +272,20 @@ def test_broker_spans_that_overlap_are_refused_naming_both_lines(tmp_path):
         "broker hangs 22:50\nbroker down 23:00 - 23:10\n"
     )
     load(scn)
+
+
+@pytest.mark.parametrize(
+    "second", ["power off 23:20 - 23:50", "power off 23:40 - 23:45", "power off 23:00 - 23:10"]
+)
+def test_power_cuts_that_overlap_or_touch_are_refused_naming_both_lines(tmp_path, second):
+    # On the old code the first cut's end brought the power back in the middle
+    # of the second (and where two touch, which comes first was the file's order).
+    from sim.scenario import ScenarioError, load
+
+    scn = tmp_path / "cuts.scn"
+    scn.write_text(
+        f"config {CONFIG}\nstart 2026-12-21 21:50\nend 2026-12-22 01:30\n"
+        f"power off 23:10 - 23:40\n{second}\npower off 23:41 - 23:42\n"
+    )
+    with pytest.raises(ScenarioError, match=r"cuts.scn:5: this power cut overlaps the one on line 4"):
+        load(scn)
