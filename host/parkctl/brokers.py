@@ -195,10 +195,6 @@ class Embedded:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
     def start(self) -> Embedded:
         """Listening on its port when this returns; RuntimeError if it cannot be."""
         import logging
