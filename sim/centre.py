@@ -270,8 +270,9 @@ class Outside:
         else:
             if self.state == "hung":
                 b.freeze(False)
-            else:
-                b.start()
+            # Also after a hang: it may have been killed while it hung (start()
+            # leaves a broker that runs as it is).
+            b.start()
             self.log("broker", "back")
         self.state = state
         if state == "up" and self._lost:

@@ -515,6 +515,16 @@ class Platform:
         self.modules.load("main", as_firmware=True)
 
 
+class WorldEventFailed(RuntimeError):
+    """The simulator's side failed while the world applied an event, in either
+    runtime (sim/vesp32/_hub.py WorldFailed): the run ends there. what: the
+    event; line: its scenario line (or None); t_us: when; error: what was raised."""
+
+    def __init__(self, what: str, line: int | None, t_us: int, error: str):
+        super().__init__(f"world event `{what}` (scenario line {line}): {error}")
+        self.what, self.line, self.t_us, self.error = what, line, t_us, error
+
+
 def run(scenario: dict, image: Path | LittleFsVfs, emit, world_ready=None) -> Any:
     """Run `scenario` on a board whose filesystem is `image`; emit(t_s, kind, text).
     world_ready(world), if given, is called once the world exists (the fleet's)."""
@@ -528,5 +538,7 @@ def run(scenario: dict, image: Path | LittleFsVfs, emit, world_ready=None) -> An
     fs.power_loss = hub.PowerLoss
     try:
         return runner.run(scenario, fs, platform, lambda t_us, kind, text: emit(t_us // 1000000, kind, text))
+    except hub.WorldFailed as e:
+        raise WorldEventFailed(e.what, e.line, e.t_us, e.error) from e.__cause__
     finally:
         fs.close()

@@ -5,7 +5,9 @@
 # is the firmware writing to the console directly (sys.print_exception).
 # The control centre and the broker live in the host's process (sim/centre.py):
 # the world asks them through a line after a \x1d on stdout and waits for the
-# answer, a line on stdin (host/parkctl/simcmd.py).
+# answer, a line on stdin (host/parkctl/simcmd.py); an answer after a \x15 is
+# the host's error. A world event that fails on the simulator's side ends the
+# run with a `world-failed` entry and exit status 3.
 
 import builtins
 import json
@@ -188,6 +190,10 @@ def names():
     __import__("micropython").qstr_info()
 
 
+class HostError(Exception):
+    """The host failed to do what the world asked of it (its error, as it said it)."""
+
+
 class RemoteOutside:
     """The world's centre and broker, in the host's process (see the top of this file)."""
 
@@ -199,7 +205,10 @@ class RemoteOutside:
         out.write("\x1d")
         out.write(json.dumps(dict(request, t=self.world.now_us)))
         out.write("\n")
-        return sys.stdin.readline().strip()
+        answer = sys.stdin.readline().strip()
+        if answer.startswith("\x15"):
+            raise HostError(answer[1:])
+        return answer
 
     def settle(self, published=0, wills=0):
         self._ask({"ask": "settle", "published": published, "wills": wills})
@@ -247,7 +256,12 @@ def main():
         sys.path[:0] = ["/rom", "/rom/lib"]
     if scenario.get("heap_probe"):
         platform.heap = HeapProbe(emit)
-    runner.run(scenario, platform.fs, platform, emit)
+    try:
+        runner.run(scenario, platform.fs, platform, emit)
+    except _hub.WorldFailed as e:
+        # For the host to say (host/parkctl/simcmd.py), as it does for CPython.
+        emit(e.t_us, "world-failed", json.dumps([e.what, e.line, e.t_us, e.error]))
+        sys.exit(3)
     if platform.heap is not None:
         platform.heap.flush()
 

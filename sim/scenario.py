@@ -146,6 +146,8 @@ class _Parser:
         self.sc = Scenario(path=path)
         self.lineno = 0
         self.pending: list[tuple[int, str, list[str]]] = []
+        self.broker_spans: list[tuple[int, int, int]] = []  # (start, end, line) of `broker ... T - T`
+        self.power_spans: list[tuple[int, int, int]] = []  # of `power off T - T`
 
     def fail(self, why: str) -> ScenarioError:
         return ScenarioError(f"{self.path}:{self.lineno}: {why}")
@@ -222,7 +224,10 @@ class _Parser:
         # order, but crowds last (they keep clear of the power cuts).
         for lineno, head, words in sorted(self.pending, key=lambda p: p[1] == "crowd"):
             self.lineno = lineno
+            first = len(sc.events)
             getattr(self, "_" + head)(words)
+            for ev in sc.events[first:]:
+                ev["line"] = lineno  # named if the simulator fails to apply it
         if not sc.start or not sc.end:
             raise ScenarioError(f"{self.path}: `start` and `end` are both needed")
         if sc.end <= sc.start:
@@ -296,6 +301,12 @@ class _Parser:
         if not words or words[0] not in ("up", "down"):
             raise self.fail('expected "wifi up", "wifi down", "wifi down T - T" or "wifi flapping T - T"')
         t0, t1 = self.span(words[1:])
+        if t1 is not None and words[0] == "down":
+            # An outage: outages that overlap nest (sim/world.py), the link is
+            # back when the last of them ends.
+            self.sc.events.append({"at": t0, "do": "wifi", "state": "down", "outage": 1})
+            self.sc.events.append({"at": t1, "do": "wifi", "state": "up", "outage": -1})
+            return
         other = "up" if words[0] == "down" else "down"
         self.sc.events.append({"at": t0, "do": "wifi", "state": words[0]})
         if t1 is not None:
@@ -309,6 +320,12 @@ class _Parser:
         t0, t1 = self.span(words[1:])
         if t1 is None and words[0] == "down":
             raise self.fail('expected "broker down T - T": it is started again at the second time')
+        if t1 is not None:
+            # One broker: the end of one span would end another that goes on.
+            for a, b, line in self.broker_spans:
+                if t0 < b and a < t1:
+                    raise self.fail(f"this broker span overlaps the one on line {line}")
+            self.broker_spans.append((t0, t1, self.lineno))
         self.sc.events.append({"at": t0, "do": "broker", "state": "down" if words[0] == "down" else "hung"})
         if t1 is not None:
             self.sc.events.append({"at": t1, "do": "broker", "state": "up"})
@@ -340,10 +357,16 @@ class _Parser:
         if not words or words[0] not in ("off", "on"):
             raise self.fail(usage)
         t0, t1 = self.span(words[1:])
-        self.sc.events.append({"at": t0, "do": "power_" + words[0]})
         if t1 is not None:
             if words[0] != "off":
                 raise self.fail('a span is for "power off T - T"')
+            # The end of one cut would bring the power back in the middle of the other.
+            for a, b, line in self.power_spans:
+                if t0 <= b and a <= t1:
+                    raise self.fail(f"this power cut overlaps the one on line {line}: make them one")
+            self.power_spans.append((t0, t1, self.lineno))
+        self.sc.events.append({"at": t0, "do": "power_" + words[0]})
+        if t1 is not None:
             self.sc.events.append({"at": t1, "do": "power_on"})
 
     def _at(self, words: list[str]) -> None:

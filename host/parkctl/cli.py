@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from . import __version__
-from .errors import UserError
+from .errors import SimulatorError, UserError
 from .runtime import RUNTIMES, call, call_lines
 
 
@@ -1214,6 +1214,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"parkctl {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except SimulatorError as e:
+        print(f"parkctl {args.command}: the simulator failed: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UserError
+from .errors import SimulatorError, UserError
 from .runtime import ROOT, micropython_binary
 
 if TYPE_CHECKING:
@@ -85,12 +85,31 @@ def run(
         raise UserError(f"{path}: --frames is for a kiosk scenario (its display); this one is a {sc.app}'s")
     if romfs is not None and runtime != "micropython":
         raise UserError("a ROMFS image is for the MicroPython runtime")
+    from sim.cpython import WorldEventFailed
+
     owned = _own_broker(broker or "embedded", sc) if sc.networked else None
     try:
         return _run(sc, runtime, seed, realtime, owned, heap_probe, frames, flash, romfs, from_flash)
+    except WorldEventFailed as e:
+        raise SimulatorError(world_failure(sc, e)) from e
     finally:
         if owned is not None:
             owned.close()
+
+
+def world_failure(sc: Scenario, e) -> str:
+    """A world event that failed on the simulator's side, for people: where in
+    the scenario, when, and what was raised; it is not the firmware's doing."""
+    when = local(sc, e.t_us // 1000000).replace("T", " ")
+    where = f"{sc.path}"
+    if e.line is not None:
+        lines = sc.path.read_text().splitlines()
+        text = lines[e.line - 1].split("#", 1)[0].strip() if 0 < e.line <= len(lines) else ""
+        where = f"{sc.path}:{e.line}: `{text}`"
+    return (
+        f"{where}: its event `{e.what}` at {when} failed on the simulator's side, "
+        f"not in the firmware: {e.error}"
+    )
 
 
 def _own_broker(broker: str, sc: Scenario):
@@ -276,7 +295,11 @@ def _run_micropython(
             if line.startswith("\x1d") and outside is not None:
                 ask = json.loads(line[1:])
                 now[0] = ask.pop("t") // 1000000
-                proc.stdin.write(outside.answer(ask) + "\n")
+                try:
+                    answer = outside.answer(ask)
+                except Exception as e:
+                    answer = "\x15" + f"{type(e).__name__}: {e}".replace("\n", " ")
+                proc.stdin.write(answer + "\n")
                 proc.stdin.flush()
             else:
                 entries.extend(parse_micropython_output(line, entries[-1].t if entries else now[0]))
@@ -285,6 +308,12 @@ def _run_micropython(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    failed = [e for e in entries if e.kind == "world-failed"]
+    if failed:
+        from sim.cpython import WorldEventFailed
+
+        what, line, t_us, error = json.loads(failed[0].text)
+        raise WorldEventFailed(what, line, t_us, error)
     if rc != 0:
         raise RuntimeError(f"the simulator failed in MicroPython (exit {rc}):\n{errors.read_text()}")
 

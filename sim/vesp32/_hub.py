@@ -53,6 +53,22 @@ class Stop(BaseException):
     """The end of the scenario."""
 
 
+class WorldFailed(BaseException):
+    """The simulator's side failed while the world applied an event (the broker
+    would not come back, the centre, a fault in the world itself): not the
+    firmware's doing. Not an Exception either, so that the firmware's own
+    `except Exception` does not take it for one of its errors (main.py stopped,
+    the watchdog): it ends the run. what: the event (`broker up`); line: its
+    scenario line, or None; error: what was raised."""
+
+    def __init__(self, what, line, t_us, error):
+        super().__init__("%s (scenario line %s): %s" % (what, line, error))
+        self.what = what
+        self.line = line
+        self.t_us = t_us
+        self.error = error
+
+
 board = None  # the Board the firmware running now belongs to
 # What puts the board's static peripherals (machine's pins, network's WLAN) back
 # as they are at power-on, at every reset: their modules add to it as they load.
