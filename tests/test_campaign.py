@@ -112,7 +112,10 @@ def _night(tmp_path: Path, cut: str) -> Path:
     (tmp_path / "lamp.json").write_text(json.dumps(config))
     scn.write_text(
         "config lamp.json\nstart 2026-12-21 20:00\nend 2026-12-21 20:30\nseed 4\n"
+        # Faults and their clearing, journaled: enough flash operations for every N.
+        "at 20:01 lamp fails\nat 20:03 lamp repaired\nat 20:04 lamp fails\nat 20:04:30 lamp repaired\n"
         "at 20:05 press button for 300ms\n"
+        "at 20:06:30 lamp fails\nat 20:08 lamp repaired\n"
         f"{cut}\n"
         "expect mode alarm at 20:29\n"
     )
