@@ -67,7 +67,12 @@ class External:
     """A broker someone else runs: we only know its URL."""
 
     def __init__(self, url: str):
-        parse_url(url)
+        host, port = parse_url(url)
+        # Refused or unreachable: say so now, in one line, not from deep in a run.
+        try:
+            socket.create_connection((host, port), timeout=START_TIMEOUT_S).close()
+        except OSError as e:
+            raise UserError(f"cannot reach the broker at {url}: {e.strerror or e}") from None
         self.url = url
 
     def close(self) -> None:

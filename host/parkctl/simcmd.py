@@ -26,13 +26,23 @@ DEFAULT_SCENARIO = ROOT / "sim" / "scenarios" / "winter-night.scn"
 SIM_HEAP = {"lamp": "512k", "kiosk": "2M"}
 
 
+SCENARIOS = ROOT / "sim" / "scenarios"
+
+
+def shipped_scenarios() -> list[str]:
+    return sorted(p.stem for p in SCENARIOS.glob("*.scn"))
+
+
 def scenario_path(name: str) -> Path:
-    """A scenario file, or the name of one shipped in sim/scenarios (kiosk-morning)."""
+    """A scenario file, or the name of one shipped in sim/scenarios (kiosk-morning);
+    a UserError listing the shipped ones when it is neither."""
     p = Path(name)
-    if p.exists() or p.suffix or "/" in name:
+    if p.exists():
         return p
-    shipped = ROOT / "sim" / "scenarios" / f"{name}.scn"
-    return shipped if shipped.exists() else p
+    shipped = SCENARIOS / f"{name}.scn"
+    if not (p.suffix or "/" in name) and shipped.exists():
+        return shipped
+    raise UserError(f"no scenario {name}: give a file, or one of {', '.join(shipped_scenarios())}")
 
 
 @dataclass
@@ -368,8 +378,29 @@ def describe(entry: Entry) -> tuple[str, str]:
             return "level", f"{level} %  {why}"
         if name == "boot":
             return "boot", rest if rest == "no valid time" else f"time from {rest}"
+        if name == "clock" and rest.startswith("ntp ") and rest.endswith(" s"):
+            step = rest[4:-2]
+            return "clock", f"NTP stepped it {step} s" + _span(step)
         return name, rest
+    if entry.kind == "end":
+        # The runner's count of the loop's sleeps (a check that a run repeats
+        # itself), or why there is none: over a real network it varies.
+        if entry.text.endswith(" sleeps"):
+            return "end", f"end of the scenario (the firmware's loop slept {entry.text[:-7]} times)"
+        return "end", "end of the scenario"
     return entry.kind, entry.text
+
+
+def _span(step: str) -> str:
+    """(2 h 00 min), for a step of an hour or more."""
+    try:
+        n = abs(int(step))
+    except ValueError:
+        return ""
+    if n < 3600:
+        return ""
+    h, m = divmod(n // 60, 60)
+    return f" ({h} h {m:02d} min)" if h < 48 else f" ({n // 86400} days)"
 
 
 def plot(result: Result, out: Path) -> None:
