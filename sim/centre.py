@@ -25,9 +25,13 @@ SETTLE_TIMEOUT_S = 5.0
 
 
 class Centre:
-    def __init__(self, host: str, port: int, log):
-        """log(kind, text): a timeline entry at the world's time."""
+    def __init__(self, host: str, port: int, log, device: str | None = None):
+        """log(kind, text): a timeline entry at the world's time. device: hear
+        only that lamp (a fleet, `parkctl sim --lamps`, gives each lamp a centre
+        of its own on the one broker, so each lamp's scenario plays out as for
+        one lamp), not every device on the broker."""
         self.log = log
+        self.device = device
         self.seen: set[str] = set()  # event ids
         self.duplicates = 0
         self.alarms: dict[str, dict[str, Any]] = {}  # alarm id -> {"device", "base", "state", ...}
@@ -39,7 +43,10 @@ class Centre:
         self._synced = 0
         self._cmd_n = 0
         # Its own id: two simulations on one broker must not take over each other.
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"park-sim-centre-{os.getpid()}")
+        name = f"park-sim-centre-{os.getpid()}" + (f"-{device}" if device else "")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name)
+        # Its own marker topic too: another centre's marker is not ours.
+        self.sync_topic = f"{SYNC_TOPIC}/{name}"
         self.client.on_message = self._message
         self.client.connect(host, port, keepalive=600)
         self._subscribe()
@@ -49,9 +56,12 @@ class Centre:
         sock = self.client.socket()
         if isinstance(sock, socket.socket):  # no Nagle delays on the host's loopback
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        who = self.device or "+"
         for app in ("lamp", "kiosk"):
-            self.client.subscribe([(f"park/+/{app}/+/{kind}", 1) for kind in ("event", "reply", "status")])
-        self.client.subscribe(SYNC_TOPIC, 0)
+            self.client.subscribe(
+                [(f"park/+/{app}/{who}/{kind}", 1) for kind in ("event", "reply", "status")]
+            )
+        self.client.subscribe(self.sync_topic, 0)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -67,7 +77,7 @@ class Centre:
     # --- what arrives --------------------------------------------------------
 
     def _message(self, client, userdata, msg) -> None:
-        if msg.topic == SYNC_TOPIC:
+        if msg.topic == self.sync_topic:
             self._synced = int(msg.payload)
             return
         parts = msg.topic.split("/")
@@ -119,7 +129,7 @@ class Centre:
         """Read until the lamps' `published` messages and the broker's `wills`
         (both counted by the virtual sockets) and a marker of our own are here."""
         self._sync_n += 1
-        self.client.publish(SYNC_TOPIC, str(self._sync_n), 0)
+        self.client.publish(self.sync_topic, str(self._sync_n), 0)
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         while time.monotonic() < deadline and (
             self._synced != self._sync_n or self.received < published or self.wills < wills
@@ -175,11 +185,12 @@ class Outside:
     The world calls settle(), command() and broker(); in MicroPython, through
     answer() (host/parkctl/simcmd.py)."""
 
-    def __init__(self, broker, host: str, port: int, log):
-        """broker: an object with `url`, and `start`/`kill`/`freeze` if we own it."""
+    def __init__(self, broker, host: str, port: int, log, device: str | None = None):
+        """broker: an object with `url`, and `start`/`kill`/`freeze` if we own it;
+        device: the one lamp the centre hears (Centre)."""
         self.broker_obj = broker
         self.log = log
-        self.centre = Centre(host, port, log)
+        self.centre = Centre(host, port, log, device)
         self.state = "up"
         self._lost = False  # the centre's connection died with the broker
 

@@ -128,13 +128,35 @@ def _run(scenario: dict, lamps: range, emit) -> None:
     ready: list[tuple[int, int]] = []
     threads: dict[int, greenlet] = {}
 
+    centre = scenario.get("centre")  # {"host", "port"}: the scenario has the centre's statements
+
     def lamp(i: int, hook=None):
-        cpython.run(
-            variant(scenario, i),
-            cpython.LittleFsVfs(ram=image),
-            lambda t, kind, text: emit(i, t, kind, text),
-            world_ready=hook,
-        )
+        sc = variant(scenario, i)
+        made = []
+
+        def ready(world) -> None:
+            if hook is not None:
+                hook(world)
+            if centre is not None:
+                from .centre import Outside
+
+                # A centre for this lamp alone (its device id: the firmware's default,
+                # from the chip's id), so the scenario's `centre ack` is for its alarm.
+                device = "lamp-" + sc["uid"].hex()
+                log = lambda kind, text: world.log(world.now_us, kind, text)  # noqa: E731
+                world.outside = Outside(None, centre["host"], centre["port"], log, device)
+                made.append(world.outside)
+
+        try:
+            cpython.run(
+                sc,
+                cpython.LittleFsVfs(ram=image),
+                lambda t, kind, text: emit(i, t, kind, text),
+                world_ready=ready,
+            )
+        finally:
+            for o in made:
+                o.close()
 
     if "network" not in scenario["config"]:
         for i in lamps:

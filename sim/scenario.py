@@ -237,7 +237,9 @@ class _Parser:
         try:
             text = read_text(path)
         except TextFileError as e:
-            raise self.fail(f"the configuration: {e}") from None
+            if e.unreadable:
+                raise self.fail(f"cannot read the configuration {path}: {e.unreadable}") from None
+            raise self.fail(f"the configuration {e}") from None
         try:
             cfg = config_parser(self.sc.app)(text)
         except ConfigError as e:

@@ -18,7 +18,12 @@ _MARKS = (
 
 
 class TextFileError(ValueError):
-    """A file that cannot be read as text: one line, naming the file and the problem."""
+    """A file that cannot be read as text: one line, naming the file and the problem.
+    `unreadable`: the system's reason when the file could not be read at all."""
+
+    def __init__(self, text: str, unreadable: str | None = None) -> None:
+        super().__init__(text)
+        self.unreadable = unreadable
 
 
 def read_text(path: Path | str) -> str:
@@ -27,7 +32,8 @@ def read_text(path: Path | str) -> str:
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise TextFileError(f"cannot read {path}: {e.strerror or e}") from None
+        why = e.strerror or str(e)
+        raise TextFileError(f"cannot read {path}: {why}", why) from None
     for mark, what in _MARKS:
         if data.startswith(mark):
             raise TextFileError(f"{path} {what}")

@@ -232,7 +232,7 @@ def test_the_issues_tracebacks_are_one_line_each(tmp_path):
         (("hil", "--board", "/dev/ttyUSB9"), "--board /dev/ttyUSB9: no serial port"),
         (
             ("diag", "--port", "/dev/ttyUSB9", "--timeout", "-1", "status"),
-            "argument --timeout: -1 is not a number above 0",
+            "--timeout needs a number of seconds above 0",
         ),
         (("sim", "nosuch"), "no scenario nosuch: give a file, or one of alarm-night, dst-night-cet,"),
         (("sim", "--lamps"), "expected one argument (see parkctl sim --help)"),

@@ -67,16 +67,21 @@ class External:
     """A broker someone else runs: we only know its URL."""
 
     def __init__(self, url: str):
-        host, port = parse_url(url)
-        # Refused or unreachable: say so now, in one line, not from deep in a run.
-        try:
-            socket.create_connection((host, port), timeout=START_TIMEOUT_S).close()
-        except OSError as e:
-            raise UserError(f"cannot reach the broker at {url}: {e.strerror or e}") from None
+        parse_url(url)
         self.url = url
 
     def close(self) -> None:
         pass
+
+
+def check_reachable(url: str) -> None:
+    """A broker at a URL that refuses or cannot be reached: said now, in one line,
+    not from deep in a run."""
+    host, port = parse_url(url)
+    try:
+        socket.create_connection((host, port), timeout=START_TIMEOUT_S).close()
+    except OSError as e:
+        raise UserError(f"cannot reach the broker at {url}: {e.strerror or e}") from None
 
 
 class Mosquitto:

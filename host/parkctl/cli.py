@@ -310,6 +310,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from . import simcmd
 
     path = simcmd.scenario_path(args.scenario) if args.scenario else simcmd.DEFAULT_SCENARIO
+    if args.broker not in (None, "embedded", "mosquitto"):
+        from .brokers import check_reachable
+
+        check_reachable(args.broker)
     if args.plot:
         if Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise UserError(f"--plot {args.plot}: name a .png file (or .svg, .pdf)")
@@ -322,7 +326,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return _sim_fleet(args, path)
     if args.jobs is not None:
         raise UserError("--jobs is for --lamps N")
-    if args.realtime is not None and args.realtime <= 0:
+    if args.realtime is not None and not _positive(args.realtime):
         raise UserError("--realtime needs a speed above 0 (1 is real time, 60 a minute a second)")
     frames = Path(args.frames) if args.frames else None
     result = simcmd.run(path, args.runtime, args.seed, args.realtime, args.broker, frames=frames)
@@ -398,7 +402,7 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 def cmd_act(args: argparse.Namespace) -> int:
     from .centrecmd import act
 
-    if args.timeout <= 0:
+    if not _positive(args.timeout):
         raise UserError("--timeout needs a number of seconds above 0")
     reply = act(args.broker, args.command, args.alarm, args.timeout)
     if args.json:
@@ -458,7 +462,7 @@ def _flat(value) -> str:
 def cmd_diag(args: argparse.Namespace) -> int:
     from . import diag
 
-    if not 0 < args.timeout <= 600:
+    if not _positive(args.timeout) or args.timeout > 600:
         raise UserError("--timeout needs a number of seconds above 0 (at most 600)")
     tz_text = None
     if args.diag_command == "status" and not args.args and not args.json:
@@ -633,18 +637,11 @@ def diag_commands() -> tuple[str, ...]:
     return COMMANDS
 
 
-def _seconds(text: str) -> float:
-    """A number of seconds (or a speed) for argparse: above 0 and finite; nan and
-    inf would get past a `> 0` test and fail far away."""
+def _positive(x: float | None) -> bool:
+    """Above 0 and finite: nan and inf get past a `> 0` test and fail far away."""
     import math
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text} is not a number above 0")
-    return value
+    return x is not None and math.isfinite(x) and x > 0
 
 
 DEVICE_CONFIG_HELP = "this board's own configuration, installed as /lamp.json (a kiosk's as /kiosk.json)"
@@ -713,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--realtime",
-        type=_seconds,
+        type=float,
         metavar="X",
         help="run at X times real time, to watch (default: as fast as it goes)",
     )
@@ -757,7 +754,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("alarm", help="the alarm's id, as `parkctl alarms` lists it")
         p.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
-        p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds to wait for the lamp's reply")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            help="seconds to wait for the lamp's reply",
+        )
         p.add_argument("--json", action="store_true", help="print the lamp's reply as JSON")
         p.set_defaults(func=cmd_act)
 
@@ -847,7 +849,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dg.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     dg.add_argument("--json", action="store_true", help="print the board's answer as JSON")
-    dg.add_argument("--timeout", type=_seconds, default=5.0, help="seconds to wait for the answer")
+    dg.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait for the answer",
+    )
     dg.add_argument("diag_command", metavar="COMMAND", choices=diag_commands(), help="the console command")
     dg.add_argument("args", nargs="*", help="its arguments")
     dg.set_defaults(func=cmd_diag)

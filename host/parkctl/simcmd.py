@@ -37,10 +37,10 @@ def scenario_path(name: str) -> Path:
     """A scenario file, or the name of one shipped in sim/scenarios (kiosk-morning);
     a UserError listing the shipped ones when it is neither."""
     p = Path(name)
-    if p.exists():
-        return p
+    if p.exists() or p.suffix or "/" in name:
+        return p  # a file: what cannot be read is said when it is read
     shipped = SCENARIOS / f"{name}.scn"
-    if not (p.suffix or "/" in name) and shipped.exists():
+    if shipped.exists():
         return shipped
     raise UserError(f"no scenario {name}: give a file, or one of {', '.join(shipped_scenarios())}")
 
@@ -289,7 +289,8 @@ def run_fleet(
 ) -> list[Result]:
     """`lamps` boards (CPython) in `jobs` processes (default: one per 100 lamps, up
     to the cores there are), one Result each; a networked scenario's lamps all
-    use `broker` (default: an embedded one). No centre."""
+    use `broker` (default: an embedded one), and each lamp has a centre of its own
+    there when the scenario has the centre's statements."""
     from sim import fleet
     from sim.scenario import ScenarioError, load
 
@@ -297,15 +298,26 @@ def run_fleet(
         sc = load(path)
     except ScenarioError as e:
         raise UserError(str(e)) from None
-    if sc.needs_centre:
-        raise UserError(f"{path}: the centre's statements are for one lamp, not --lamps")
+    if sc.app != "lamp":
+        raise UserError(f"{path}: --lamps runs lamps; this is a {sc.app}'s scenario")
     if sc.controls_broker:
         raise UserError(f"{path}: `broker ...` statements are for one lamp, not --lamps")
     owned = None
     data = sc.to_json(seed)
     if sc.networked:
+        if broker is None and sc.needs_centre:
+            # A centre per lamp: as many clients again, each with its own topics.
+            # amqtt (0.12) loses a client that connects while another subscribes
+            # to a new topic (its session ends in "dictionary changed size during
+            # iteration" and the lamp waits for ever): Mosquitto, which is not so.
+            broker = "mosquitto" if _has_mosquitto() else "embedded"
         owned = _own_broker(broker or "embedded", sc)
         data["config"] = dict(data["config"], network=dict(data["config"]["network"], broker=owned.url))
+        if sc.needs_centre:
+            from .brokers import parse_url
+
+            host, port = parse_url(owned.url)
+            data["centre"] = {"host": host, "port": port}
     per_lamp: list[list[Entry]] = [[] for _ in range(lamps)]
     try:
         fleet.run(
@@ -318,6 +330,16 @@ def run_fleet(
         if owned is not None:
             owned.close()
     return [Result(sc, entries, check(sc, entries)) for entries in per_lamp]
+
+
+def _has_mosquitto() -> bool:
+    from .brokers import mosquitto_binary
+
+    try:
+        mosquitto_binary()
+    except UserError:
+        return False
+    return True
 
 
 def _events(entries: list[Entry], name: str) -> list[Entry]:
