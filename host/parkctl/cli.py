@@ -266,6 +266,10 @@ def _sim_fleet(args: argparse.Namespace, path) -> int:
         raise UserError("--jobs must be 1..256")
     if args.plot or args.realtime:
         raise UserError("--plot and --realtime are for one lamp")
+    if args.broker not in (None, "embedded", "mosquitto"):
+        from .brokers import check_reachable
+
+        check_reachable(args.broker)  # (one lamp's run checks it in simcmd.run)
     start = time.perf_counter()
     jobs = fleet.jobs_for(args.lamps, args.jobs)
     results = simcmd.run_fleet(path, args.lamps, args.seed, args.broker, jobs)
@@ -310,10 +314,6 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from . import simcmd
 
     path = simcmd.scenario_path(args.scenario) if args.scenario else simcmd.DEFAULT_SCENARIO
-    if args.broker not in (None, "embedded", "mosquitto"):
-        from .brokers import check_reachable
-
-        check_reachable(args.broker)
     if args.plot:
         if Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise UserError(f"--plot {args.plot}: name a .png file (or .svg, .pdf)")

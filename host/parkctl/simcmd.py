@@ -95,7 +95,7 @@ def run(
         raise UserError(f"{path}: --frames is for a kiosk scenario (its display); this one is a {sc.app}'s")
     if romfs is not None and runtime != "micropython":
         raise UserError("a ROMFS image is for the MicroPython runtime")
-    owned = _own_broker(broker or "embedded", sc) if sc.networked else None
+    owned = _own_broker(broker or "embedded", sc, reach=True) if sc.networked else None
     try:
         return _run(sc, runtime, seed, realtime, owned, heap_probe, frames, flash, romfs, from_flash)
     finally:
@@ -103,8 +103,10 @@ def run(
             owned.close()
 
 
-def _own_broker(broker: str, sc: Scenario):
-    from .brokers import Embedded, External, Mosquitto
+def _own_broker(broker: str, sc: Scenario, reach: bool = False):
+    """reach: a broker at a URL is tried first (one connection), so that one that
+    refuses is said in one line before the run."""
+    from .brokers import Embedded, External, Mosquitto, check_reachable
 
     if broker == "embedded":
         if any(e["do"] == "broker" and e["state"] == "hung" for e in sc.events):
@@ -117,6 +119,8 @@ def _own_broker(broker: str, sc: Scenario):
             f"{sc.path}: `broker ...` statements need a broker the simulation starts "
             "(--broker embedded or --broker mosquitto), not one at a URL"
         )
+    if reach:
+        check_reachable(broker)
     return External(broker)
 
 
