@@ -235,6 +235,7 @@ def test_the_issues_tracebacks_are_one_line_each(tmp_path):
             "--timeout needs a number of seconds above 0",
         ),
         (("sim", "nosuch"), "no scenario nosuch: give a file, or one of alarm-night, dst-night-cet,"),
+        (("sim", "kiosk-morning", "--plot", str(tmp_path / "k.png")), "--plot draws a lamp's level"),
         (("sim", "--lamps"), "expected one argument (see parkctl sim --help)"),
     ]
     for args, said in cases:

@@ -318,6 +318,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
         if Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise UserError(f"--plot {args.plot}: name a .png file (or .svg, .pdf)")
         _output_folder(str(Path(args.plot).resolve().parent), "--plot", create=False)
+        from sim.scenario import ScenarioError, load
+
+        try:
+            app = load(path).app
+        except ScenarioError:
+            app = "lamp"  # what is wrong with the file is said by the run, as without --plot
+        if app != "lamp":
+            # Before the run, not after it.
+            raise UserError("--plot draws a lamp's level: this scenario is a kiosk's (try --frames DIR)")
     if args.frames:
         _output_folder(args.frames, "--frames")
     if args.lamps != 1:
