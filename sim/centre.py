@@ -30,10 +30,16 @@ SETTLE_TIMEOUT_S = 5.0
 
 
 class Centre:
-    def __init__(self, host: str, port: int, log, login: tuple[str, str] | None = None):
-        """log(kind, text): a timeline entry at the world's time; login: the
-        centre's broker account (user, password), for a broker that wants one."""
+    def __init__(
+        self, host: str, port: int, log, device: str | None = None, login: tuple[str, str] | None = None
+    ):
+        """log(kind, text): a timeline entry at the world's time. device: hear
+        only that lamp (a fleet, `parkctl sim --lamps`, gives each lamp a centre
+        of its own on the one broker, so each lamp's scenario plays out as for
+        one lamp), not every device on the broker. login: the centre's broker
+        account (user, password), for a broker that wants one."""
         self.log = log
+        self.device = device
         self.seen: set[str] = set()  # event ids
         self.duplicates = 0
         self.forged = 0  # messages without their device's authenticator, dropped
@@ -47,7 +53,10 @@ class Centre:
         self._cmd_n = 0
         self._sent: list[tuple[str, bytes]] = []  # every command sent: topic, payload
         # Its own id: two simulations on one broker must not take over each other.
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"park-sim-centre-{os.getpid()}")
+        name = f"park-sim-centre-{os.getpid()}" + (f"-{device}" if device else "")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name)
+        # Its own marker topic too: another centre's marker is not ours.
+        self.sync_topic = f"{SYNC_TOPIC}/{name}"
         self.client.on_message = self._message
         self._refused: int | None = None
         self._connacked = False
@@ -75,9 +84,12 @@ class Centre:
         sock = self.client.socket()
         if isinstance(sock, socket.socket):  # no Nagle delays on the host's loopback
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        who = self.device or "+"
         for app in ("lamp", "kiosk"):
-            self.client.subscribe([(f"park/+/{app}/+/{kind}", 1) for kind in ("event", "reply", "status")])
-        self.client.subscribe(SYNC_TOPIC, 0)
+            self.client.subscribe(
+                [(f"park/+/{app}/{who}/{kind}", 1) for kind in ("event", "reply", "status")]
+            )
+        self.client.subscribe(self.sync_topic, 0)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -93,7 +105,7 @@ class Centre:
     # --- what arrives --------------------------------------------------------
 
     def _message(self, client, userdata, msg) -> None:
-        if msg.topic == SYNC_TOPIC:
+        if msg.topic == self.sync_topic:
             self._synced = int(msg.payload)
             return
         parts = msg.topic.split("/")
@@ -152,7 +164,7 @@ class Centre:
         """Read until the lamps' `published` messages and the broker's `wills`
         (both counted by the virtual sockets) and a marker of our own are here."""
         self._sync_n += 1
-        self.client.publish(SYNC_TOPIC, str(self._sync_n), 0)
+        self.client.publish(self.sync_topic, str(self._sync_n), 0)
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         while time.monotonic() < deadline and (
             self._synced != self._sync_n or self.received < published or self.wills < wills
@@ -233,13 +245,21 @@ class Outside:
     The world calls settle(), command() and broker(); in MicroPython, through
     answer() (host/parkctl/simcmd.py)."""
 
-    def __init__(self, broker, host: str, port: int, log, login: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        broker,
+        host: str,
+        port: int,
+        log,
+        device: str | None = None,
+        login: tuple[str, str] | None = None,
+    ):
         """broker: an object with `url`, and `start`/`kill`/`freeze` if we own it;
-        login: the centre's account on it."""
+        device: the one lamp the centre hears (Centre); login: the centre's account on it."""
         self.broker_obj = broker
         self.log = log
         self.login = login
-        self.centre = Centre(host, port, log, login)
+        self.centre = Centre(host, port, log, device, login)
         self.state = "up"
         self._lost = False  # the centre's connection died with the broker
 

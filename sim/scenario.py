@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .cpython import FIRMWARE, FIRMWARE_LAMP, FIRMWARE_LIB
+from .textfile import TextFileError, read_text
 
 if str(FIRMWARE_LIB) not in sys.path:
     sys.path.insert(0, str(FIRMWARE_LIB))
@@ -243,9 +244,11 @@ class _Parser:
     def _config(self, rel: str) -> None:
         path = (self.path.parent / rel).resolve()
         try:
-            text = path.read_text()
-        except OSError as e:
-            raise self.fail(f"cannot read the configuration {path}: {e.strerror}") from None
+            text = read_text(path)
+        except TextFileError as e:
+            if e.unreadable:
+                raise self.fail(f"cannot read the configuration {path}: {e.unreadable}") from None
+            raise self.fail(f"the configuration {e}") from None
         try:
             cfg = config_parser(self.sc.app)(text)
         except ConfigError as e:
@@ -606,7 +609,7 @@ class _Parser:
 
 def load(path: Path) -> Scenario:
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ScenarioError(f"cannot read {path}: {e.strerror}") from None
+        text = read_text(path)
+    except TextFileError as e:
+        raise ScenarioError(str(e)) from None
     return _Parser(path).parse(text)

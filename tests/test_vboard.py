@@ -294,7 +294,8 @@ def test_parkctl_vboard_kiosk_runs_the_kiosk_on_a_virtual_esp32s3(tmp_path: Path
             )
             assert json.loads(purge.stdout) == {"person": "1003", "erased": 0}
             wrong = subprocess.run([*diag, "selftest"], capture_output=True, text=True, timeout=30)
-            assert wrong.returncode == 1 and "unknown command 'selftest'" in wrong.stderr
+            # Refused by the board: exit status 2 (README.md, "Exit status").
+            assert wrong.returncode == 2 and "unknown command 'selftest'" in wrong.stderr
             line = Line(port)
             line.write(b"\x03")
             line.expect(rb"MicroPython .*; park vboard \(virtual ESP32-S3\) with ESP32S3\r\n")

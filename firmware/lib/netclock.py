@@ -114,13 +114,17 @@ class NtpSync:
                 self._due = add(now, NTP_RETRY_MS)
                 return NTP_RETRY_MS
         self._candidate = None
+        first = not k.valid
         try:
             step = k.sync(t, "ntp")
         except ValueError as e:
             self.on_event("ntp", "refused: %s" % e)
             self._due = add(now, NTP_RETRY_MS)
             return NTP_RETRY_MS
-        if step:
+        if first:
+            # Not a step from a time anyone relied on: from none (27 years, from 2000).
+            self.on_event("clock", "set by ntp (no valid time before)")
+        elif step:
             self.on_event("clock", "ntp %+d s" % step)
         self._due = add(now, self.interval_ms)
         return self.interval_ms

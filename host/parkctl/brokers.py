@@ -96,6 +96,16 @@ class External:
         pass
 
 
+def check_reachable(url: str) -> None:
+    """A broker at a URL that refuses or cannot be reached: said now, in one line,
+    not from deep in a run."""
+    host, port = parse_url(url)
+    try:
+        socket.create_connection((host, port), timeout=START_TIMEOUT_S).close()
+    except OSError as e:
+        raise UserError(f"cannot reach the broker at {url}: {e.strerror or e}") from None
+
+
 class Mosquitto:
     """A Mosquitto of our own: anonymous, no persistence, its own config and log."""
 

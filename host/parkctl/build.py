@@ -113,6 +113,10 @@ CHIPS: dict[str, Chip] = {
     "vboard": Chip("vboard", None, 0x1000, 0x200000, 0x200000, 4 * MiB, None, None),
 }
 
+# What each app runs on (../shared/DESIGN.md): the lamp on an ESP32-WROOM-32, the
+# kiosk on an ESP32-S3 with PSRAM.
+DEFAULT_CHIP = {"lamp": "esp32", "kiosk": "esp32s3"}
+
 
 @dataclass
 class Build:
@@ -236,14 +240,16 @@ def _app_files(app_dir: Path) -> list[Path]:
 def check_device_config(app: str, path: Path) -> bytes:
     """A device configuration's bytes, once valid for `app` (checked by the app's
     own parser, lampconfig or kioskconfig, as the board will)."""
+    from sim.textfile import TextFileError, read_text
+
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror}") from None
+        text = read_text(path)
+    except TextFileError as e:
+        raise UserError(str(e)) from None
+    data = text.encode()
     try:
-        text = data.decode("utf-8")
         json.loads(text)
-    except (UnicodeDecodeError, ValueError) as e:
+    except ValueError as e:
         raise UserError(f"{path}: not a JSON file: {e}") from None
     if app in APPS:
         from .runtime import config_errors

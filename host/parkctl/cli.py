@@ -17,6 +17,15 @@ def _print_json(data) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def _console():
+    """rich's Console for stdout: the terminal's width, or, when stdout is a pipe or a
+    file, as wide as the rows are (rich would wrap them at 80 columns, breaking
+    every row that grep or a log should keep whole)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=4096)
+
+
 SUN_KEYS = ("civil_dawn", "sunrise", "sunset", "civil_dusk", "polar")
 
 
@@ -26,7 +35,6 @@ def cmd_sun(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(answer)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"Sun at {args.lat}, {args.lon} on {args.date} ({args.tz})")
@@ -40,7 +48,7 @@ def cmd_sun(args: argparse.Namespace) -> int:
     )
     for key, label in names:
         table.add_row(label, (answer[key] or "does not happen").replace("T", " "))
-    console = Console()
+    console = _console()
     console.print(table)
     if answer["polar"]:
         console.print(f"polar {answer['polar']}: the sun does not rise and set that day")
@@ -48,11 +56,12 @@ def cmd_sun(args: argparse.Namespace) -> int:
 
 
 def _read(path: str) -> str:
+    from sim.textfile import TextFileError, read_text
+
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror}") from None
+        return read_text(path)
+    except TextFileError as e:
+        raise UserError(str(e)) from None
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -71,7 +80,6 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"Schedule from {args.date}, {args.days} day(s)")
@@ -81,7 +89,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     table.add_row(start["at"].replace("T", " "), f"{start['level']} %", f"in force: {start['reason']}")
     for row in rows:
         table.add_row(row["at"].replace("T", " "), f"{row['level']} %", row["reason"])
-    Console().print(table)
+    _console().print(table)
     return 0
 
 
@@ -145,15 +153,50 @@ def _human_size(n: int) -> str:
     return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
 
 
+def _output_folder(path: str, option: str, create: bool = True) -> None:
+    """Fails early, in one line, for an output folder that cannot be written: before
+    the work, not after it. `create`: a folder the command would make is made and
+    removed again (the only sure test, /proc says yes to access() and no to mkdir);
+    nothing is left behind should the command then fail for another reason."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not create:
+        if not p.is_dir():
+            raise UserError(f"{option}: there is no folder {path}")
+    else:
+        missing = []
+        q = p.absolute()
+        while not q.exists() and q != q.parent:
+            missing.append(q)
+            q = q.parent
+        if not q.is_dir():
+            raise UserError(f"{option} {path}: {q} is not a folder")
+        try:
+            for d in reversed(missing):
+                d.mkdir()
+        except OSError as e:
+            raise UserError(f"{option} {path}: cannot make that folder ({e.strerror or e})") from None
+        finally:
+            for d in missing:
+                if d.exists():
+                    d.rmdir()
+    if p.is_dir() and not os.access(p, os.W_OK | os.X_OK):
+        raise UserError(f"{option}: cannot write into {path} (permission denied)")
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from . import build
 
+    chip = args.chip or build.DEFAULT_CHIP[args.app]
+    if args.out:
+        _output_folder(args.out, "--out")
     bar = build.LazyProgress(enabled=not args.json)
     try:
         b = build.build(
             args.app,
             out=args.out,
-            chip=args.chip,
+            chip=chip,
             firmware=args.firmware,
             device_config=args.device_config,
             progress=bar,
@@ -164,7 +207,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(info)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{b.app} for {b.chip.name}: the board's filesystem")
@@ -173,7 +215,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     table.add_column("size", justify="right")
     for f in info["files"]:
         table.add_row(f["path"], f["kind"], _human_size(f["size"]))
-    console = Console()
+    console = _console()
     console.print(table)
     console.print(f"version  {info['version']}")
     console.print(f"hash     {info['hash']}")
@@ -192,6 +234,13 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
     from . import build, flash
 
+    chip = build.get_chip(args.chip or build.DEFAULT_CHIP[args.app])
+    if args.baud <= 0:
+        raise UserError("--baud needs a rate above 0, e.g. 460800")
+    if args.erase and not args.firmware:
+        raise UserError("--erase wipes MicroPython too: give --firmware with it")
+    if args.out:
+        _output_folder(args.out, "--out")
     flash.check_port(args.port)
     if not args.force:
         found = flash.pending_on_board(args.port)
@@ -202,11 +251,6 @@ def cmd_flash(args: argparse.Namespace) -> int:
                 f"the lamp at {args.port} has {what}: flashing erases its journal. Let it deliver "
                 "(parkctl diag status, parkctl alarms), or give --force to flash anyway"
             )
-    chip = build.get_chip(args.chip)
-    if args.baud <= 0:
-        raise UserError("--baud needs a rate above 0, e.g. 460800")
-    if args.erase and not args.firmware:
-        raise UserError("--erase wipes MicroPython too: give --firmware with it")
     out = Path(args.out) if args.out else build.BUILD_DIR / f"{args.app}-{chip.name}"
     firmware = Path(args.firmware) if args.firmware else None
     if firmware is not None:
@@ -252,6 +296,10 @@ def _sim_fleet(args: argparse.Namespace, path) -> int:
         raise UserError("--jobs must be 1..256")
     if args.plot or args.realtime:
         raise UserError("--plot and --realtime are for one lamp")
+    if args.broker not in (None, "embedded", "mosquitto"):
+        from .brokers import check_reachable
+
+        check_reachable(args.broker)  # (one lamp's run checks it in simcmd.run)
     start = time.perf_counter()
     jobs = fleet.jobs_for(args.lamps, args.jobs)
     results = simcmd.run_fleet(path, args.lamps, args.seed, args.broker, jobs)
@@ -296,13 +344,28 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from . import simcmd
 
     path = simcmd.scenario_path(args.scenario) if args.scenario else simcmd.DEFAULT_SCENARIO
+    if args.plot:
+        if Path(args.plot).suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise UserError(f"--plot {args.plot}: name a .png file (or .svg, .pdf)")
+        _output_folder(str(Path(args.plot).resolve().parent), "--plot", create=False)
+        from sim.scenario import ScenarioError, load
+
+        try:
+            app = load(path).app
+        except ScenarioError:
+            app = "lamp"  # what is wrong with the file is said by the run, as without --plot
+        if app != "lamp":
+            # Before the run, not after it.
+            raise UserError("--plot draws a lamp's level: this scenario is a kiosk's (try --frames DIR)")
+    if args.frames:
+        _output_folder(args.frames, "--frames")
     if args.lamps != 1:
         if args.frames:
             raise UserError("--frames is for one kiosk, not --lamps")
         return _sim_fleet(args, path)
     if args.jobs is not None:
         raise UserError("--jobs is for --lamps N")
-    if args.realtime is not None and args.realtime <= 0:
+    if args.realtime is not None and not _positive(args.realtime):
         raise UserError("--realtime needs a speed above 0 (1 is real time, 60 a minute a second)")
     frames = Path(args.frames) if args.frames else None
     result = simcmd.run(path, args.runtime, args.seed, args.realtime, args.broker, frames=frames)
@@ -316,11 +379,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
             print(json.dumps({"kind": "expect", "text": text, "ok": ok, "seen": seen}, ensure_ascii=False))
     else:
         print(f"{sc.name or path.name}  ({args.runtime}, seed {sc.seed if args.seed is None else args.seed})")
-        for e in result.entries:
-            if e.kind in ("level", "probe", "led"):
-                continue  # series, for the plot and --json
-            what, detail = simcmd.describe(e)
-            print(f"  {simcmd.local(sc, e.t).replace('T', ' ')}  {what:<10} {detail}")
+        # series (level, probe, led) are for the plot and --json
+        lines = [(e, *simcmd.describe(e)) for e in result.entries if e.kind not in ("level", "probe", "led")]
+        # One column for what happened, as wide as its longest name (relay_failure...).
+        width = max([10, *(len(what) for _, what, _ in lines)])
+        for e, what, detail in lines:
+            print(f"  {simcmd.local(sc, e.t).replace('T', ' ')}  {what:<{width}} {detail}")
         if result.checks:
             print("expectations:")
         for text, ok, seen in result.checks:
@@ -345,13 +409,13 @@ def _print_line(obj) -> None:
 
 
 def _table(rows: list[dict], columns: list[str]) -> None:
-    from rich.console import Console
+
     from rich.table import Table
 
     t = Table(*columns)
     for r in rows:
         t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
-    Console().print(t)
+    _console().print(t)
 
 
 def _login(args: argparse.Namespace):
@@ -389,28 +453,29 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 def cmd_act(args: argparse.Namespace) -> int:
     from .centrecmd import act
 
-    if args.timeout <= 0:
+    if not _positive(args.timeout):
         raise UserError("--timeout needs a number of seconds above 0")
     reply = act(args.broker, args.command, args.alarm, args.timeout, login=_login(args))
     if args.json:
         _print_line(reply)
     if not reply.get("ok"):
-        if not args.json:
-            print(f"parkctl {args.command}: refused by the lamp: {reply.get('reason')}", file=sys.stderr)
-        return 1
+        raise UserError(f"refused by the lamp: {reply.get('reason')}")
     if not args.json:
         print(f"{args.alarm}: {'acknowledged' if args.command == 'ack' else 'resolved'}")
     return 0
 
 
 def _reply_of(args: argparse.Namespace, reply: dict[str, Any], done: str) -> int:
-    """A device's reply: 0 when it did it, 1 when it refused (with its reason)."""
+    """A device's reply: done, or refused (with its reason: not done as asked)."""
     if args.json:
         _print_line(reply)
     if not reply.get("ok"):
         if not args.json:
-            print(f"parkctl {args.command}: refused by {args.device}: {reply.get('reason')}", file=sys.stderr)
-        return 1
+            print(
+                f"parkctl {args.command}: error: refused by {args.device}: {reply.get('reason')}",
+                file=sys.stderr,
+            )
+        return EXIT_BAD_INPUT
     if not args.json:
         print(done)
     return 0
@@ -556,22 +621,53 @@ def _flat(value) -> str:
 def cmd_diag(args: argparse.Namespace) -> int:
     from . import diag
 
-    reply = diag.run(args.port, args.diag_command, args.args, args.timeout)
+    if not _positive(args.timeout) or args.timeout > 600:
+        raise UserError("--timeout needs a number of seconds above 0 (at most 600)")
+    tz_text = None
+    if args.diag_command == "status" and not args.args and not args.json:
+        # The technician's view shows the park's local time: the zone is in the
+        # configuration in force, asked on the same connection.
+        with diag.Port(args.port) as p:
+            reply = p.ask("status", args.timeout)
+            if reply["ok"]:
+                cfg = p.ask("config get", args.timeout)
+                site = (cfg.get("data") or {}).get("config", {}).get("site", {}) if cfg["ok"] else {}
+                tz_text = site.get("tz") if isinstance(site, dict) else None
+    else:
+        reply = diag.run(args.port, args.diag_command, args.args, args.timeout)
     if not reply["ok"]:
         if args.json:
             _print_json(reply)
-        print(f"parkctl diag: the board refused: {reply.get('error')}", file=sys.stderr)
-        return 1
+        raise UserError(f"the board refused: {reply.get('error')}")
     data = reply.get("data")
+    invalid = (
+        args.diag_command == "config"
+        and args.args[:1] == ["validate"]
+        and isinstance(data, dict)
+        and data.get("valid") is False
+    )
     if args.json:
         _print_json(data)
-        return 0
-    from rich.console import Console
+        return EXIT_FAILED if invalid else EXIT_OK
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     title = " ".join([args.diag_command, *args.args[:1]])
-    if args.diag_command == "config" and isinstance(data, dict) and "config" in data:
+    if invalid:
+        assert isinstance(data, dict)
+        errors = data.get("errors") or []
+        print(f"{args.args[1]}: not valid for this board, {len(errors)} error(s):", file=sys.stderr)
+        for err in errors:
+            print(f"  {err}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.diag_command == "status" and isinstance(data, dict) and not args.args:
+        table = Table(title="status", show_header=False)
+        table.add_column("what")
+        table.add_column("value")
+        for k, v in diag.status_view(data, tz_text):
+            table.add_row(k, v)
+        console.print(table)
+    elif args.diag_command == "config" and isinstance(data, dict) and "config" in data:
         console.print(f"{data.get('file')}" + (" (on trial)" if data.get("trial") else ""))
         print(json.dumps(data["config"], indent=2, ensure_ascii=False, sort_keys=True))
     elif isinstance(data, list) and data and isinstance(data[0], dict):
@@ -591,13 +687,12 @@ def cmd_diag(args: argparse.Namespace) -> int:
         console.print(table)
     else:
         console.print(_flat(data))
-    return 0
+    return EXIT_OK
 
 
 def _deploy_report(done, as_json: bool) -> None:
     if as_json:
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"deployed {done.version} ({done.hash[:12]}) in {done.seconds:.1f} s")
@@ -609,7 +704,7 @@ def _deploy_report(done, as_json: bool) -> None:
         table.add_row(p, "removed")
     for p in done.up_to_date:
         table.add_row(p, "up to date")
-    Console().print(table)
+    _console().print(table)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -746,8 +841,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_hil(args: argparse.Namespace, extra: list[str]) -> int:
     import subprocess
 
+    from .hil import board_problem
     from .runtime import ROOT
 
+    problem = board_problem(args.board, args.rig)
+    if problem:
+        raise UserError(problem)
     logs = ROOT / "build" / "hil"
     cmd = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "hil"), "--board", args.board]
     cmd += ["--hil-logs", str(logs), f"--junitxml={logs / 'junit.xml'}", "-p", "no:cacheprovider"]
@@ -836,12 +935,21 @@ def diag_commands() -> tuple[str, ...]:
     return COMMANDS
 
 
+def _positive(x: float | None) -> bool:
+    """Above 0 and finite: nan and inf get past a `> 0` test and fail far away."""
+    import math
+
+    return x is not None and math.isfinite(x) and x > 0
+
+
+DEVICE_CONFIG_HELP = "this board's own configuration, installed as /lamp.json (a kiosk's as /kiosk.json)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="parkctl", description="Tools for the park's lamp controllers and check-in kiosks."
-    )
+    parser = _Parser(prog="parkctl", description="Tools for the park's lamp controllers and check-in kiosks.")
     parser.add_argument("--version", action="version", version=f"parkctl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from .build import APPS, CHIPS
 
     sun = sub.add_parser(
         "sun",
@@ -957,24 +1065,49 @@ def build_parser() -> argparse.ArgumentParser:
             "--ca", metavar="FILE", help="an mqtts:// broker's CA certificate, PEM (default: $PARK_BROKER_CA)"
         )
 
-    mon = sub.add_parser("monitor", help="the lamps live: online, level, open alarms, faults")
+    mon = sub.add_parser(
+        "monitor",
+        help="the lamps live: online, level, open alarms, faults",
+        description="Shows every lamp as the broker last heard it (online or offline, level, mode, "
+        "open alarm, faults, undelivered events), redrawn as lamps report, until Ctrl-C; --once "
+        "prints it once (docs/protocol.md).",
+    )
     mon.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
     mon.add_argument("--once", action="store_true", help="print the table once and exit")
     mon.add_argument("--json", action="store_true", help="JSON lines, one per lamp")
     centre_login(mon)
     mon.set_defaults(func=cmd_monitor)
 
-    al = sub.add_parser("alarms", help="the open alarms of every lamp")
+    al = sub.add_parser(
+        "alarms",
+        help="the open alarms of every lamp",
+        description="Lists the alarms the lamps report open (raised or acknowledged, not yet "
+        "resolved), from what the broker retained; `ack` and `resolve` take their ids.",
+    )
     al.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
     al.add_argument("--json", action="store_true", help="JSON lines, one per alarm")
     centre_login(al)
     al.set_defaults(func=cmd_alarms)
 
-    for name, what in (("ack", "acknowledge"), ("resolve", "resolve (close)")):
-        p = sub.add_parser(name, help=f"{what} an alarm")
+    acts = (
+        ("ack", "acknowledge", "the lamp's ring LED stays lit, the lamp goes on flashing until resolved"),
+        ("resolve", "resolve (close)", "the lamp stops flashing and goes back to its schedule"),
+    )
+    for name, what, effect in acts:
+        p = sub.add_parser(
+            name,
+            help=f"{what} an alarm",
+            description=f"Sends the lamp the centre's command to {what.split()[0]} the alarm ({effect}) "
+            "and waits for its reply; a lamp that is away gets it when it is back.",
+        )
         p.add_argument("alarm", help="the alarm's id, as `parkctl alarms` lists it")
         p.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
-        p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the lamp's reply")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            help="seconds to wait for the lamp's reply",
+        )
         p.add_argument("--json", action="store_true", help="print the lamp's reply as JSON")
         centre_login(p)
         p.set_defaults(func=cmd_act)
@@ -1028,10 +1161,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dp.add_argument("app", choices=("lamp", "kiosk"), help="the app to deploy")
     dp.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    dp.add_argument("--device-config", metavar="FILE", help=DEVICE_CONFIG_HELP)
     dp.add_argument(
-        "--device-config", metavar="FILE", help="this board's own configuration, installed as /lamp.json"
+        "--chip",
+        choices=list(CHIPS),
+        help="build for this chip (default: what the board says it is)",
     )
-    dp.add_argument("--chip", help="build for this chip (default: what the board says it is)")
     dp.add_argument("--json", action="store_true", help="print what was copied as JSON")
     dp.set_defaults(func=cmd_deploy)
 
@@ -1116,18 +1251,25 @@ def build_parser() -> argparse.ArgumentParser:
     dg = sub.add_parser(
         "diag",
         help="diagnostics over a board's USB serial port, while the lamp runs",
-        description="Sends one command to the firmware's diagnostics console (docs/diagnostics.md): "
-        "status, log [N], selftest, time [set ISO], config get|set FILE|validate FILE, alarm test, "
-        "reboot, help.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sends one command to the firmware's diagnostics console (docs/diagnostics.md).\n"
+        "Every board: status, log [N], time [set ISO], config get|set FILE|validate FILE, reboot, help.\n"
+        "A lamp also:  selftest, alarm test.\n"
+        "A kiosk also: face, purge PERSON.\n"
+        "A board refuses, naming its own, a command its app does not have.",
     )
     dg.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     dg.add_argument("--json", action="store_true", help="print the board's answer as JSON")
-    dg.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+    dg.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait for the answer",
+    )
     dg.add_argument("diag_command", metavar="COMMAND", choices=diag_commands(), help="the console command")
     dg.add_argument("args", nargs="*", help="its arguments")
     dg.set_defaults(func=cmd_diag)
 
-    from .build import APPS, CHIPS
     from .flash import DEFAULT_BAUD
 
     bld = sub.add_parser(
@@ -1139,13 +1281,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bld.add_argument("app", choices=APPS, help="the app to build")
     bld.add_argument("--out", metavar="DIR", help="output folder (default: build/APP)")
-    bld.add_argument("--chip", choices=list(CHIPS), default="esp32", help="target (default esp32)")
+    bld.add_argument(
+        "--chip", choices=list(CHIPS), help="target (default: esp32 for the lamp, esp32s3 for the kiosk)"
+    )
     bld.add_argument(
         "--firmware", metavar="BIN", help="MicroPython .bin for the chip: also write DIR/factory.bin"
     )
-    bld.add_argument(
-        "--device-config", metavar="FILE", help="this board's own configuration, installed as /lamp.json"
-    )
+    bld.add_argument("--device-config", metavar="FILE", help=DEVICE_CONFIG_HELP)
     bld.add_argument("--json", action="store_true", help="print the summary as JSON")
     bld.set_defaults(func=cmd_build)
 
@@ -1158,9 +1300,11 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("app", choices=APPS, help="the app to flash")
     fl.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     fl.add_argument("--firmware", metavar="BIN", help="MicroPython .bin to write too (a new board)")
-    fl.add_argument("--device-config", metavar="FILE", help="this board's own configuration (/lamp.json)")
+    fl.add_argument("--device-config", metavar="FILE", help=DEVICE_CONFIG_HELP)
     fl.add_argument(
-        "--chip", choices=[n for n, c in CHIPS.items() if c.esptool], default="esp32", help="(default esp32)"
+        "--chip",
+        choices=[n for n, c in CHIPS.items() if c.esptool],
+        help="(default: esp32 for the lamp, esp32s3 for the kiosk)",
     )
     fl.add_argument("--baud", type=int, default=DEFAULT_BAUD, help=f"baud rate (default {DEFAULT_BAUD})")
     fl.add_argument("--erase", action="store_true", help="erase the whole flash first")
@@ -1202,21 +1346,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake in the arguments told in one line (the README's
+    promise), not after the whole usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# The exit statuses of every command (README.md, "Exit status").
+EXIT_OK = 0
+EXIT_FAILED = 1  # it ran, and what it checked failed: a check, an expectation, a test
+EXIT_BAD_INPUT = 2  # not done: bad arguments or files, refused, nothing answering
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: stdout's reader went away
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout's reader has gone (`parkctl ... | head`), and not some other
+    pipe or socket: the writing end of a pipe with no reader polls as an error."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
         parser.error("unrecognized arguments: " + " ".join(extra))
+    name = " ".join(["parkctl", args.command, *filter(None, [getattr(args, "config_command", None)])])
     try:
         if getattr(args, "passthrough", False):
-            return args.func(args, extra)
-        return args.func(args)
+            status = args.func(args, extra)
+        else:
+            status = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be answered
+        return status
     except UserError as e:
-        print(f"parkctl {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except SimulatorError as e:
-        print(f"parkctl {args.command}: the simulator failed: {e}", file=sys.stderr)
+        print(f"{name}: the simulator failed: {e}", file=sys.stderr)
         return 3
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        # The reader wanted no more (| head): stop quietly with the status of a tool
+        # killed by SIGPIPE, and keep Python's exit flush from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        # Files, folders, ports and sockets the user pointed us at: one line, the
+        # system's reason and the name it was about.
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"{name}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

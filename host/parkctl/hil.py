@@ -106,6 +106,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--hil-logs", default=str(ROOT / "build" / "hil"), help="folder for each test's serial log")
 
 
+def board_problem(target: str, rig: str | None = None) -> str | None:
+    """What is wrong with `--board` (and `--rig`) before any test starts, in one line:
+    a real board's port that is not there would otherwise fail every test's set-up."""
+    if target == "vboard":
+        return None
+    if target.startswith("vboard:"):
+        app = target.split(":", 1)[1]
+        if app not in APPS:
+            return f"--board {target}: no such app; choose vboard:{' or vboard:'.join(APPS)}"
+        return None
+    from .diag import serial_port_problem
+
+    problem = serial_port_problem(target) if "://" not in target else None
+    if problem:
+        return f"--board {target}: {problem} (--board vboard: the virtual board)"
+    if rig is not None:
+        try:
+            with open(rig, "rb") as f:
+                tomllib.load(f)
+        except OSError as e:
+            return f"--rig {rig}: cannot read it ({e.strerror or e})"
+        except tomllib.TOMLDecodeError as e:
+            return f"--rig {rig}: not a TOML file ({e})"
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    target = config.getoption("--board", None)
+    if target is not None:
+        problem = board_problem(str(target), config.getoption("--rig", None))
+        if problem:
+            raise pytest.UsageError(problem)
+
+
 class Board:
     """The board under test, at its serial port: reads everything it prints in a
     thread, into the test's log file, and answers `expect` from it."""

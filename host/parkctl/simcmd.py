@@ -26,13 +26,23 @@ DEFAULT_SCENARIO = ROOT / "sim" / "scenarios" / "winter-night.scn"
 SIM_HEAP = {"lamp": "512k", "kiosk": "2M"}
 
 
+SCENARIOS = ROOT / "sim" / "scenarios"
+
+
+def shipped_scenarios() -> list[str]:
+    return sorted(p.stem for p in SCENARIOS.glob("*.scn"))
+
+
 def scenario_path(name: str) -> Path:
-    """A scenario file, or the name of one shipped in sim/scenarios (kiosk-morning)."""
+    """A scenario file, or the name of one shipped in sim/scenarios (kiosk-morning);
+    a UserError listing the shipped ones when it is neither."""
     p = Path(name)
     if p.exists() or p.suffix or "/" in name:
-        return p
-    shipped = ROOT / "sim" / "scenarios" / f"{name}.scn"
-    return shipped if shipped.exists() else p
+        return p  # a file: what cannot be read is said when it is read
+    shipped = SCENARIOS / f"{name}.scn"
+    if shipped.exists():
+        return shipped
+    raise UserError(f"no scenario {name}: give a file, or one of {', '.join(shipped_scenarios())}")
 
 
 @dataclass
@@ -87,7 +97,7 @@ def run(
         raise UserError("a ROMFS image is for the MicroPython runtime")
     from sim.cpython import WorldEventFailed
 
-    owned = _own_broker(broker or "embedded", sc) if sc.networked else None
+    owned = _own_broker(broker or "embedded", sc, reach=True) if sc.networked else None
     try:
         return _run(sc, runtime, seed, realtime, owned, heap_probe, frames, flash, romfs, from_flash)
     except WorldEventFailed as e:
@@ -112,8 +122,10 @@ def world_failure(sc: Scenario, e) -> str:
     )
 
 
-def _own_broker(broker: str, sc: Scenario):
-    from .brokers import Embedded, External, Mosquitto
+def _own_broker(broker: str, sc: Scenario, reach: bool = False):
+    """reach: a broker at a URL is tried first (one connection), so that one that
+    refuses is said in one line before the run."""
+    from .brokers import Embedded, External, Mosquitto, check_reachable
 
     if broker == "embedded":
         if any(e["do"] == "broker" and e["state"] == "hung" for e in sc.events):
@@ -126,6 +138,8 @@ def _own_broker(broker: str, sc: Scenario):
             f"{sc.path}: `broker ...` statements need a broker the simulation starts "
             "(--broker embedded or --broker mosquitto), not one at a URL"
         )
+    if reach:
+        check_reachable(broker)
     return External(broker)
 
 
@@ -188,7 +202,7 @@ def _run(
             def ready(world) -> None:
                 assert broker is not None
                 log = lambda kind, text: world.log(world.now_us, kind, text)  # noqa: E731
-                world.outside = Outside(broker, *parse_url(broker.url), log, _centre_login(broker))
+                world.outside = Outside(broker, *parse_url(broker.url), log, login=_centre_login(broker))
                 made.append(world.outside)
 
             try:
@@ -206,7 +220,7 @@ def _run(
             outside = None
             if broker is not None:
                 log = lambda kind, text: entries.append(Entry(now[0], kind, text))  # noqa: E731
-                outside = Outside(broker, *parse_url(broker.url), log, _centre_login(broker))
+                outside = Outside(broker, *parse_url(broker.url), log, login=_centre_login(broker))
             try:
                 _run_micropython(sc.app, data, image, Path(tmp) / "scenario.json", entries, now, outside)
             finally:
@@ -339,7 +353,8 @@ def run_fleet(
 ) -> list[Result]:
     """`lamps` boards (CPython) in `jobs` processes (default: one per 100 lamps, up
     to the cores there are), one Result each; a networked scenario's lamps all
-    use `broker` (default: an embedded one). No centre."""
+    use `broker` (default: an embedded one), and each lamp has a centre of its own
+    there when the scenario has the centre's statements."""
     from sim import fleet
     from sim.scenario import ScenarioError, load
 
@@ -347,15 +362,26 @@ def run_fleet(
         sc = load(path)
     except ScenarioError as e:
         raise UserError(str(e)) from None
-    if sc.needs_centre:
-        raise UserError(f"{path}: the centre's statements are for one lamp, not --lamps")
+    if sc.app != "lamp":
+        raise UserError(f"{path}: --lamps runs lamps; this is a {sc.app}'s scenario")
     if sc.controls_broker:
         raise UserError(f"{path}: `broker ...` statements are for one lamp, not --lamps")
     owned = None
     data = sc.to_json(seed)
     if sc.networked:
+        if broker is None and sc.needs_centre:
+            # A centre per lamp: as many clients again, each with its own topics.
+            # amqtt (0.12) loses a client that connects while another subscribes
+            # to a new topic (its session ends in "dictionary changed size during
+            # iteration" and the lamp waits for ever): Mosquitto, which is not so.
+            broker = "mosquitto" if _has_mosquitto() else "embedded"
         owned = _own_broker(broker or "embedded", sc)
         data["config"] = dict(data["config"], network=dict(data["config"]["network"], broker=owned.url))
+        if sc.needs_centre:
+            from .brokers import parse_url
+
+            host, port = parse_url(owned.url)
+            data["centre"] = {"host": host, "port": port}
     per_lamp: list[list[Entry]] = [[] for _ in range(lamps)]
     try:
         fleet.run(
@@ -368,6 +394,16 @@ def run_fleet(
         if owned is not None:
             owned.close()
     return [Result(sc, entries, check(sc, entries)) for entries in per_lamp]
+
+
+def _has_mosquitto() -> bool:
+    from .brokers import mosquitto_binary
+
+    try:
+        mosquitto_binary()
+    except UserError:
+        return False
+    return True
 
 
 def _events(entries: list[Entry], name: str) -> list[Entry]:
@@ -428,8 +464,29 @@ def describe(entry: Entry) -> tuple[str, str]:
             return "level", f"{level} %  {why}"
         if name == "boot":
             return "boot", rest if rest == "no valid time" else f"time from {rest}"
+        if name == "clock" and rest.startswith("ntp ") and rest.endswith(" s"):
+            step = rest[4:-2]
+            return "clock", f"NTP stepped it {step} s" + _span(step)
         return name, rest
+    if entry.kind == "end":
+        # The runner's count of the loop's sleeps (a check that a run repeats
+        # itself), or why there is none: over a real network it varies.
+        if entry.text.endswith(" sleeps"):
+            return "end", f"end of the scenario (the firmware's loop slept {entry.text[:-7]} times)"
+        return "end", "end of the scenario"
     return entry.kind, entry.text
+
+
+def _span(step: str) -> str:
+    """(2 h 00 min), for a step of an hour or more."""
+    try:
+        n = abs(int(step))
+    except ValueError:
+        return ""
+    if n < 3600:
+        return ""
+    h, m = divmod(n // 60, 60)
+    return f" ({h} h {m:02d} min)" if h < 48 else f" ({n // 86400} days)"
 
 
 def plot(result: Result, out: Path) -> None:

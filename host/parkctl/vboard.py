@@ -113,6 +113,15 @@ class VirtualBoard:
             raise UserError(f"firmware/{app} does not exist yet: no {app} firmware to run")
         if not image.is_file():
             raise UserError(f"no flash image at {image}: build one with `parkctl build {app} --chip vboard`")
+        with open(image, "rb") as f:
+            head = f.read(8192)
+        # The board writes into its flash: a file that is not one (a configuration
+        # given by mistake) would be formatted over, and lost.
+        if b"littlefs" not in (head[8:16], head[4104:4112]):
+            raise UserError(
+                f"{image} is not a littlefs flash image (the board would format it): "
+                f"make one with `parkctl build {app} --chip vboard`"
+            )
         self.app = app
         self.image = image
         self.link = link

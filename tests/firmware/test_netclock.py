@@ -147,3 +147,17 @@ def test_insane_times_are_refused():
     ntp = NtpSync(k, lambda: to_seconds(1999, 1, 1), 3600)
     assert ntp.step(0, True) == 60000
     assert not k.valid and k.rejected == 1
+
+
+def test_the_first_setting_of_the_clock_is_not_called_a_step():
+    # Regression: a board with no valid time said `clock ntp +851203920 s` (27
+    # years, from 2000) when NTP first answered: a step from a time nobody used.
+    k = keeper()
+    server = [to_seconds(2026, 12, 22, 8, 3, 16)]
+    events = []
+    ntp = NtpSync(k, lambda: server[0], 60, lambda n, d: events.append((n, d)))
+    ntp.step(0, True)
+    assert events == [("clock", "set by ntp (no valid time before)")]
+    server[0] -= 7200
+    ntp.step(60000, True)
+    assert events[-1] == ("clock", "ntp -7200 s")  # a correction is a step, with its size
