@@ -112,6 +112,28 @@ COMMANDS = {
     "alarms": argv("alarms", "--broker", lst(one(BROKERS))),
     "ack": argv("ack", lst(one(TEXTS[1:])), "--broker", lst(one(BROKERS)), optional("--timeout", NUMBERS)),
     "resolve": argv("resolve", "x", "--broker", lst(one(BROKERS)), optional("--timeout", NUMBERS)),
+    "status": argv(
+        "status", lst(one(TEXTS[1:])), "--broker", lst(one(BROKERS)), optional("--timeout", NUMBERS),
+    ),
+    "override": argv(
+        "override", lst(one(TEXTS[1:])), "--broker", lst(one(BROKERS)), optional("--level", NUMBERS),
+        optional("--minutes", NUMBERS), optional("--clear", ("--json",)), optional("--ca", BAD_FILES),
+    ),
+    "config push": argv(
+        "config", "push", lst(one(TEXTS[1:])), lst(one(BAD_FILES)), "--broker", lst(one(BROKERS)),
+        optional("--secrets", BAD_FILES),
+    ),
+    "broker": argv(
+        "broker", "--dir", lst(one(UNWRITABLE[:3])), "--port", lst(one(NUMBERS)),
+        optional("--cert", BAD_FILES), optional("--plain-port", NUMBERS),
+    ),
+    "provision --centre": argv(
+        "provision", "--centre", "--broker-dir", lst(one(UNWRITABLE[:3])), optional("--secrets", BAD_FILES),
+    ),
+    "campaign": argv(
+        "campaign", "power-cuts", "--trials", lst(one(("-1", "0", "x", "nan", ""))),
+        optional("--runtime", ("cpython", "toaster")), optional("--out", UNWRITABLE[:3]),
+    ),
     "vboard": argv("vboard", lst(one(("lamp", "kiosk", "toaster"))), "--flash", lst(one(BAD_FILES))),
     "deploy": argv(
         "deploy", lst(one(("lamp", "kiosk"))), "--port", lst(one(PORTS)),

@@ -56,7 +56,7 @@ class Login:
                     data = tomllib.load(f)
             except OSError as e:
                 raise UserError(f"cannot read the secrets file {secrets}: {e.strerror}") from None
-            except tomllib.TOMLDecodeError as e:
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
                 raise UserError(f"{secrets}: not TOML: {e}") from None
             table = data.get("centre", {})
             if not isinstance(table, dict):

@@ -74,7 +74,7 @@ def read_secrets(path: Path | None, device: str) -> dict[str, str]:
                 data = tomllib.load(f)
         except OSError as e:
             raise UserError(f"cannot read the secrets file {path}: {e.strerror}") from None
-        except tomllib.TOMLDecodeError as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             # The message names a line and column, not the value.
             raise UserError(f"{path}: not TOML: {e}") from None
         for table in (data.get("default", {}), data.get("devices", {}).get(device, {})):
