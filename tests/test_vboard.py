@@ -111,6 +111,27 @@ def test_mpremote_works_unmodified_and_what_it_writes_stays_on_the_flash(
         assert "written by mpremote" in mpremote(again.port, "fs", "cat", "note.txt")
 
 
+def test_the_interpreter_comes_from_a_process_without_the_clients_ports(board: VirtualBoard) -> None:
+    """A child forked from the process where a client has the port open holds a
+    copy of the client's locked descriptor until it execs: a client (a test,
+    `make bench`) that closed the port as the board soft-reset, and opened it
+    again, found it busy. The interpreters are forked by a process that has
+    neither the port nor a pseudo-terminal's master open."""
+    import os
+
+    from parkctl.diag import Port
+
+    with Port(board.port) as p:
+        assert p.ask("status", timeout=15)["ok"]
+        pid = board.interpreter_pid
+    assert pid is not None
+    with open(f"/proc/{pid}/stat") as f:
+        parent = int(f.read().rsplit(")", 1)[1].split()[1])
+    assert parent != os.getpid()
+    held = [os.readlink(f"/proc/{parent}/fd/{fd}") for fd in os.listdir(f"/proc/{parent}/fd")]
+    assert board.port not in held and "/dev/ptmx" not in held, held
+
+
 def test_ctrl_c_interrupts_main_into_the_repl_and_ctrl_d_runs_it_again(line: Line) -> None:
     line.expect(RUNNING)
     line.write(b"\x03")
@@ -123,6 +144,25 @@ def test_ctrl_c_interrupts_main_into_the_repl_and_ctrl_d_runs_it_again(line: Lin
     line.expect(rb"MPY: soft reboot\r\n")
     line.expect(RUNNING)
     assert b"\r\r\n" not in line.seen
+
+
+def test_a_line_typed_during_a_slow_soft_reset_reaches_the_next_firmware(line: Line) -> None:
+    """What a client sends after the Ctrl-D that soft-resets the board waits for
+    the next firmware, however long the old interpreter takes to end (under
+    load it took seconds): given to the old one, it was lost, and the console's
+    answer never came."""
+    line.expect(RUNNING)
+    line.write(b"\x03")
+    line.expect(rb">>> $")
+    # As an interpreter starved of CPU: three seconds of work as it ends.
+    line.write(b'import sys, time; exec("def slow():\\n t = time.ticks_ms()\\n while time.ticks_diff(')
+    line.write(b'time.ticks_ms(), t) < 3000: pass"); sys.atexit(slow)\r')
+    line.expect(rb">>> $")
+    line.write(b"\x04")
+    line.write(b"\r\nstatus\r\n")  # as `parkctl diag status` sends it, at once
+    line.expect(rb"MPY: soft reboot\r\n")
+    reply = line.expect(rb'\{"ok": true, "console": "status".*\}\r\n', timeout=30)
+    assert json.loads(reply.group())["data"]["boot"] == 2
 
 
 def test_the_running_lamp_has_neither_its_config_parser_nor_its_console_commands_loaded(line: Line) -> None:

@@ -54,7 +54,14 @@ from .simcmd import SIM_HEAP
 # firmware's own heap is measured by `make bench`.
 HEAP = dict(SIM_HEAP, lamp="1M")
 WDT_MARGIN_S = 1.5  # the board reports feeds at most once a second
-BOOT_HOLD_S = 10.0  # input is held at most this long for a board to boot
+# Input is held until the board can take it (its flash mounted, its REPL's
+# prompt shown), at most this long: the limit is for a board that never gets
+# there, not the usual wait. Released on a timer, input reaches an interpreter
+# that drops it: the REPL empties its input queue as it starts, an interpreter
+# ending at a Ctrl-D does as it ends, and a second Ctrl-C before the REPL has
+# taken the terminal kills the unix port (its SIGINT handler is gone by then).
+BOOT_HOLD_S = 10.0
+KILL_WAIT_S = 10.0  # for an interpreter to end after SIGKILL
 
 PWRON_RESET = 1
 WDT_RESET = 3
@@ -87,6 +94,104 @@ def _measures() -> dict:
 def _sim_path(app: str) -> str:
     paths = [ROOT / "sim", ROOT / "sim" / "vesp32", ROOT / "firmware" / app, ROOT / "firmware" / "lib"]
     return os.pathsep.join(str(p) for p in paths)
+
+
+class _Interpreter:
+    """An interpreter the spawner (vspawn.py) started: its pid, and its exit code
+    once the spawner has told it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+
+class _Spawner:
+    """The process that forks the board's interpreters (host/parkctl/vspawn.py
+    says why). Every wait for it has a deadline: a spawner or an interpreter
+    that does not answer is an error, never a hang."""
+
+    ANSWER_S = 10.0
+
+    def __init__(self) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        script = Path(__file__).with_name("vspawn.py")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", str(script), str(theirs.fileno())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            close_fds=True,
+        )
+        theirs.close()
+        self.sock = mine
+        self._children: dict[int, _Interpreter] = {}
+        self._replies: list[dict] = []
+        self.gone = False  # the spawner ended: so did the interpreters it started
+
+    def spawn(self, cmd: list[str], env: dict[str, str], tty: int) -> _Interpreter:
+        msg = json.dumps({"cmd": cmd, "env": env}).encode()
+        try:
+            socket.send_fds(self.sock, [msg], [tty])
+        except OSError as e:
+            raise UserError(f"the virtual board cannot start its interpreter: {e}") from None
+        deadline = time.monotonic() + self.ANSWER_S
+        while not self._replies:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.read(left):
+                raise UserError(f"the virtual board's interpreter did not start in {self.ANSWER_S:g} s")
+        reply = self._replies.pop(0)
+        if "error" in reply:
+            raise UserError(f"the virtual board cannot start its interpreter: {reply['error']}")
+        child = _Interpreter(reply["pid"])
+        self._children[child.pid] = child
+        return child
+
+    def read(self, timeout: float = 0.0) -> bool:
+        """Takes what the spawner said within `timeout`; False if it said nothing."""
+        said = False
+        while not self.gone and select.select([self.sock], [], [], timeout)[0]:
+            timeout = 0.0
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                self.gone = True  # its children were killed with it
+                for child in self._children.values():
+                    child.returncode = -signal.SIGKILL
+                self._children.clear()
+                return said
+            said = True
+            msg = json.loads(data)
+            if "exit" in msg:
+                child = self._children.pop(msg["exit"], None)
+                if child is not None:
+                    child.returncode = msg["rc"]
+            else:
+                self._replies.append(msg)
+        return said
+
+    def wait(self, child: _Interpreter, timeout: float) -> bool:
+        """Until `child` has ended, at most `timeout`; whether it has."""
+        deadline = time.monotonic() + timeout
+        while child.returncode is None:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.gone:
+                return False
+            self.read(min(left, 0.1))
+        return True
+
+    def close(self) -> None:
+        # The spawner kills the interpreters still running when its socket closes.
+        if self.gone and self.sock.fileno() < 0:
+            return
+        self.gone = True
+        self.sock.close()
+        try:
+            self._proc.wait(self.ANSWER_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(self.ANSWER_S)
 
 
 def _setsid() -> str:
@@ -124,7 +229,7 @@ class VirtualBoard:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: _Interpreter | None = None
         self._mb = -1  # the interpreter's terminal (master side)
         self._out_tail = b""
         self._pending_cr = b""
@@ -140,6 +245,7 @@ class VirtualBoard:
         self._fed = 0.0
         self._ctl_conn: socket.socket | None = None
         self._ctl_buf = b""
+        self.failure: str | None = None  # why the relay stopped, if it did
         # The port: a pseudo-terminal whose slave side this process keeps open, so
         # that it survives clients coming and going.
         self._ma, self._sa = pty.openpty()
@@ -147,6 +253,7 @@ class VirtualBoard:
         os.set_blocking(self._ma, False)
         self.port = os.ttyname(self._sa)
         self._listener = socket.create_server(("127.0.0.1", 0))
+        self._spawner = _Spawner()
         if link is not None:
             tmp = link.with_name(link.name + ".new")
             with contextlib.suppress(FileNotFoundError):
@@ -174,6 +281,7 @@ class VirtualBoard:
         if self._thread is not None:
             self._thread.join(10)
         self._kill()
+        self._spawner.close()
         for fd in (self._ma, self._sa):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -197,6 +305,12 @@ class VirtualBoard:
             self.world.update(level=0.0, led=False)
             self._to_client(b"\r\n" + _ROM_HEAD + _ROM[PWRON_RESET].encode() + b"\r\n")
             self._spawn("main", PWRON_RESET)
+
+    @property
+    def interpreter_pid(self) -> int | None:
+        """The process running the firmware now (None between two)."""
+        p = self._proc
+        return p.pid if p is not None else None
 
     def stimulate(self, event: dict) -> None:
         """A world event now (sim/world.py's: press, noise, button...), as a rig's
@@ -234,17 +348,17 @@ class VirtualBoard:
 
         # Its own session, with its pseudo-terminal as its controlling terminal (so
         # that Ctrl-C interrupts it): util-linux's setsid does that between fork
-        # and exec. Not a preexec_fn: Python code in the forked child of this
-        # threaded process can deadlock before exec, and such a child held a copy
-        # of every descriptor open at the fork, a client's locked port among them.
+        # and exec. Forked by the spawner, not here (vspawn.py says why).
         cmd = [
             _setsid(),
             "--ctty",
             micropython_binary(),
             *("-X", f"heapsize={HEAP[self.app]}", "-i", "-c", "import vboard_main"),
         ]
-        self._proc = subprocess.Popen(cmd, stdin=sb, stdout=sb, stderr=sb, env=env, close_fds=True)
-        os.close(sb)
+        try:
+            self._proc = self._spawner.spawn(cmd, env, sb)
+        finally:
+            os.close(sb)
         os.set_blocking(mb, False)
         self._mb = mb
         self._raw = False
@@ -265,10 +379,12 @@ class VirtualBoard:
 
     def _kill(self) -> None:
         p = self._proc
-        if p is not None and p.poll() is None:
+        self._spawner.read()
+        if p is not None and p.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+            if not self._spawner.wait(p, KILL_WAIT_S):
+                self.log(f"the interpreter {p.pid} did not end in {KILL_WAIT_S:g} s after SIGKILL")
         self._proc = None
         if self._mb >= 0:
             with contextlib.suppress(OSError):
@@ -342,7 +458,7 @@ class VirtualBoard:
             self._write_board(data[: i + 1])
             self._held += data[i + 1 :]
             self._holding = True
-            self._hold_until = time.monotonic() + 2.0
+            self._hold_until = time.monotonic() + BOOT_HOLD_S
             return
         self._write_board(data)
 
@@ -379,7 +495,9 @@ class VirtualBoard:
         if "state" in msg:
             self._state = msg["state"]
         if "booted" in msg:
-            if self._holding and not self._swallow:
+            # main.py runs now and reads the console (a Ctrl-C stops it). Without
+            # one, what is held waits for the REPL's prompt.
+            if self._holding and not self._swallow and msg.get("main", True):
                 self._release()
         if "wdt" in msg:
             self._wdt_s = msg["wdt"] / 1000
@@ -391,12 +509,21 @@ class VirtualBoard:
             self._reset(msg["reset"], bool(msg.get("soft")))
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                self._pass()
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    self._pass()
+        except Exception as e:
+            # The board is dead, as a board whose chip failed: said, and its
+            # clients get no answer (every client's wait has a deadline).
+            self.failure = f"{type(e).__name__}: {e}"
+            self.log(f"the virtual board stopped: {self.failure}")
+            raise
 
     def _pass(self) -> None:
         fds: list = [self._ma, self._listener]
+        if not self._spawner.gone:
+            fds.append(self._spawner.sock)
         if self._mb >= 0:
             fds.append(self._mb)
         if self._ctl_conn is not None:
@@ -448,8 +575,9 @@ class VirtualBoard:
             self.log("reset: watchdog (the loop stopped feeding it)")
             self._reset(WDT_RESET, soft=False)
             return
+        self._spawner.read()
         p = self._proc
-        if p is not None and p.poll() is not None and self._mb >= 0:
+        if p is not None and p.returncode is not None and self._mb >= 0:
             # Drain what it said last, then it is a soft reboot (Ctrl-D, sys.exit).
             with contextlib.suppress(OSError):
                 while True:
