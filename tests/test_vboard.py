@@ -210,6 +210,32 @@ def test_machine_reset_reboots_with_the_rom_banner(line: Line, board: VirtualBoa
     assert status["boot"] == 2
 
 
+def test_a_board_that_fails_ends_its_clients_waits_with_errors(
+    line: Line, board: VirtualBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virtual board whose next interpreter cannot start is a dead board: it
+    says why, its port still takes what a client writes (a client blocked on a
+    full port waited for ever), the client's question gets an error in its time,
+    and the board stops when asked."""
+    import serial
+    from parkctl.diag import Port
+    from parkctl.errors import UserError
+
+    line.expect(RUNNING)
+    monkeypatch.setenv("PARK_MICROPYTHON", "/nonexistent/micropython")
+    line.write(b"\x03")
+    line.expect(rb">>> $")
+    line.write(b"\x04")  # a soft reset: the next interpreter cannot be started
+    line.expect(rb"MPY: soft reboot\r\n")
+    line.close()
+    with Port(board.port) as p, pytest.raises(UserError, match="no answer"):
+        p.ask("status", timeout=2)
+    assert board.failure is not None and "PARK_MICROPYTHON" in board.failure
+    with serial.Serial(board.port, 115200, timeout=0.05, write_timeout=10) as s:
+        s.write(b"x" * 1000000)  # far more than a pseudo-terminal's buffer holds
+    board.stop()
+
+
 def test_a_hung_loop_is_reset_by_the_watchdog(line: Line) -> None:
     line.expect(RUNNING)
     line.write(b"\x03")

@@ -86,6 +86,7 @@ class Deployed:
 def _connect(port: str) -> Any:
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
+    from serial import Serial
 
     from .diag import Port
 
@@ -94,6 +95,8 @@ def _connect(port: str) -> Any:
         t = SerialTransport(port, baudrate=115200, timeout=ANSWER_TIMEOUT_S)
     except Exception as e:  # mpremote raises several kinds
         raise UserError(f"cannot connect to {port}: {e}") from None
+    if isinstance(t.serial, Serial):  # a board that stops reading: an error, not a hang
+        t.serial.write_timeout = ANSWER_TIMEOUT_S
     # A board in the middle of a (soft) reboot can miss the Ctrl-C and Ctrl-A that
     # ask for the raw REPL: asked again, as a technician would.
     for _ in range(RAW_REPL_TRIES):

@@ -43,6 +43,7 @@ from .runtime import ROOT
 LOG_TAIL_LINES = 40
 MQTT_USER = "hil"
 MQTT_PASSWORD = "hil-password"  # Mosquitto here takes any: the lamp needs some (no anonymous)
+WRITE_TIMEOUT_S = 10.0
 # A virtual board has every wire a rig file can declare: its world is the rig.
 VIRTUAL_WIRING = ("button", "level", "led", "power", "face", "display", "buzzer")
 # What a bench cannot read of a real kiosk (its face module's line it can drive:
@@ -107,6 +108,7 @@ class Board:
         s.port = self.port
         s.baudrate = 115200
         s.timeout = 0.05
+        s.write_timeout = WRITE_TIMEOUT_S  # a board that stops reading: an error, not a hang
         s.dtr = False  # an ESP32 DevKit's EN and GPIO0: no reset by opening
         s.rts = False
         s.open()

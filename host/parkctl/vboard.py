@@ -514,11 +514,17 @@ class VirtualBoard:
                 with self._lock:
                     self._pass()
         except Exception as e:
-            # The board is dead, as a board whose chip failed: said, and its
-            # clients get no answer (every client's wait has a deadline).
+            # The board is dead, as a board whose chip failed. Its port still
+            # takes what clients write, so that no client blocks on a full port:
+            # they get no answer, and every client's wait has a deadline.
             self.failure = f"{type(e).__name__}: {e}"
             self.log(f"the virtual board stopped: {self.failure}")
-            raise
+            with contextlib.suppress(Exception):
+                self._kill()
+            while not self._stop.is_set():
+                if select.select([self._ma], [], [], 0.1)[0]:
+                    with contextlib.suppress(OSError):
+                        os.read(self._ma, 65536)
 
     def _pass(self) -> None:
         fds: list = [self._ma, self._listener]
