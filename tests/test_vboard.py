@@ -247,6 +247,26 @@ def test_a_hung_loop_is_reset_by_the_watchdog(line: Line) -> None:
     line.expect(RUNNING)
 
 
+def test_the_watchdog_resets_a_board_left_in_the_raw_repl_after_a_soft_reset(line: Line) -> None:
+    """As on the ESP32: a soft reset (mpremote's, into the raw REPL) does not stop
+    the watchdog the firmware started; nothing feeds it there, so the board
+    resets at its timeout and the lamp's loop runs again (left after `mpremote fs
+    ls`, the board stayed in the raw REPL for good)."""
+    line.expect(RUNNING)
+    line.write(b"\x03")
+    line.expect(rb">>> $")
+    # The firmware's watchdog, shortened for the test (a new timeout reconfigures it).
+    line.write(b"import machine; machine.WDT(timeout=2000)\r")
+    line.expect(rb">>> $")
+    line.write(b"\x01")
+    line.expect(rb"raw REPL; CTRL-B to exit\r\n>")
+    line.write(b"\x04")  # mpremote's soft reset
+    line.expect(rb"soft reboot\r\n")
+    line.expect(rb"raw REPL; CTRL-B to exit\r\n>")
+    line.expect(rb"rst:0x7 \(TG0WDT_SYS_RESET\)", timeout=15)
+    line.expect(RUNNING)
+
+
 def test_garbage_on_the_console_gets_errors_and_the_lamp_keeps_its_level(
     line: Line, board: VirtualBoard
 ) -> None:

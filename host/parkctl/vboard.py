@@ -301,6 +301,7 @@ class VirtualBoard:
             self.log("power: mains cut and back")
             self._kill()
             self._state = None
+            self._wdt_s = 0.0
             # The lamp's light and LED go out; what was counted (frames, beeps) stays counted.
             self.world.update(level=0.0, led=False)
             self._to_client(b"\r\n" + _ROM_HEAD + _ROM[PWRON_RESET].encode() + b"\r\n")
@@ -370,7 +371,6 @@ class VirtualBoard:
             self._held[:0] = b"\x03"
         self._holding = True
         self._hold_until = time.monotonic() + BOOT_HOLD_S
-        self._wdt_s = 0.0
         self._ctl_buf = b""
         if self._ctl_conn is not None:
             self._ctl_conn.close()
@@ -395,6 +395,13 @@ class VirtualBoard:
         """The interpreter is replaced: a soft reboot or a reset of the chip."""
         mode = "raw" if soft and self._raw else "main"
         self._kill()
+        if not soft:
+            # Only a reset of the chip stops the watchdog. A soft reboot keeps it
+            # running, as the ESP32's does (its soft reset leaves the task
+            # watchdog that machine.WDT started subscribed): a board left in the
+            # REPL or the raw REPL (mpremote's soft reset) resets at its timeout
+            # unless something feeds it, and the firmware's loop comes back.
+            self._wdt_s = 0.0
         if soft:
             self._to_client(b"MPY: soft reboot\r\n")
         else:
