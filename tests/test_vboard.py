@@ -165,6 +165,19 @@ def test_a_line_typed_during_a_slow_soft_reset_reaches_the_next_firmware(line: L
     assert json.loads(reply.group())["data"]["boot"] == 2
 
 
+def test_a_client_that_asks_for_the_raw_repl_again_gets_one_answer(line: Line) -> None:
+    """mpremote asks again (Ctrl-C, Ctrl-A) when a try got no answer in time, as
+    on a loaded machine; the board, still on its way to the prompt, answers the
+    last request only: a second raw REPL banner was taken by mpremote as the
+    answer to its next command ("unexpected read during raw paste")."""
+    line.expect(RUNNING)
+    line.write(b"\r\x03\r\x01" + b"\r\x03\r\x01")  # the second try before the board answered
+    banner = line.expect(rb"raw REPL; CTRL-B to exit\r\n>")
+    line.write(b"print(6 * 7)\x04")
+    answer = line.expect(rb"OK42\r\n\x04\x04>")
+    assert b"raw REPL" not in line.seen[banner.end() : answer.start()]
+
+
 def test_the_running_lamp_has_neither_its_config_parser_nor_its_console_commands_loaded(line: Line) -> None:
     """Loaded when needed (a configuration to parse, a line on the console), not
     kept on the heap while the lamp runs (docs/lamp-config.md, docs/diagnostics.md)."""

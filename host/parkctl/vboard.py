@@ -239,6 +239,7 @@ class VirtualBoard:
         self._hold_until = 0.0
         self._holding = False
         self._interrupting = False  # what is held follows a Ctrl-C
+        self._interrupt_sent = False  # and that Ctrl-C went to the interpreter running now
         self._state: dict | None = None
         self._cause = PWRON_RESET
         self._wdt_s = 0.0
@@ -365,10 +366,11 @@ class VirtualBoard:
         self._raw = False
         self._out_tail = b""
         self._swallow = mode == "raw"
-        if self._held and self._interrupting:
+        if self._held and self._interrupting and not self._held.startswith(b"\x03"):
             # A client was on its way into the REPL of the interpreter that ended
             # (its Ctrl-C went to that one): this one is interrupted too.
             self._held[:0] = b"\x03"
+        self._interrupt_sent = False
         self._holding = True
         self._hold_until = time.monotonic() + BOOT_HOLD_S
         self._ctl_buf = b""
@@ -450,9 +452,24 @@ class VirtualBoard:
         if held:
             self._from_client(held)
 
+    def _hold(self, data: bytes) -> None:
+        """Input that waits for the board. A Ctrl-C in it means the client started
+        over (mpremote asks for the raw REPL again after a try that got no answer
+        in time, as a board slowed by a loaded machine gives): what it sent before
+        is dropped, as the REPL's Ctrl-C drops a half-typed line. Kept, the board
+        answered both tries, and mpremote took the second raw REPL banner for the
+        answer to its next command."""
+        k = data.rfind(b"\x03")
+        if k < 0:
+            self._held += data
+            return
+        self._interrupting = True
+        # The interrupt itself still goes to an interpreter that has not had it.
+        self._held = bytearray((b"" if self._interrupt_sent else b"\x03") + data[k + 1 :])
+
     def _from_client(self, data: bytes) -> None:
         if self._holding:
-            self._held += data
+            self._hold(data)
             return
         # After a Ctrl-C that interrupts running code, a Ctrl-B that leaves the raw
         # REPL or a Ctrl-D that soft-resets from the friendly one, the REPL (or the
@@ -461,9 +478,9 @@ class VirtualBoard:
         found = [k for k in (data.find(key) for key in keys) if k >= 0]
         i = min(found) if found else -1
         if i >= 0:
-            self._interrupting = data[i] == 3
+            self._interrupting = self._interrupt_sent = data[i] == 3
             self._write_board(data[: i + 1])
-            self._held += data[i + 1 :]
+            self._hold(data[i + 1 :])
             self._holding = True
             self._hold_until = time.monotonic() + BOOT_HOLD_S
             return
