@@ -471,14 +471,18 @@ def board(
             files.update(device_files(app, json.dumps(_device_config(app, broker.url)).encode()))
             flash = Path(tmp) / "flash.img"
             flash.write_bytes(make_image(files, b.chip)[0])
-            with VirtualBoard(app, flash) as vb:
-                board = Board(vb.port, log, app)
-                board.vboard = vb  # type: ignore[attr-defined]
-                board.manifest = b.manifest  # type: ignore[attr-defined]
-                try:
+            vb = VirtualBoard(app, flash)
+            # The port is opened before the power comes: opening it empties what
+            # waits in it (pyserial), and on a loaded machine the board had printed
+            # its boot, which the tests wait for, before the port was opened.
+            board = Board(vb.port, log, app)
+            board.vboard = vb  # type: ignore[attr-defined]
+            board.manifest = b.manifest  # type: ignore[attr-defined]
+            try:
+                with vb:
                     yield board
-                finally:
-                    board.close()
+            finally:
+                board.close()
     else:
         from .build import device_files
         from .deploy import deploy
