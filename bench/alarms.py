@@ -118,6 +118,7 @@ def _module_code_bytes() -> int:
             capture_output=True,
             text=True,
             check=True,
+            timeout=600,
         )
     return int(proc.stdout.split()[-1])
 

@@ -71,6 +71,7 @@ def bench_glyphs_and_heap() -> None:
             env=env,
             capture_output=True,
             text=True,
+            timeout=600,
         )
     if proc.returncode != 0:
         sys.exit(f"bench/mp_kiosk.py failed:\n{proc.stdout}{proc.stderr}")
@@ -158,7 +159,11 @@ def _module_code_bytes() -> int:
         script = Path(tmp) / "code_heap.py"  # a file: this build crashes on long -c arguments
         script.write_text(code)
         proc = subprocess.run(
-            [micropython_binary(), "-X", "heapsize=2M", str(script)], env=env, capture_output=True, text=True
+            [micropython_binary(), "-X", "heapsize=2M", str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
     if proc.returncode != 0:
         sys.exit(f"kiosk module code: {proc.stdout}{proc.stderr}")

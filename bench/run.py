@@ -17,6 +17,10 @@ sys.path.insert(0, str(LIB))
 
 from parkctl.runtime import HEAPSIZE, micropython_binary, micropython_env  # noqa: E402
 
+# No wait in a benchmark is for ever: a program (or a board) that stops answering
+# fails its benchmark, and the others still run.
+RUN_TIMEOUT_S = 600
+
 
 def _micropython(script: str, *args: str) -> list[str]:
     env = micropython_env()
@@ -27,6 +31,7 @@ def _micropython(script: str, *args: str) -> list[str]:
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
+        timeout=RUN_TIMEOUT_S,
     )
     if proc.returncode != 0:
         sys.exit(f"bench/{script} failed:\n{proc.stdout}{proc.stderr}")
@@ -133,6 +138,8 @@ def bench_build() -> None:
                 [parkctl, "build", "lamp", "--out", f"{tmp}/cli{i}", "--json"],
                 check=True,
                 capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=RUN_TIMEOUT_S,
             )
             cli.append(time.perf_counter() - start)
             start = time.perf_counter()

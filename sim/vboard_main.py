@@ -202,6 +202,14 @@ def _traceback_line(line):
     return "vboard_main" not in line
 
 
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
 def _run(path, g):
     """Runs a file of the board's filesystem as the ESP32 runs boot.py and main.py;
     False when it ended in an error (or a Ctrl-C), as pyexec_file_if_exists says."""
@@ -301,8 +309,9 @@ def main():
     # (a Ctrl-C stops it), or to the REPL. As on the ESP32, main.py runs only
     # after a boot.py that ran to its end: an error or a Ctrl-C in boot.py leaves
     # the board in the REPL.
-    ctl.send({"booted": 1})
-    if booted and os.getenv("VBOARD_MODE") != "raw":
+    main = booted and os.getenv("VBOARD_MODE") != "raw" and _exists("main.py")
+    ctl.send({"booted": 1, "main": main})
+    if main:
         _run("main.py", g)
 
 

@@ -158,20 +158,18 @@ def test_centre_tools_see_the_open_alarm_and_a_silent_lamp(mosquitto, tmp_path):
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
 
 
-def test_the_embedded_broker_can_be_killed_too():
+def test_the_embedded_broker_can_be_killed_too(tmp_path):
     text = (
         (SCENARIOS / "alarm-night.scn")
         .read_text()
         .replace("at 22:04 centre garbage", "broker down 22:03:30 - 22:04:30")
     )
-    result = simcmd.run(_write(text), broker="embedded")
+    result = simcmd.run(_write(tmp_path, text), broker="embedded")
     assert result.ok, [c for c in result.checks if not c[1]]
 
 
-def _write(text: str) -> Path:
-    import tempfile
-
-    path = Path(tempfile.mkdtemp()) / "s.scn"
+def _write(folder: Path, text: str) -> Path:
+    path = folder / "s.scn"
     path.write_text(text.replace("config songjiang-wifi.json", f"config {WIFI_CONFIG}"))
     return path
 

@@ -280,8 +280,9 @@ def test_a_lamp_without_credentials_stays_off_the_broker_and_says_why(tmp_path: 
     b = build("lamp", tmp_path / "build", chip="vboard", root=firmware)
     flash = tmp_path / "flash.img"
     shutil.copyfile(b.image, flash)
-    with VirtualBoard("lamp", flash) as vb:
-        line = Line(vb.port)
+    vb = VirtualBoard("lamp", flash)
+    line = Line(vb.port)  # before the power comes: opening a port empties it
+    with vb:
         line.expect(rb"event mqtt no MQTT credentials configured")
         line.close()
         assert status(vb.port)["mqtt"].startswith("no MQTT credentials configured")

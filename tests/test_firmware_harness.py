@@ -5,6 +5,7 @@ item, pass the others, and show MicroPython's own traceback."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def test_heap_is_limited():
 """
 
 
-def test_one_test_three_items_and_micropython_tracebacks(tmp_path):
+def _harness(tmp_path, sample, env=None):
+    """Runs the harness on one sample module of firmware tests; pytest's output."""
     tests = tmp_path / "tests"
     fw = tests / "firmware"
     fw.mkdir(parents=True)
@@ -44,7 +46,7 @@ def test_one_test_three_items_and_micropython_tracebacks(tmp_path):
     for name in ("float32.py",):
         shutil.copy(ROOT / "tests" / name, tests / name)
     (tmp_path / "firmware").symlink_to(ROOT / "firmware")
-    (fw / "test_sample.py").write_text(SAMPLE)
+    (fw / "test_sample.py").write_text(sample)
     proc = subprocess.run(
         [
             sys.executable,
@@ -65,9 +67,15 @@ def test_one_test_three_items_and_micropython_tracebacks(tmp_path):
         text=True,
         cwd=tmp_path,
         timeout=300,
+        env=env,
     )
+    print(proc.stdout)
+    return proc
+
+
+def test_one_test_three_items_and_micropython_tracebacks(tmp_path):
+    proc = _harness(tmp_path, SAMPLE)
     out = proc.stdout
-    print(out)
     assert proc.returncode == 1, out
     for name in ("test_everywhere", "test_float32_rounding_is_visible"):
         for runtime in ("cpython", "float32", "micropython"):
@@ -82,3 +90,27 @@ def test_one_test_three_items_and_micropython_tracebacks(tmp_path):
     assert 'test_sample.py", line 9, in test_only_cpython_math' in out
     assert "MemoryError" in out
     assert "2 failed, 10 passed" in out
+
+
+TEMPDIRS = """
+import os
+from fwtest import tempdir, write
+
+def test_a_folder_of_its_own():
+    d = tempdir()
+    assert d.startswith(os.getenv("TMPDIR") + "/"), d
+    write(d + "/data", "x" * 100)
+    os.mkdir(d + "/sub")
+    write(d + "/sub/more", "y")
+"""
+
+
+def test_the_firmware_tests_folders_are_gone_after_the_run(tmp_path):
+    """fwtest.tempdir() on each runtime: under the run's temporary directory
+    ($TMPDIR), and nothing of it left once pytest ends."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    proc = _harness(tmp_path / "run", TEMPDIRS, env=dict(os.environ, TMPDIR=str(scratch)))
+    assert proc.returncode == 0, proc.stdout
+    assert "3 passed" in proc.stdout
+    assert list(scratch.iterdir()) == []

@@ -201,6 +201,31 @@ def test_the_welcome_screen_draws_a_chinese_name_as_the_font_renders_it(tmp_path
     ]
 
 
+def test_the_kiosks_clock_keeps_the_worlds_minute_after_an_ntp_sync(tmp_path):
+    """ntptime gives whole seconds; the RTC set to the start of that second ran
+    behind the world's by up to a second: a check-in at 07:46:00 was welcomed at
+    07:45 and sent with 07:45:59, and the idle clock turned a second late."""
+    import re
+    from datetime import UTC, datetime
+
+    scn = _scenario(
+        tmp_path,
+        "start 2026-12-21 07:30\nend 2026-12-21 07:50\nseed 8\nwifi up 07:30\n"
+        f"at 07:31 centre roster {SCENARIOS / 'g60-roster.json'}\n"
+        "at 07:46 face 1003 score 0.95\n",
+    )
+    frames = tmp_path / "frames"
+    result = simcmd.run(scn, frames=frames)
+    sent = [e.text for e in result.entries if e.kind == "centre" and e.text.startswith("checkin ")]
+    assert len(sent) == 1, sent
+    ts = int(re.search(r" ts (\d+)", sent[0]).group(1))  # type: ignore[union-attr]
+    # 07:46:00 in the park (CST-8) is 23:46:00 UTC the day before.
+    assert datetime.fromtimestamp(ts, UTC) == datetime(2026, 12, 20, 23, 46, 0, tzinfo=UTC)
+    # The idle screen's clock is redrawn as the world's minute turns, not a second later.
+    idle = sorted(p.name[-10:-4] for p in frames.glob("*-07[34]?0?.png") if p.name[-10:-6] >= "0747")
+    assert idle and all(t.endswith("00") for t in idle), idle
+
+
 def test_a_configuration_from_the_centre_is_on_trial_and_one_that_strands_the_kiosk_rolls_back(
     mosquitto, tmp_path
 ):

@@ -53,16 +53,29 @@ def image(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def board(image: Path) -> Iterator[VirtualBoard]:
-    with VirtualBoard("lamp", image) as b:
-        yield b
+def powered(image: Path) -> Iterator[tuple[VirtualBoard, Line]]:
+    """A board and a line to its port, opened before the power comes: opening a
+    port empties what waits in it (pyserial), and on a loaded machine the board
+    had printed its boot (the lines a test waits for) before a line opened after
+    it did."""
+    b = VirtualBoard("lamp", image)
+    ln = Line(b.port)
+    try:
+        b.start()
+        yield b, ln
+    finally:
+        ln.close()
+        b.stop()
 
 
 @pytest.fixture
-def line(board: VirtualBoard) -> Iterator[Line]:
-    ln = Line(board.port)
-    yield ln
-    ln.close()
+def board(powered: tuple[VirtualBoard, Line]) -> VirtualBoard:
+    return powered[0]
+
+
+@pytest.fixture
+def line(powered: tuple[VirtualBoard, Line]) -> Line:
+    return powered[1]
 
 
 def mpremote(port: str, *args: str) -> str:
@@ -111,6 +124,27 @@ def test_mpremote_works_unmodified_and_what_it_writes_stays_on_the_flash(
         assert "written by mpremote" in mpremote(again.port, "fs", "cat", "note.txt")
 
 
+def test_the_interpreter_comes_from_a_process_without_the_clients_ports(board: VirtualBoard) -> None:
+    """A child forked from the process where a client has the port open holds a
+    copy of the client's locked descriptor until it execs: a client (a test,
+    `make bench`) that closed the port as the board soft-reset, and opened it
+    again, found it busy. The interpreters are forked by a process that has
+    neither the port nor a pseudo-terminal's master open."""
+    import os
+
+    from parkctl.diag import Port
+
+    with Port(board.port) as p:
+        assert p.ask("status", timeout=15)["ok"]
+        pid = board.interpreter_pid
+    assert pid is not None
+    with open(f"/proc/{pid}/stat") as f:
+        parent = int(f.read().rsplit(")", 1)[1].split()[1])
+    assert parent != os.getpid()
+    held = [os.readlink(f"/proc/{parent}/fd/{fd}") for fd in os.listdir(f"/proc/{parent}/fd")]
+    assert board.port not in held and "/dev/ptmx" not in held, held
+
+
 def test_ctrl_c_interrupts_main_into_the_repl_and_ctrl_d_runs_it_again(line: Line) -> None:
     line.expect(RUNNING)
     line.write(b"\x03")
@@ -123,6 +157,38 @@ def test_ctrl_c_interrupts_main_into_the_repl_and_ctrl_d_runs_it_again(line: Lin
     line.expect(rb"MPY: soft reboot\r\n")
     line.expect(RUNNING)
     assert b"\r\r\n" not in line.seen
+
+
+def test_a_line_typed_during_a_slow_soft_reset_reaches_the_next_firmware(line: Line) -> None:
+    """What a client sends after the Ctrl-D that soft-resets the board waits for
+    the next firmware, however long the old interpreter takes to end (under
+    load it took seconds): given to the old one, it was lost, and the console's
+    answer never came."""
+    line.expect(RUNNING)
+    line.write(b"\x03")
+    line.expect(rb">>> $")
+    # As an interpreter starved of CPU: three seconds of work as it ends.
+    line.write(b'import sys, time; exec("def slow():\\n t = time.ticks_ms()\\n while time.ticks_diff(')
+    line.write(b'time.ticks_ms(), t) < 3000: pass"); sys.atexit(slow)\r')
+    line.expect(rb">>> $")
+    line.write(b"\x04")
+    line.write(b"\r\nstatus\r\n")  # as `parkctl diag status` sends it, at once
+    line.expect(rb"MPY: soft reboot\r\n")
+    reply = line.expect(rb'\{"ok": true, "console": "status".*\}\r\n', timeout=30)
+    assert json.loads(reply.group())["data"]["boot"] == 2
+
+
+def test_a_client_that_asks_for_the_raw_repl_again_gets_one_answer(line: Line) -> None:
+    """mpremote asks again (Ctrl-C, Ctrl-A) when a try got no answer in time, as
+    on a loaded machine; the board, still on its way to the prompt, answers the
+    last request only: a second raw REPL banner was taken by mpremote as the
+    answer to its next command ("unexpected read during raw paste")."""
+    line.expect(RUNNING)
+    line.write(b"\r\x03\r\x01" + b"\r\x03\r\x01")  # the second try before the board answered
+    banner = line.expect(rb"raw REPL; CTRL-B to exit\r\n>")
+    line.write(b"print(6 * 7)\x04")
+    answer = line.expect(rb"OK42\r\n\x04\x04>")
+    assert b"raw REPL" not in line.seen[banner.end() : answer.start()]
 
 
 def test_the_running_lamp_has_neither_its_config_parser_nor_its_console_commands_loaded(line: Line) -> None:
@@ -143,8 +209,9 @@ def test_an_error_in_boot_py_leaves_the_board_in_the_repl_without_main(image: Pa
     with fs.open("boot.py", "w") as f:
         f.write("print('boot.py starts')\nraise OSError(5)\n")
     image.write_bytes(bytes(fs.context.buffer))
-    with VirtualBoard("lamp", image) as b:
-        ln = Line(b.port)
+    b = VirtualBoard("lamp", image)
+    ln = Line(b.port)  # before the power comes (the `powered` fixture says why)
+    with b:
         try:
             ln.expect(rb"boot.py starts\r\n")
             ln.expect(rb'File "boot.py", line 2, in <module>\r\nOSError: \[Errno 5\] EIO\r\n')
@@ -170,6 +237,32 @@ def test_machine_reset_reboots_with_the_rom_banner(line: Line, board: VirtualBoa
     assert status["boot"] == 2
 
 
+def test_a_board_that_fails_ends_its_clients_waits_with_errors(
+    line: Line, board: VirtualBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virtual board whose next interpreter cannot start is a dead board: it
+    says why, its port still takes what a client writes (a client blocked on a
+    full port waited for ever), the client's question gets an error in its time,
+    and the board stops when asked."""
+    import serial
+    from parkctl.diag import Port
+    from parkctl.errors import UserError
+
+    line.expect(RUNNING)
+    monkeypatch.setenv("PARK_MICROPYTHON", "/nonexistent/micropython")
+    line.write(b"\x03")
+    line.expect(rb">>> $")
+    line.write(b"\x04")  # a soft reset: the next interpreter cannot be started
+    line.expect(rb"MPY: soft reboot\r\n")
+    line.close()
+    with Port(board.port) as p, pytest.raises(UserError, match="no answer"):
+        p.ask("status", timeout=2)
+    assert board.failure is not None and "PARK_MICROPYTHON" in board.failure
+    with serial.Serial(board.port, 115200, timeout=0.05, write_timeout=10) as s:
+        s.write(b"x" * 1000000)  # far more than a pseudo-terminal's buffer holds
+    board.stop()
+
+
 def test_a_hung_loop_is_reset_by_the_watchdog(line: Line) -> None:
     line.expect(RUNNING)
     line.write(b"\x03")
@@ -177,6 +270,26 @@ def test_a_hung_loop_is_reset_by_the_watchdog(line: Line) -> None:
     line.write(b"import machine; w = machine.WDT(timeout=1000)\r")
     line.expect(rb">>> $")
     line.write(b"while True: pass\r")
+    line.expect(rb"rst:0x7 \(TG0WDT_SYS_RESET\)", timeout=15)
+    line.expect(RUNNING)
+
+
+def test_the_watchdog_resets_a_board_left_in_the_raw_repl_after_a_soft_reset(line: Line) -> None:
+    """As on the ESP32: a soft reset (mpremote's, into the raw REPL) does not stop
+    the watchdog the firmware started; nothing feeds it there, so the board
+    resets at its timeout and the lamp's loop runs again (left after `mpremote fs
+    ls`, the board stayed in the raw REPL for good)."""
+    line.expect(RUNNING)
+    line.write(b"\x03")
+    line.expect(rb">>> $")
+    # The firmware's watchdog, shortened for the test (a new timeout reconfigures it).
+    line.write(b"import machine; machine.WDT(timeout=2000)\r")
+    line.expect(rb">>> $")
+    line.write(b"\x01")
+    line.expect(rb"raw REPL; CTRL-B to exit\r\n>")
+    line.write(b"\x04")  # mpremote's soft reset
+    line.expect(rb"soft reboot\r\n")
+    line.expect(rb"raw REPL; CTRL-B to exit\r\n>")
     line.expect(rb"rst:0x7 \(TG0WDT_SYS_RESET\)", timeout=15)
     line.expect(RUNNING)
 
@@ -189,6 +302,10 @@ def test_garbage_on_the_console_gets_errors_and_the_lamp_keeps_its_level(
     line.expect(RUNNING)
     line.close()
     with Port(board.port) as p:
+        # The board keeps the wall clock's time: set it clear of the schedule's
+        # transitions (22:00 in the park, the next at 23:00), so that the level
+        # compared below cannot change for the hour of the day the test runs at.
+        assert p.ask("time set 2026-12-21T14:00:00Z")["ok"]
         before = p.ask("status")["data"]
         garbage = [
             b"\x00\x01\x02\xff\xfe\r\n",  # control bytes and not UTF-8
@@ -278,9 +395,11 @@ def test_parkctl_vboard_kiosk_runs_the_kiosk_on_a_virtual_esp32s3(tmp_path: Path
             m = re.match(r"virtual kiosk board at (\S+)", out)
         line = Line(m.group(1))
         try:
-            line.expect(rb"event boot ")
+            # Opened as the board boots: its first lines may be gone (opening a port
+            # empties it), but a question waits for the firmware.
             line.write(b"\r\nstatus\r\n")
-            status = json.loads(line.expect(rb'\{"ok": true, "console": "status".*\}').group())["data"]
+            reply = line.expect(rb'\{"ok": true, "console": "status".*\}', timeout=30)
+            status = json.loads(reply.group())["data"]
             assert status["app"] == "kiosk" and status["device"] == "kiosk-240ac4000001"
             line.close()
             # The kiosk's own commands through `parkctl diag`, as a technician runs them.

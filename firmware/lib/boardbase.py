@@ -22,6 +22,7 @@ WAIT_MAX_MS = WDT_MS - 10000
 # Written into RTC memory when a trusted source sets the clock: a reset that
 # keeps the RTC running (not a power-on) may then trust it.
 _RTC_MARK = b"park-time-ok"
+_HALF_SECOND_US = 500000  # the RTC's sub-second field is in microseconds
 
 
 class SystemClock:
@@ -35,9 +36,13 @@ class SystemClock:
         return time.time() + self.offset
 
     def set(self, t):
-        # The RTC keeps UTC civil time; split works on park time directly.
+        # The RTC keeps UTC civil time; split works on park time directly. Every
+        # source gives whole seconds (ntptime drops the NTP answer's fraction; the
+        # DS3231 counts seconds): the true time is somewhere in second t, and the
+        # RTC is set to its middle. Set to its start, the clock ran behind the
+        # world's by up to a second (a check-in at 07:46:00 was welcomed at 07:45).
         y, m, d, hh, mm, ss, wd = split(t)[:7]
-        self.rtc.datetime((y, m, d, wd, hh, mm, ss, 0))
+        self.rtc.datetime((y, m, d, wd, hh, mm, ss, _HALF_SECOND_US))
         self.rtc.memory(_RTC_MARK)
 
 

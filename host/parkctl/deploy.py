@@ -86,6 +86,7 @@ class Deployed:
 def _connect(port: str) -> Any:
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
+    from serial import Serial
 
     from .diag import Port
 
@@ -94,16 +95,40 @@ def _connect(port: str) -> Any:
         t = SerialTransport(port, baudrate=115200, timeout=ANSWER_TIMEOUT_S)
     except Exception as e:  # mpremote raises several kinds
         raise UserError(f"cannot connect to {port}: {e}") from None
+    if isinstance(t.serial, Serial):  # a board that stops reading: an error, not a hang
+        t.serial.write_timeout = ANSWER_TIMEOUT_S
     # A board in the middle of a (soft) reboot can miss the Ctrl-C and Ctrl-A that
     # ask for the raw REPL: asked again, as a technician would.
-    for _ in range(RAW_REPL_TRIES):
+    for attempt in range(RAW_REPL_TRIES):
         try:
             t.enter_raw_repl(soft_reset=False, timeout_overall=RAW_REPL_WAIT_S)
-            return t
         except TransportError:
             continue
+        if attempt:
+            # A slow board may yet answer a try given up on, after this one's
+            # answer: a second raw REPL banner, which mpremote would read as the
+            # answer to the next command. Once it is quiet, asked once more.
+            _until_quiet(t.serial)
+            try:
+                t.enter_raw_repl(soft_reset=False, timeout_overall=RAW_REPL_WAIT_S)
+            except TransportError:
+                continue
+        return t
     t.close()
     raise UserError(f"no MicroPython REPL at {port}: is a MicroPython board there?")
+
+
+def _until_quiet(port: Any, quiet_s: float = 0.5) -> None:
+    """Reads what the board says until it has said nothing for `quiet_s`, at most
+    ANSWER_TIMEOUT_S."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    last = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - last < quiet_s:
+        if port.in_waiting:
+            port.read(port.in_waiting)
+            last = time.monotonic()
+        else:
+            time.sleep(0.05)
 
 
 def chip_for(mpy: int, machine: str) -> str:

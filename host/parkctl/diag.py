@@ -51,6 +51,7 @@ class Port:
         s.port = path
         s.baudrate = baud
         s.timeout = 0.05
+        s.write_timeout = 5.0  # a board that stops reading: an error, not a hang
         s.exclusive = True
         # DTR and RTS low: on an ESP32 DevKit they drive EN and GPIO0 (reset, boot mode).
         s.dtr = False
@@ -89,8 +90,11 @@ class Port:
         s = self.s
         s.reset_input_buffer()
         # A line end first ends whatever a previous client left half-typed.
-        s.write(b"\r\n" + data + b"\r\n")
-        s.flush()
+        try:
+            s.write(b"\r\n" + data + b"\r\n")
+            s.flush()
+        except serial.SerialTimeoutException:
+            raise UserError(f"the board at {self.path} takes no input: it is hung") from None
         seen = bytearray()
         buf = b""
         deadline = time.monotonic() + timeout

@@ -43,6 +43,7 @@ from .runtime import ROOT
 LOG_TAIL_LINES = 40
 MQTT_USER = "hil"
 MQTT_PASSWORD = "hil-password"  # Mosquitto here takes any: the lamp needs some (no anonymous)
+WRITE_TIMEOUT_S = 10.0
 # The bench's master command key (never a park's): each board gets the key derived
 # from it for its device id, as provisioning gives one, and the tests' centre signs
 # with it (centre_login()).
@@ -161,6 +162,7 @@ class Board:
         s.port = self.port
         s.baudrate = 115200
         s.timeout = 0.05
+        s.write_timeout = WRITE_TIMEOUT_S  # a board that stops reading: an error, not a hang
         s.dtr = False  # an ESP32 DevKit's EN and GPIO0: no reset by opening
         s.rts = False
         s.open()
@@ -524,14 +526,18 @@ def board(
             files.update(_key_file("hil-" + app))
             flash = Path(tmp) / "flash.img"
             flash.write_bytes(make_image(files, b.chip)[0])
-            with VirtualBoard(app, flash) as vb:
-                board = Board(vb.port, log, app)
-                board.vboard = vb  # type: ignore[attr-defined]
-                board.manifest = b.manifest  # type: ignore[attr-defined]
-                try:
+            vb = VirtualBoard(app, flash)
+            # The port is opened before the power comes: opening it empties what
+            # waits in it (pyserial), and on a loaded machine the board had printed
+            # its boot, which the tests wait for, before the port was opened.
+            board = Board(vb.port, log, app)
+            board.vboard = vb  # type: ignore[attr-defined]
+            board.manifest = b.manifest  # type: ignore[attr-defined]
+            try:
+                with vb:
                     yield board
-                finally:
-                    board.close()
+            finally:
+                board.close()
     else:
         from .build import device_files
         from .deploy import deploy

@@ -489,37 +489,109 @@ def _span(step: str) -> str:
     return f" ({h} h {m:02d} min)" if h < 48 else f" ({n // 86400} days)"
 
 
+# The plot's colours: one hue each, none a shade of another (the level's amber,
+# the alarm's red, the power cut's near-black, the Wi-Fi outage's blue).
+_LEVEL = "#d08700"
+_ALARM = "#c8102e"
+_POWER = "#3a3a3a"
+_WIFI = "#2f6db5"
+_SUN = "#6b6b6b"
+_MODES = {"alarm": _ALARM, "failsafe": "#7a3fa0", "photocell": "#1d8a5a"}
+_MODE_NAMES = {"alarm": "alarm", "failsafe": "fail-safe", "photocell": "photocell"}
+
+
+def _utc_offset(tz: object, t: int) -> str:
+    off = tz.to_local(t) - t  # type: ignore[attr-defined]
+    sign = "+" if off >= 0 else "-"
+    h, m = divmod(abs(off) // 60, 60)
+    return f"UTC{sign}{h}" + (f":{m:02d}" if m else "")
+
+
 def plot(result: Result, out: Path) -> None:
+    """The lamp's night as someone who did not write the scenario reads it: the
+    level, what the lamp did instead of it (flashing for an alarm, dark while it
+    was broken or the power was off), the network, and why the lamp decided as
+    it did (its mode, the clock's loss), on the park's local time."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import datetime
+
     import civil
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
     import sun
+    from matplotlib.patches import Patch
 
     sc = result.scenario
     tz = sc.tz
+    span = sc.end - sc.start
 
     def dt(t: int) -> float:
-        import datetime
-
         y, m, d, hh, mm, ss = civil.split(tz.to_local(t))[:6]
         return float(mdates.date2num(datetime.datetime(y, m, d, hh, mm, ss)))
 
+    def at_least(t0: int, t1: int) -> int:
+        # A short span (a two-minute power cut in a day) is drawn wide enough to see.
+        return max(t1, t0 + span // 150)
+
+    # Modes other than the schedule, as (mode, start, end).
+    modes: list[tuple[str, int, int]] = []
+    mode, since = "schedule", sc.start
+    for e in result.entries:
+        if e.kind == "console" and e.text.startswith("event mode "):
+            new = e.text.split(" ")[2]
+            if new != mode:
+                if mode in _MODES:
+                    modes.append((mode, since, e.t))
+                mode, since = new, e.t
+    if mode in _MODES:
+        modes.append((mode, since, sc.end))
+    alarms = [(a, b) for m, a, b in modes if m == "alarm"]
+
+    # The level, except while the lamp flashed for an alarm (drawn as a band).
     xs, ys = [dt(sc.start)], [0.0]
     for e in result.entries:
-        if e.kind == "level":
-            if xs and dt(e.t) == xs[-1]:
-                ys[-1] = float(e.text)  # a zero-length state (the lit instant of a boot): not drawn
-                continue
-            xs.append(dt(e.t))
-            ys.append(float(e.text))
+        if e.kind != "level":
+            continue
+        v = float(e.text)
+        if any(a <= e.t < b for a, b in alarms):
+            v = float("nan")
+        if dt(e.t) == xs[-1]:
+            ys[-1] = v  # a zero-length state (the lit instant of a boot): not drawn
+            continue
+        xs.append(dt(e.t))
+        ys.append(v)
     xs.append(dt(sc.end))
     ys.append(ys[-1])
-    fig, ax = plt.subplots(figsize=(11, 4.2), dpi=100)
-    ax.step(xs, ys, where="post", color="#e8a400", linewidth=2, label="lamp level")
-    ax.fill_between(xs, ys, step="post", color="#ffd36b", alpha=0.35)
+
+    fig, ax = plt.subplots(figsize=(12, 5.4), dpi=100)
+    handles: list[object] = []
+    (line,) = ax.step(xs, ys, where="post", color=_LEVEL, linewidth=2, label="lamp level")
+    ax.fill_between(xs, ys, step="post", color=_LEVEL, alpha=0.15, linewidth=0)
+    handles.append(line)
+    for a, b in alarms:
+        ax.fill_between(
+            [dt(a), dt(at_least(a, b))],
+            20,
+            100,
+            color=_ALARM,
+            alpha=0.25,
+            hatch="////",
+            edgecolor=_ALARM,
+            linewidth=0,
+        )
+    if alarms:
+        handles.append(
+            Patch(
+                facecolor=_ALARM,
+                alpha=0.35,
+                hatch="////",
+                edgecolor=_ALARM,
+                label="alarm: lamp flashing 20-100 %",
+            )
+        )
+
     # Sunrise and sunset of each date in range.
     lat, lon = sc.config["site"]["lat"], sc.config["site"]["lon"]
     day0 = tz.to_local(sc.start) // 86400
@@ -528,32 +600,32 @@ def plot(result: Result, out: Path) -> None:
         _, rise, set_, _, _ = sun.solar_day(tz, y, m, d, lat, lon)
         for t, label in ((rise, "sunrise"), (set_, "sunset")):
             if t is not None and sc.start <= t <= sc.end:
-                ax.axvline(dt(t), color="#4a6fa5", linestyle="--", linewidth=1)
-                ax.text(dt(t), 103, label, color="#4a6fa5", fontsize=8, ha="center")
-    # Outages, resets, faults, alarms.
-    off = None
-    wifi_off = None
-    alarm_on = None
+                ax.axvline(dt(t), color=_SUN, linestyle=":", linewidth=1)
+                ax.text(dt(t), 101, label, color=_SUN, fontsize=8, ha="center", va="bottom")
+
+    # Power cuts (full height: the lamp is dark) and Wi-Fi outages (a strip
+    # under the level, so the level stays readable through them).
+    cuts, outages, faults, marks = [], [], [], []
+    off = wifi_off = fault_on = None
     for e in result.entries:
-        if e.kind == "world" and e.text == "Wi-Fi down":
-            wifi_off = e.t
-        elif e.kind == "world" and e.text == "Wi-Fi up" and wifi_off is not None:
-            ax.axvspan(dt(wifi_off), dt(e.t), color="#9ec5e8", alpha=0.4, label="Wi-Fi down")
-            wifi_off = None
-        if e.kind == "console" and e.text.startswith("event mode "):
-            if e.text == "event mode alarm":
-                alarm_on = e.t
-            elif alarm_on is not None:
-                ax.axvspan(dt(alarm_on), dt(e.t), color="#d97700", alpha=0.35, label="alarm: lamp flashing")
-                alarm_on = None
         if e.kind == "power" and e.text == "mains cut":
             off = e.t
         elif e.kind == "power" and e.text == "mains back" and off is not None:
-            ax.axvspan(dt(off), dt(e.t), color="#888888", alpha=0.3, label="power cut")
+            cuts.append((off, e.t))
             off = None
-        elif e.kind == "reset" and e.text != "power on":
-            ax.axvline(dt(e.t), color="#b00020", linewidth=1)
-            ax.text(dt(e.t), 92, e.text, color="#b00020", fontsize=8, rotation=90)
+        elif e.kind == "world" and e.text == "Wi-Fi down":
+            wifi_off = e.t
+        elif e.kind == "world" and e.text == "Wi-Fi up" and wifi_off is not None:
+            outages.append((wifi_off, e.t))
+            wifi_off = None
+        elif e.kind == "world" and e.text == "RTC battery dead":
+            marks.append((e.t, "RTC battery dead"))
+        elif e.kind == "reset" and e.text not in ("power on",):
+            marks.append((e.t, "reset: " + e.text))
+        elif e.kind == "console" and e.text.startswith("event boot no valid time"):
+            marks.append((e.t, "boot without a valid time"))
+        elif e.kind == "console" and e.text.startswith("event clock ntp"):
+            marks.append((e.t, "NTP sets the clock"))
         elif (
             e.kind == "console"
             and e.text.split(" ")[1:2]
@@ -564,20 +636,87 @@ def plot(result: Result, out: Path) -> None:
                 "relay_failure",
             )
         ):
-            ax.plot([dt(e.t)], [5], marker="v", color="#b00020")
-            ax.text(dt(e.t), 8, e.text.split(" ")[1], color="#b00020", fontsize=8)
+            fault_on = (e.t, e.text.split(" ")[1])
+            ax.plot([dt(e.t)], [-3], marker="v", color=_ALARM, markersize=9, clip_on=False)
+            marks.append((e.t, e.text.split(" ")[1].replace("_", " ") + " raised"))
+        elif e.kind == "console" and e.text.split(" ")[1:2] and e.text.split(" ")[1].endswith("_cleared"):
+            name = e.text.split(" ")[1][: -len("_cleared")]
+            ax.plot([dt(e.t)], [-3], marker="^", color="#1d8a5a", markersize=9, clip_on=False)
+            marks.append((e.t, name.replace("_", " ") + " cleared"))
+            if fault_on is not None:
+                faults.append((fault_on[0], e.t, fault_on[1]))
+                fault_on = None
     if off is not None:
-        ax.axvspan(dt(off), dt(sc.end), color="#888888", alpha=0.3)
-    ax.set_ylim(-2, 110)
+        cuts.append((off, sc.end))
+    if wifi_off is not None:
+        outages.append((wifi_off, sc.end))
+    if fault_on is not None:
+        faults.append((fault_on[0], sc.end, fault_on[1]))
+    for a, b in cuts:
+        ax.axvspan(dt(a), dt(at_least(a, b)), color=_POWER, alpha=0.55, linewidth=0)
+        lo, hi = civil.split(tz.to_local(a))[3:5], civil.split(tz.to_local(b))[3:5]
+        ax.text(
+            dt(at_least(a, b)),
+            50,
+            f" power off {lo[0]:02d}:{lo[1]:02d}-{hi[0]:02d}:{hi[1]:02d}",
+            color=_POWER,
+            fontsize=8,
+            rotation=90,
+            va="center",
+            ha="left",
+        )
+    if cuts:
+        handles.append(Patch(color=_POWER, alpha=0.55, label="power cut: lamp dark"))
+    for a, b in outages:
+        ax.fill_between([dt(a), dt(b)], -11, -6, color=_WIFI, alpha=0.8, linewidth=0)
+        ax.text(dt(a), -8.5, " Wi-Fi down", color="white", fontsize=7, va="center", ha="left")
+    if outages:
+        handles.append(Patch(color=_WIFI, alpha=0.8, label="Wi-Fi down"))
+    for a, b, _ in faults:
+        ax.fill_between(
+            [dt(a), dt(b)], 0, 100, facecolor="none", edgecolor=_ALARM, hatch="xx", linewidth=0, alpha=0.45
+        )
+    if faults:
+        handles.append(Patch(facecolor="none", hatch="xx", edgecolor=_ALARM, label="lamp fault open"))
+    # Why the lamp decided as it did: its mode, a ribbon above the level.
+    for k, (m, a, b) in enumerate(modes):
+        ax.fill_between([dt(a), dt(at_least(a, b))], 106, 112, color=_MODES[m], linewidth=0)
+        # A short mode's name goes before it, so that the next one's does not cover it.
+        short = k + 1 < len(modes) and modes[k + 1][1] - b < span // 20
+        x, ha, name = (
+            (dt(a), "right", _MODE_NAMES[m] + " ") if short else (dt(a), "left", " " + _MODE_NAMES[m])
+        )
+        ax.text(x, 113, name, color=_MODES[m], fontsize=8, va="bottom", ha=ha)
+    for m in dict.fromkeys(m for m, _, _ in modes):
+        if m != "alarm":
+            handles.append(Patch(color=_MODES[m], label=f"mode: {_MODE_NAMES[m]}"))
+    for k, (t, text) in enumerate(sorted(marks)):
+        ax.axvline(dt(t), color="#222222", linewidth=0.8, linestyle="--")
+        ax.text(
+            dt(t),
+            92 - 14 * (k % 3),
+            " " + text,
+            fontsize=8,
+            color="#222222",
+            ha="left",
+            va="top",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+        )
+
+    ax.set_ylim(-13, 120)
+    ax.set_yticks([0, 20, 40, 60, 80, 100])
     ax.set_ylabel("lamp level, %")
-    ax.set_title(sc.name or str(sc.path.name))
-    if sc.end - sc.start <= 3 * 86400:
+    where = sc.config.get("site", {}).get("tz", "")
+    ax.set_xlabel(f"local time in the park ({where}, {_utc_offset(tz, sc.start)})")
+    ax.set_title(sc.name or str(sc.path.name), fontsize=11)
+    if span <= 3 * 86400:
         ax.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3)))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
-    handles, labels = ax.get_legend_handles_labels()
-    uniq = dict(zip(labels, handles, strict=True))
-    ax.legend(uniq.values(), uniq.keys(), loc="center right", fontsize=8)
-    fig.autofmt_xdate()
+    ax.set_xlim(dt(sc.start), dt(sc.end))
+    # Under the plot: a legend inside it hid the data behind it.
+    ax.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, fontsize=8, frameon=False
+    )
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

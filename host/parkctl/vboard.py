@@ -54,7 +54,14 @@ from .simcmd import SIM_HEAP
 # firmware's own heap is measured by `make bench`.
 HEAP = dict(SIM_HEAP, lamp="1M")
 WDT_MARGIN_S = 1.5  # the board reports feeds at most once a second
-BOOT_HOLD_S = 10.0  # input is held at most this long for a board to boot
+# Input is held until the board can take it (its flash mounted, its REPL's
+# prompt shown), at most this long: the limit is for a board that never gets
+# there, not the usual wait. Released on a timer, input reaches an interpreter
+# that drops it: the REPL empties its input queue as it starts, an interpreter
+# ending at a Ctrl-D does as it ends, and a second Ctrl-C before the REPL has
+# taken the terminal kills the unix port (its SIGINT handler is gone by then).
+BOOT_HOLD_S = 10.0
+KILL_WAIT_S = 10.0  # for an interpreter to end after SIGKILL
 
 PWRON_RESET = 1
 WDT_RESET = 3
@@ -87,6 +94,104 @@ def _measures() -> dict:
 def _sim_path(app: str) -> str:
     paths = [ROOT / "sim", ROOT / "sim" / "vesp32", ROOT / "firmware" / app, ROOT / "firmware" / "lib"]
     return os.pathsep.join(str(p) for p in paths)
+
+
+class _Interpreter:
+    """An interpreter the spawner (vspawn.py) started: its pid, and its exit code
+    once the spawner has told it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+
+class _Spawner:
+    """The process that forks the board's interpreters (host/parkctl/vspawn.py
+    says why). Every wait for it has a deadline: a spawner or an interpreter
+    that does not answer is an error, never a hang."""
+
+    ANSWER_S = 10.0
+
+    def __init__(self) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        script = Path(__file__).with_name("vspawn.py")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", str(script), str(theirs.fileno())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            close_fds=True,
+        )
+        theirs.close()
+        self.sock = mine
+        self._children: dict[int, _Interpreter] = {}
+        self._replies: list[dict] = []
+        self.gone = False  # the spawner ended: so did the interpreters it started
+
+    def spawn(self, cmd: list[str], env: dict[str, str], tty: int) -> _Interpreter:
+        msg = json.dumps({"cmd": cmd, "env": env}).encode()
+        try:
+            socket.send_fds(self.sock, [msg], [tty])
+        except OSError as e:
+            raise UserError(f"the virtual board cannot start its interpreter: {e}") from None
+        deadline = time.monotonic() + self.ANSWER_S
+        while not self._replies:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.read(left):
+                raise UserError(f"the virtual board's interpreter did not start in {self.ANSWER_S:g} s")
+        reply = self._replies.pop(0)
+        if "error" in reply:
+            raise UserError(f"the virtual board cannot start its interpreter: {reply['error']}")
+        child = _Interpreter(reply["pid"])
+        self._children[child.pid] = child
+        return child
+
+    def read(self, timeout: float = 0.0) -> bool:
+        """Takes what the spawner said within `timeout`; False if it said nothing."""
+        said = False
+        while not self.gone and select.select([self.sock], [], [], timeout)[0]:
+            timeout = 0.0
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                self.gone = True  # its children were killed with it
+                for child in self._children.values():
+                    child.returncode = -signal.SIGKILL
+                self._children.clear()
+                return said
+            said = True
+            msg = json.loads(data)
+            if "exit" in msg:
+                child = self._children.pop(msg["exit"], None)
+                if child is not None:
+                    child.returncode = msg["rc"]
+            else:
+                self._replies.append(msg)
+        return said
+
+    def wait(self, child: _Interpreter, timeout: float) -> bool:
+        """Until `child` has ended, at most `timeout`; whether it has."""
+        deadline = time.monotonic() + timeout
+        while child.returncode is None:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.gone:
+                return False
+            self.read(min(left, 0.1))
+        return True
+
+    def close(self) -> None:
+        # The spawner kills the interpreters still running when its socket closes.
+        if self.gone and self.sock.fileno() < 0:
+            return
+        self.gone = True
+        self.sock.close()
+        try:
+            self._proc.wait(self.ANSWER_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(self.ANSWER_S)
 
 
 def _setsid() -> str:
@@ -135,7 +240,7 @@ class VirtualBoard:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: _Interpreter | None = None
         self._mb = -1  # the interpreter's terminal (master side)
         self._out_tail = b""
         self._pending_cr = b""
@@ -145,12 +250,14 @@ class VirtualBoard:
         self._hold_until = 0.0
         self._holding = False
         self._interrupting = False  # what is held follows a Ctrl-C
+        self._interrupt_sent = False  # and that Ctrl-C went to the interpreter running now
         self._state: dict | None = None
         self._cause = PWRON_RESET
         self._wdt_s = 0.0
         self._fed = 0.0
         self._ctl_conn: socket.socket | None = None
         self._ctl_buf = b""
+        self.failure: str | None = None  # why the relay stopped, if it did
         # The port: a pseudo-terminal whose slave side this process keeps open, so
         # that it survives clients coming and going.
         self._ma, self._sa = pty.openpty()
@@ -158,6 +265,7 @@ class VirtualBoard:
         os.set_blocking(self._ma, False)
         self.port = os.ttyname(self._sa)
         self._listener = socket.create_server(("127.0.0.1", 0))
+        self._spawner = _Spawner()
         if link is not None:
             tmp = link.with_name(link.name + ".new")
             with contextlib.suppress(FileNotFoundError):
@@ -185,6 +293,7 @@ class VirtualBoard:
         if self._thread is not None:
             self._thread.join(10)
         self._kill()
+        self._spawner.close()
         for fd in (self._ma, self._sa):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -222,10 +331,17 @@ class VirtualBoard:
     def _power_on_again(self) -> None:
         self._kill()
         self._state = None
+        self._wdt_s = 0.0
         # The lamp's light and LED go out; what was counted (frames, beeps) stays counted.
         self.world.update(level=0.0, led=False)
         self._to_client(b"\r\n" + _ROM_HEAD + _ROM[PWRON_RESET].encode() + b"\r\n")
         self._spawn("main", PWRON_RESET)
+
+    @property
+    def interpreter_pid(self) -> int | None:
+        """The process running the firmware now (None between two)."""
+        p = self._proc
+        return p.pid if p is not None else None
 
     def stimulate(self, event: dict) -> None:
         """A world event now (sim/world.py's: press, noise, button...), as a rig's
@@ -266,29 +382,29 @@ class VirtualBoard:
 
         # Its own session, with its pseudo-terminal as its controlling terminal (so
         # that Ctrl-C interrupts it): util-linux's setsid does that between fork
-        # and exec. Not a preexec_fn: Python code in the forked child of this
-        # threaded process can deadlock before exec, and such a child held a copy
-        # of every descriptor open at the fork, a client's locked port among them.
+        # and exec. Forked by the spawner, not here (vspawn.py says why).
         cmd = [
             _setsid(),
             "--ctty",
             micropython_binary(),
             *("-X", f"heapsize={HEAP[self.app]}", "-i", "-c", "import vboard_main"),
         ]
-        self._proc = subprocess.Popen(cmd, stdin=sb, stdout=sb, stderr=sb, env=env, close_fds=True)
-        os.close(sb)
+        try:
+            self._proc = self._spawner.spawn(cmd, env, sb)
+        finally:
+            os.close(sb)
         os.set_blocking(mb, False)
         self._mb = mb
         self._raw = False
         self._out_tail = b""
         self._swallow = mode == "raw"
-        if self._held and self._interrupting:
+        if self._held and self._interrupting and not self._held.startswith(b"\x03"):
             # A client was on its way into the REPL of the interpreter that ended
             # (its Ctrl-C went to that one): this one is interrupted too.
             self._held[:0] = b"\x03"
+        self._interrupt_sent = False
         self._holding = True
         self._hold_until = time.monotonic() + BOOT_HOLD_S
-        self._wdt_s = 0.0
         self._ctl_buf = b""
         if self._ctl_conn is not None:
             self._ctl_conn.close()
@@ -297,10 +413,12 @@ class VirtualBoard:
 
     def _kill(self) -> None:
         p = self._proc
-        if p is not None and p.poll() is None:
+        self._spawner.read()
+        if p is not None and p.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+            if not self._spawner.wait(p, KILL_WAIT_S):
+                self.log(f"the interpreter {p.pid} did not end in {KILL_WAIT_S:g} s after SIGKILL")
         self._proc = None
         if self._mb >= 0:
             with contextlib.suppress(OSError):
@@ -311,6 +429,13 @@ class VirtualBoard:
         """The interpreter is replaced: a soft reboot or a reset of the chip."""
         mode = "raw" if soft and self._raw else "main"
         self._kill()
+        if not soft:
+            # Only a reset of the chip stops the watchdog. A soft reboot keeps it
+            # running, as the ESP32's does (its soft reset leaves the task
+            # watchdog that machine.WDT started subscribed): a board left in the
+            # REPL or the raw REPL (mpremote's soft reset) resets at its timeout
+            # unless something feeds it, and the firmware's loop comes back.
+            self._wdt_s = 0.0
         if soft:
             self._to_client(b"MPY: soft reboot\r\n")
         else:
@@ -359,9 +484,24 @@ class VirtualBoard:
         if held:
             self._from_client(held)
 
+    def _hold(self, data: bytes) -> None:
+        """Input that waits for the board. A Ctrl-C in it means the client started
+        over (mpremote asks for the raw REPL again after a try that got no answer
+        in time, as a board slowed by a loaded machine gives): what it sent before
+        is dropped, as the REPL's Ctrl-C drops a half-typed line. Kept, the board
+        answered both tries, and mpremote took the second raw REPL banner for the
+        answer to its next command."""
+        k = data.rfind(b"\x03")
+        if k < 0:
+            self._held += data
+            return
+        self._interrupting = True
+        # The interrupt itself still goes to an interpreter that has not had it.
+        self._held = bytearray((b"" if self._interrupt_sent else b"\x03") + data[k + 1 :])
+
     def _from_client(self, data: bytes) -> None:
         if self._holding:
-            self._held += data
+            self._hold(data)
             return
         # After a Ctrl-C that interrupts running code, a Ctrl-B that leaves the raw
         # REPL or a Ctrl-D that soft-resets from the friendly one, the REPL (or the
@@ -370,11 +510,11 @@ class VirtualBoard:
         found = [k for k in (data.find(key) for key in keys) if k >= 0]
         i = min(found) if found else -1
         if i >= 0:
-            self._interrupting = data[i] == 3
+            self._interrupting = self._interrupt_sent = data[i] == 3
             self._write_board(data[: i + 1])
-            self._held += data[i + 1 :]
+            self._hold(data[i + 1 :])
             self._holding = True
-            self._hold_until = time.monotonic() + 2.0
+            self._hold_until = time.monotonic() + BOOT_HOLD_S
             return
         self._write_board(data)
 
@@ -418,7 +558,9 @@ class VirtualBoard:
         if "state" in msg:
             self._state = msg["state"]
         if "booted" in msg:
-            if self._holding and not self._swallow:
+            # main.py runs now and reads the console (a Ctrl-C stops it). Without
+            # one, what is held waits for the REPL's prompt.
+            if self._holding and not self._swallow and msg.get("main", True):
                 self._release()
         if "wdt" in msg:
             self._wdt_s = msg["wdt"] / 1000
@@ -430,12 +572,27 @@ class VirtualBoard:
             self._reset(msg["reset"], bool(msg.get("soft")))
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                self._pass()
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    self._pass()
+        except Exception as e:
+            # The board is dead, as a board whose chip failed. Its port still
+            # takes what clients write, so that no client blocks on a full port:
+            # they get no answer, and every client's wait has a deadline.
+            self.failure = f"{type(e).__name__}: {e}"
+            self.log(f"the virtual board stopped: {self.failure}")
+            with contextlib.suppress(Exception):
+                self._kill()
+            while not self._stop.is_set():
+                if select.select([self._ma], [], [], 0.1)[0]:
+                    with contextlib.suppress(OSError):
+                        os.read(self._ma, 65536)
 
     def _pass(self) -> None:
         fds: list = [self._ma, self._listener]
+        if not self._spawner.gone:
+            fds.append(self._spawner.sock)
         if self._mb >= 0:
             fds.append(self._mb)
         if self._ctl_conn is not None:
@@ -487,8 +644,9 @@ class VirtualBoard:
             self.log("reset: watchdog (the loop stopped feeding it)")
             self._reset(WDT_RESET, soft=False)
             return
+        self._spawner.read()
         p = self._proc
-        if p is not None and p.poll() is not None and self._mb >= 0:
+        if p is not None and p.returncode is not None and self._mb >= 0:
             # Drain what it said last, then it is a soft reboot (Ctrl-D, sys.exit).
             with contextlib.suppress(OSError):
                 while True:

@@ -19,8 +19,10 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -36,6 +38,18 @@ TIMEOUT = 600
 sys.path.insert(0, str(HERE))
 
 from fwtest import Skipped  # noqa: E402
+
+
+def pytest_configure(config):
+    # fwtest.tempdir()'s folders go in one folder per pytest process, removed at
+    # its end; MicroPython gets its name in the environment it inherits.
+    os.environ["FWTEST_TMP"] = tempfile.mkdtemp(prefix="fwtest-run-")
+
+
+def pytest_unconfigure(config):
+    base = os.environ.pop("FWTEST_TMP", None)
+    if base:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def micropython_binary() -> str:

@@ -34,17 +34,21 @@ _dirs = [0]
 
 
 def tempdir():
-    """A new empty folder under /tmp, on either runtime (MicroPython has no tempfile)."""
+    """A new empty folder for one test, on either runtime (MicroPython has no
+    tempfile). It is made inside $FWTEST_TMP, the folder the harness
+    (conftest.py) makes for the run and removes at its end: nothing is left
+    behind, whatever the runtime."""
     import os
     import time
 
+    base = os.getenv("FWTEST_TMP") or "/tmp"
     try:
         stamp = time.ticks_us()
     except AttributeError:
         stamp = int(time.time() * 1000000)
     while True:
         _dirs[0] += 1
-        path = "/tmp/fwtest-%d-%d" % (stamp, _dirs[0])
+        path = "%s/fwtest-%d-%d" % (base, stamp, _dirs[0])
         try:
             os.mkdir(path)
             return path
