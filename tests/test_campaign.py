@@ -178,11 +178,6 @@ def test_a_failing_trial_is_written_as_a_scenario_that_runs_again(tmp_path):
     assert any(e.kind == "centre" for e in result.entries)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 findings 1-5 (alarm journal, held press, config store, commands once): fixed on "
-    "other branches; remove this mark when they are merged",
-)
 def test_a_sample_of_the_campaign_keeps_every_promise(tmp_path):
     summary = campaign.run(50, "cpython", seed=20, jobs=2, out=tmp_path)
     assert summary.counts == dict.fromkeys(summary.counts, 0), [o.why for o in summary.failed]
@@ -193,11 +188,6 @@ def test_a_sample_of_the_campaign_keeps_every_promise(tmp_path):
 REPRODUCTIONS = sorted((Path(__file__).parent / "power_cuts").glob("*.scn"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20 findings 1, 2 and 5 (the alarm's journal writes, a press held through power-on, "
-    "commands once): fixed on other branches; remove this mark when they are merged",
-)
 @pytest.mark.parametrize("path", REPRODUCTIONS, ids=[p.stem for p in REPRODUCTIONS])
 def test_what_the_campaign_found_keeps_every_promise(path):
     import re

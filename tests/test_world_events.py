@@ -40,7 +40,7 @@ class _WontComeBack(Embedded):
 
 
 def _broker_that_wont_come_back(monkeypatch) -> None:
-    monkeypatch.setattr(simcmd, "_own_broker", lambda broker, sc: _WontComeBack().start())
+    monkeypatch.setattr(simcmd, "_own_broker", lambda broker, sc, **kw: _WontComeBack().start())
 
 
 def _outage_scenario(tmp_path: Path) -> Path:
