@@ -109,3 +109,30 @@ def test_commands_act_or_are_refused_with_a_reason(mosquitto, tmp_path, runtime)
         "event mqtt cannot connect: TLS with /ca.der: the simulator's network has no TLS, next try in 1 s"
         in console
     )
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_a_stray_trial_marker_boots_into_the_schedule_and_never_resets(mosquitto, tmp_path, runtime):
+    # Issue 20, finding 4: the flash older firmware left when the power went
+    # between writing its trial marker and the configuration, on a board that
+    # had none installed yet. Once the broker answered, every pass raised
+    # FileNotFoundError and the watchdog reset the board every minute.
+    from sim import cpython
+
+    config = json.loads(WIFI_CONFIG.read_text())
+    config["network"]["broker"] = mosquitto.url
+    image = tmp_path / "flash.img"
+    cpython.make_image(image, {"/config.json": json.dumps(config).encode(), "/lamp.json.trial": b""})
+    scn = tmp_path / "marker.scn"
+    scn.write_text(
+        f"config {WIFI_CONFIG}\nstart 2026-12-21 18:00\nend 2026-12-21 19:00\nwifi up 18:00\n"
+        'at 18:30 centre sends {"cmd": "status"}\n'
+        "expect level 100 +-1 at 18:05\nexpect level 100 +-1 at 18:55\nexpect no fault\n"
+    )
+    result = simcmd.run(scn, runtime, broker=mosquitto.url, from_flash=image)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    assert [e.text for e in result.entries if e.kind == "reset"] == ["power on"]
+    console = [e.text for e in result.entries if e.kind == "console"]
+    assert "config: /lamp.json.trial: a trial marker with no configuration: removed" in console
+    replies = [e.text for e in result.entries if e.kind == "centre" and e.text.startswith("reply to ")]
+    assert len(replies) == 1 and replies[0].startswith("reply to status centre-1: ok ")
