@@ -171,7 +171,11 @@ class Lamp(App):
         return {"step_s": step}
 
     def _status(self, msg):
-        return self.state()
+        s = self.state()
+        up = self.link.uplink
+        if up is not None:  # (it is: the command came through it)
+            s["commands"] = up.counts()
+        return s
 
     def _test_alarm(self, msg):
         return self.test_alarm()

@@ -10,6 +10,17 @@
 # (done), a dict (done, with a result) or raises CommandError (refused, with the
 # reason). Every command gets a reply on .../reply; one that cannot be read is
 # refused, counted and changes nothing.
+#
+# Each command once. A command's PUBACK waits (mqtt hold_acks) until step(),
+# which the pass calls after what the command did is on flash: the reply goes
+# to the reply log on flash first, then the PUBACK and the reply out. So a cut
+# before that makes the broker send the command again after the reboot, and a
+# command whose id is in the log (or still in the queue) is answered with its
+# first reply, not run again: the log keeps the last LOG_EACH to 2 * LOG_EACH
+# replies, across reboots. A reply too big for a packet is replaced by one that
+# says so. With REPLIES_KEPT replies waiting, commands are left with the broker
+# (not acknowledged), which sends them again once the queue is empty and a new
+# connection made: none dropped.
 
 import json
 
@@ -17,7 +28,10 @@ from ticks import diff
 
 UNIX_2000 = 946684800  # seconds from 1970 to 2000: the protocol speaks Unix time
 STATE_MIN_MS = 1000  # the retained state is published at most this often
-REPLIES_KEPT = 8
+REPLIES_KEPT = 8  # replies waiting for room in the MQTT client; then commands wait at the broker
+LOG_EACH = 8  # replies in each of the two reply log files
+NAME_MAX = 32  # a command name longer than this is not said back in a reply too big
+ID_MAX = 64  # characters of a command id: a reply must always have room for it
 
 
 class CommandError(Exception):
@@ -28,10 +42,85 @@ def _ignore(kind, aid):
     pass
 
 
+def _key(cid):
+    # A command id as the reply log writes it (JSON: no tab or newline in it).
+    return json.dumps(cid).encode()
+
+
+def _small(key):
+    # What RAM keeps of an id: a small int, no heap (a hash may collide: the
+    # log, which has the id itself, decides).
+    return hash(key) & 0x3FFFFFFF
+
+
+class ReplyLog:
+    """The last replies on flash, one a line, b"<id as JSON>\\t<reply>": appended
+    to <path>; after LOG_EACH lines the file is renamed to <path>.old (one
+    atomic step) and a new one started. An append is committed whole or not at
+    all (littlefs), so a cut leaves every line whole."""
+
+    def __init__(self, os_module, path):
+        self.os = os_module
+        self.path = path
+        self.old = path + ".old"
+        self.lines = 0  # in the current file
+        self.ids = []  # _small() of every id in the log, oldest first (at most 2 * LOG_EACH)
+        for p in (self.old, path):
+            try:
+                with open(p, "rb") as f:
+                    n = 0
+                    while True:
+                        line = f.readline()
+                        if not line:
+                            break
+                        tab = line.find(b"\t")
+                        if tab > 0:
+                            self.ids.append(_small(line[:tab]))
+                            n += 1
+            except OSError:
+                n = 0
+            self.lines = n
+
+    def find(self, key):
+        """The reply logged for the id `key` (as _key() gives it), or None."""
+        if _small(key) not in self.ids:
+            return None
+        head = key + b"\t"
+        for p in (self.path, self.old):
+            try:
+                with open(p, "rb") as f:
+                    while True:
+                        line = f.readline()
+                        if not line:
+                            break
+                        if line.startswith(head):
+                            return line[len(head) : -1]
+            except OSError:
+                pass
+        return None
+
+    def add(self, entries):
+        """Append (key, reply) pairs; raises OSError if the flash refuses."""
+        if self.lines >= LOG_EACH:
+            self.os.rename(self.path, self.old)
+            del self.ids[: len(self.ids) - self.lines]  # those of the file gone
+            self.lines = 0
+        with open(self.path, "ab") as f:
+            for key, text in entries:
+                f.write(key)
+                f.write(b"\t")
+                f.write(text)
+                f.write(b"\n")
+        for key, _ in entries:
+            self.ids.append(_small(key))
+            self.lines += 1
+
+
 class Uplink:
-    def __init__(self, client, journal, base, device, state=None, on_delivered=_ignore):
+    def __init__(self, client, journal, base, device, state=None, on_delivered=_ignore, log=None):
         """base: the topic prefix, park/<site>/lamp/<device>; state(): the state
-        to publish (retained); on_delivered(kind, id): the broker has an event."""
+        to publish (retained); on_delivered(kind, id): the broker has an event;
+        log: the ReplyLog (None: replies are remembered only while queued)."""
         self.client = client
         self.journal = journal
         self.base = base
@@ -40,19 +129,25 @@ class Uplink:
         self.topics = {}  # other topics listened to -> fn(payload bytes)
         self.state = state
         self.on_delivered = on_delivered
-        self.commands = 0  # received, good or bad
+        self.log = log
+        self.commands = 0  # taken, good or bad (each answered)
         self.bad_commands = 0
+        self.repeated = 0  # an id seen before: answered with the first reply
         self.stray = 0
         self.failed = 0  # messages whose handler raised (refused, or dropped)
-        self.replies_dropped = 0
+        self.oversized = 0  # replies too big for a packet, replaced by one that says so
+        self.log_errors = 0  # replies the flash refused to log (sent all the same)
         self._sending = {}  # packet id -> (seq, kind, id) of events in flight
         self._seqs = {}  # seqs in flight
-        self._replies = []  # reply payloads not yet accepted by the client
+        self._replies = []  # (id key or None, reply payload) not yet accepted by the client
+        self._unlogged = 0  # the last ones of _replies not yet in the log
+        self._room = getattr(client, "max_packet", 2048) - 9 - len(base) - len("/reply")
         self._state_dirty = True
         self._state_at = None
         self._was_up = False
         client.on_puback = self._puback
         client.on_message = self._message
+        client.hold_acks = True
         client.subscribe(base + "/cmd", 1)
 
     def listen(self, topic, fn):
@@ -66,8 +161,25 @@ class Uplink:
 
     # --- the loop ----------------------------------------------------------
 
+    def counts(self):
+        """The commands' counters, for the status command."""
+        return {
+            "taken": self.commands,
+            "refused": self.bad_commands,
+            "repeated": self.repeated,
+            # Left with the broker while replies waited (it sends them again), and
+            # QoS 0 ones that came then (gone, no reply): the client counts both.
+            "pushed_back": self.client.refused,
+            "dropped": self.client.lost,
+            "replies_too_big": self.oversized,
+        }
+
     def step(self, now):
+        """After the pass put on flash what its commands did: their replies are
+        logged, then acknowledged and sent."""
         c = self.client
+        self._keep()
+        c.ack()
         up = c.up
         if up and not self._was_up:
             self._state_dirty = True  # a new connection: say where we are
@@ -76,9 +188,11 @@ class Uplink:
             return -1
         self._deliver()
         while self._replies:
-            if c.publish(self.base + "/reply", self._replies[0], 1) is None:
+            if c.publish(self.base + "/reply", self._replies[0][1], 1) is None:
                 break
             self._replies.pop(0)
+        if not self._replies and c.redeliver():
+            return 0  # the commands left with the broker come again: at once
         if self._state_dirty and self.state is not None:
             if self._state_at is not None and diff(now, self._state_at) < STATE_MIN_MS:
                 return STATE_MIN_MS - diff(now, self._state_at)
@@ -114,6 +228,24 @@ class Uplink:
 
     # --- commands ----------------------------------------------------------
 
+    def _keep(self):
+        n = self._unlogged
+        if not n:
+            return
+        self._unlogged = 0
+        if self.log is None:
+            return
+        new = [r for r in self._replies[len(self._replies) - n :] if r[0] is not None]
+        if not new:
+            return
+        try:
+            self.log.add(new)
+        except OSError as e:
+            # Sent all the same: a reply kept back for ever is worse than one
+            # that a reboot may not remember.
+            self.log_errors += 1
+            self.client.on_event("uplink", "replies not logged: %s" % e)
+
     def _message(self, topic, payload):
         # Nothing a message carries may raise into the MQTT client: the packet
         # would be read again at every pass, and the watchdog reset the board.
@@ -122,6 +254,10 @@ class Uplink:
             if fn is not None:
                 fn(payload)
             elif topic == self.base + "/cmd":
+                if len(self._replies) >= REPLIES_KEPT:
+                    # No room for its reply: the broker keeps it (QoS 1) until
+                    # step() has sent these; a QoS 0 one is lost, and counted.
+                    return False
                 self._command(payload)
             else:
                 self.stray += 1  # not ours to act on (a broker may echo a will)
@@ -138,6 +274,8 @@ class Uplink:
                 msg = json.loads(payload)
             except ValueError:
                 raise CommandError("not JSON")
+            except Exception as e:  # noqa: BLE001 - RecursionError (CPython), RuntimeError or MemoryError (MicroPython)
+                raise CommandError("cannot be read: nested too deeply (%s)" % type(e).__name__)
             if not isinstance(msg, dict):
                 raise CommandError("not a JSON object")
             cid = msg.get("id")
@@ -148,6 +286,16 @@ class Uplink:
             if not isinstance(cid, str) or not cid:
                 cid = None
                 raise CommandError('"id" must be a non-empty string')
+            if len(cid) > ID_MAX:
+                cid = None
+                raise CommandError('"id" must be at most %d characters' % ID_MAX)
+            key = _key(cid)
+            first = self._first_reply(key)
+            if first is not None:
+                self.repeated += 1
+                self._replies.append((None, first))  # logged already: not again
+                self._unlogged += 1
+                return
             if not named:
                 raise CommandError('"cmd" must be the command\'s name (a string)')
             fn = self.handlers.get(name)
@@ -172,8 +320,46 @@ class Uplink:
         self._reply(reply)
         self._state_dirty = True
 
+    def _first_reply(self, key):
+        for k, text in self._replies:
+            if k == key:
+                return text
+        return None if self.log is None else self.log.find(key)
+
     def _reply(self, obj):
-        if len(self._replies) >= REPLIES_KEPT:
-            self._replies.pop(0)
-            self.replies_dropped += 1
-        self._replies.append(json.dumps(obj))
+        # As bytes at once: their length is what a packet limits (UTF-8), and
+        # the client would make the copy anyway.
+        try:
+            text = json.dumps(obj).encode()
+            n = len(text)
+        except MemoryError:  # a result too big for the heap itself
+            text = None
+            n = -1
+        if text is None or n > self._room:
+            text = None
+            text = self._too_big(obj, n)
+        cid = obj.get("id")
+        self._replies.append((None if cid is None else _key(cid), text))
+        self._unlogged += 1
+
+    def _too_big(self, obj, n):
+        """A reply in place of one of n bytes (-1: too big to make), which no
+        packet can carry: it says so, and keeps as much of a refusal's reason as fits."""
+        self.oversized += 1
+        name = obj.get("cmd")
+        out = {"id": obj.get("id"), "cmd": name if name is None or len(name) <= NAME_MAX else None}
+        out["ok"] = ok = obj["ok"]
+        out["error"] = "the reply (%s bytes) is too big to send (at most %d): its %s" % (
+            n if n >= 0 else "over %d" % self._room,
+            self._room,
+            "result is left out" if ok else "reason is cut short",
+        )
+        reason = "" if ok else obj["reason"][: self._room // 2]
+        while True:
+            if not ok:
+                out["reason"] = reason + "..."
+            text = json.dumps(out).encode()
+            excess = len(text) - self._room
+            if excess <= 0 or not reason:
+                return text
+            reason = reason[: len(reason) - excess] if excess < len(reason) else ""
