@@ -23,9 +23,9 @@
 # QoS 1 message not taken is not acknowledged, nor is any after it on that
 # connection (PUBACKs go in the order the messages came): the broker keeps them
 # and sends them again after the next connect, which redeliver() makes once the
-# app has room. With hold_acks, the PUBACKs of messages taken wait for ack():
-# the app first puts what a message did on flash, so that a message whose
-# effect a power cut lost comes again.
+# app has room. With hold_acks, the PUBACKs of messages taken wait, in order,
+# for ack(n): the app acknowledges a message only once what it did is safe, so
+# that one whose effect or answer a power cut lost comes again.
 #
 # The socket comes from `open_socket()`, injected: a non-blocking socket with its
 # connect started (TLS, if wanted, is the opener's business). The client only
@@ -117,13 +117,14 @@ class Client:
         self.max_inflight = inflight
         self.on_message = _ignore  # (topic str, payload bytes) -> False: not taken now
         self.hold_acks = False  # PUBACKs wait for ack()
+        self.qos = 0  # of the message on_message is given
         self.on_puback = _ignore  # (packet id)
         self.on_event = on_event  # (name, detail): "mqtt", "up"/"down: why"
         self.state = DOWN
         self.sock = None
         self.subscriptions = []  # (topic, qos), sent after every connect without a session
         self.inflight = {}  # packet id -> its PUBLISH packet (a bytearray), until PUBACKed
-        self._acks = bytearray()  # PUBACKs held for ack()
+        self._acks = []  # packet ids of the messages taken, not acknowledged yet (hold_acks)
         self._refusing = False  # a message was not taken on this connection
         self._order = []  # packet ids in the order sent
         self._pid = 0
@@ -188,12 +189,11 @@ class Client:
         self._queue(packet)
         return 0
 
-    def ack(self):
-        """The messages taken so far are safe (on flash): their PUBACKs may go."""
-        if self._acks:
-            if self.state == UP:
-                self._queue(self._acks)
-            self._acks = bytearray()
+    def ack(self, n):
+        """The first n messages taken (QoS 1, on this connection) are safe: their PUBACKs go."""
+        for pid in self._acks[:n]:
+            self._queue(bytes((PUBACK, 2, pid >> 8, pid & 0xFF)))
+        del self._acks[:n]
 
     def redeliver(self):
         """The app has room again for what it did not take: a new connection
@@ -276,7 +276,7 @@ class Client:
         self.state = CONNECTING
         self.connects += 1
         self._out = bytearray()
-        self._acks = bytearray()
+        self._acks = []
         self._refusing = False
         self._rx_len = 0
         self._skip = 0
@@ -315,7 +315,7 @@ class Client:
         self.state = DOWN
         self._waiting = None
         self._out = bytearray()
-        self._acks = bytearray()  # not acknowledged: the broker sends them again
+        self._acks = []  # not acknowledged: the broker sends them again
         if was_up:
             self.last_error = why
             self.on_event("mqtt", "down: %s" % why)
@@ -478,6 +478,7 @@ class Client:
             if qos and self._refusing:
                 self.refused += 1
                 return
+            self.qos = qos
             if self.on_message(topic, bytes(body[k:])) is False:
                 if qos:
                     self._refusing = True
@@ -486,11 +487,10 @@ class Client:
                     self.lost += 1
                 return
             if qos:
-                ack = bytes((PUBACK, 2, body[k - 2], body[k - 1]))
                 if self.hold_acks:
-                    self._acks += ack
+                    self._acks.append((body[k - 2] << 8) | body[k - 1])
                 else:
-                    self._queue(ack)
+                    self._queue(bytes((PUBACK, 2, body[k - 2], body[k - 1])))
         elif n < 2 and (kind == PUBACK or kind == CONNACK):
             self._malformed()
         elif kind == PUBACK:

@@ -11,16 +11,16 @@
 # reason). Every command gets a reply on .../reply; one that cannot be read is
 # refused, counted and changes nothing.
 #
-# Each command once. A command's PUBACK waits (mqtt hold_acks) until step(),
-# which the pass calls after what the command did is on flash: the reply goes
-# to the reply log on flash first, then the PUBACK and the reply out. So a cut
-# before that makes the broker send the command again after the reboot, and a
-# command whose id is in the log (or still in the queue) is answered with its
-# first reply, not run again: the log keeps the last LOG_EACH to 2 * LOG_EACH
-# replies, across reboots. A reply too big for a packet is replaced by one that
-# says so. With REPLIES_KEPT replies waiting, commands are left with the broker
-# (not acknowledged), which sends them again once the queue is empty and a new
-# connection made: none dropped.
+# Each command once. step(), which the pass calls after what the commands did
+# is on flash, writes their replies to the reply log on flash, then sends them;
+# a command is acknowledged (its PUBACK, held by the client) only once the
+# broker has its reply. So a cut before that makes the broker send the command
+# again after the reboot, and a command whose id is in the log (or still in the
+# queue) is answered with its first reply, not run again: the log keeps the
+# last LOG_EACH to 2 * LOG_EACH replies, across reboots. A reply too big for a
+# packet is replaced by one that says so. With REPLIES_KEPT replies waiting,
+# commands are left with the broker (not acknowledged), which sends them again
+# once everything taken is answered and a new connection made: none dropped.
 
 import json
 
@@ -139,8 +139,15 @@ class Uplink:
         self.log_errors = 0  # replies the flash refused to log (sent all the same)
         self._sending = {}  # packet id -> (seq, kind, id) of events in flight
         self._seqs = {}  # seqs in flight
-        self._replies = []  # (id key or None, reply payload) not yet accepted by the client
+        self._replies = []  # (id key or None, reply payload, its PUBACK) not yet accepted by the client
         self._unlogged = 0  # the last ones of _replies not yet in the log
+        # The PUBACKs the client holds, in order (this connection's): 1 once the
+        # message is done with (a command: the broker has its reply), else 0.
+        self._acks = []
+        self._acked = 0  # PUBACKs sent before _acks[0] on this connection
+        self._conn = 0  # client.connects when _acks began
+        self._reply_pids = {}  # packet id of a reply in flight -> its command's PUBACK
+        self._ack = None  # (connection, index) of the command being handled's PUBACK
         self._room = getattr(client, "max_packet", 2048) - 9 - len(base) - len("/reply")
         self._state_dirty = True
         self._state_at = None
@@ -179,7 +186,14 @@ class Uplink:
         logged, then acknowledged and sent."""
         c = self.client
         self._keep()
-        c.ack()
+        self._same_connection()
+        n = 0
+        while n < len(self._acks) and self._acks[n]:
+            n += 1
+        if n:
+            c.ack(n)
+            del self._acks[:n]
+            self._acked += n
         up = c.up
         if up and not self._was_up:
             self._state_dirty = True  # a new connection: say where we are
@@ -188,10 +202,14 @@ class Uplink:
             return -1
         self._deliver()
         while self._replies:
-            if c.publish(self.base + "/reply", self._replies[0][1], 1) is None:
+            r = self._replies[0]
+            pid = c.publish(self.base + "/reply", r[1], 1)
+            if pid is None:
                 break
             self._replies.pop(0)
-        if not self._replies and c.redeliver():
+            if r[2] is not None:
+                self._reply_pids[pid] = r[2]
+        if not self._replies and not self._acks and c.redeliver():
             return 0  # the commands left with the broker come again: at once
         if self._state_dirty and self.state is not None:
             if self._state_at is not None and diff(now, self._state_at) < STATE_MIN_MS:
@@ -217,7 +235,23 @@ class Uplink:
             self._sending[pid] = (seq, kind, aid)
             self._seqs[seq] = True
 
+    def _same_connection(self):
+        # The client forgets its held PUBACKs with the connection (the broker
+        # sends those messages again): so do we.
+        n = self.client.connects
+        if n != self._conn:
+            self._conn = n
+            self._acks = []
+            self._acked = 0
+
     def _puback(self, pid):
+        ack = self._reply_pids.pop(pid, None)
+        if ack is not None:
+            # A reply is with the broker: its command may be acknowledged.
+            conn, i = ack
+            if conn == self._conn and i >= self._acked:
+                self._acks[i - self._acked] = 1
+            return
         sent = self._sending.pop(pid, None)
         if sent is None:
             return
@@ -235,7 +269,7 @@ class Uplink:
         self._unlogged = 0
         if self.log is None:
             return
-        new = [r for r in self._replies[len(self._replies) - n :] if r[0] is not None]
+        new = [(r[0], r[1]) for r in self._replies[len(self._replies) - n :] if r[0] is not None]
         if not new:
             return
         try:
@@ -252,12 +286,20 @@ class Uplink:
         try:
             fn = self.topics.get(topic)
             if fn is not None:
+                if self.client.qos:
+                    self._same_connection()
+                    self._acks.append(1)  # done with once its handler returns
                 fn(payload)
             elif topic == self.base + "/cmd":
                 if len(self._replies) >= REPLIES_KEPT:
                     # No room for its reply: the broker keeps it (QoS 1) until
                     # step() has sent these; a QoS 0 one is lost, and counted.
                     return False
+                self._ack = None
+                if self.client.qos:
+                    self._same_connection()
+                    self._ack = (self._conn, self._acked + len(self._acks))
+                    self._acks.append(0)
                 self._command(payload)
             else:
                 self.stray += 1  # not ours to act on (a broker may echo a will)
@@ -293,7 +335,7 @@ class Uplink:
             first = self._first_reply(key)
             if first is not None:
                 self.repeated += 1
-                self._replies.append((None, first))  # logged already: not again
+                self._replies.append((None, first, self._ack))  # logged already: not again
                 self._unlogged += 1
                 return
             if not named:
@@ -321,9 +363,9 @@ class Uplink:
         self._state_dirty = True
 
     def _first_reply(self, key):
-        for k, text in self._replies:
-            if k == key:
-                return text
+        for r in self._replies:
+            if r[0] == key:
+                return r[1]
         return None if self.log is None else self.log.find(key)
 
     def _reply(self, obj):
@@ -339,7 +381,7 @@ class Uplink:
             text = None
             text = self._too_big(obj, n)
         cid = obj.get("id")
-        self._replies.append((None if cid is None else _key(cid), text))
+        self._replies.append((None if cid is None else _key(cid), text, self._ack))
         self._unlogged += 1
 
     def _too_big(self, obj, n):

@@ -66,7 +66,7 @@ class Sock:
 
     def readinto(self, mv):
         if not self.inbox:
-            return None
+            return 0 if self.closed else None  # closed by the broker: the end of the stream
         n = min(len(mv), len(self.inbox))
         mv[:n] = self.inbox[:n]
         self.inbox = self.inbox[n:]
