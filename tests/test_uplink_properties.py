@@ -129,7 +129,8 @@ class Device:
     def boot(self):
         self.running: list[str] = []  # ids run in this pass, not yet on flash
         self.client = MqttClient(self.broker.opener, "lamp-1", 60)
-        self.up = Uplink(self.client, NoEvents(), BASE, "lamp-1", log=ReplyLog(os, str(self.folder / "replies")))
+        log = ReplyLog(os, str(self.folder / "replies"))
+        self.up = Uplink(self.client, NoEvents(), BASE, "lamp-1", log=log)
         self.up.handlers = {"act": self._act, "big": self._big, "refuse": self._refuse}
 
     def _act(self, msg):
@@ -158,7 +159,7 @@ class Device:
         self.broker.pump()
 
 
-ids = st.sampled_from(["c-%d" % i for i in range(LOG_EACH)])  # all within the log's memory
+ids = st.sampled_from([f"c-{i}" for i in range(LOG_EACH)])  # all within the log's memory
 one_command = st.tuples(ids, st.sampled_from(["act", "act", "big", "refuse"]))
 actions = st.one_of(
     st.tuples(st.just("burst"), st.lists(one_command, min_size=1, max_size=100)),
