@@ -29,7 +29,10 @@ from ticks import diff
 UNIX_2000 = 946684800  # seconds from 1970 to 2000: the protocol speaks Unix time
 STATE_MIN_MS = 1000  # the retained state is published at most this often
 REPLIES_KEPT = 8  # replies waiting for room in the MQTT client; then commands wait at the broker
-LOG_EACH = 8  # replies in each of the two reply log files
+# Replies in each of the two reply log files: at least as many as the commands
+# taken and not yet acknowledged can be (REPLIES_KEPT waiting, 8 in flight), all
+# of which the broker sends again after a cut.
+LOG_EACH = 16
 NAME_MAX = 32  # a command name longer than this is not said back in a reply too big
 ID_MAX = 64  # characters of a command id: a reply must always have room for it
 
