@@ -63,31 +63,43 @@ payloads = st.one_of(
 )
 
 
+def sent_by(u):
+    """The replies the uplink queued, as the centre reads them."""
+    return [json.loads(r[1]) for r in u._replies]
+
+
 @given(st.lists(payloads, min_size=1, max_size=5))
 def test_every_command_gets_one_reply_and_none_raises(messages):
     u = Uplink(Client(), None, BASE, "lamp-1")
     u.handlers = HANDLERS
-    sent = []
-    u._reply = lambda obj: sent.append(json.loads(json.dumps(obj)))
     for m in messages:
         u._message(BASE + "/cmd", m)  # raises nothing
+    sent = sent_by(u)
     assert len(sent) == len(messages) == u.commands
     for reply in sent:
         assert isinstance(reply["ok"], bool)
         assert reply["cmd"] is None or isinstance(reply["cmd"], str)  # a name, known or not
         if not reply["ok"]:
             assert isinstance(reply["reason"], str) and reply["reason"]
-    assert u.bad_commands == sum(not r["ok"] for r in sent)
-    assert u.failed == sum(r.get("reason", "").startswith("failed: KeyError") for r in sent)
+    # Counted once each: a command sent again with the same id is answered with
+    # its first reply, and not counted (nor run) again.
+    seen = set()
+    first = []
+    for reply in sent:
+        if reply["id"] is None or reply["id"] not in seen:
+            first.append(reply)
+        seen.add(reply["id"])
+    assert u.repeated == len(sent) - len(first)
+    assert u.bad_commands == sum(not r["ok"] for r in first)
+    assert u.failed == sum(r.get("reason", "").startswith("failed: KeyError") for r in first)
 
 
 def test_a_handler_that_fails_inside_is_refused_with_its_failure():
     u = Uplink(Client(), None, BASE, "lamp-1")
     u.handlers = HANDLERS
-    sent = []
-    u._reply = lambda obj: sent.append(obj)
     u._message(BASE + "/cmd", b'{"id": "c-1", "cmd": "broken"}')
-    assert sent == [{"id": "c-1", "cmd": "broken", "ok": False, "reason": "failed: KeyError: 'missing'"}]
+    refused = {"id": "c-1", "cmd": "broken", "ok": False, "reason": "failed: KeyError: 'missing'"}
+    assert sent_by(u) == [refused]
     assert u.failed == u.bad_commands == 1
 
 

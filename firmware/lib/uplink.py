@@ -23,6 +23,7 @@
 # once everything taken is answered and a new connection made: none dropped.
 
 import json
+import sys
 
 from ticks import diff
 
@@ -34,7 +35,7 @@ REPLIES_KEPT = 8  # replies waiting for room in the MQTT client; then commands w
 # of which the broker sends again after a cut.
 LOG_EACH = 16
 NAME_MAX = 32  # a command name longer than this is not said back in a reply too big
-ID_MAX = 64  # characters of a command id: a reply must always have room for it
+CMDREPLY = "cmdreply"  # the module that reads, runs and answers a command: loaded when one comes
 
 
 class CommandError(Exception):
@@ -45,78 +46,17 @@ def _ignore(kind, aid):
     pass
 
 
-def _key(cid):
-    # A command id as the reply log writes it (JSON: no tab or newline in it).
-    return json.dumps(cid).encode()
-
-
-def _small(key):
-    # What RAM keeps of an id: a small int, no heap (a hash may collide: the
-    # log, which has the id itself, decides).
-    return hash(key) & 0x3FFFFFFF
-
-
 class ReplyLog:
-    """The last replies on flash, one a line, b"<id as JSON>\\t<reply>": appended
-    to <path>; after LOG_EACH lines the file is renamed to <path>.old (one
-    atomic step) and a new one started. An append is committed whole or not at
-    all (littlefs), so a cut leaves every line whole."""
+    """What RAM keeps of the reply log on flash (cmdreply.py reads and writes
+    it): the files' names, a small hash of each id in it (None until the first
+    command after boot), the lines in the current file."""
 
     def __init__(self, os_module, path):
         self.os = os_module
         self.path = path
         self.old = path + ".old"
-        self.lines = 0  # in the current file
-        self.ids = []  # _small() of every id in the log, oldest first (at most 2 * LOG_EACH)
-        for p in (self.old, path):
-            try:
-                with open(p, "rb") as f:
-                    n = 0
-                    while True:
-                        line = f.readline()
-                        if not line:
-                            break
-                        tab = line.find(b"\t")
-                        if tab > 0:
-                            self.ids.append(_small(line[:tab]))
-                            n += 1
-            except OSError:
-                n = 0
-            self.lines = n
-
-    def find(self, key):
-        """The reply logged for the id `key` (as _key() gives it), or None."""
-        if _small(key) not in self.ids:
-            return None
-        head = key + b"\t"
-        for p in (self.path, self.old):
-            try:
-                with open(p, "rb") as f:
-                    while True:
-                        line = f.readline()
-                        if not line:
-                            break
-                        if line.startswith(head):
-                            return line[len(head) : -1]
-            except OSError:
-                pass
-        return None
-
-    def add(self, entries):
-        """Append (key, reply) pairs; raises OSError if the flash refuses."""
-        if self.lines >= LOG_EACH:
-            self.os.rename(self.path, self.old)
-            del self.ids[: len(self.ids) - self.lines]  # those of the file gone
-            self.lines = 0
-        with open(self.path, "ab") as f:
-            for key, text in entries:
-                f.write(key)
-                f.write(b"\t")
-                f.write(text)
-                f.write(b"\n")
-        for key, _ in entries:
-            self.ids.append(_small(key))
-            self.lines += 1
+        self.lines = 0
+        self.ids = None
 
 
 class Uplink:
@@ -151,6 +91,7 @@ class Uplink:
         self._conn = 0  # client.connects when _acks began
         self._reply_pids = {}  # packet id of a reply in flight -> its command's PUBACK
         self._ack = None  # (connection, index) of the command being handled's PUBACK
+        self._cmd = None  # cmdreply, while this pass has it loaded
         self._room = getattr(client, "max_packet", 2048) - 9 - len(base) - len("/reply")
         self._state_dirty = True
         self._state_at = None
@@ -188,7 +129,11 @@ class Uplink:
         """After the pass put on flash what its commands did: their replies are
         logged, then acknowledged and sent."""
         c = self.client
-        self._keep()
+        if self._unlogged:
+            self._cmdreply().keep(self)
+        if self._cmd is not None:  # the pass's commands are done with: off the heap
+            self._cmd = None
+            sys.modules.pop(CMDREPLY, None)
         self._same_connection()
         n = 0
         while n < len(self._acks) and self._acks[n]:
@@ -265,27 +210,10 @@ class Uplink:
 
     # --- commands ----------------------------------------------------------
 
-    def _keep(self):
-        n = self._unlogged
-        if not n:
-            return
-        self._unlogged = 0
-        if self.log is None:
-            return
-        new = [(r[0], r[1]) for r in self._replies[len(self._replies) - n :] if r[0] is not None]
-        if not new:
-            return
-        try:
-            self.log.add(new)
-        except OSError as e:
-            # Sent all the same: a reply kept back for ever is worse than one
-            # that a reboot may not remember.
-            self.log_errors += 1
-            self.client.on_event("uplink", "replies not logged: %s" % e)
-
     def _message(self, topic, payload):
         # Nothing a message carries may raise into the MQTT client: the packet
         # would be read again at every pass, and the watchdog reset the board.
+        self._ack = None
         try:
             fn = self.topics.get(topic)
             if fn is not None:
@@ -298,113 +226,34 @@ class Uplink:
                     # No room for its reply: the broker keeps it (QoS 1) until
                     # step() has sent these; a QoS 0 one is lost, and counted.
                     return False
-                self._ack = None
+                try:
+                    cmd = self._cmdreply()
+                except MemoryError:
+                    return False  # no room for the code to read it now: the same
                 if self.client.qos:
                     self._same_connection()
                     self._ack = (self._conn, self._acked + len(self._acks))
                     self._acks.append(0)
-                self._command(payload)
+                cmd.command(self, payload)
             else:
                 self.stray += 1  # not ours to act on (a broker may echo a will)
+                if self.client.qos:
+                    self._same_connection()
+                    self._acks.append(1)
         except Exception as e:  # noqa: BLE001 - a handler's fault, said as the client says its own
             self.failed += 1
+            a = self._ack
+            if a is not None and a[0] == self._conn and 0 <= a[1] - self._acked < len(self._acks):
+                # No reply will come for it: acknowledged all the same, or the
+                # commands after it never would be (refused, and counted).
+                self._acks[a[1] - self._acked] = 1
+            self._ack = None
             self.client.on_event("uplink", "message on %s dropped: %s: %s" % (topic, type(e).__name__, e))
 
-    def _command(self, payload):
-        self.commands += 1
-        cid = None
-        name = None
-        try:
-            try:
-                msg = json.loads(payload)
-            except ValueError:
-                raise CommandError("not JSON")
-            except Exception as e:  # noqa: BLE001 - RecursionError (CPython), RuntimeError or MemoryError (MicroPython)
-                raise CommandError("cannot be read: nested too deeply (%s)" % type(e).__name__)
-            if not isinstance(msg, dict):
-                raise CommandError("not a JSON object")
-            cid = msg.get("id")
-            name = msg.get("cmd")
-            named = isinstance(name, str)
-            if not named:
-                name = None  # the reply carries back only a name
-            if not isinstance(cid, str) or not cid:
-                cid = None
-                raise CommandError('"id" must be a non-empty string')
-            if len(cid) > ID_MAX:
-                cid = None
-                raise CommandError('"id" must be at most %d characters' % ID_MAX)
-            key = _key(cid)
-            first = self._first_reply(key)
-            if first is not None:
-                self.repeated += 1
-                self._replies.append((None, first, self._ack))  # logged already: not again
-                self._unlogged += 1
-                return
-            if not named:
-                raise CommandError('"cmd" must be the command\'s name (a string)')
-            fn = self.handlers.get(name)
-            if fn is None:
-                raise CommandError(
-                    "unknown command %r (known: %s)" % (name, ", ".join(sorted(self.handlers)))
-                )
-            try:
-                result = fn(msg)
-            except CommandError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a fault inside: refused with it, as the console does
-                self.failed += 1
-                raise CommandError("failed: %s: %s" % (type(e).__name__, e))
-        except CommandError as e:
-            self.bad_commands += 1
-            self._reply({"id": cid, "cmd": name, "ok": False, "reason": str(e)})
-            return
-        reply = {"id": cid, "cmd": name, "ok": True}
-        if result:
-            reply["result"] = result
-        self._reply(reply)
-        self._state_dirty = True
+    def _cmdreply(self):
+        m = self._cmd
+        if m is None:
+            import cmdreply
 
-    def _first_reply(self, key):
-        for r in self._replies:
-            if r[0] == key:
-                return r[1]
-        return None if self.log is None else self.log.find(key)
-
-    def _reply(self, obj):
-        # As bytes at once: their length is what a packet limits (UTF-8), and
-        # the client would make the copy anyway.
-        try:
-            text = json.dumps(obj).encode()
-            n = len(text)
-        except MemoryError:  # a result too big for the heap itself
-            text = None
-            n = -1
-        if text is None or n > self._room:
-            text = None
-            text = self._too_big(obj, n)
-        cid = obj.get("id")
-        self._replies.append((None if cid is None else _key(cid), text, self._ack))
-        self._unlogged += 1
-
-    def _too_big(self, obj, n):
-        """A reply in place of one of n bytes (-1: too big to make), which no
-        packet can carry: it says so, and keeps as much of a refusal's reason as fits."""
-        self.oversized += 1
-        name = obj.get("cmd")
-        out = {"id": obj.get("id"), "cmd": name if name is None or len(name) <= NAME_MAX else None}
-        out["ok"] = ok = obj["ok"]
-        out["error"] = "the reply (%s bytes) is too big to send (at most %d): its %s" % (
-            n if n >= 0 else "over %d" % self._room,
-            self._room,
-            "result is left out" if ok else "reason is cut short",
-        )
-        reason = "" if ok else obj["reason"][: self._room // 2]
-        while True:
-            if not ok:
-                out["reason"] = reason + "..."
-            text = json.dumps(out).encode()
-            excess = len(text) - self._room
-            if excess <= 0 or not reason:
-                return text
-            reason = reason[: len(reason) - excess] if excess < len(reason) else ""
+            m = self._cmd = cmdreply
+        return m
