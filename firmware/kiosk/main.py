@@ -222,9 +222,6 @@ class Kiosk(App):
     def _status(self, msg):
         s = self.state()
         s["face"] = self.face_counts()
-        up = self.link.uplink
-        if up is not None:  # (it is: the command came through it)
-            s["commands"] = up.counts()
         return s
 
     def _clean(self):

@@ -171,11 +171,7 @@ class Lamp(App):
         return {"step_s": step}
 
     def _status(self, msg):
-        s = self.state()
-        up = self.link.uplink
-        if up is not None:  # (it is: the command came through it)
-            s["commands"] = up.counts()
-        return s
+        return self.state()
 
     def _test_alarm(self, msg):
         return self.test_alarm()

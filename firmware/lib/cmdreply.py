@@ -140,6 +140,8 @@ def command(up, payload):
             raise CommandError("unknown command %r (known: %s)" % (name, ", ".join(sorted(up.handlers))))
         try:
             result = fn(msg)
+            if name == "status" and isinstance(result, dict):
+                result["commands"] = _counts(up)
         except CommandError:
             raise
         except Exception as e:  # noqa: BLE001 - a fault inside: refused with it, as the console does
@@ -154,6 +156,20 @@ def command(up, payload):
         reply["result"] = result
     _reply(up, reply)
     up._state_dirty = True
+
+
+def _counts(up):
+    c = up.client
+    return {
+        "taken": up.commands,
+        "refused": up.bad_commands,
+        "repeated": up.repeated,
+        # Left with the broker while replies waited (it sends them again), and
+        # QoS 0 ones that came then (gone, no reply): the client counts both.
+        "pushed_back": c.refused,
+        "dropped": c.lost,
+        "replies_too_big": up.oversized,
+    }
 
 
 def _first_reply(up, key):

@@ -112,19 +112,6 @@ class Uplink:
 
     # --- the loop ----------------------------------------------------------
 
-    def counts(self):
-        """The commands' counters, for the status command."""
-        return {
-            "taken": self.commands,
-            "refused": self.bad_commands,
-            "repeated": self.repeated,
-            # Left with the broker while replies waited (it sends them again), and
-            # QoS 0 ones that came then (gone, no reply): the client counts both.
-            "pushed_back": self.client.refused,
-            "dropped": self.client.lost,
-            "replies_too_big": self.oversized,
-        }
-
     def step(self, now):
         """After the pass put on flash what its commands did: their replies are
         logged, then acknowledged and sent."""

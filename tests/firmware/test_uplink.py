@@ -38,7 +38,12 @@ class Rig:
         self.client = Client(self.broker.opener, "lamp-1", 60)
         log = None if self.log_dir is None else ReplyLog(os, self.log_dir + "/replies")
         self.up = Uplink(self.client, NoEvents(), BASE, "lamp-1", log=log)
-        self.up.handlers = {"act": self._act, "big": self._big, "refuse": self._refuse}
+        self.up.handlers = {
+            "act": self._act,
+            "big": self._big,
+            "refuse": self._refuse,
+            "status": self._status,
+        }
 
     def _act(self, msg):
         self.runs[msg["id"]] = self.runs.get(msg["id"], 0) + 1
@@ -50,6 +55,9 @@ class Rig:
 
     def _refuse(self, msg):
         raise CommandError("because " * 400)
+
+    def _status(self, msg):
+        return {"state": "fine"}
 
     def send(self, payload):
         self.broker.command(payload)
@@ -220,6 +228,12 @@ def test_a_full_reply_queue_pushes_back_and_every_command_is_answered():
     assert not r.broker.queue and not r.broker.unacked
     assert sorted(set(x["id"] for x in r.replies)) == sorted("c-%d" % i for i in range(n))
     assert r.runs == dict(("c-%d" % i, 1) for i in range(n))
-    counts = r.up.counts()
+    # The counts, in the status command's result.
+    r.send(b'{"id": "st", "cmd": "status"}')
+    r.step(6)
+    [status] = [x for x in r.replies if x["id"] == "st"]
+    counts = status["result"]["commands"]
+    assert status["result"]["state"] == "fine"
+    n += 1
     assert counts["taken"] == n and counts["repeated"] == 0 and counts["dropped"] == 0
     assert counts["pushed_back"] >= n - 8 - REPLIES_KEPT and r.broker.connects > 1
