@@ -11,12 +11,13 @@ import json
 import os
 import tempfile
 
+import cmdreply
 from cmdauth import Auth
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from uplink import Uplink
+from uplink import ReplyLog, Uplink
 
-from sim.cmdsign import derive_key, sign
+from sim.cmdsign import derive_key, sign, verify
 
 BASE = "park/g60/lamp/lamp-1"
 TOPIC = BASE + "/cmd"
@@ -28,6 +29,9 @@ _n = itertools.count()
 
 class Client:
     on_puback = on_message = None
+    qos = 1  # of the message being handled
+    connects = 1
+    max_packet = 2048
 
     def on_event(self, name, detail):
         pass
@@ -42,11 +46,35 @@ def _device():
     key_file = f"{_DIR.name}/{n}.key"
     with open(key_file, "w") as f:
         f.write(KEY.hex())
-    u = Uplink(Client(), None, BASE, "lamp-1", Auth(os, key_file, f"{_DIR.name}/{n}.ctr"))
+    log = ReplyLog(os, f"{_DIR.name}/{n}.replies")
+    u = Uplink(Client(), None, BASE, "lamp-1", log=log, auth=Auth(os, key_file, f"{_DIR.name}/{n}.ctr"))
     u.handlers = {"resolve": ran.append, "override": ran.append, "status": ran.append}
-    replies: list[dict] = []
-    u._reply = lambda obj: replies.append(obj)
+    replies = Replies(u)
+    message = u._message
+
+    def taken(topic: str, payload: bytes) -> None:
+        message(topic, payload)
+        replies._take()
+
+    u._message = taken  # type: ignore[method-assign]
     return u, ran, replies
+
+
+class Replies(list):
+    """What the device answered, each reply's authenticator checked and taken off
+    (the queue is emptied as if the client had sent them, so none waits)."""
+
+    def __init__(self, u: Uplink):
+        super().__init__()
+        self.u = u
+
+    def _take(self) -> None:
+        cmdreply.keep(self.u)  # logged first, as the pass does before sending
+        for r in self.u._replies:
+            body = verify(KEY, BASE + "/reply", r[1])
+            assert body is not None, r[1]
+            self.append(json.loads(body))
+        self.u._replies.clear()
 
 
 def _valid(ctr: int, cid: str = "c-1") -> bytes:
@@ -59,7 +87,7 @@ def _valid(ctr: int, cid: str = "c-1") -> bytes:
 def test_any_bytes_are_refused(payload):
     u, ran, replies = _device()
     u._message(TOPIC, payload)
-    assert ran == [] and [r["ok"] for r in replies] == [False] and u.auth.refused == 1
+    assert ran == [] and [r["ok"] for r in replies] == [False] and u.auth is not None and u.auth.refused == 1
 
 
 json_values = st.recursive(
@@ -75,7 +103,7 @@ def test_any_json_without_the_devices_authenticator_is_refused(value, with_mac_f
         value["mac"] = "00" * 32  # a field of the right shape, not a valid authenticator
     u, ran, replies = _device()
     u._message(TOPIC, json.dumps(value, separators=(",", ":")).encode())
-    assert ran == [] and replies[0]["ok"] is False and u.auth.refused == 1
+    assert ran == [] and replies[0]["ok"] is False and u.auth is not None and u.auth.refused == 1
 
 
 @settings(max_examples=300)
@@ -106,14 +134,18 @@ def test_a_valid_command_runs_exactly_once_and_old_counters_never(counters):
     best = 0
     for i, ctr in enumerate(counters):
         u._message(TOPIC, _valid(ctr, f"c-{i}"))
-        u._message(TOPIC, _valid(ctr, f"c-{i}"))  # the same bytes again: a replay
+        n = len(ran)
+        # The same bytes again (the broker's resend, or a replay): its first reply,
+        # and nothing run. Another id with the same counter: refused.
+        u._message(TOPIC, _valid(ctr, f"c-{i}"))
+        u._message(TOPIC, _valid(ctr, f"again-{i}"))
         accepted = ctr > best
         best = max(best, ctr)
-        assert len(ran) == sum(1 for r in replies if r["ok"])
-        assert replies[-2]["ok"] is accepted and replies[-1]["ok"] is False
-        assert "replayed or stale" in replies[-1]["reason"]
-    # Each command that ran had a counter above every one before it.
-    assert [r["id"] for r in replies if r["ok"]] == [
+        assert len(ran) == n
+        assert replies[-3]["ok"] is accepted and replies[-2] == replies[-3]
+        assert replies[-1]["ok"] is False and "replayed or stale" in replies[-1]["reason"]
+    # Each command that ran had a counter above every one before it, and ran once.
+    assert [m["id"] for m in ran] == [
         f"c-{i}" for i, c in enumerate(counters) if c > max(counters[:i], default=0)
     ]
 

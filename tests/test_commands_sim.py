@@ -126,6 +126,7 @@ def _attack(tmp_path: Path, config: Path = WIFI_CONFIG) -> Path:
         'at 18:30 centre sends {"cmd": "override", "level": 30, "minutes": 10}',
         'at 18:36 centre sends {"cmd": "override", "clear": true}',
         "at 18:41 centre replays 1",
+        'at 18:42 centre sends {"cmd": "override", "level": 0, "minutes": 10080, "ctr": 1}',
         "at 19:00 press button for 300ms",
         "at 19:05 centre forges resolve",
         'at 19:06 centre forges {"cmd": "override", "level": 0, "minutes": 10080}',
@@ -156,11 +157,15 @@ def check_attack_refused(result: simcmd.Result) -> None:
     replies = [(e.t, e.text) for e in result.entries if e.kind == "centre" and e.text.startswith("reply to ")]
     said = [text.split(": ", 1)[1] for _, text in replies]
     assert said[:2] == ["ok", "ok"]
-    # The centre's own command, sent again byte for byte: refused, the level kept.
-    assert said[2].startswith("refused: replayed or stale (counter 1, last accepted 2)")
+    # The centre's own command, sent again byte for byte: answered with its first
+    # reply (the lamp keeps its replies: a resend is not run twice), and not run:
+    # the level stays at the schedule's (18:45).
+    assert said[2] == "ok"
+    # A command with an id not seen but a counter already used: refused.
+    assert said[3].startswith("refused: replayed or stale (counter 1, last accepted 2)")
     # Every forged command refused, whatever it asked, and nothing done.
-    assert said[3:8] == ["refused: bad authenticator"] * 5
-    assert said[8] == "ok"  # the real resolve, at 19:30
+    assert said[4:9] == ["refused: bad authenticator"] * 5
+    assert said[9] == "ok"  # the real resolve, at 19:30
     # The alarm stayed open (the pole flashing) until the real centre resolved it.
     start = result.entries[0].t
     resolved = [e.t - start for e in result.entries if e.text.startswith("event alarm_resolved")]
@@ -169,5 +174,84 @@ def check_attack_refused(result: simcmd.Result) -> None:
     assert not any(e.kind == "reset" and e.text != "power on" for e in result.entries)  # no config took
     assert not any("clock" in t and "step" in t for t in texts)  # the clock was never stepped
     # The refusals are counted, in the state the centre and a technician see.
-    state = json.loads(said[9].removeprefix("ok "))
+    state = json.loads(said[10].removeprefix("ok "))
     assert state["cmd_refused"] == 6 and state["cmd_refused_why"] == "bad authenticator"
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_a_stray_trial_marker_boots_into_the_schedule_and_never_resets(mosquitto, tmp_path, runtime):
+    # Issue 20, finding 4: the flash older firmware left when the power went
+    # between writing its trial marker and the configuration, on a board that
+    # had none installed yet. Once the broker answered, every pass raised
+    # FileNotFoundError and the watchdog reset the board every minute.
+    from sim import cpython
+
+    config = json.loads(WIFI_CONFIG.read_text())
+    config["network"]["broker"] = mosquitto.url
+    image = tmp_path / "flash.img"
+    cpython.make_image(image, {"/config.json": json.dumps(config).encode(), "/lamp.json.trial": b""})
+    scn = tmp_path / "marker.scn"
+    scn.write_text(
+        f"config {WIFI_CONFIG}\nstart 2026-12-21 18:00\nend 2026-12-21 19:00\nwifi up 18:00\n"
+        'at 18:30 centre sends {"cmd": "status"}\n'
+        "expect level 100 +-1 at 18:05\nexpect level 100 +-1 at 18:55\nexpect no fault\n"
+    )
+    result = simcmd.run(scn, runtime, broker=mosquitto.url, from_flash=image)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    assert [e.text for e in result.entries if e.kind == "reset"] == ["power on"]
+    console = [e.text for e in result.entries if e.kind == "console"]
+    assert "config: /lamp.json.trial: a trial marker with no configuration: removed" in console
+    replies = [e.text for e in result.entries if e.kind == "centre" and e.text.startswith("reply to ")]
+    assert len(replies) == 1 and replies[0].startswith("reply to status centre-1: ok ")
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_bursts_repeats_and_a_reply_too_big_each_command_answered_once(mosquitto, tmp_path, runtime):
+    # Issue 20, finding 5, over the real broker: bursts of commands got a reply
+    # for 8 in each (the queue dropped the rest silently); a reply too big for a
+    # packet stayed at the head of the queue, and no reply went out after it; a
+    # test alarm sent twice with the same id raised two alarms.
+    config = json.loads(WIFI_CONFIG.read_text())
+    lines = [
+        f"config {WIFI_CONFIG}",
+        "start 2026-12-21 18:00",
+        "end 2026-12-21 18:50",
+        "wifi up 18:00",
+        # Refused with its (long) name twice over: more than a packet holds.
+        'at 18:10 centre sends {"cmd": "%s"}' % ("x" * 1900),
+        'at 18:11 centre sends {"cmd": "status", "id": "after-big"}',
+    ]
+    for minute in (20, 21, 22):
+        lines += [f'at 18:{minute} centre sends {{"cmd": "status"}}'] * 100
+    lines += [
+        'at 18:30 centre sends {"cmd": "test_alarm", "id": "twice"}',
+        'at 18:31 centre sends {"cmd": "test_alarm", "id": "twice"}',
+        "at 18:35 centre resolve",
+        'at 18:40 centre sends {"cmd": "test_alarm", "id": "twice"}',
+        "expect 1 alarms at centre",
+        "expect level 100 +-1 at 18:45",
+    ]
+    scn = tmp_path / "bursts.scn"
+    scn.write_text("\n".join(lines) + "\n")
+    assert config["network"]  # the scenario's broker is the test's (simcmd.run)
+    result = simcmd.run(scn, runtime, broker=mosquitto.url)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    replies: dict[str, set[str]] = {}
+    for e in result.entries:
+        if e.kind == "centre" and e.text.startswith("reply to "):
+            head, how = e.text.split(": ", 1)
+            replies.setdefault(head.split()[-1], set()).add(how)
+    sent = [e.text.split()[2] for e in result.entries if e.kind == "centre" and e.text.startswith("sends ")]
+    # Every command answered, each id always with the same reply.
+    assert set(sent) <= set(replies), sorted(set(sent) - set(replies))[:10]
+    assert all(len(h) == 1 for h in replies.values()), [h for h in replies.values() if len(h) > 1]
+    [big] = replies["centre-1"]
+    assert big.startswith("refused: unknown command 'xxxx") and big.endswith("...")
+    assert replies["after-big"] and next(iter(replies["after-big"])).startswith("ok ")
+    assert sum(1 for c in sent if c not in ("centre-1", "after-big", "twice")) == 300 + 1  # and the resolve
+    # The test alarm sent three times with one id: raised once, answered alike.
+    [twice] = replies["twice"]
+    assert twice.startswith('ok {"alarm": "lamp-')
+    console = [e.text for e in result.entries if e.kind == "console"]
+    assert not [t for t in console if "too big" in t and "not sent" in t]
+    assert [e.text for e in result.entries if e.kind == "reset"] == ["power on"]

@@ -117,17 +117,27 @@ class App:
 
     def _trial(self, now, deadline):
         """A configuration on trial: confirmed once the centre is reachable with
-        it, rolled back if not within TRIAL_MS."""
+        it, rolled back if not within TRIAL_MS. The store's files change in one
+        atomic step each (configstore.py): a flash that refuses the step is
+        said, and the trial ends here all the same (the next boot finds it
+        still on trial, and tries again); nothing from the store ends the pass,
+        or the watchdog would reset the board at every pass."""
         if self.link.up:
-            self.store.confirm()
             self.trial_until = None
-            self.post("config", {"detail": "new configuration confirmed: the centre is reachable"})
+            try:
+                self.store.confirm()
+                detail = "new configuration confirmed: the centre is reachable"
+            except Exception as e:  # noqa: BLE001 - said, never a reset loop
+                detail = "the centre is reachable, but the configuration could not be confirmed: %s" % e
+            self.post("config", {"detail": detail})
         elif ticks.diff(now, self.trial_until) >= 0:
-            self.store.rollback()
             self.trial_until = None
-            self.post(
-                "config", {"detail": "no contact with the centre with the new configuration: rolled back"}
-            )
+            try:
+                self.store.rollback()
+                detail = "no contact with the centre with the new configuration: rolled back"
+            except Exception as e:  # noqa: BLE001 - said, never a reset loop
+                detail = "no contact with the centre, and the rollback failed: %s" % e
+            self.post("config", {"detail": detail})
             self.restart_at = now
             self.restart_why = "configuration rolled back"
         else:

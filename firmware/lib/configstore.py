@@ -2,6 +2,22 @@
 # to a temp file and renamed over the old one, so a bad or torn write never
 # replaces the last good configuration; one from afar is on trial until the
 # device reaches the centre with it. The app gives its own parser (`loads`).
+#
+# Power can go at any flash write. Every change is one atomic littlefs step (a
+# rename or a remove) after writes that nothing reads yet, so whatever a cut
+# leaves is one of these states, and load() at boot resolves each to the old
+# or the new configuration (docs/lamp-config.md, "Power cuts"):
+#
+#   <path>       the configuration confirmed last (the centre was reached with it,
+#                or a technician installed it)
+#   <path>.good  a copy of the last one that loaded well: used if <path> is bad
+#   <path>.trial a configuration from afar, on trial: in force while it is there
+#   *.tmp        a write that was not finished: nothing reads it, boot removes it
+#
+# Installing a trial is one rename (.trial.tmp -> .trial), confirming it one
+# rename (.trial -> <path>), rolling it back one remove (.trial). An empty
+# .trial is the marker older firmware wrote beside a trial <path>: boot turns
+# it into this layout (the same trial), or removes it when there is no <path>.
 
 from configcheck import ConfigError
 
@@ -9,9 +25,10 @@ from configcheck import ConfigError
 class Store:
     """The configuration file on the device's filesystem.
 
-    `load()` gives the configuration in force: the file's if it is good, else
-    the last good one (kept beside it), else the app's default. `save(text)`
-    validates first and replaces the file atomically (littlefs rename).
+    `load()` gives the configuration in force: the trial one if there is one,
+    else the file's if it is good, else the last good one (kept beside it), else
+    the app's default. `save(text)` validates first and replaces the file
+    atomically (littlefs rename).
 
     A configuration from afar is installed on trial (`save(text, trial=True)`):
     it is not the last good one until `confirm()` (the app calls it once the
@@ -25,8 +42,9 @@ class Store:
         self.good = path + ".good"
         self.marker = path + ".trial"
         self.default_path = default_path
-        self.errors = []  # why the file was not used, if it was not
-        self.trial = False  # the file in force is on trial
+        self.errors = []  # why a file was not used, or what boot had to repair
+        self.trial = False  # the configuration in force is on trial
+        self.source = None  # the file the configuration in force came from
 
     def _read(self, path):
         with open(path) as f:
@@ -44,14 +62,40 @@ class Store:
         except OSError:
             pass  # not there
 
+    def _exists(self, path):
+        try:
+            self.os.stat(path)
+            return True
+        except OSError:
+            return False
+
+    def _repair(self):
+        """What a cut can leave, put right before anything is read: each step is
+        again one atomic one, so a cut here leaves a state this resolves too."""
+        for p in (self.path, self.good, self.marker):
+            self._remove(p + ".tmp")  # unfinished: the step it was for never happened
+        try:
+            marker = self._read(self.marker)
+        except OSError:
+            return
+        if marker:
+            return
+        if self._exists(self.path):
+            # Older firmware's trial: <path> is the trial, .good the one before it.
+            self.os.rename(self.path, self.marker)
+            self.errors.append("%s: an empty trial marker: %s is on trial" % (self.marker, self.path))
+        else:
+            self._remove(self.marker)
+            self.errors.append("%s: a trial marker with no configuration: removed" % self.marker)
+
     def load(self):
         self.errors = []
         try:
-            self._read(self.marker)
-            self.trial = True
-        except OSError:
-            self.trial = False
-        for path in (self.path, self.good, self.default_path):
+            self._repair()
+        except OSError as e:  # a flash that cannot be written: read what is there
+            self.errors.append("repairing after a cut: %s" % e)
+        self.trial = False
+        for path in (self.marker, self.path, self.good, self.default_path):
             try:
                 text = self._read(path)
             except OSError:
@@ -60,10 +104,18 @@ class Store:
                 cfg = self.loads(text)
             except ConfigError as e:
                 self.errors.extend("%s: %s" % (path, x) for x in e.errors)
+                if path == self.marker:
+                    self._remove(self.marker)  # a trial that cannot run is over
                 continue
-            if path == self.path and not self.trial:
-                self._keep_as_good(text)
+            self.trial = path == self.marker
+            self.source = path
+            if path == self.path:
+                try:
+                    self._keep_as_good(text)
+                except OSError as e:
+                    self.errors.append("%s: not kept: %s" % (self.good, e))
             return cfg
+        self.source = None
         raise ConfigError(self.errors or ["no configuration file at %s" % self.path])
 
     def load_or(self, fallback):
@@ -89,26 +141,27 @@ class Store:
         """Validate and install a new configuration; raises ConfigError and changes nothing if bad."""
         cfg = self.loads(text)
         if trial:
-            self._write(self.marker, "")
-            self._write(self.path, text)
+            self._write(self.marker, text)
         else:
             self._write(self.path, text)
+            self._remove(self.marker)  # a trial before it is over
             self._write(self.good, text)
-            self._remove(self.marker)
         return cfg
 
     def confirm(self):
-        """The configuration on trial works: it becomes the last good one."""
-        self._keep_as_good(self._read(self.path))
-        self._remove(self.marker)
+        """The configuration on trial works: it becomes the last good one. Done
+        already (nothing on trial) is not an error."""
         self.trial = False
+        try:
+            self.os.rename(self.marker, self.path)
+        except OSError:
+            if self._exists(self.marker):
+                raise
+            return
+        self._keep_as_good(self._read(self.path))
 
     def rollback(self):
         """The configuration on trial did not work: the last good one (or the
-        app's default, if there never was one) is put back."""
-        try:
-            self._write(self.path, self._read(self.good))
-        except OSError:
-            self._remove(self.path)
-        self._remove(self.marker)
+        app's default, if there never was one) is back at the next load()."""
         self.trial = False
+        self._remove(self.marker)

@@ -134,7 +134,7 @@ class Diagnostics:
         action = args[0] if args else None
         store = self.app.store
         if action == "get":
-            for path in (store.path, store.default_path):
+            for path in (store.source or store.path, store.path, store.default_path):
                 try:
                     with open(path) as f:
                         return {"file": path, "trial": store.trial, "config": _masked(json.loads(f.read()))}

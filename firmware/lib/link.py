@@ -4,18 +4,21 @@
 # app's pass: connect() first (a clock NTP steps is acted on in the same pass),
 # exchange() last (what the pass journaled goes out at once).
 
+import os
+
 from apploop import earliest, log_event
 from mqtt import Client
 from netclock import NtpSync, Station
-from uplink import Uplink
+from uplink import ReplyLog, Uplink
+
+REPLIES = "/replies"  # the reply log (uplink.ReplyLog): commands answered once, across reboots
 
 NO_CREDENTIALS = "no MQTT credentials configured (network.user, network.password): not connecting"
 
 
 class Link:
     def __init__(self, cfg, board, clock, base, device, journal, state, on_delivered, auth, max_packet=2048):
-        """base: the topic prefix, park/<site>/<app>/<device>; auth: the cmdauth.Auth
-        every command from the centre must satisfy."""
+        """base: the topic prefix, park/<site>/<app>/<device>."""
         self.cfg = cfg
         self.board = board
         self.station = self.ntp = self.client = self.uplink = None
@@ -42,7 +45,8 @@ class Link:
                 on_event=log_event,
                 max_packet=max_packet,
             )
-            self.uplink = Uplink(self.client, journal, base, device, auth, state, on_delivered)
+            log = ReplyLog(os, REPLIES)
+            self.uplink = Uplink(self.client, journal, base, device, state, on_delivered, log, auth)
 
     @property
     def up(self):

@@ -19,6 +19,14 @@
 # One that cannot be read (too short for its kind, a topic not UTF-8) is counted
 # and ends the connection, which is made again: nothing a broker sends raises.
 #
+# Pushing back: on_message may return False (the app cannot take it now). A
+# QoS 1 message not taken is not acknowledged, nor is any after it on that
+# connection (PUBACKs go in the order the messages came): the broker keeps them
+# and sends them again after the next connect, which redeliver() makes once the
+# app has room. With hold_acks, the PUBACKs of messages taken wait, in order,
+# for ack(n): the app acknowledges a message only once what it did is safe, so
+# that one whose effect or answer a power cut lost comes again.
+#
 # The socket comes from `open_socket()`, injected: a non-blocking socket with its
 # connect started (TLS, if wanted, is the opener's business). The client only
 # calls write(), readinto() and close() on it, as on MicroPython's streams. A TLS
@@ -107,13 +115,17 @@ class Client:
         self.birth = birth
         self.max_packet = max_packet
         self.max_inflight = inflight
-        self.on_message = _ignore  # (topic str, payload bytes)
+        self.on_message = _ignore  # (topic str, payload bytes) -> False: not taken now
+        self.hold_acks = False  # PUBACKs wait for ack()
+        self.qos = 0  # of the message on_message is given
         self.on_puback = _ignore  # (packet id)
         self.on_event = on_event  # (name, detail): "mqtt", "up"/"down: why"
         self.state = DOWN
         self.sock = None
         self.subscriptions = []  # (topic, qos), sent after every connect without a session
         self.inflight = {}  # packet id -> its PUBLISH packet (a bytearray), until PUBACKed
+        self._acks = []  # packet ids of the messages taken, not acknowledged yet (hold_acks)
+        self._refusing = False  # a message was not taken on this connection
         self._order = []  # packet ids in the order sent
         self._pid = 0
         self._out = bytearray()
@@ -129,6 +141,8 @@ class Client:
         self.connects = 0
         self.oversized = 0
         self.malformed = 0
+        self.refused = 0  # QoS 1 messages left with the broker (pushed back), sent again later
+        self.lost = 0  # QoS 0 messages not taken: gone
         self.last_error = None
 
     # --- what the app calls ------------------------------------------------
@@ -174,6 +188,25 @@ class Client:
             return None
         self._queue(packet)
         return 0
+
+    def ack(self, n):
+        """The first n messages taken (QoS 1, on this connection) are safe: their PUBACKs go."""
+        for pid in self._acks[:n]:
+            self._queue(bytes((PUBACK, 2, pid >> 8, pid & 0xFF)))
+        del self._acks[:n]
+
+    def redeliver(self):
+        """The app has room again for what it did not take: a new connection
+        (a clean one, no will) makes the broker send it again. True if one is made."""
+        if not self._refusing or self.state != UP:
+            return False
+        self._queue(bytes((DISCONNECT, 0)))
+        try:
+            self._flush()
+        except OSError:
+            pass  # closed below all the same
+        self._close("reconnecting: %d message(s) not taken yet" % self.refused)
+        return True
 
     def drop(self, why):
         """The link is gone (Wi-Fi down): close now, reconnect when step() is next called."""
@@ -243,6 +276,8 @@ class Client:
         self.state = CONNECTING
         self.connects += 1
         self._out = bytearray()
+        self._acks = []
+        self._refusing = False
         self._rx_len = 0
         self._skip = 0
         self._since = now
@@ -280,6 +315,7 @@ class Client:
         self.state = DOWN
         self._waiting = None
         self._out = bytearray()
+        self._acks = []  # not acknowledged: the broker sends them again
         if was_up:
             self.last_error = why
             self.on_event("mqtt", "down: %s" % why)
@@ -439,9 +475,22 @@ class Client:
                 topic = bytes(body[2 : 2 + tlen]).decode()
             except ValueError:  # not UTF-8
                 return self._malformed()
+            if qos and self._refusing:
+                self.refused += 1
+                return
+            self.qos = qos
+            if self.on_message(topic, bytes(body[k:])) is False:
+                if qos:
+                    self._refusing = True
+                    self.refused += 1
+                else:
+                    self.lost += 1
+                return
             if qos:
-                self._queue(bytes((PUBACK, 2, body[k - 2], body[k - 1])))
-            self.on_message(topic, bytes(body[k:]))
+                if self.hold_acks:
+                    self._acks.append((body[k - 2] << 8) | body[k - 1])
+                else:
+                    self._queue(bytes((PUBACK, 2, body[k - 2], body[k - 1])))
         elif n < 2 and (kind == PUBACK or kind == CONNACK):
             self._malformed()
         elif kind == PUBACK:

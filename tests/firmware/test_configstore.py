@@ -91,3 +91,76 @@ def test_load_or_falls_back_when_no_file_can_be_used():
     assert store.errors[0].startswith(d + "/lamp.json: (file): not valid JSON")
     write(d + "/config.json", read(SHIPPED))
     assert store.load_or(lambda: "the fallback").name == "G60 park, Songjiang"
+
+
+def _names(d):
+    return sorted(n for n in os.listdir(d) if n.startswith("lamp.json"))
+
+
+def test_a_stray_trial_marker_is_removed_at_boot_and_nothing_raises():
+    # Issue 20, finding 4: the flash older firmware left when the power went
+    # between writing its (empty) trial marker and the configuration itself, on
+    # a board that had none yet. It used to boot on trial, and confirm() raised
+    # FileNotFoundError at every pass once the broker was reachable.
+    store, d = _store()
+    write(d + "/lamp.json.trial", "")
+    cfg = store.load()
+    assert cfg.name == "G60 park, Songjiang" and not store.trial
+    assert _names(d) == []
+    assert store.errors == [d + "/lamp.json.trial: a trial marker with no configuration: removed"]
+    store.confirm()  # raises nothing: there is nothing on trial
+    store.rollback()
+    assert store.load().name == "G60 park, Songjiang" and not store.trial
+
+
+def test_older_firmwares_trial_stays_on_trial():
+    # An empty marker beside a configuration: older firmware's layout of a trial.
+    store, d = _store()
+    first = good()
+    first["site"]["name"] = "North gate"
+    store.save(json.dumps(first))
+    trial = good()
+    trial["site"]["name"] = "Trial"
+    write(d + "/lamp.json", json.dumps(trial))
+    write(d + "/lamp.json.trial", "")
+    assert store.load().name == "Trial" and store.trial
+    store.rollback()
+    assert store.load().name == "North gate" and not store.trial
+    # The same, confirmed this time.
+    write(d + "/lamp.json", json.dumps(trial))
+    write(d + "/lamp.json.trial", "")
+    assert store.load().name == "Trial" and store.trial
+    store.confirm()
+    assert store.load().name == "Trial" and not store.trial
+    assert _names(d) == ["lamp.json", "lamp.json.good"]
+    assert json.loads(read(d + "/lamp.json.good"))["site"]["name"] == "Trial"
+
+
+def test_unfinished_writes_are_removed_at_boot_and_change_nothing():
+    store, d = _store()
+    first = good()
+    first["site"]["name"] = "North gate"
+    store.save(json.dumps(first))
+    for name in ("lamp.json.tmp", "lamp.json.good.tmp", "lamp.json.trial.tmp"):
+        write(d + "/" + name, '{"site": {"na')  # torn where the power went
+    assert store.load().name == "North gate" and not store.trial
+    assert _names(d) == ["lamp.json", "lamp.json.good"]
+
+
+def test_a_trial_that_cannot_be_read_is_over():
+    store, d = _store()
+    write(d + "/lamp.json.trial", "{not json")
+    assert store.load().name == "G60 park, Songjiang" and not store.trial
+    assert _names(d) == []
+    assert store.errors[0].startswith(d + "/lamp.json.trial: (file): not valid JSON")
+
+
+def test_a_rollback_with_no_good_copy_boots_the_default():
+    store, d = _store()
+    trial = good()
+    trial["site"]["name"] = "Trial"
+    store.save(json.dumps(trial), trial=True)
+    os.remove(d + "/config.json")  # not even the shipped one: the caller's fallback
+    store.rollback()
+    assert _names(d) == []
+    assert store.load_or(lambda: "the fallback") == "the fallback" and not store.trial
