@@ -189,7 +189,10 @@ def test_a_stray_trial_marker_boots_into_the_schedule_and_never_resets(mosquitto
     config = json.loads(WIFI_CONFIG.read_text())
     config["network"]["broker"] = mosquitto.url
     image = tmp_path / "flash.img"
-    cpython.make_image(image, {"/config.json": json.dumps(config).encode(), "/lamp.json.trial": b""})
+    from sim.cmdsign import sim_key_file
+
+    files = {"/config.json": json.dumps(config).encode(), "/lamp.json.trial": b""}
+    cpython.make_image(image, {**files, **sim_key_file("lamp", config)})
     scn = tmp_path / "marker.scn"
     scn.write_text(
         f"config {WIFI_CONFIG}\nstart 2026-12-21 18:00\nend 2026-12-21 19:00\nwifi up 18:00\n"
@@ -217,8 +220,9 @@ def test_bursts_repeats_and_a_reply_too_big_each_command_answered_once(mosquitto
         "start 2026-12-21 18:00",
         "end 2026-12-21 18:50",
         "wifi up 18:00",
-        # Refused with its (long) name twice over: more than a packet holds.
-        'at 18:10 centre sends {"cmd": "%s"}' % ("x" * 1900),
+        # Refused with its (long) name twice over: more than a packet holds (the
+        # command itself, with its counter and authenticator, still fits one).
+        'at 18:10 centre sends {"cmd": "%s"}' % ("x" * 1800),
         'at 18:11 centre sends {"cmd": "status", "id": "after-big"}',
     ]
     for minute in (20, 21, 22):

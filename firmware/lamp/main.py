@@ -104,10 +104,12 @@ class Lamp(App):
         if seq is None:
             seq = j.reserve()
         aid = j.event_id(seq)
-        log_event(kind, fields.get("detail") or fields.get("alarm") or aid)
         # A raise goes into a segment of its own: the quickest write there is,
         # and the pole waits for it (docs/journal.md, "Power cuts").
         j.append(kind, json.dumps(fields), critical, seq, kind == "alarm_raised")
+        # Said once it is on flash: a cut in its write leaves no event the console
+        # has claimed (an alarm cut in its own write was never shown either).
+        log_event(kind, fields.get("detail") or fields.get("alarm") or aid)
         self.link.changed()
         return aid
 
