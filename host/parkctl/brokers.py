@@ -78,6 +78,16 @@ def _wait_listening(port: int, alive) -> None:
     raise RuntimeError(f"the broker did not listen on port {port} within {START_TIMEOUT_S:.0f} s")
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """A broker process asked to end, then killed if it has not within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def mosquitto_binary() -> str:
     for path in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
         if path and Path(path).exists():
@@ -160,12 +170,7 @@ class Mosquitto:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
             self.proc = None
 
     def close(self) -> None:

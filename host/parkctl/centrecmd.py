@@ -19,7 +19,6 @@ import os
 import ssl
 import threading
 import time
-import tomllib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,14 +50,9 @@ class Login:
         """The environment, then the secrets file's [centre] table."""
         table: dict[str, Any] = {}
         if secrets is not None:
-            try:
-                with open(secrets, "rb") as f:
-                    data = tomllib.load(f)
-            except OSError as e:
-                raise UserError(f"cannot read the secrets file {secrets}: {e.strerror}") from None
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-                raise UserError(f"{secrets}: not TOML: {e}") from None
-            table = data.get("centre", {})
+            from .provision import load_secrets
+
+            table = load_secrets(secrets).get("centre", {})
             if not isinstance(table, dict):
                 raise UserError(f"{secrets}: [centre] must be a table")
             for k, v in table.items():

@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .brokers import _wait_listening, free_port, mosquitto_binary
+from .brokers import _wait_listening, free_port, mosquitto_binary, stop_process
 from .errors import UserError
 from .runtime import ROOT
 
@@ -265,7 +265,7 @@ class ParkBroker:
         self.proc = subprocess.Popen(
             [mosquitto_binary(), "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # it logs to the folder's mosquitto.log
         )
         proc = self.proc
         try:
@@ -286,12 +286,5 @@ class ParkBroker:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            if self.proc.stderr is not None:
-                self.proc.stderr.close()
+            stop_process(self.proc)
             self.proc = None

@@ -64,19 +64,24 @@ def read_inventory(path: Path) -> dict[str, dict[str, str]]:
     return out
 
 
+def load_secrets(path: Path) -> dict[str, Any]:
+    """The secrets file (TOML), read whole; errors name the file, never a value."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise UserError(f"cannot read the secrets file {path}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        # The message names a line and column, not the value.
+        raise UserError(f"{path}: not TOML: {e}") from None
+
+
 def read_secrets(path: Path | None, device: str) -> dict[str, str]:
     """The device's secrets: the environment, then the file's [devices."ID"] table,
     then its [default] table."""
     found: dict[str, str] = {}
     if path is not None:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            raise UserError(f"cannot read the secrets file {path}: {e.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            # The message names a line and column, not the value.
-            raise UserError(f"{path}: not TOML: {e}") from None
+        data = load_secrets(path)
         for table in (data.get("default", {}), data.get("devices", {}).get(device, {})):
             if not isinstance(table, dict):
                 raise UserError(f'{path}: [default] and [devices."ID"] must be tables')
