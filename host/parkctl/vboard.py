@@ -44,15 +44,16 @@ from .simcmd import SIM_HEAP
 
 # The simulator's peripherals and world share the interpreter with the firmware,
 # as in `parkctl sim`: the kiosk's frame buffer and its virtual panel need 2M.
-# The lamp gets 1M, not the simulator's 512k: the simulator's names (qstrs) and
-# the firmware's fill MicroPython's name table to 1,260, so the console's first
-# line, which loads its commands (diag) and their names, needs the table to grow
-# by one block of 14 KB (a pool of 1,280 names, on 64-bit). After an alarm run
-# through to its acknowledgement, 512k had no free block that big about half the
-# time ("MemoryError ... allocating 1280 bytes": entries, not bytes). A board has
+# The lamp's 1M (simulator's reasons in host/parkctl/simcmd.py) is also what
+# the console needs: the simulator's names (qstrs) and the firmware's fill
+# MicroPython's name table to 1,260, so the console's first line, which loads
+# its commands (diag) and their names, needs the table to grow by one block of
+# 14 KB (a pool of 1,280 names, on 64-bit). After an alarm run through to its
+# acknowledgement, 512k had no free block that big about half the time
+# ("MemoryError ... allocating 1280 bytes": entries, not bytes). A board has
 # room for the console's names without growing (`make check-firmware`); the
 # firmware's own heap is measured by `make bench`.
-HEAP = dict(SIM_HEAP, lamp="1M")
+HEAP = SIM_HEAP
 WDT_MARGIN_S = 1.5  # the board reports feeds at most once a second
 # Input is held until the board can take it (its flash mounted, its REPL's
 # prompt shown), at most this long: the limit is for a board that never gets
