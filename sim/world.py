@@ -157,6 +157,7 @@ class World:
         # cut does not change the scenario's noise.
         self.tear_rand = Random(scenario.get("seed", 0) + 0x7EA2)
         self.outside = None  # the centre and the broker (sim/centre.py Outside), when networked
+        self.broker_hung = False
         self._settled = -1  # the board's net_activity when the centre last settled
         self._counted = (0, 0)  # the board's (to_centre, wills) when the broker last restarted
         self._queue = []
@@ -358,6 +359,7 @@ class World:
                         s.peer_gone = True
                     self._counted = (b.to_centre, b.wills)
                 self.outside.broker(ev["state"])
+                self.broker_hung = ev["state"] == "hung"  # nothing it owes comes (_hub.answer_wait_ms)
                 if self.board is not None:
                     for s in self.board.sockets:
                         s.news()  # a connection ended by the broker is readable now

@@ -259,7 +259,7 @@ class _Conn:
         if not self._board.world.wifi_up() or self._quiet():
             return False
         if self.owed:
-            if _hub.net_ready((self._s,), _hub.ANSWER_WAIT_MS):
+            if _hub.net_ready((self._s,), _hub.answer_wait_ms()):
                 return True
             self.owed = self.pushes = 0  # not coming: time goes on
         else:
