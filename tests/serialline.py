@@ -1,5 +1,8 @@
 """A serial line to a board, with pytest-embedded's `expect`: wait for a pattern
-in what the board prints, up to a timeout (the board runs in real time)."""
+in what the board prints, up to a timeout (the board runs in real time). The
+timeouts are deadlines, not waits: generous (60 s by default), because on a
+loaded machine (`stress-ng --cpu 2`) a virtual board's interpreter can take many
+seconds to boot or to shut down, and a short one failed there (issue 22)."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ class Line:
         self.s.write(data)
         self.s.flush()
 
-    def expect(self, pattern: bytes, timeout: float = 10.0) -> re.Match[bytes]:
+    def expect(self, pattern: bytes, timeout: float = 60.0) -> re.Match[bytes]:
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:

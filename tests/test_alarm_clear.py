@@ -21,10 +21,10 @@ def test_a_test_alarm_with_no_centre_is_cleared_on_site(tmp_path: Path) -> None:
         with Port(board.port) as p:
             r = p.ask("alarm clear")
             assert not r["ok"] and "no alarm is open" in r["error"]
-            aid = p.ask("alarm test", timeout=15)["data"]["alarm"]
+            aid = p.ask("alarm test", timeout=60)["data"]["alarm"]
             st = p.ask("status")["data"]
             assert st["alarm"]["id"] == aid and st["mode"] == "alarm"
-            assert p.ask("alarm clear", timeout=15)["data"] == {"cleared": aid}
+            assert p.ask("alarm clear", timeout=60)["data"] == {"cleared": aid}
             st = p.ask("status")["data"]
             assert st["alarm"] is None and st["mode"] != "alarm"
             # Journaled, waiting for the centre: the raise and the clear.

@@ -148,7 +148,7 @@ def test_centre_tools_see_the_open_alarm_and_a_silent_lamp(mosquitto, tmp_path):
                 break
     finally:
         live.terminate()
-        live.wait(10)
+        live.wait(60)
     # Bad input: a malformed id, an unknown lamp, an unreachable broker.
     for args, message in (
         (["ack", "nonsense", "--broker", mosquitto.url], "not an alarm id"),

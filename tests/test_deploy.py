@@ -40,7 +40,7 @@ def status(port: str) -> dict:
     """The firmware's status, asked on its console: an answer also means it runs
     (a board still booting gets the question once its loop reads the console)."""
     with Port(port) as p:
-        return p.ask("status", timeout=15)["data"]
+        return p.ask("status", timeout=60)["data"]
 
 
 @pytest.fixture
@@ -335,7 +335,7 @@ def test_a_boards_own_configuration_survives_a_later_deploy(board: VirtualBoard,
 
     def installed() -> dict:
         with Port(board.port) as p:
-            return p.ask("config get", timeout=15)["data"]
+            return p.ask("config get", timeout=60)["data"]
 
     assert installed()["file"] == "/lamp.json" and installed()["config"]["site"]["name"] == "pole 17"
     r = parkctl("deploy", "--port", board.port, "lamp", "--json")  # a new build, no configuration

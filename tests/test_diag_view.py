@@ -91,7 +91,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualBoard]:
     shutil.copyfile(b.image, flash)
     with VirtualBoard("lamp", flash) as vb:
         with Port(vb.port) as p:
-            p.ask("status", timeout=15)  # the firmware runs
+            p.ask("status", timeout=60)  # the firmware runs
         yield vb
 
 

@@ -135,7 +135,7 @@ def test_the_interpreter_comes_from_a_process_without_the_clients_ports(board: V
     from parkctl.diag import Port
 
     with Port(board.port) as p:
-        assert p.ask("status", timeout=15)["ok"]
+        assert p.ask("status", timeout=60)["ok"]
         pid = board.interpreter_pid
     assert pid is not None
     with open(f"/proc/{pid}/stat") as f:
@@ -270,7 +270,7 @@ def test_a_hung_loop_is_reset_by_the_watchdog(line: Line) -> None:
     line.write(b"import machine; w = machine.WDT(timeout=1000)\r")
     line.expect(rb">>> $")
     line.write(b"while True: pass\r")
-    line.expect(rb"rst:0x7 \(TG0WDT_SYS_RESET\)", timeout=15)
+    line.expect(rb"rst:0x7 \(TG0WDT_SYS_RESET\)", timeout=60)
     line.expect(RUNNING)
 
 
@@ -290,7 +290,7 @@ def test_the_watchdog_resets_a_board_left_in_the_raw_repl_after_a_soft_reset(lin
     line.write(b"\x04")  # mpremote's soft reset
     line.expect(rb"soft reboot\r\n")
     line.expect(rb"raw REPL; CTRL-B to exit\r\n>")
-    line.expect(rb"rst:0x7 \(TG0WDT_SYS_RESET\)", timeout=15)
+    line.expect(rb"rst:0x7 \(TG0WDT_SYS_RESET\)", timeout=60)
     line.expect(RUNNING)
 
 
@@ -351,7 +351,7 @@ def test_mpremote_repl_interrupts_main_and_talks_to_the_friendly_repl(board: Vir
     os.close(slave)
     seen = b""
 
-    def until(pattern: bytes, timeout: float = 15) -> None:
+    def until(pattern: bytes, timeout: float = 60) -> None:
         nonlocal seen
         deadline = time.monotonic() + timeout
         while pattern not in seen:
@@ -366,7 +366,7 @@ def test_mpremote_repl_interrupts_main_and_talks_to_the_friendly_repl(board: Vir
         os.write(master, b"print(6 * 7)\r")
         until(b"42")
         os.write(master, b"\x1d")  # Ctrl-]: mpremote's exit key
-        assert proc.wait(15) == 0
+        assert proc.wait(60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -421,7 +421,7 @@ def test_parkctl_vboard_kiosk_runs_the_kiosk_on_a_virtual_esp32s3(tmp_path: Path
         finally:
             line.close()
         proc.send_signal(signal.SIGINT)
-        shown = proc.communicate(timeout=15)[0]
+        shown = proc.communicate(timeout=60)[0]
         assert "display: frame 1 since boot" in shown  # the idle screen, on the virtual panel
     finally:
         if proc.poll() is None:

@@ -18,6 +18,11 @@
 
 import binascii
 import hashlib
+import json
+
+# Commands whose reply may not be logged yet: those a pass takes (the uplink's
+# REPLIES_KEPT waiting and 8 in the MQTT client's flight) and more.
+TAKEN = 16
 
 _TAIL = 74  # len(',"mac":"') + 64 hex digits + len('"}')
 
@@ -58,10 +63,17 @@ class Auth:
                 self.pads = pads(key)
         except (OSError, ValueError):
             pass  # no key: an unprovisioned device
+        # [counter, id] of the last TAKEN commands accepted: one of them sent again
+        # (its reply never logged: a cut came first) is let through (fresh).
+        self.taken = []
         try:
             with open(path) as f:
-                self.last = int(f.read())
-        except (OSError, ValueError):
+                kept = json.loads(f.read())
+            if isinstance(kept, int):
+                self.last = kept  # as an earlier version kept it: a counter alone
+            else:
+                self.last, self.taken = kept
+        except (OSError, ValueError, TypeError):
             pass  # nothing accepted yet (littlefs renames atomically: never half a file)
 
     def _no(self, why):
@@ -97,16 +109,25 @@ class Auth:
             return text
         return '%s,"mac":"%s"}' % (text[:-1], mac(self.pads, topic, text.encode()).decode())
 
-    def fresh(self, ctr):
+    def fresh(self, ctr, cid=None):
         """None if `ctr` (the command's counter) is above every one accepted before,
-        and it is now the last (on flash before the command acts); else why not."""
+        and it is now the last (on flash, with the command's id `cid`, before the
+        command acts); else why not. A command taken lately, sent again with its
+        own counter and id, is let through: the broker sends a command again when
+        a cut came before its reply was logged (the replies of a pass are logged
+        at its end), and then it may not have acted at all. Once its reply is
+        logged, cmdreply answers it from the log and never asks here."""
         if not isinstance(ctr, int) or isinstance(ctr, bool) or ctr <= 0:
             return self._no('"ctr" must be a whole number above 0')
+        if cid is not None and [ctr, cid] in self.taken:
+            return None
         if ctr <= self.last:
             return self._no("replayed or stale (counter %d, last accepted %d)" % (ctr, self.last))
+        taken = self.taken[1 - TAKEN :] + [[ctr, cid]]
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            f.write("%d" % ctr)
+            f.write(json.dumps([ctr, taken]))
         self.os.rename(tmp, self.path)
         self.last = ctr
+        self.taken = taken
         return None

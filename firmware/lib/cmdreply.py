@@ -148,7 +148,7 @@ def command(up, payload, why=None):
         if not named:
             raise CommandError('"cmd" must be the command\'s name (a string)')
         if up.auth is not None:
-            why = up.auth.fresh(msg.get("ctr"))
+            why = up.auth.fresh(msg.get("ctr"), cid)
             if why:
                 raise CommandError(why)
         fn = up.handlers.get(name)

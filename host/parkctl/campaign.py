@@ -43,6 +43,7 @@ INVARIANTS = (
     ("looping", "boards looping"),
     ("wrong_level", "wrong levels 3 s after power returns"),
     ("run_twice", "commands run twice"),
+    ("refused", "commands refused as replays (sent once by the centre)"),
     ("flash", "flash images that do not mount"),
 )
 
@@ -305,6 +306,13 @@ def check(entries, ref: list[tuple[int, float]], flash_ok: bool, index: int = 0,
         if len(hows) > 1:
             counts["run_twice"] += 1
             why.append(f"command {cid} answered {len(hows)} different ways: {' | '.join(sorted(hows))}")
+    # Commands lost: the centre signs each command it sends with a new counter,
+    # so a refusal as a replay is of the broker's resend of one the lamp took
+    # and never answered (a cut between its counter and its reply).
+    for e in entries:
+        if e.kind == "centre" and e.text.startswith("reply to ") and "replayed or stale" in e.text:
+            counts["refused"] += 1
+            why.append(e.text)
     if not flash_ok:
         counts["flash"] = 1
         why.append("the flash image left at the end does not mount")
