@@ -44,6 +44,12 @@ def mac(pads, topic, data):
     return binascii.hexlify(outer.digest())
 
 
+def _tag(cid):
+    # A command id as the counter file keeps it: a small int, the same in every
+    # runtime and boot (hash() is not, in CPython). Matched with its counter.
+    return binascii.crc32(cid.encode()) & 0x3FFFFFFF
+
+
 class Auth:
     """Checks commands against the key in the file `key_path` (hex; none, or not
     a key: every command is refused); keeps the last counter accepted on flash
@@ -63,8 +69,9 @@ class Auth:
                 self.pads = pads(key)
         except (OSError, ValueError):
             pass  # no key: an unprovisioned device
-        # [counter, id] of the last TAKEN commands accepted: one of them sent again
-        # (its reply never logged: a cut came first) is let through (fresh).
+        # Counter and _tag(id) of each of the last TAKEN commands accepted, one
+        # after the other: one of them sent again (its reply never logged: a cut
+        # came first) is let through (fresh). Small ints, no strings: little heap.
         self.taken = []
         try:
             with open(path) as f:
@@ -119,11 +126,14 @@ class Auth:
         logged, cmdreply answers it from the log and never asks here."""
         if not isinstance(ctr, int) or isinstance(ctr, bool) or ctr <= 0:
             return self._no('"ctr" must be a whole number above 0')
-        if cid is not None and [ctr, cid] in self.taken:
-            return None
+        t = self.taken
+        tag = None if cid is None else _tag(cid)
+        for i in range(0, len(t) if tag is not None else 0, 2):
+            if t[i] == ctr and t[i + 1] == tag:
+                return None
         if ctr <= self.last:
             return self._no("replayed or stale (counter %d, last accepted %d)" % (ctr, self.last))
-        taken = self.taken[1 - TAKEN :] + [[ctr, cid]]
+        taken = t[2 - 2 * TAKEN :] + [ctr, tag]
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.write(json.dumps([ctr, taken]))
