@@ -60,6 +60,7 @@ class Platform:
     def remount(self):
         """Power is back: the filesystem is mounted afresh (littlefs's RAM state is gone)."""
         self.bdev.f.flush()
+        self.bdev = self.bdev.after_power_cut()
         self.fs = vfs.VfsLfs2(self.bdev, readsize=32, progsize=32, lookahead=32)
         _hub.board.fs = self.fs
 
