@@ -218,6 +218,11 @@ class _Conn:
             raise OSError(_errno(e)) from None
 
     def write(self, buf):
+        if not self._board.world.powered:
+            # A board without power sends nothing. (In MicroPython a cut in a
+            # flash write reaches the firmware as an OSError from VfsLfs2, not as
+            # the PowerLoss, and it goes on until it waits: it ends here too.)
+            raise _hub.PowerLoss()
         if not self._board.world.wifi_up():
             return None
         try:
