@@ -142,8 +142,9 @@ class Counters:
     def _take(self, out, closed, was, amps):
         duty = out._duty >> 4  # 0..4095
         if amps is not self._amps:
-            # A sample in this pass (each one is a new float): taken at its start,
-            # with the relay and duty as the last pass left them.
+            # A sample in this pass (each reading is a new float, a heap object in
+            # MicroPython as in CPython): taken at its start, with the relay and
+            # duty as the last pass left them.
             self._amps = amps
             p = int(amps * self.per_amp + 0.5)
             self._s = (was, self._duty, p if p < _MAX_DW else _MAX_DW, amps > self.off_amps)
