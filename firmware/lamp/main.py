@@ -77,7 +77,7 @@ class Lamp(App):
                 # The broker's PUBACK was journaled, the power went before the
                 # alarm_delivered event was.
                 self.alarms.delivered(restored["id"])
-        self.counters = Counters(os, COUNTERS, cfg)
+        self.counters = Counters(COUNTERS, cfg)
         self.counters.on_saved = self.link.changed
         c = self.counters
         log_event("counters", "%d s burning, %d Wh, %d switch cycles" % c.saved)
