@@ -55,6 +55,10 @@ LAMP = {
     "wifi": True,
     "mqtt": "connected",
     "console_errors": 0,
+    "burning_s": 15594352,
+    "energy_wh": 615619,
+    "switch_cycles": 365,
+    "counters_problem": None,
     "new_field": 7,
 }
 
@@ -73,6 +77,18 @@ def test_status_reads_in_the_order_a_technician_checks_with_names_and_local_time
     assert view["faults"] == "lamp_failure" and view["uptime"] == "1 d 2 h 03 min"
     assert view["undelivered"] == "3 event(s) waiting for the centre"
     assert names[-1] == "new_field" and view["new_field"] == "7"  # nothing hidden
+    assert view["counters"] == "4,331.8 burning hours, 615.6 kWh, 365 switch cycles"
+    assert names.index("photocell") < names.index("counters") < names.index("faults")
+
+
+def test_the_counters_say_what_is_not_metered_and_what_went_wrong():
+    lamp = dict(
+        LAMP, energy_wh=None, counters_problem="/counters.1 unreadable: counting on from the other copy"
+    )
+    assert dict(status_view(lamp, "CST-8"))["counters"] == (
+        "4,331.8 burning hours, energy not metered, 365 switch cycles"
+        " (problem: /counters.1 unreadable: counting on from the other copy)"
+    )
 
 
 def test_local_time_names_the_zone_in_summer_and_winter():
@@ -109,6 +125,10 @@ def test_diag_status_on_a_board(board: VirtualBoard) -> None:
     r = parkctl("diag", "--port", board.port, "status", "--json", "--timeout", "15")
     data = json.loads(r.stdout)
     assert data["reset_cause"] == 1 and isinstance(data["ts"], int)  # --json unchanged
+    # The lamp's counters (a board just built: nothing counted on its flash yet).
+    assert (data["burning_s"], data["switch_cycles"], data["counters_problem"]) == (0, 0, None)
+    assert data["energy_wh"] == 0  # the shipped configuration meters energy (energy.mains_volts)
+    assert re.search(r"│ counters +│ [\d.,]+ burning hours, [\d.,]+ kWh, \d+ switch cycles +│", out), out
 
 
 def test_diag_exit_status_for_an_invalid_configuration_and_a_refusal(board: VirtualBoard, tmp_path) -> None:

@@ -200,6 +200,7 @@ def parse(obj):
             "photocell",
             "failsafe_level",
             "monitor",
+            "energy",
             "pins",
             "network",
             "device",
@@ -271,6 +272,17 @@ def parse(obj):
     cfg.mon_full_scale = c.number(mon, "full_scale_amps", "monitor", 0.1, 1000, 5.0)
     cfg.mon_warmup = c.number(mon, "warmup", "monitor", 0, 3600, 60)
     cfg.mon_confirm = c.number(mon, "confirm", "monitor", 1, 3600, 30)
+    en = c.obj(root.get("energy"), "energy", required=False)
+    c.unknown(en, "energy", ("current_sense", "mains_volts", "power_factor", "rated_watts"))
+    sense = c.flag(en, "current_sense", "energy", True)
+    # Once there is an energy section: with current sense the mains voltage is
+    # required, without it the lamp's rated power (settings.Config.energy).
+    cfg.energy = (
+        sense,
+        c.number(en, "mains_volts", "energy", 1, 1000, None if en and sense else 0),
+        c.number(en, "power_factor", "energy", 0.01, 1, 1),
+        c.number(en, "rated_watts", "energy", 0.1, 10000, 0 if sense else None),
+    )
     network(c, root, cfg)
     al = c.obj(root.get("alarm"), "alarm", required=False)
     c.unknown(al, "alarm", ("debounce_ms", "stuck_s", "flash"))

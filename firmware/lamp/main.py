@@ -22,6 +22,7 @@ from cmdauth import Auth
 from configstore import Store
 from console import Console
 from controller import Controller
+from counters import Counters
 from journal import Journal
 from link import Link
 from timesource import DS3231, TimeKeeper
@@ -34,6 +35,7 @@ COUNTER_FILE = "/cmd.ctr"  # the last command counter accepted (docs/security.md
 # Not "/journal": with / on sys.path (the board's cwd) a folder named like a module
 # shadows it, and `import journal` would find the folder.
 JOURNAL = "/events"
+COUNTERS = "/counters"  # burning hours, energy, switch cycles: /counters.0 and .1 (counters.py)
 # Controller events kept in the journal (and sent to the centre); the rest,
 # like Wi-Fi and MQTT chatter, only go to the console.
 JOURNALED = ("mode", "level", "lamp_failure", "lamp_on_unexpected", "relay_failure")
@@ -75,6 +77,12 @@ class Lamp(App):
                 # The broker's PUBACK was journaled, the power went before the
                 # alarm_delivered event was.
                 self.alarms.delivered(restored["id"])
+        self.counters = Counters(COUNTERS, cfg)
+        self.counters.on_saved = self.link.changed
+        c = self.counters
+        log_event("counters", "%d s burning, %d Wh, %d switch cycles" % c.saved)
+        if c.problem:
+            self.post("counters_problem", {"detail": c.problem})
         self.ctl = Controller(cfg, board, clock, self.alarms)
         self.ctl.on_event = self._controller_event
         self.button = Button(board.button_pin, board.ticks_ms, int(cfg.debounce_ms), int(cfg.stuck_s * 1000))
@@ -143,6 +151,7 @@ class Lamp(App):
         s["boot"] = self.journal.boot
         s["cmd_refused"] = self.auth.refused  # commands without this device's authenticator, or replayed
         s["cmd_refused_why"] = self.auth.why
+        self.counters.report(s)
         if self.button.stuck:
             s["faults"].append("button_stuck")
         return s
@@ -212,6 +221,9 @@ class Lamp(App):
         d = self.ctl.step(now)
         if ticks.diff(d, deadline) < 0:
             deadline = d
+        # Counted over the pass just made; a save due wakes the loop then, so that
+        # a cut never loses more than counters.SAVE_MS of burning.
+        deadline = earliest(now, deadline, self.counters.step(now, self.ctl))
         self.alarms.write()  # a raise the flash refused at the press, again
         deadline = self.link.exchange(now, deadline)
         return self.finish(now, deadline)

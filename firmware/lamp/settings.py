@@ -77,6 +77,10 @@ class Config:
         self.mon_full_scale = 5.0
         self.mon_warmup = 60.0
         self.mon_confirm = 30.0
+        # (current sensed, mains volts, power factor, rated watts): energy from
+        # the current at those volts (0: not counted), or without current sense
+        # from the duty at the rated watts (docs/lamp-config.md)
+        self.energy = (True, 0.0, 1.0, 0.0)  # type: tuple[bool, float, float, float]
         self.pins = {}
         self.ssid = ""  # no Wi-Fi when empty
         self.wifi_key = ""

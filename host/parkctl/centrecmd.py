@@ -321,6 +321,13 @@ def _when(ts: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
+def _per(value: Any, unit: int) -> float | None:
+    """A counter in a bigger unit (s -> h, Wh -> kWh), to a tenth; None if the state has none."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return round(value / unit, 1)
+
+
 def device_rows(lamps: Lamps) -> list[dict[str, Any]]:
     rows = []
     with lamps._cv:
@@ -340,6 +347,10 @@ def device_rows(lamps: Lamps) -> list[dict[str, Any]]:
                     "pending": s.get("pending"),
                     "signed": {True: "yes", False: "FORGED?", None: "-"}[d.get("verified")],
                     "ts": _when(s.get("ts")),
+                    # The lamp's counters as on its flash (docs/protocol.md, state).
+                    "hours": _per(s.get("burning_s"), 3600),
+                    "kwh": _per(s.get("energy_wh"), 1000),
+                    "cycles": s.get("switch_cycles"),
                 }
             )
     return rows

@@ -575,6 +575,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         "alarm",
         "faults",
         "pending",
+        "hours",
+        "kwh",
+        "cycles",
         "signed",
         "ts",
     ]

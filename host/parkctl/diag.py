@@ -240,6 +240,13 @@ def status_view(s: dict[str, Any], tz_text: str | None) -> list[tuple[str, str]]
         cell = f"{get('lux')} lux, {'dark' if dark else 'light'}"
         cell += f" (problem: {problem})" if problem else ""
         rows.append(("photocell", cell))
+        burning, wh = get("burning_s"), get("energy_wh")
+        if isinstance(burning, int):
+            # As on the lamp's flash: what a power cut cannot take back (docs/diagnostics.md).
+            energy = f"{wh / 1000:,.1f} kWh" if isinstance(wh, int) else "energy not metered"
+            counted = f"{burning / 3600:,.1f} burning hours, {energy}, {get('switch_cycles')} switch cycles"
+            problem = get("counters_problem")
+            rows.append(("counters", counted + (f" (problem: {problem})" if problem else "")))
     faults = get("faults")
     if faults is not None or app != "kiosk":
         rows.append(("faults", ", ".join(faults) if faults else "none"))

@@ -157,3 +157,34 @@ def test_the_site_needs_its_place_and_time_zone():
     assert errors_of(cfg) == ["site.lat: missing", "site.lon: missing", "site.tz: missing"]
     cfg["site"] = {"lat": 31.0, "lon": 121.2, "tz": ""}
     assert errors_of(cfg) == ["site.tz: must not be empty"]
+
+
+def test_the_energy_section():
+    # Without one: hours and cycles are counted, energy is not (no mains voltage).
+    assert lampconfig.parse(_without_energy()).energy == (True, 0, 1, 0)
+    cfg = lampconfig.parse(dict(good(), energy={"current_sense": False, "rated_watts": 120}))
+    assert cfg.energy == (False, 0, 1, 120)
+
+    def error(energy, path, bad):
+        # The range's low end as text is the runtime's float (0.01 on float32: 0.0099999...).
+        errors = errors_of(dict(good(), energy=energy))
+        assert len(errors) == 1 and errors[0].startswith("energy.%s: %s" % (path, bad)), errors
+
+    error({"power_factor": 0.9}, "mains_volts", "missing")
+    error({"mains_volts": -230}, "mains_volts", "-230 is outside 1..1000")
+    error({"mains_volts": 230, "power_factor": 1.2}, "power_factor", "1.2 is outside 0.0")
+    error({"mains_volts": 230, "power_factor": 0}, "power_factor", "0 is outside 0.0")
+    error({"current_sense": False}, "rated_watts", "missing")
+    error({"current_sense": False, "rated_watts": -60}, "rated_watts", "-60 is outside 0.")
+    error({"current_sense": False, "rated_watts": 0}, "rated_watts", "0 is outside 0.")
+    assert errors_of(dict(good(), energy={"current_sense": "no", "volts": 230})) == [
+        "energy.volts: unknown setting",
+        "energy.current_sense: must be true or false, not a string",
+        "energy.mains_volts: missing",
+    ]
+
+
+def _without_energy():
+    obj = good()
+    del obj["energy"]
+    return obj
