@@ -17,6 +17,19 @@ DEFAULT_PINS = {
     "lcd_bl": 13,
     "buzzer": 21,
 }
+# How each pin is used, for the chip's checks (chips.refusal).
+PIN_ROLES = {
+    "face_tx": "out",
+    "face_rx": "in",
+    "lcd_sck": "out",
+    "lcd_mosi": "out",
+    "lcd_dc": "out",
+    "lcd_cs": "out",
+    "lcd_rst": "out",
+    "lcd_bl": "out",
+    "buzzer": "out",
+}
+CHIP = "esp32s3"
 
 # Used only when no configuration file can be read at all: the screen works,
 # no network, check-ins kept on flash.
@@ -37,6 +50,7 @@ class Config:
         self.face_baud = 115200
         self.face_crc = False
         self.pins = {}
+        self.warnings = []  # what the parser allowed but warns of
 
 
 def parse(obj):
@@ -45,7 +59,7 @@ def parse(obj):
     root = c.obj(obj, "(top)")
     if c.errors:
         raise ConfigError(c.errors)
-    c.unknown(root, "", ("site", "device", "network", "checkin", "face", "pins"))
+    c.unknown(root, "", ("site", "device", "network", "checkin", "face", "pins", "chip"))
     cfg = Config()
     site = c.obj(root.get("site"), "site")
     c.unknown(site, "site", ("id", "name", "tz"))
@@ -72,9 +86,10 @@ def parse(obj):
     c.unknown(face, "face", ("baud", "crc"))
     cfg.face_baud = int(c.number(face, "baud", "face", 9600, 3000000, 115200))
     cfg.face_crc = c.flag(face, "crc", "face", False)
-    cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS)
+    cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, PIN_ROLES, c.chip(root, CHIP))
     if c.errors:
         raise ConfigError(c.errors)
+    cfg.warnings = c.warnings
     return cfg
 
 

@@ -43,6 +43,18 @@ DEFAULT_PINS = {
     "button": 27,
     "button_led": 2,
 }
+# How each pin is used, for the chip's checks (chips.refusal): relay_active is a level.
+PIN_ROLES = {
+    "pwm": "out",
+    "relay": "out",
+    "current_adc": "adc",
+    "light_adc": "adc",
+    "i2c_sda": "out",
+    "i2c_scl": "out",
+    "button": "pull",
+    "button_led": "out",
+}
+CHIP = "esp32"  # the lamp's ESP32-WROOM-32
 
 
 # Used only when no configuration file can be read at all: full light all the
@@ -204,6 +216,7 @@ def parse(obj):
             "network",
             "device",
             "alarm",
+            "chip",
         ),
     )
     cfg = Config()
@@ -277,9 +290,12 @@ def parse(obj):
     cfg.debounce_ms = c.number(al, "debounce_ms", "alarm", 5, 1000, 50)
     cfg.stuck_s = c.number(al, "stuck_s", "alarm", 1, 3600, 30)
     cfg.flash = _flash(c, al["flash"]) if al and "flash" in al else DEFAULT_FLASH
-    cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, {"relay_active": 1})
+    chip = c.chip(root, CHIP)
+    cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, PIN_ROLES, chip, {"relay_active": 1})
     if c.errors:
         raise ConfigError(c.errors)
+    if c.warnings:
+        cfg.warnings = c.warnings
     cfg.reach = _reach(cfg)
     return cfg
 

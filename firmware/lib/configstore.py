@@ -127,6 +127,8 @@ class Store:
             cfg = fallback()
         for e in self.errors:
             print("config:", e)
+        for w in getattr(cfg, "warnings", ()):  # allowed, with a catch (a strapping pin)
+            print("config: warning: %s: %s" % (self.source, w))
         return cfg
 
     def _keep_as_good(self, text):
