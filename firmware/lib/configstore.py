@@ -12,14 +12,29 @@
 #                or a technician installed it)
 #   <path>.good  a copy of the last one that loaded well: used if <path> is bad
 #   <path>.trial a configuration from afar, on trial: in force while it is there
+#   <path>.trial.age  "BOOTS MS": the boots the trial has run and the time on trial
+#                counted so far (ahead of time: see start_trial); none: a new trial
 #   *.tmp        a write that was not finished: nothing reads it, boot removes it
 #
-# Installing a trial is one rename (.trial.tmp -> .trial), confirming it one
-# rename (.trial -> <path>), rolling it back one remove (.trial). An empty
-# .trial is the marker older firmware wrote beside a trial <path>: boot turns
-# it into this layout (the same trial), or removes it when there is no <path>.
+# Installing a trial is one rename (.trial.tmp -> .trial) after the old age is
+# removed, confirming it one rename (.trial -> <path>), rolling it back one
+# remove (.trial); the age goes after either (an age with no trial is removed
+# at boot). An empty .trial is the marker older firmware wrote beside a trial
+# <path>: boot turns it into this layout (the same trial), or removes it when
+# there is no <path>.
 
 from configcheck import ConfigError
+
+# A configuration from afar must reach the centre within this much time on trial,
+# counted across boots (a trial that resets the board keeps its clock), or the
+# last good one comes back: a wrong broker or Wi-Fi key must not strand a device.
+TRIAL_MS = 600000
+# ... and within this many boots: a configuration that resets the board within
+# seconds of each boot is over after TRIAL_BOOTS boots, however short they are.
+TRIAL_BOOTS = 10
+# The time on trial is written ahead, one lease at a time (at boot, then every
+# lease while the trial runs): a reset at any moment has been counted already.
+TRIAL_LEASE_MS = 30000
 
 
 class Store:
@@ -41,10 +56,15 @@ class Store:
         self.path = path
         self.good = path + ".good"
         self.marker = path + ".trial"
+        self.age = path + ".trial.age"
         self.default_path = default_path
         self.errors = []  # why a file was not used, or what boot had to repair
         self.trial = False  # the configuration in force is on trial
         self.source = None  # the file the configuration in force came from
+        self.boots = 0  # of the trial in force, this boot included
+        self.used = 0  # ms on trial counted (written) so far, this boot's lease included
+        self.left = 0  # ms of trial left at this boot
+        self.rolled_back = None  # why load() ended a trial, for the app to say
 
     def _read(self, path):
         with open(path) as f:
@@ -72,11 +92,12 @@ class Store:
     def _repair(self):
         """What a cut can leave, put right before anything is read: each step is
         again one atomic one, so a cut here leaves a state this resolves too."""
-        for p in (self.path, self.good, self.marker):
+        for p in (self.path, self.good, self.marker, self.age):
             self._remove(p + ".tmp")  # unfinished: the step it was for never happened
         try:
             marker = self._read(self.marker)
         except OSError:
+            self._remove(self.age)  # a trial's age, left by a cut after its end
             return
         if marker:
             return
@@ -95,17 +116,24 @@ class Store:
         except OSError as e:  # a flash that cannot be written: read what is there
             self.errors.append("repairing after a cut: %s" % e)
         self.trial = False
+        self.rolled_back = None
         for path in (self.marker, self.path, self.good, self.default_path):
             try:
                 text = self._read(path)
             except OSError:
                 continue
+            if path == self.marker:
+                why = self.start_trial()
+                if why:
+                    self.rolled_back = why
+                    self.errors.append("%s: %s" % (path, why))
+                    continue
             try:
                 cfg = self.loads(text)
             except ConfigError as e:
                 self.errors.extend("%s: %s" % (path, x) for x in e.errors)
                 if path == self.marker:
-                    self._remove(self.marker)  # a trial that cannot run is over
+                    self._end_trial()  # a trial that cannot run is over
                 continue
             self.trial = path == self.marker
             self.source = path
@@ -131,6 +159,54 @@ class Store:
             print("config: warning: %s: %s" % (self.source, w))
         return cfg
 
+    def start_trial(self):
+        """This boot runs the trial: counted on flash before the configuration
+        is used (a configuration that resets the board is counted all the same),
+        with the first lease of its time. Returns why the trial is over instead
+        (the trial's files removed), or None."""
+        try:
+            with open(self.age) as f:
+                words = f.read().split()
+            boots, used = int(words[0]), int(words[1])
+        except OSError:
+            boots, used = 0, 0  # a new trial (or one older firmware started)
+        except (ValueError, IndexError):
+            boots, used = TRIAL_BOOTS, TRIAL_MS  # unreadable: taken as spent
+        why = None
+        if boots >= TRIAL_BOOTS or used >= TRIAL_MS:
+            why = (
+                "no contact with the centre with the new configuration in %d boots (%d s on trial): rolled back"
+                % (
+                    boots,
+                    used // 1000,
+                )
+            )
+        else:
+            try:
+                self._write(self.age, "%d %d" % (boots + 1, used + TRIAL_LEASE_MS))
+            except OSError as e:
+                # Uncounted, it could reset the board for ever: not run.
+                why = "the trial's boots cannot be counted (%s): the last good configuration runs" % e
+        if why:
+            try:
+                self._end_trial()
+            except OSError:
+                pass  # tried again at the next boot, which finds it spent
+            return why
+        self.boots = boots + 1
+        self.left = TRIAL_MS - used
+        self.used = used + TRIAL_LEASE_MS
+        return None
+
+    def extend_trial(self):
+        """The trial in force has run one more lease: the next one counted ahead."""
+        self.used += TRIAL_LEASE_MS
+        self._write(self.age, "%d %d" % (self.boots, self.used))
+
+    def _end_trial(self):
+        self._remove(self.marker)
+        self._remove(self.age)
+
     def _keep_as_good(self, text):
         try:
             if self._read(self.good) == text:
@@ -143,10 +219,14 @@ class Store:
         """Validate and install a new configuration; raises ConfigError and changes nothing if bad."""
         cfg = self.loads(text)
         if trial:
-            self._write(self.marker, text)
+            tmp = self.marker + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(text)
+            self._remove(self.age)  # the new trial's clock starts at 0
+            self.os.rename(tmp, self.marker)
         else:
             self._write(self.path, text)
-            self._remove(self.marker)  # a trial before it is over
+            self._end_trial()  # a trial before it is over
             self._write(self.good, text)
         return cfg
 
@@ -160,10 +240,11 @@ class Store:
             if self._exists(self.marker):
                 raise
             return
+        self._remove(self.age)
         self._keep_as_good(self._read(self.path))
 
     def rollback(self):
         """The configuration on trial did not work: the last good one (or the
         app's default, if there never was one) is back at the next load()."""
         self.trial = False
-        self._remove(self.marker)
+        self._end_trial()
