@@ -13,7 +13,7 @@ from parkctl import simcmd
 from test_alarm_sim import WIFI_CONFIG
 
 INSTALL = 19 * 3600  # the centre sends the configuration at 19:00
-TRIAL_S = 600  # firmware/lib/configstore.py TRIAL_MS
+TRIAL_S = 600  # firmware/lib/configtrial.py TRIAL_MS
 ROLLED_BACK = "event config no contact with the centre with the new configuration"
 AT_BOOT = ROLLED_BACK + " in "  # said by the boot that finds the trial spent
 

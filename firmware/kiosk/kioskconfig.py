@@ -86,7 +86,10 @@ def parse(obj):
     c.unknown(face, "face", ("baud", "crc"))
     cfg.face_baud = int(c.number(face, "baud", "face", 9600, 3000000, 115200))
     cfg.face_crc = c.flag(face, "crc", "face", False)
-    cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, PIN_ROLES, c.chip(root, CHIP))
+    cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS)
+    import chips
+
+    chips.check(c, root, cfg.pins, PIN_ROLES, CHIP)
     if c.errors:
         raise ConfigError(c.errors)
     cfg.warnings = c.warnings

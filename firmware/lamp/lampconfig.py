@@ -290,8 +290,10 @@ def parse(obj):
     cfg.debounce_ms = c.number(al, "debounce_ms", "alarm", 5, 1000, 50)
     cfg.stuck_s = c.number(al, "stuck_s", "alarm", 1, 3600, 30)
     cfg.flash = _flash(c, al["flash"]) if al and "flash" in al else DEFAULT_FLASH
-    chip = c.chip(root, CHIP)
-    cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, PIN_ROLES, chip, {"relay_active": 1})
+    cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, {"relay_active": 1})
+    import chips  # forgotten with this module (main.loads)
+
+    chips.check(c, root, cfg.pins, PIN_ROLES, CHIP)
     if c.errors:
         raise ConfigError(c.errors)
     if c.warnings:

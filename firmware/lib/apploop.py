@@ -65,7 +65,7 @@ class App:
         self._last_step = board.ticks_ms()
         now = board.ticks_ms()
         # The trial's time left, counted across boots (configstore.start_trial).
-        self.trial_until = ticks.add(now, store.left) if store.trial else None
+        self.trial_until = ticks.add(now, store.counted[2]) if store.trial else None
         self.trial_lease = ticks.add(now, TRIAL_LEASE_MS)
 
     def attach(self, link, console):
@@ -121,7 +121,7 @@ class App:
 
     def _trial(self, now, deadline):
         """A configuration on trial: confirmed once the centre is reachable with
-        it, rolled back if not within its time (configstore.TRIAL_MS, across
+        it, rolled back if not within its time (configtrial.TRIAL_MS, across
         boots; its time on flash is extended a lease ahead). The store's files change in one
         atomic step each (configstore.py): a flash that refuses the step is
         said, and the trial ends here all the same (the next boot finds it

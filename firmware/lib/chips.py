@@ -1,7 +1,8 @@
 # What each supported chip's GPIOs can do, for checking a configuration's pins
-# (configcheck.Checker.pins, on the device and in `parkctl config check`) and
-# for the simulator's machine.Pin and machine.ADC, which refuse what the chip
-# refuses. Loaded with the configuration's parser and forgotten with it.
+# (check(), on the device and in `parkctl config check`) and for the
+# simulator's machine.Pin and machine.ADC, which refuse what the chip refuses.
+# Loaded with the configuration's parser and forgotten with it (the lamp's
+# main.loads): none of it stays on the heap.
 #
 # One character a GPIO, from GPIO 0 (the datasheets' pin tables; MicroPython's
 # ports/esp32 machine_pin.h and machine_adc.c say which of them it offers):
@@ -75,3 +76,29 @@ def note(chip, n):
         if n in pins:
             return "GPIO %d is %s" % (n, why)
     return None
+
+
+def check(c, root, pins, roles, default):
+    """The configuration's "chip" (default the app's) and its pins, into the
+    configcheck.Checker c: each of roles ({name: "out", "pull", "in" or "adc"})
+    a GPIO the chip has and can use that way, else an error naming it and why;
+    one with a catch (a strapping pin) warned of. pins: the numbers parsed."""
+    chip = c.text(root, "chip", "", default)
+    if chip not in KINDS:
+        c.error("chip", "must be one of %s" % ", ".join(sorted(KINDS)))
+        chip = default
+    for k in roles:
+        p = "pins." + k
+        if any(e.startswith(p + ":") for e in c.errors):
+            continue  # said already: not a number, or out of range
+        n = pins[k]
+        if not isinstance(n, int):
+            c.error(p, "must be a whole GPIO number, not %s" % n)
+            continue
+        why = refusal(chip, n, roles[k])
+        if why:
+            c.error(p, why)
+        else:
+            why = note(chip, n)
+            if why:
+                c.warn(p, why)

@@ -82,43 +82,15 @@ class Checker:
             self.error(join(path, key), "must be letters, digits, - or _ (it is part of MQTT topics)")
         return v
 
-    def chip(self, root, default):
-        """The "chip" the configuration is for (chips.KINDS), default the app's."""
-        import chips  # forgotten with the parser (the lamp's main.loads)
-
-        v = self.text(root, "chip", "", default)
-        if v not in chips.KINDS:
-            self.error("chip", "must be one of %s" % ", ".join(sorted(chips.KINDS)))
-            return default
-        return v
-
-    def pins(self, raw, defaults, roles, chip, limits=None):
-        """The "pins" object: each pin a GPIO number, a default for each; each
-        one of roles ({name: "out", "pull", "in" or "adc"}) must be a GPIO that
-        `chip` has and can use that way (chips.refusal), and a pin with a catch
-        (a strapping pin) is warned of."""
-        import chips
-
+    def pins(self, raw, defaults, limits=None):
+        """The "pins" object: each pin a GPIO number (0..48), a default for each
+        (what the chip can do with them: chips.check)."""
         pins = self.obj(raw, "pins", required=False)
         self.unknown(pins, "pins", tuple(defaults))
         out = {}
         for k in defaults:
             hi = limits.get(k, 48) if limits else 48
-            said = len(self.errors)
-            out[k] = n = self.number(pins, k, "pins", 0, hi, defaults[k])
-            role = roles.get(k)
-            if role is None or len(self.errors) > said:
-                continue
-            if not isinstance(n, int):
-                self.error("pins." + k, "must be a whole GPIO number, not %s" % n)
-                continue
-            why = chips.refusal(chip, n, role)
-            if why:
-                self.error("pins." + k, why)
-            else:
-                why = chips.note(chip, n)
-                if why:
-                    self.warn("pins." + k, why)
+            out[k] = self.number(pins, k, "pins", 0, hi, defaults[k])
         return out
 
 

@@ -23,17 +23,11 @@
 # <path>: boot turns it into this layout (the same trial), or removes it when
 # there is no <path>.
 
+import sys
+
 from configcheck import ConfigError
 
-# A configuration from afar must reach the centre within this much time on trial,
-# counted across boots (a trial that resets the board keeps its clock), or the
-# last good one comes back: a wrong broker or Wi-Fi key must not strand a device.
-TRIAL_MS = 600000
-# ... and within this many boots: a configuration that resets the board within
-# seconds of each boot is over after TRIAL_BOOTS boots, however short they are.
-TRIAL_BOOTS = 10
-# The time on trial is written ahead, one lease at a time (at boot, then every
-# lease while the trial runs): a reset at any moment has been counted already.
+# The trial's time is counted ahead on flash, this much at a time (configtrial.py).
 TRIAL_LEASE_MS = 30000
 
 
@@ -61,9 +55,9 @@ class Store:
         self.errors = []  # why a file was not used, or what boot had to repair
         self.trial = False  # the configuration in force is on trial
         self.source = None  # the file the configuration in force came from
-        self.boots = 0  # of the trial in force, this boot included
-        self.used = 0  # ms on trial counted (written) so far, this boot's lease included
-        self.left = 0  # ms of trial left at this boot
+        # The trial in force: [boots, ms on trial counted (this lease included),
+        # ms left at this boot] (configtrial.py); None with no trial.
+        self.counted = None
         self.rolled_back = None  # why load() ended a trial, for the app to say
 
     def _read(self, path):
@@ -123,7 +117,7 @@ class Store:
             except OSError:
                 continue
             if path == self.marker:
-                why = self.start_trial()
+                why = self._trial("start")
                 if why:
                     self.rolled_back = why
                     self.errors.append("%s: %s" % (path, why))
@@ -155,53 +149,24 @@ class Store:
             cfg = fallback()
         for e in self.errors:
             print("config:", e)
-        for w in getattr(cfg, "warnings", ()):  # allowed, with a catch (a strapping pin)
-            print("config: warning: %s: %s" % (self.source, w))
+        if getattr(cfg, "warnings", None):  # allowed, with a catch (a strapping pin)
+            for w in cfg.warnings:
+                print("config: warning: %s: %s" % (self.source, w))
+            del cfg.warnings  # said: not kept on the heap
         return cfg
 
-    def start_trial(self):
-        """This boot runs the trial: counted on flash before the configuration
-        is used (a configuration that resets the board is counted all the same),
-        with the first lease of its time. Returns why the trial is over instead
-        (the trial's files removed), or None."""
+    def _trial(self, what):
+        # Loaded only while there is a trial, and forgotten after each use.
+        import configtrial
+
         try:
-            with open(self.age) as f:
-                words = f.read().split()
-            boots, used = int(words[0]), int(words[1])
-        except OSError:
-            boots, used = 0, 0  # a new trial (or one older firmware started)
-        except (ValueError, IndexError):
-            boots, used = TRIAL_BOOTS, TRIAL_MS  # unreadable: taken as spent
-        why = None
-        if boots >= TRIAL_BOOTS or used >= TRIAL_MS:
-            why = (
-                "no contact with the centre with the new configuration in %d boots (%d s on trial): rolled back"
-                % (
-                    boots,
-                    used // 1000,
-                )
-            )
-        else:
-            try:
-                self._write(self.age, "%d %d" % (boots + 1, used + TRIAL_LEASE_MS))
-            except OSError as e:
-                # Uncounted, it could reset the board for ever: not run.
-                why = "the trial's boots cannot be counted (%s): the last good configuration runs" % e
-        if why:
-            try:
-                self._end_trial()
-            except OSError:
-                pass  # tried again at the next boot, which finds it spent
-            return why
-        self.boots = boots + 1
-        self.left = TRIAL_MS - used
-        self.used = used + TRIAL_LEASE_MS
-        return None
+            return getattr(configtrial, what)(self)
+        finally:
+            sys.modules.pop("configtrial", None)
 
     def extend_trial(self):
         """The trial in force has run one more lease: the next one counted ahead."""
-        self.used += TRIAL_LEASE_MS
-        self._write(self.age, "%d %d" % (self.boots, self.used))
+        self._trial("extend")
 
     def _end_trial(self):
         self._remove(self.marker)
