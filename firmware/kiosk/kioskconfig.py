@@ -17,19 +17,18 @@ DEFAULT_PINS = {
     "lcd_bl": 13,
     "buzzer": 21,
 }
-# How each pin is used, for the chip's checks (chips.refusal).
+# How each pin is used (chips.parse: 0 driven, 1 read).
 PIN_ROLES = {
-    "face_tx": "out",
-    "face_rx": "in",
-    "lcd_sck": "out",
-    "lcd_mosi": "out",
-    "lcd_dc": "out",
-    "lcd_cs": "out",
-    "lcd_rst": "out",
-    "lcd_bl": "out",
-    "buzzer": "out",
+    "face_tx": 0,
+    "face_rx": 1,
+    "lcd_sck": 0,
+    "lcd_mosi": 0,
+    "lcd_dc": 0,
+    "lcd_cs": 0,
+    "lcd_rst": 0,
+    "lcd_bl": 0,
+    "buzzer": 0,
 }
-CHIP = "esp32s3"
 
 # Used only when no configuration file can be read at all: the screen works,
 # no network, check-ins kept on flash.
@@ -87,9 +86,9 @@ def parse(obj):
     cfg.face_baud = int(c.number(face, "baud", "face", 9600, 3000000, 115200))
     cfg.face_crc = c.flag(face, "crc", "face", False)
     cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS)
-    import chips
+    import chips  # the pins' table: forgotten with the parser (the lamp's main.loads)
 
-    chips.check(c, root, cfg.pins, PIN_ROLES, CHIP)
+    chips.parse(c, root, cfg.pins, PIN_ROLES, "esp32s3")
     if c.errors:
         raise ConfigError(c.errors)
     cfg.warnings = c.warnings

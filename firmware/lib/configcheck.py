@@ -17,13 +17,10 @@ class ConfigError(ValueError):
 class Checker:
     def __init__(self):
         self.errors = []
-        self.warnings = []  # what is allowed but has a catch: said, not refused
+        self.warnings = []  # "path: reason": allowed, but with a catch (chips.check)
 
     def error(self, path, reason):
         self.errors.append("%s: %s" % (path, reason))
-
-    def warn(self, path, reason):
-        self.warnings.append("%s: %s" % (path, reason))
 
     def obj(self, value, path, required=True):
         if value is None and not required:

@@ -17,38 +17,44 @@ TRIAL_MS = 600000
 TRIAL_BOOTS = 10
 
 
-def start(store):
-    """This boot runs the trial: counted before the configuration is used.
-    Returns why the trial is over instead (its files removed), or None."""
+# (Short locals, few names: each new one goes into MicroPython's name table:
+# see chips.py.)
+
+
+def start(s):
+    """This boot runs the trial of the configstore.Store s: counted before the
+    configuration is used. Returns why the trial is over instead (its files
+    removed), or None."""
     try:
-        with open(store.age) as f:
-            words = f.read().split()
-        boots, used = int(words[0]), int(words[1])
+        with open(s.age) as f:
+            w = f.read().split()
+        b, u = int(w[0]), int(w[1])
     except OSError:
-        boots, used = 0, 0  # a new trial (or one older firmware started)
+        b, u = 0, 0  # a new trial (or one older firmware started)
     except (ValueError, IndexError):
-        boots, used = TRIAL_BOOTS, TRIAL_MS  # unreadable: taken as spent
-    why = None
-    if boots >= TRIAL_BOOTS or used >= TRIAL_MS:
-        why = "no contact with the centre with the new configuration in %d boots (%d s on trial): rolled back"
-        why = why % (boots, used // 1000)
+        b, u = TRIAL_BOOTS, TRIAL_MS  # unreadable: taken as spent
+    w = None
+    if b >= TRIAL_BOOTS or u >= TRIAL_MS:
+        w = "no contact with the centre with the new configuration in %d boots (%d s on trial): rolled back"
+        w = w % (b, u // 1000)
     else:
         try:
-            store._write(store.age, "%d %d" % (boots + 1, used + TRIAL_LEASE_MS))
+            s._write(s.age, str(b + 1) + " " + str(u + TRIAL_LEASE_MS))
         except OSError as e:
             # Uncounted, it could reset the board for ever: not run.
-            why = "the trial's boots cannot be counted (%s): the last good configuration runs" % e
-    if why:
+            w = "the trial's boots cannot be counted (%s): the last good configuration runs" % e
+    if w:
         try:
-            store._end_trial()
+            s._end_trial()
         except OSError:
             pass  # tried again at the next boot, which finds it spent
-        return why
-    store.counted = [boots + 1, used + TRIAL_LEASE_MS, TRIAL_MS - used]
+        return w
+    s.counted = [b + 1, u + TRIAL_LEASE_MS, TRIAL_MS - u]
     return None
 
 
-def extend(store):
-    c = store.counted
+def extend(s):
+    """The trial has run one more lease: the next one counted ahead."""
+    c = s.counted
     c[1] += TRIAL_LEASE_MS
-    store._write(store.age, "%d %d" % (c[0], c[1]))
+    s._write(s.age, str(c[0]) + " " + str(c[1]))

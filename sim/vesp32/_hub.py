@@ -86,7 +86,7 @@ class Board:
         self.fs = fs
         self.uid = uid
         self.chip = chip  # "esp32" (the lamp) or "esp32s3" (the kiosk)
-        self.gpio = chips.KINDS[chip]  # one character a GPIO (firmware/lib/chips.py)
+        self.gpio = chips.pins[chip][0]  # one character a GPIO (firmware/lib/chips.py)
         self.power_on_us = world.now_us
         self.rtc_offset_us = -world.now_us  # the RTC starts at 2000-01-01 at power-on
         self.rtc_memory = b""
