@@ -36,7 +36,8 @@ def run(scenario, fs, platform, emit):
         world.frame_sink = keep
     for i, ex in enumerate(scenario.get("probes", [])):
         world.at(ex * 1000000, {"do": "probe", "id": i})
-    board = _hub.Board(world, fs, scenario.get("uid", b"\x24\x0a\xc4\x00\x00\x01"))
+    chip = "esp32s3" if scenario.get("app") == "kiosk" else "esp32"
+    board = _hub.Board(world, fs, scenario.get("uid", b"\x24\x0a\xc4\x00\x00\x01"), chip)
     world.board = board
     _hub.board = board
 

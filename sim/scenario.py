@@ -389,6 +389,8 @@ class _Parser:
             self.sc.events.append({"at": t, "do": "lamp_repair"})
         elif len(what) == 2 and what[0] == "photocell" and what[1] in ("ok", "stuck", "open", "short"):
             self.sc.events.append({"at": t, "do": "photocell", "fault": what[1]})
+        elif what == ["board", "resets"]:
+            self.sc.events.append({"at": t, "do": "reset"})
         elif len(what) == 2 and what[0] == "sky" and what[1] in ("storm", "clear"):
             self.sc.events.append({"at": t, "do": "sky", "state": what[1]})
         elif len(what) == 3 and what[:2] == ["rtc", "battery"] and what[2] in ("dead", "ok"):

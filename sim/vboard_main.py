@@ -39,7 +39,7 @@ else:
 # The virtual ESP32's modules, loaded now: once the image is mounted at / the
 # host's folders they live in are out of reach. (`os` stays the interpreter's:
 # with the image mounted at / it is the board's filesystem, as on the ESP32.)
-for _name in ("machine", "micropython", "network", "ntptime", "select", "socket", "time"):
+for _name in ("machine", "micropython", "network", "ntptime", "select", "socket", "time", "chips"):
     __import__(_name)
 import machine  # noqa: E402
 
@@ -93,7 +93,7 @@ class VBoard(_hub.Board):
     works, and a wait ends early for a console byte or data on a socket."""
 
     def __init__(self, world, fs, uid, ctl, kept):
-        super().__init__(world, fs, uid)
+        super().__init__(world, fs, uid, "esp32s3" if APP == "kiosk" else "esp32")
         self.ctl = ctl
         self._console = _select.poll()
         self._console.register(sys.stdin, 1)

@@ -7,7 +7,7 @@ import heapq
 import math
 
 import sun
-from _hub import PowerLoss, Stop, WorldFailed, net_ready
+from _hub import HARD_RESET, PowerLoss, Reset, Stop, WorldFailed, net_ready
 from civil import split, to_seconds
 
 DS3231_ADDR = 0x68
@@ -125,6 +125,7 @@ class World:
         self.wifi = b.get("wifi", "down") == "up"  # the access point, as the scenario sets it
         self.outages = 0  # `wifi down T - T` spans going on: the link is down while any is
         self.powered = True
+        self.reset_due = False  # `at T board resets`: at the firmware's next wait
         self.lamp_ok = True
         self.photocell_fault = None  # None, "open", "short", "stuck"
         self.stuck_counts = 0
@@ -213,6 +214,10 @@ class World:
                 raise self._failed(ev, e) from e
             if was_on and not self.powered:
                 raise PowerLoss()
+            if self.reset_due:
+                self.reset_due = False
+                self.note("reset", "the board is reset (the scenario's)")
+                raise Reset(HARD_RESET)
             if (
                 stop_early
                 and self.board is not None
@@ -277,6 +282,8 @@ class World:
             self.set_power(False)
         elif do == "power_on":
             self.set_power(True)
+        elif do == "reset":
+            self.reset_due = self.powered
         elif do == "cut_op":
             n = ev.get("n", 1)
             self.cuts_armed.append([n, ev["until"] * 1000000])

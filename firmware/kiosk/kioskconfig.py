@@ -17,6 +17,18 @@ DEFAULT_PINS = {
     "lcd_bl": 13,
     "buzzer": 21,
 }
+# How each pin is used (chips.parse: 0 driven, 1 read).
+PIN_ROLES = {
+    "face_tx": 0,
+    "face_rx": 1,
+    "lcd_sck": 0,
+    "lcd_mosi": 0,
+    "lcd_dc": 0,
+    "lcd_cs": 0,
+    "lcd_rst": 0,
+    "lcd_bl": 0,
+    "buzzer": 0,
+}
 
 # Used only when no configuration file can be read at all: the screen works,
 # no network, check-ins kept on flash.
@@ -37,6 +49,7 @@ class Config:
         self.face_baud = 115200
         self.face_crc = False
         self.pins = {}
+        self.warnings = []  # what the parser allowed but warns of
 
 
 def parse(obj):
@@ -45,7 +58,7 @@ def parse(obj):
     root = c.obj(obj, "(top)")
     if c.errors:
         raise ConfigError(c.errors)
-    c.unknown(root, "", ("site", "device", "network", "checkin", "face", "pins"))
+    c.unknown(root, "", ("site", "device", "network", "checkin", "face", "pins", "chip"))
     cfg = Config()
     site = c.obj(root.get("site"), "site")
     c.unknown(site, "site", ("id", "name", "tz"))
@@ -73,8 +86,12 @@ def parse(obj):
     cfg.face_baud = int(c.number(face, "baud", "face", 9600, 3000000, 115200))
     cfg.face_crc = c.flag(face, "crc", "face", False)
     cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS)
+    import chips  # the pins' table: forgotten with the parser (the lamp's main.loads)
+
+    chips.parse(c, root, cfg.pins, PIN_ROLES, "esp32s3")
     if c.errors:
         raise ConfigError(c.errors)
+    cfg.warnings = c.warnings
     return cfg
 
 

@@ -183,8 +183,12 @@ def _rule(c, raw, path):
     return Rule(name, dates, weekdays, program)
 
 
-def parse(obj):
-    """A validated Config from a decoded JSON object; ConfigError lists every problem."""
+def parse(obj, chip=False):
+    """A validated Config from a decoded JSON object; ConfigError lists every
+    problem. chip: the pins checked against what the chip can do with them
+    (chips.py), as loads() does for every file and every configuration sent;
+    without it, the "chip" setting is not looked at (the engine's own tests
+    and the simulator's world build configurations this way)."""
     c = Checker()
     root = c.obj(obj, "(top)")
     if c.errors:
@@ -205,6 +209,7 @@ def parse(obj):
             "network",
             "device",
             "alarm",
+            "chip",
         ),
     )
     cfg = Config()
@@ -290,8 +295,18 @@ def parse(obj):
     cfg.stuck_s = c.number(al, "stuck_s", "alarm", 1, 3600, 30)
     cfg.flash = _flash(c, al["flash"]) if al and "flash" in al else DEFAULT_FLASH
     cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, {"relay_active": 1})
+    if chip:
+        import chips  # the pins' table: forgotten with the parser (main.loads)
+
+        # How each pin is used (chips.parse: 0 driven, 2 read with a pull-up,
+        # 3 analog); the lamp's chip is an ESP32-WROOM-32.
+        roles = {"pwm": 0, "relay": 0, "current_adc": 3, "light_adc": 3, "i2c_sda": 0, "i2c_scl": 0}
+        roles.update(button=2, button_led=0)
+        chips.parse(c, root, cfg.pins, roles, "esp32")
     if c.errors:
         raise ConfigError(c.errors)
+    if c.warnings:
+        cfg.warnings = c.warnings
     cfg.reach = _reach(cfg)
     return cfg
 
@@ -325,4 +340,4 @@ def _flash(c, raw):
 
 
 def loads(text):
-    return parse(decode(text))
+    return parse(decode(text), True)

@@ -239,6 +239,7 @@ def loads(text=None):
         return lampconfig.parse(lampconfig.FALLBACK) if text is None else lampconfig.loads(text)
     finally:
         sys.modules.pop("lampconfig", None)
+        sys.modules.pop("chips", None)
 
 
 def main():

@@ -49,6 +49,8 @@ class Rule:
 class Config:
     """A validated configuration; `parse` fills every field."""
 
+    warnings = []  # what the parser allowed but warns of (a strapping pin): set (never added to) only if any
+
     def __init__(self):
         self.name = ""
         self.lat = 0.0

@@ -8,6 +8,7 @@ import sys
 
 import ticks
 from configcheck import ConfigError
+from configstore import TRIAL_LEASE_MS
 from uplink import CommandError
 
 FAILURES_BEFORE_RESET = 3
@@ -47,9 +48,6 @@ def run(app, board):
 
 
 RESTART_DELAY_MS = 2000  # after a new configuration: time for the reply to go out
-# A configuration from the centre must reach the centre again within this, or
-# the last good one comes back (a wrong broker or Wi-Fi key must not strand a device).
-TRIAL_MS = 600000
 
 
 class App:
@@ -65,7 +63,10 @@ class App:
         self.restart_why = None
         self.uptime_ms = 0
         self._last_step = board.ticks_ms()
-        self.trial_until = ticks.add(board.ticks_ms(), TRIAL_MS) if store.trial else None
+        now = board.ticks_ms()
+        # The trial's time left, counted across boots (configstore.start_trial).
+        self.trial_until = ticks.add(now, store.counted[2]) if store.trial else None
+        self.trial_lease = ticks.add(now, TRIAL_LEASE_MS)
 
     def attach(self, link, console):
         self.link = link
@@ -101,6 +102,9 @@ class App:
 
     def finish(self, now, deadline):
         """The end of a pass; returns the deadline."""
+        if self.store.rolled_back:  # at boot: said once the journal can take it
+            self.post("config", {"detail": self.store.rolled_back})
+            self.store.rolled_back = None
         if self.trial_until is not None:
             deadline = self._trial(now, deadline)
         b = self.board
@@ -117,7 +121,8 @@ class App:
 
     def _trial(self, now, deadline):
         """A configuration on trial: confirmed once the centre is reachable with
-        it, rolled back if not within TRIAL_MS. The store's files change in one
+        it, rolled back if not within its time (configtrial.TRIAL_MS, across
+        boots; its time on flash is extended a lease ahead). The store's files change in one
         atomic step each (configstore.py): a flash that refuses the step is
         said, and the trial ends here all the same (the next boot finds it
         still on trial, and tries again); nothing from the store ends the pass,
@@ -141,5 +146,12 @@ class App:
             self.restart_at = now
             self.restart_why = "configuration rolled back"
         else:
+            if ticks.diff(now, self.trial_lease) >= 0:
+                self.trial_lease = ticks.add(now, TRIAL_LEASE_MS)
+                try:
+                    self.store.extend_trial()
+                except Exception as e:  # noqa: BLE001 - said; the boots still bound it
+                    log_event("config", "the trial's time not kept: %s" % e)
             deadline = earliest(now, deadline, ticks.diff(self.trial_until, now))
+            deadline = earliest(now, deadline, ticks.diff(self.trial_lease, now))
         return deadline

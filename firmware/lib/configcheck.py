@@ -17,6 +17,7 @@ class ConfigError(ValueError):
 class Checker:
     def __init__(self):
         self.errors = []
+        self.warnings = []  # "path: reason": allowed, but with a catch (chips.check)
 
     def error(self, path, reason):
         self.errors.append("%s: %s" % (path, reason))
@@ -79,7 +80,8 @@ class Checker:
         return v
 
     def pins(self, raw, defaults, limits=None):
-        """The "pins" object: each pin a GPIO number (0..48), a default for each."""
+        """The "pins" object: each pin a GPIO number (0..48), a default for each
+        (what the chip can do with them: chips.check)."""
         pins = self.obj(raw, "pins", required=False)
         self.unknown(pins, "pins", tuple(defaults))
         out = {}

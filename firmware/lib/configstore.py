@@ -12,14 +12,23 @@
 #                or a technician installed it)
 #   <path>.good  a copy of the last one that loaded well: used if <path> is bad
 #   <path>.trial a configuration from afar, on trial: in force while it is there
+#   <path>.trial.age  "BOOTS MS": the boots the trial has run and the time on trial
+#                counted so far (ahead of time: see start_trial); none: a new trial
 #   *.tmp        a write that was not finished: nothing reads it, boot removes it
 #
-# Installing a trial is one rename (.trial.tmp -> .trial), confirming it one
-# rename (.trial -> <path>), rolling it back one remove (.trial). An empty
-# .trial is the marker older firmware wrote beside a trial <path>: boot turns
-# it into this layout (the same trial), or removes it when there is no <path>.
+# Installing a trial is one rename (.trial.tmp -> .trial) after the old age is
+# removed, confirming it one rename (.trial -> <path>), rolling it back one
+# remove (.trial); the age goes after either (an age with no trial is removed
+# at boot). An empty .trial is the marker older firmware wrote beside a trial
+# <path>: boot turns it into this layout (the same trial), or removes it when
+# there is no <path>.
+
+import sys
 
 from configcheck import ConfigError
+
+# The trial's time is counted ahead on flash, this much at a time (configtrial.py).
+TRIAL_LEASE_MS = 30000
 
 
 class Store:
@@ -41,10 +50,15 @@ class Store:
         self.path = path
         self.good = path + ".good"
         self.marker = path + ".trial"
+        self.age = path + ".trial.age"
         self.default_path = default_path
         self.errors = []  # why a file was not used, or what boot had to repair
         self.trial = False  # the configuration in force is on trial
         self.source = None  # the file the configuration in force came from
+        # The trial in force: [boots, ms on trial counted (this lease included),
+        # ms left at this boot] (configtrial.py); None with no trial.
+        self.counted = None
+        self.rolled_back = None  # why load() ended a trial, for the app to say
 
     def _read(self, path):
         with open(path) as f:
@@ -72,11 +86,12 @@ class Store:
     def _repair(self):
         """What a cut can leave, put right before anything is read: each step is
         again one atomic one, so a cut here leaves a state this resolves too."""
-        for p in (self.path, self.good, self.marker):
+        for p in (self.path, self.good, self.marker, self.age):
             self._remove(p + ".tmp")  # unfinished: the step it was for never happened
         try:
             marker = self._read(self.marker)
         except OSError:
+            self._remove(self.age)  # a trial's age, left by a cut after its end
             return
         if marker:
             return
@@ -95,17 +110,24 @@ class Store:
         except OSError as e:  # a flash that cannot be written: read what is there
             self.errors.append("repairing after a cut: %s" % e)
         self.trial = False
+        self.rolled_back = None
         for path in (self.marker, self.path, self.good, self.default_path):
             try:
                 text = self._read(path)
             except OSError:
                 continue
+            if path == self.marker:
+                why = self._trial("start")
+                if why:
+                    self.rolled_back = why
+                    self.errors.append("%s: %s" % (path, why))
+                    continue
             try:
                 cfg = self.loads(text)
             except ConfigError as e:
                 self.errors.extend("%s: %s" % (path, x) for x in e.errors)
                 if path == self.marker:
-                    self._remove(self.marker)  # a trial that cannot run is over
+                    self._end_trial()  # a trial that cannot run is over
                 continue
             self.trial = path == self.marker
             self.source = path
@@ -127,7 +149,28 @@ class Store:
             cfg = fallback()
         for e in self.errors:
             print("config:", e)
+        if getattr(cfg, "warnings", None):  # allowed, with a catch (a strapping pin)
+            for w in cfg.warnings:
+                print("config: warning: %s: %s" % (self.source, w))
+            del cfg.warnings  # said: not kept on the heap
         return cfg
+
+    def _trial(self, what):
+        # Loaded only while there is a trial, and forgotten after each use.
+        import configtrial
+
+        try:
+            return getattr(configtrial, what)(self)
+        finally:
+            sys.modules.pop("configtrial", None)
+
+    def extend_trial(self):
+        """The trial in force has run one more lease: the next one counted ahead."""
+        self._trial("extend")
+
+    def _end_trial(self):
+        self._remove(self.marker)
+        self._remove(self.age)
 
     def _keep_as_good(self, text):
         try:
@@ -141,10 +184,14 @@ class Store:
         """Validate and install a new configuration; raises ConfigError and changes nothing if bad."""
         cfg = self.loads(text)
         if trial:
-            self._write(self.marker, text)
+            tmp = self.marker + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(text)
+            self._remove(self.age)  # the new trial's clock starts at 0
+            self.os.rename(tmp, self.marker)
         else:
             self._write(self.path, text)
-            self._remove(self.marker)  # a trial before it is over
+            self._end_trial()  # a trial before it is over
             self._write(self.good, text)
         return cfg
 
@@ -158,10 +205,11 @@ class Store:
             if self._exists(self.marker):
                 raise
             return
+        self._remove(self.age)
         self._keep_as_good(self._read(self.path))
 
     def rollback(self):
         """The configuration on trial did not work: the last good one (or the
         app's default, if there never was one) is back at the next load()."""
         self.trial = False
-        self._remove(self.marker)
+        self._end_trial()

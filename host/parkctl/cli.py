@@ -113,9 +113,20 @@ def cmd_config_check(args: argparse.Namespace) -> int:
                 print(f"  {err}", file=sys.stderr)
         return 1
     warnings = _night_warnings(cfg, args) if args.app == "lamp" else []
+    # Allowed, with a catch the device says at boot too (a strapping pin).
+    config_warnings = list(cfg.warnings)
     if args.json:
-        _print_json({"file": args.file, "ok": True, "errors": [], "warnings": warnings})
-    elif args.app == "lamp":
+        _print_json(
+            {
+                "file": args.file,
+                "ok": True,
+                "errors": [],
+                "warnings": warnings,
+                "config_warnings": config_warnings,
+            }
+        )
+        return 0
+    if args.app == "lamp":
         print(
             f"{args.file}: ok ({cfg.name or 'unnamed site'}, {cfg.tz.text}, "
             f"{len(cfg.rules)} calendar rule(s), default program of {len(cfg.default.steps)} step(s))"
@@ -128,6 +139,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             f"{args.file}: ok (a kiosk at {cfg.name or 'an unnamed site'}, {cfg.tz.text}, "
             f"threshold {cfg.threshold}, repeat window {cfg.window_s} s, retention {cfg.retention_days} days)"
         )
+    for w in config_warnings:
+        print(f"  warning: {w}")
     return 0
 
 

@@ -89,10 +89,14 @@ class Board:
     """One virtual ESP32: what survives a reset (RTC, RTC memory, pins' wiring) and
     what the firmware's machine objects act on."""
 
-    def __init__(self, world, fs, uid):
+    def __init__(self, world, fs, uid, chip="esp32"):
+        import chips  # the firmware's table of what each chip's GPIOs can do
+
         self.world = world
         self.fs = fs
         self.uid = uid
+        self.chip = chip  # "esp32" (the lamp) or "esp32s3" (the kiosk)
+        self.gpio = chips.pins[chip][0]  # one character a GPIO (firmware/lib/chips.py)
         self.power_on_us = world.now_us
         self.rtc_offset_us = -world.now_us  # the RTC starts at 2000-01-01 at power-on
         self.rtc_memory = b""

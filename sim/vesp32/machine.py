@@ -24,6 +24,33 @@ def _world():
 
 
 GPIOS = 49  # 0..48: the ESP32-S3's; the configuration allows any of them
+_OUTPUT = 2  # the mode bit of Pin.OUT and Pin.OPEN_DRAIN (ESP-IDF's GPIO_MODE_DEF_OUTPUT)
+
+
+def _gpio(n):
+    """What GPIO n is on the board's chip: a character of firmware/lib/chips.py's
+    table ("." for no such GPIO)."""
+    k = _hub.board.gpio
+    return k[n] if 0 <= n < len(k) else "."
+
+
+def _offered(n):
+    """Does MicroPython's port offer Pin(n) on the board's chip (its machine_pin.h)?
+    Not the GPIOs the chip lacks, nor, on the ESP32-S3 with PSRAM, those of the
+    flash and PSRAM; but the ESP32's flash pins (6-11) it does, and GPIO 20 (the
+    PICO-V3 package's), which the lamp's module has no pad for."""
+    k = _gpio(n)
+    if _hub.board.chip == "esp32":
+        return k != "." or n == 20
+    return k != "." and k != "f"
+
+
+def _panic_if_flash(n, what):
+    """A flash pin (ESP32 6-11) taken from the flash: the next fetch of code from
+    it fails and the chip panics, which resets it (reset cause HARD_RESET)."""
+    if _gpio(n) == "f":
+        _hub.board.world.note("reset", "panic: GPIO %d is the flash's, and %s took it" % (n, what))
+        raise _hub.Reset(HARD_RESET)
 
 
 class Pin:
@@ -36,6 +63,8 @@ class Pin:
     IRQ_RISING = 2
 
     def __new__(cls, id, *args, **kw):
+        if isinstance(id, int) and not _offered(id):
+            raise ValueError("invalid pin")
         return _static(_PINS, id, "invalid pin", _pin)
 
     def __init__(self, id, mode=-1, pull=-1, value=None):
@@ -44,6 +73,9 @@ class Pin:
 
     def init(self, mode=-1, pull=-1, value=None):
         if mode != -1:
+            _panic_if_flash(self.id, "Pin.init")
+            if mode & _OUTPUT and _gpio(self.id) == "i":
+                raise ValueError("pin can only be input")
             self.mode = mode
         if value is not None:
             self.value(value)
@@ -80,6 +112,10 @@ class Pin:
 
 class PWM:
     def __init__(self, dest, freq=None, duty_u16=None, **kw):
+        _panic_if_flash(dest.id, "PWM")
+        if _gpio(dest.id) == "i":
+            # The LEDC driver refuses a pin with no output driver (ledc_channel_config).
+            raise OSError(-258, "ESP_ERR_INVALID_ARG")
         self.pin = dest
         self.freq_hz = freq or 5000
         self._duty = 0
@@ -120,7 +156,10 @@ class ADC:
     ATTN_11DB = 3
 
     def __new__(cls, pin, *args, **kw):
-        return _static(_ADCS, pin if isinstance(pin, int) else pin.id, "invalid Pin for ADC", _adc)
+        n = pin if isinstance(pin, int) else pin.id
+        if _gpio(n) not in "aib":  # not one of the chip's ADC1 or ADC2 channels
+            raise ValueError("invalid pin")
+        return _static(_ADCS, n, "invalid pin", _adc)
 
     def __init__(self, pin, atten=None):
         pass
@@ -129,6 +168,13 @@ class ADC:
         pass
 
     def read_u16(self):
+        if _gpio(self.pin.id) == "b":
+            import network
+
+            if network.WLAN(network.STA_IF).active():
+                # The Wi-Fi driver holds ADC2 while it runs: the oneshot read
+                # times out (ESP_ERR_TIMEOUT, MicroPython's OSError ETIMEDOUT).
+                raise OSError(116, "ESP_ERR_TIMEOUT")
         return _world().adc(_hub.board, self.pin.id)
 
     def read(self):
@@ -140,21 +186,33 @@ class I2C:
         return _static(_I2CS, id, "I2C(%s) doesn't exist" % (id,), _i2c)
 
     def __init__(self, id=0, scl=None, sda=None, freq=400000, timeout=50000):
-        pass
+        # A line on a pin that cannot drive it: the port's driver takes the
+        # configuration without a word, and no device ever answers (ENODEV).
+        self.dead = False
+        for p in (scl, sda):
+            if p is not None:
+                _panic_if_flash(p.id, "I2C")
+                if _gpio(p.id) == "i":
+                    self.dead = True
+
+    def _bus(self):
+        if self.dead:
+            raise OSError(19)  # ENODEV: no ACK
+        return _world()
 
     def scan(self):
-        return _world().i2c_scan(_hub.board)
+        return [] if self.dead else _world().i2c_scan(_hub.board)
 
     def readfrom_mem(self, addr, reg, n, addrsize=8):
-        return _world().i2c_read(_hub.board, addr, reg, n)
+        return self._bus().i2c_read(_hub.board, addr, reg, n)
 
     def readfrom_mem_into(self, addr, reg, buf, addrsize=8):
-        data = _world().i2c_read(_hub.board, addr, reg, len(buf))
+        data = self._bus().i2c_read(_hub.board, addr, reg, len(buf))
         for i in range(len(buf)):
             buf[i] = data[i]
 
     def writeto_mem(self, addr, reg, buf, addrsize=8):
-        _world().i2c_write(_hub.board, addr, reg, bytes(buf))
+        self._bus().i2c_write(_hub.board, addr, reg, bytes(buf))
 
 
 class UART:
@@ -302,6 +360,7 @@ def _adc(n):
 def _i2c(n):
     b = object.__new__(I2C)
     b.id = n
+    b.dead = False
     return b
 
 
@@ -315,7 +374,10 @@ _WDT = object.__new__(WDT)
 def make_all():
     """Every pin, ADC and I2C bus made now (the heap benchmark's base has them)."""
     for n in range(GPIOS):
-        ADC(n)
+        if _offered(n):
+            Pin(n)
+            if _gpio(n) in "aib":
+                ADC(n)
     for n in range(len(_I2CS)):
         I2C(n)
 

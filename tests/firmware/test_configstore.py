@@ -164,3 +164,91 @@ def test_a_rollback_with_no_good_copy_boots_the_default():
     store.rollback()
     assert _names(d) == []
     assert store.load_or(lambda: "the fallback") == "the fallback" and not store.trial
+
+
+def _on_trial(name="Trial"):
+    store, d = _store()
+    first = good()
+    first["site"]["name"] = "North gate"
+    store.save(json.dumps(first))
+    trial = good()
+    trial["site"]["name"] = name
+    store.save(json.dumps(trial), trial=True)
+    return d
+
+
+def _boot(d):
+    # A boot: RAM is lost, the store is made afresh and loads from flash.
+    store = Store(os, d + "/lamp.json", d + "/config.json", loads)
+    return store, store.load()
+
+
+def test_a_trial_is_over_after_its_boots_however_short():
+    # Issue 24: the trial's clock used to restart at every boot, so a
+    # configuration that reset the board every few seconds was never rolled back.
+    from configstore import TRIAL_LEASE_MS
+    from configtrial import TRIAL_BOOTS, TRIAL_MS
+
+    d = _on_trial()
+    for n in range(TRIAL_BOOTS):
+        store, cfg = _boot(d)
+        assert cfg.name == "Trial" and store.trial and store.counted[0] == n + 1
+        assert store.counted[2] == TRIAL_MS - n * TRIAL_LEASE_MS  # each boot counted a lease ahead
+    store, cfg = _boot(d)
+    assert cfg.name == "North gate" and not store.trial
+    assert (
+        store.rolled_back
+        == "no contact with the centre with the new configuration in %d boots (%d s on trial): rolled back"
+        % (
+            TRIAL_BOOTS,
+            TRIAL_BOOTS * TRIAL_LEASE_MS // 1000,
+        )
+    )
+    assert _names(d) == ["lamp.json", "lamp.json.good"]
+    store, cfg = _boot(d)  # said once
+    assert cfg.name == "North gate" and store.rolled_back is None
+
+
+def test_a_trials_time_is_counted_across_boots():
+    from configstore import TRIAL_LEASE_MS
+    from configtrial import TRIAL_MS
+
+    d = _on_trial()
+    store, cfg = _boot(d)
+    for _ in range(TRIAL_MS // TRIAL_LEASE_MS // 2 - 1):
+        store.extend_trial()  # the app, every lease while the trial runs
+    store, cfg = _boot(d)  # half the time gone
+    assert store.trial and store.counted[2] == TRIAL_MS // 2
+    for _ in range(TRIAL_MS // TRIAL_LEASE_MS // 2 - 1):
+        store.extend_trial()
+    store, cfg = _boot(d)
+    assert not store.trial and cfg.name == "North gate"
+    assert store.rolled_back.endswith("in 2 boots (%d s on trial): rolled back" % (TRIAL_MS // 1000))
+
+
+def test_a_new_trial_starts_its_clock_again():
+    d = _on_trial("First")
+    for _ in range(3):
+        store, cfg = _boot(d)
+    assert store.counted[0] == 3
+    trial = good()
+    trial["site"]["name"] = "Second"
+    store.save(json.dumps(trial), trial=True)
+    store, cfg = _boot(d)
+    assert cfg.name == "Second" and store.counted[0] == 1
+    store.confirm()
+    assert _names(d) == ["lamp.json", "lamp.json.good"]
+
+
+def test_a_trials_age_that_cannot_be_read_ends_it_and_a_stray_one_goes():
+    d = _on_trial()
+    write(d + "/lamp.json.trial.age", "3")
+    store, cfg = _boot(d)
+    assert cfg.name == "North gate" and not store.trial and store.rolled_back
+    assert _names(d) == ["lamp.json", "lamp.json.good"]
+    # An age with no trial (a cut between a confirm and its removal): removed.
+    write(d + "/lamp.json.trial.age", "1 30000")
+    write(d + "/lamp.json.trial.age.tmp", "2 6")
+    store, cfg = _boot(d)
+    assert cfg.name == "North gate" and not store.rolled_back
+    assert _names(d) == ["lamp.json", "lamp.json.good"]
