@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -306,7 +307,27 @@ def test_garbage_on_the_console_gets_errors_and_the_lamp_keeps_its_level(
         # transitions (22:00 in the park, the next at 23:00), so that the level
         # compared below cannot change for the hour of the day the test runs at.
         assert p.ask("time set 2026-12-21T14:00:00Z")["ok"]
-        before = p.ask("status")["data"]
+        # The lamp takes up the night's level: at once, or after a fade, or with
+        # the relay waiting out its minimum interval (60 s) when the board was
+        # lit or dark by the wall clock's hour before. Compared once it is still.
+        deadline = time.monotonic() + 180
+        last = None
+        while True:
+            before = p.ask("status")["data"]
+            settled = (before["relay"] == "closed") == (before["level"] > 0)
+            if (
+                settled
+                and last is not None
+                and (last["level"], last["relay"])
+                == (
+                    before["level"],
+                    before["relay"],
+                )
+            ):
+                break
+            assert time.monotonic() < deadline, before
+            last = before if settled else None
+            time.sleep(1)  # the board runs in real time: its relay and fades do too
         garbage = [
             b"\x00\x01\x02\xff\xfe\r\n",  # control bytes and not UTF-8
             b"x" * 5000 + b"\n",  # longer than the console takes
