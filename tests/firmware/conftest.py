@@ -61,7 +61,9 @@ def _deployed_firmware() -> list[str]:
     if _DEPLOYED is None:
         from parkctl.build import deployed_folders
 
-        _DEPLOYED = [str(p) for p in deployed_folders(FIRMWARE_PATHS, Path(os.environ["FWTEST_TMP"]) / "mpy")]
+        _DEPLOYED = [
+            str(p) for p in deployed_folders(FIRMWARE_PATHS, Path(os.environ["FWTEST_TMP"]) / "mpy", ROOT)
+        ]
     return _DEPLOYED
 
 
