@@ -221,6 +221,11 @@ def deploy(
             t.read_until(1, b">>> ", timeout=2)
             t.serial.write(b"\x04")
             t.serial.flush()
+            # Not gone before the board has begun its reboot: on a loaded machine
+            # the virtual board took this Ctrl-D after the next deploy's raw REPL
+            # had opened, and rebooted under it ("unexpected read during raw
+            # paste", a test's third deploy in a row).
+            t.read_until(1, b"soft reboot", timeout=ANSWER_TIMEOUT_S)
         except (TransportError, SerialException, OSError):
             pass  # a board that stopped answering: already said
         finally:
