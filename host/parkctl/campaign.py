@@ -201,29 +201,36 @@ def check(entries, ref: list[tuple[int, float]], flash_ok: bool, index: int = 0,
     counts = dict.fromkeys((k for k, _ in INVARIANTS), 0)
     why: list[str] = []
     console = [(e.t, e.text) for e in entries if e.kind == "console"]
-    raised: dict[str, int] = {}  # alarm id -> when the device raised it
+    # Alarm id -> where in the timeline the device raised (resolved) it: the
+    # entry's index, and its time. An alarm found open on flash at boot counts as
+    # raised: its record was on flash before a cut kept its console line from
+    # being said (the device shows it again).
+    raised_i: dict[str, int] = {}
+    resolved_i: dict[str, int] = {}
+    raised: dict[str, int] = {}
     resolved: dict[str, int] = {}
-    for t, x in console:
-        if x.startswith("event alarm_raised "):
-            raised.setdefault(x.split()[2], t)
-        elif x.startswith("event alarm ") and x.endswith(SHOWN_AGAIN):
-            # On flash before the cut that kept its console line from being
-            # said: the device raised it (it is its own record, shown again).
-            raised.setdefault(x.split()[2], t)
+    for i, e in enumerate(entries):
+        x = e.text
+        if e.kind != "console":
+            continue
+        if x.startswith("event alarm_raised ") or (x.startswith("event alarm ") and x.endswith(SHOWN_AGAIN)):
+            raised_i.setdefault(x.split()[2], i)
+            raised.setdefault(x.split()[2], e.t)
         elif x.startswith("event alarm_resolved "):
-            resolved.setdefault(x.split()[2], t)
+            resolved_i.setdefault(x.split()[2], i)
+            resolved.setdefault(x.split()[2], e.t)
     at_centre = {
         e.text.split()[1] for e in entries if e.kind == "centre" and e.text.startswith("alarm_raised ")
     }
     # Resolved on flash before a cut that kept its console line from being said:
     # the device delivers it from its journal afterwards (it sends only what is
     # on flash), so it was resolved by that cut.
-    cut_times = [e.t for e in entries if e.kind == "power" and e.text == "mains cut"]
+    cuts = [e.t for e in entries if e.kind == "power" and e.text == "mains cut"]
     for e in entries:
         if e.kind == "centre" and e.text.startswith("alarm_resolved "):
             aid = e.text.split()[1]
             if aid not in resolved:
-                before = [c for c in cut_times if c <= e.t]
+                before = [c for c in cuts if c <= e.t]
                 resolved[aid] = before[-1] if before else e.t
     # Lost: raised on the device and never at the centre ...
     for aid in sorted(set(raised) - at_centre):
@@ -232,16 +239,6 @@ def check(entries, ref: list[tuple[int, float]], flash_ok: bool, index: int = 0,
     # ... or shown on the pole after a press and never raised at all. Read in the
     # timeline's order, not by its times: they are whole seconds, and a press,
     # the power coming back and a resolve can share one.
-    raised_i: dict[str, int] = {}
-    resolved_i: dict[str, int] = {}
-    for i, e in enumerate(entries):
-        x = e.text
-        if e.kind != "console":
-            continue
-        if x.startswith("event alarm_raised ") or (x.startswith("event alarm ") and x.endswith(SHOWN_AGAIN)):
-            raised_i.setdefault(x.split()[2], i)
-        elif x.startswith("event alarm_resolved "):
-            resolved_i.setdefault(x.split()[2], i)
     kinds = [(i, e.t, e.kind, e.text) for i, e in enumerate(entries)]
     resets_i = [i for i, _, k, _ in kinds if k == "reset"]
     mode_alarm_i = [(i, t) for i, t, k, x in kinds if k == "console" and x == "event mode alarm"]
@@ -262,7 +259,6 @@ def check(entries, ref: list[tuple[int, float]], flash_ok: bool, index: int = 0,
     shown_again = mode_alarm + [
         t for t, x in console if x.startswith("event alarm ") and x.endswith(SHOWN_AGAIN)
     ]
-    cuts = [e.t for e in entries if e.kind == "power" and e.text == "mains cut"]
     # Power-ons the power stayed on for LEVEL_AFTER_S (another cut can come sooner).
     boots = [
         e.t
@@ -283,7 +279,7 @@ def check(entries, ref: list[tuple[int, float]], flash_ok: bool, index: int = 0,
     why += [f"alarm {a} at the centre was never raised on the device" for a in sorted(invented)]
     # Duplicates: more alarms than there were presses and test alarms to raise
     # them. A press still held when the power comes back is a press of its own
-    # (docs/lamp.md: the alarm button), so each power-on inside a hold counts.
+    # (docs/protocol.md: a button held as the power comes back), so each power-on inside a hold counts.
     holds = [
         (e.t, e.t + int(e.text.split()[3]) / 1000)
         for e in entries
