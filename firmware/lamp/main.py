@@ -39,6 +39,9 @@ COUNTERS = "/counters"  # burning hours, energy, switch cycles: /counters.0 and 
 # Controller events kept in the journal (and sent to the centre); the rest,
 # like Wi-Fi and MQTT chatter, only go to the console.
 JOURNALED = ("mode", "level", "lamp_failure", "lamp_on_unexpected", "relay_failure")
+# The configuration's parser and what only it imports (the checker, the pins'
+# table, the TZ parser, the topic rules): loaded to parse, forgotten after it.
+PARSER = ("lampconfig", "configcheck", "topics", "chips", "tzparse")
 
 
 class Lamp(App):
@@ -238,8 +241,8 @@ def loads(text=None):
     try:
         return lampconfig.parse(lampconfig.FALLBACK) if text is None else lampconfig.loads(text)
     finally:
-        sys.modules.pop("lampconfig", None)
-        sys.modules.pop("chips", None)
+        for name in PARSER:
+            sys.modules.pop(name, None)
 
 
 def main():

@@ -7,8 +7,7 @@ import json
 import sys
 
 import ticks
-from configcheck import ConfigError
-from configstore import TRIAL_LEASE_MS
+from configstore import TRIAL_LEASE_MS, ConfigError
 from uplink import CommandError
 
 FAILURES_BEFORE_RESET = 3

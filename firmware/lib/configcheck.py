@@ -5,13 +5,8 @@
 
 import json
 
+from configstore import ConfigError  # noqa: F401 - the apps' parsers raise it from here
 from topics import broker_url, topic_word
-
-
-class ConfigError(ValueError):
-    def __init__(self, errors):
-        super().__init__("\n".join(errors))
-        self.errors = errors
 
 
 class Checker:

@@ -25,10 +25,19 @@
 
 import sys
 
-from configcheck import ConfigError
-
 # The trial's time is counted ahead on flash, this much at a time (configtrial.py).
 TRIAL_LEASE_MS = 30000
+
+
+class ConfigError(ValueError):
+    """A configuration refused: `errors` lists every problem, "path: reason".
+
+    Defined here, with the store that is resident, and not in configcheck: the
+    checker is loaded only while a configuration is parsed (main.loads)."""
+
+    def __init__(self, errors):
+        super().__init__("\n".join(errors))
+        self.errors = errors
 
 
 class Store:

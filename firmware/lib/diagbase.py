@@ -7,7 +7,7 @@ import json
 import os
 
 from civil import format_datetime, parse_clock, parse_date, to_seconds
-from configcheck import ConfigError
+from configstore import ConfigError
 from uplink import UNIX_2000, CommandError
 
 MANIFEST = "/manifest.json"

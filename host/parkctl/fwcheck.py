@@ -95,9 +95,9 @@ def check_pyright(root: Path) -> list[str]:
 # bytes), at every line. So the boot must leave room for the console's names.
 CONSOLE = "diag"  # what main.py's _console_commands imports
 # Imported inside functions the boot runs: lampconfig parses the configuration
-# (the lamp's main.py, loads()) and is forgotten, as is chips (the pins' table it
-# imports), but the names they brought stay.
-LOADED_AT_BOOT = {"lamp": ("lampconfig", "chips")}
+# (the lamp's main.py, loads()) and is forgotten, as are the modules only it
+# imports (main.py's PARSER), but the names they brought stay.
+LOADED_AT_BOOT = {"lamp": ("lampconfig", "chips", "tzparse")}
 
 _NAME_TABLE_SCRIPT = """
 import sys, vfs, micropython
