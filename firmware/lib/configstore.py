@@ -92,62 +92,16 @@ class Store:
         except OSError:
             return False
 
-    def _repair(self):
-        """What a cut can leave, put right before anything is read: each step is
-        again one atomic one, so a cut here leaves a state this resolves too."""
-        for p in (self.path, self.good, self.marker, self.age):
-            self._remove(p + ".tmp")  # unfinished: the step it was for never happened
-        try:
-            marker = self._read(self.marker)
-        except OSError:
-            self._remove(self.age)  # a trial's age, left by a cut after its end
-            return
-        if marker:
-            return
-        if self._exists(self.path):
-            # Older firmware's trial: <path> is the trial, .good the one before it.
-            self.os.rename(self.path, self.marker)
-            self.errors.append("%s: an empty trial marker: %s is on trial" % (self.marker, self.path))
-        else:
-            self._remove(self.marker)
-            self.errors.append("%s: a trial marker with no configuration: removed" % self.marker)
-
     def load(self):
-        self.errors = []
+        """The configuration in force (see the class), after putting right what a
+        cut left; raises ConfigError, every reason in it, when no file can be used.
+        Done once, at boot: its code (configload.py) is loaded for it and forgotten."""
+        import configload
+
         try:
-            self._repair()
-        except OSError as e:  # a flash that cannot be written: read what is there
-            self.errors.append("repairing after a cut: %s" % e)
-        self.trial = False
-        self.rolled_back = None
-        for path in (self.marker, self.path, self.good, self.default_path):
-            try:
-                text = self._read(path)
-            except OSError:
-                continue
-            if path == self.marker:
-                why = self._trial("start")
-                if why:
-                    self.rolled_back = why
-                    self.errors.append("%s: %s" % (path, why))
-                    continue
-            try:
-                cfg = self.loads(text)
-            except ConfigError as e:
-                self.errors.extend("%s: %s" % (path, x) for x in e.errors)
-                if path == self.marker:
-                    self._end_trial()  # a trial that cannot run is over
-                continue
-            self.trial = path == self.marker
-            self.source = path
-            if path == self.path:
-                try:
-                    self._keep_as_good(text)
-                except OSError as e:
-                    self.errors.append("%s: not kept: %s" % (self.good, e))
-            return cfg
-        self.source = None
-        raise ConfigError(self.errors or ["no configuration file at %s" % self.path])
+            return configload.load(self)
+        finally:
+            sys.modules.pop("configload", None)
 
     def load_or(self, fallback):
         """The configuration in force, or fallback() when no file can be used;

@@ -31,6 +31,7 @@
 # back from flash when they are delivered.
 
 import binascii
+import sys
 
 
 def _crc(text):
@@ -114,39 +115,30 @@ class Journal:
         self.dropped = 0  # undelivered non-critical events dropped for room
         self.pending = _Pending()  # the events not yet delivered
         self.seq = 0  # the last sequence number used
+        self.boot = 0  # this boot's number (journalload counts it)
         self._segments = []  # segment numbers, oldest first
         self._count = 0  # records in the newest segment
-        self._torn_tail = False
         self._shrink_due = False  # a fresh segment went past the bound: rotate at the next append
         self.keep = _keep_none  # see hold()
         try:
             self.os.mkdir(folder)
         except OSError:
             pass  # it exists
-        self.boot = self._next_boot()
-        self._load()
+        # What only the boot does (count the boot, read the segments back) is
+        # loaded for it and forgotten after: its code is not on the heap for good.
+        import journalload
+
+        try:
+            journalload.load(self)
+        finally:
+            sys.modules.pop("journalload", None)
 
     # --- files -------------------------------------------------------------
 
     def _path(self, number):
         return "%s/%08d.log" % (self.folder, number)
 
-    def _next_boot(self):
-        path = self.folder + "/boot"
-        n = 0
-        try:
-            with self.open(path) as f:
-                n = int(f.read().strip() or "0")
-        except (OSError, ValueError):
-            n = 0
-        n += 1
-        tmp = path + ".tmp"
-        with self.open(tmp, "w") as f:
-            f.write("%d\n" % n)
-        self.os.rename(tmp, path)
-        return n
-
-    def _lines(self, number, loading=False):
+    def _lines(self, number):
         """(seq, boot, kind, critical, body) of each good line of a segment."""
         try:
             f = self.open(self._path(number))
@@ -155,13 +147,7 @@ class Journal:
         with f:
             for line in f:
                 rec = self._parse(line) if line.endswith("\n") else None
-                if rec is None:
-                    if loading:
-                        self.torn += 1
-                        self._torn_tail = True
-                else:
-                    if loading:
-                        self._torn_tail = False
+                if rec is not None:
                     yield rec
 
     @staticmethod
@@ -178,30 +164,6 @@ class Journal:
             return int(seq), boot, kind, critical == "1", body
         except ValueError:
             return None
-
-    def _load(self):
-        numbers = []
-        for name in self.os.listdir(self.folder):
-            if name.endswith(".log") and name[:-4].isdigit():
-                numbers.append(int(name[:-4]))
-        numbers.sort()
-        self._segments = numbers
-        for number in numbers:
-            count = 0
-            self._torn_tail = False
-            for seq, _, kind, critical, _ in self._lines(number, loading=True):
-                count += 1
-                if kind == "ack":
-                    self._settled(seq)
-                    continue
-                if seq > self.seq:
-                    self.seq = seq
-                self.pending.add(seq, number, critical)
-            self._count = count
-        if self._torn_tail:
-            # Never append after a torn line: the next record would be glued to it.
-            self._count = self.segment_records
-        self._shrink_due = len(numbers) > self.max_segments
 
     def _write(self, seq, boot, kind, critical, body, rollover=True, fresh=False):
         if fresh:

@@ -96,8 +96,9 @@ def check_pyright(root: Path) -> list[str]:
 CONSOLE = "diag"  # what main.py's _console_commands imports
 # Imported inside functions the boot runs: lampconfig parses the configuration
 # (the lamp's main.py, loads()) and is forgotten, as are the modules only it
-# imports (main.py's PARSER), but the names they brought stay.
-LOADED_AT_BOOT = {"lamp": ("lampconfig", "chips", "tzparse")}
+# imports (main.py's PARSER), and configload and journalload once the
+# configuration is found and the journal read back, but the names they brought stay.
+LOADED_AT_BOOT = {"lamp": ("lampconfig", "chips", "tzparse", "configload", "journalload")}
 
 _NAME_TABLE_SCRIPT = """
 import sys, vfs, micropython
