@@ -3,6 +3,7 @@ keys, resets, the watchdog, and the flash image it keeps."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -442,7 +443,14 @@ def test_parkctl_vboard_kiosk_runs_the_kiosk_on_a_virtual_esp32s3(tmp_path: Path
         finally:
             line.close()
         proc.send_signal(signal.SIGINT)
-        shown = proc.communicate(timeout=60)[0]
+        try:
+            shown = proc.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            # Where it is stuck, on its stderr (captured with this test's).
+            proc.send_signal(signal.SIGUSR1)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            raise AssertionError("parkctl vboard did not stop in 60 s (stacks on stderr)") from None
         assert "display: frame 1 since boot" in shown  # the idle screen, on the virtual panel
     finally:
         if proc.poll() is None:

@@ -21,6 +21,7 @@ Input is also held while the board boots, until its filesystem is mounted.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import os
 import pty
@@ -63,6 +64,7 @@ WDT_MARGIN_S = 1.5  # the board reports feeds at most once a second
 # taken the terminal kills the unix port (its SIGINT handler is gone by then).
 BOOT_HOLD_S = 10.0
 KILL_WAIT_S = 10.0  # for an interpreter to end after SIGKILL
+STOP_S = 45.0  # for `parkctl vboard` to stop once asked (its waits are 10 s each)
 
 PWRON_RESET = 1
 WDT_RESET = 3
@@ -674,10 +676,17 @@ def run(app: str, image: Path, link: Path | None, quiet: bool = False) -> int:
     print(f"virtual {app} board at {board.port}" + (f" (link {link})" if link else ""), flush=True)
     print(f"flash image {image}; stop with Ctrl-C", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # A board that stops answering can be asked where it is: SIGUSR1 prints
+    # every thread's stack on stderr (docs/vboard.md).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         board.serve_forever()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        # Stopping has a deadline too: a stop that cannot finish prints where
+        # it was stuck and ends the process all the same (exit status 1).
+        faulthandler.dump_traceback_later(STOP_S, exit=True)
         board.stop()
+        faulthandler.cancel_dump_traceback_later()
     return 0
