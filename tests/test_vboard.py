@@ -451,6 +451,7 @@ def test_parkctl_vboard_kiosk_runs_the_kiosk_on_a_virtual_esp32s3(tmp_path: Path
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
             raise AssertionError("parkctl vboard did not stop in 60 s (stacks on stderr)") from None
+        assert proc.returncode == 0, "its stop ran out of time (stacks on stderr)"
         assert "display: frame 1 since boot" in shown  # the idle screen, on the virtual panel
     finally:
         if proc.poll() is None:
