@@ -1377,6 +1377,18 @@ EXIT_BAD_INPUT = 2  # not done: bad arguments or files, refused, nothing answeri
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: stdout's reader went away
 
 
+def _interruptible() -> None:
+    """Ctrl-C (SIGINT) stops every command, exit status 130, also one started in
+    the background of a script: a shell without job control starts those with
+    SIGINT ignored, and Python keeps it ignored, so `parkctl vboard` sent SIGINT
+    ran on (a stress run's test_vboard, `make test` started with `&`)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _stdout_closed() -> bool:
     """Whether stdout's reader has gone (`parkctl ... | head`), and not some other
     pipe or socket: the writing end of a pipe with no reader polls as an error."""
@@ -1391,6 +1403,7 @@ def _stdout_closed() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _interruptible()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
