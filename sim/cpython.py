@@ -446,10 +446,36 @@ class ModuleSystem:
         exec(_own_copy(code), mod.__dict__)
         return mod
 
+    def _on_flash(self, name: str) -> types.ModuleType | None:
+        """A module on the board's flash (/NAME.py, /lib/NAME.py), loaded instead
+        of the app's own, as on a board, whose whole app is on its flash (the
+        source folders stand for the app deployed there): docs/sim.md."""
+        for path in (f"/{name}.py", f"/lib/{name}.py"):
+            try:
+                self.fs.stat(path)
+            except OSError:
+                continue
+            with self.fs.open(path) as f:
+                text = f.read()
+            mod = types.ModuleType(name)
+            mod.__file__ = path
+            mod.__dict__["__builtins__"] = self.fw_builtins
+            mod.__dict__["__firmware__"] = True
+            self.firmware[name] = mod
+            exec(compile(text, path, "exec"), mod.__dict__)
+            return mod
+        return None
+
     def _import(self, name, globals=None, locals=None, fromlist=(), level=0):
         if level == 0 and "." not in name:
             if name == "sys":
                 return self.sys
+            if globals and globals.get("__firmware__") and self.fs is not None:
+                mod = self.firmware.get(name)
+                if mod is None and name not in self.persistent:
+                    mod = self._on_flash(name)
+                if mod is not None:
+                    return mod
             path, persistent = self._find(name)
             if path is not None:
                 importer_is_firmware = bool(globals and globals.get("__firmware__"))

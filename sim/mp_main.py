@@ -23,7 +23,7 @@ import vfs  # noqa: E402
 from blockdev import FileBlockDevice  # noqa: E402
 
 _host_open = open  # the host's files; the firmware's `open` becomes the board's flash
-FIRMWARE_DIRS = ("firmware/lamp", "firmware/kiosk", "firmware/lib", "/rom/")
+FIRMWARE_DIRS = ("firmware/lamp", "firmware/kiosk", "firmware/lib", "/rom/", "/flash/")
 
 
 class Platform:
@@ -63,6 +63,8 @@ class Platform:
         self.bdev = self.bdev.after_power_cut()
         self.fs = vfs.VfsLfs2(self.bdev, readsize=32, progsize=32, lookahead=32)
         _hub.board.fs = self.fs
+        vfs.umount("/flash")
+        vfs.mount(self.fs, "/flash")
 
     def world_ready(self, world):
         self.bdev.world = world
@@ -229,6 +231,11 @@ def main():
     platform = Platform()
     platform.bdev = FileBlockDevice(image)
     platform.fs = vfs.VfsLfs2(platform.bdev, readsize=32, progsize=32, lookahead=32)
+    # A module on the board's flash (/NAME.py, /lib/NAME.py) is imported instead
+    # of the app's own, as on a board, whose whole app is on its flash (the
+    # source folders stand for the app deployed there): docs/sim.md.
+    vfs.mount(platform.fs, "/flash")
+    sys.path[:0] = ["/flash", "/flash/lib"]
     out = sys.stdout
 
     def emit(t_us, kind, text):
