@@ -127,3 +127,60 @@ def test_a_pass_that_hangs_before_the_first_feed(mosquitto, tmp_path, runtime):
     result = _run(tmp_path, mosquitto.url, runtime, files, [f"expect level {FAILSAFE} +-1 at 18:10"])
     _assert_safe_mode(result, "none caught: the last boot ended by the watchdog")
     assert _texts(result, "reset").count("watchdog") == 5
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_good_boot_clears_the_count(mosquitto, tmp_path, runtime):
+    # Four failed boots counted already: this one becomes healthy, so the resets
+    # after it start counting from nothing, and no safe mode comes.
+    files = {BOOTS_FILE: b"4 5\nValueError: an earlier build (at controller.py:1)"}
+    lines = ["at 18:05 board resets", "at 18:08 board resets", "expect level 100 +-1 at 18:20"]
+    result = _run(tmp_path, mosquitto.url, runtime, files, lines)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    assert not _safe_mode_at_centre(result)
+    assert not [t for t in _texts(result, "console") if t.startswith("event safe_mode")]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_new_configuration_from_the_centre_leaves_safe_mode(mosquitto, tmp_path, runtime):
+    bad = dict(_config(mosquitto.url), chip="esp32s3", pins=S3_PINS)
+    good = {k: v for k, v in _config(mosquitto.url).items() if k != "network"}
+    good["network"] = {k: v for k, v in _config(mosquitto.url)["network"].items() if k != "broker"}
+    lines = [
+        f'at 18:10 centre sends {{"cmd": "config", "config": {json.dumps(good)}}}',
+        f"expect level {FAILSAFE} +-1 at 18:09",
+        "expect level 100 +-1 at 18:20",
+    ]
+    result = _run(tmp_path, mosquitto.url, runtime, {"/lamp.json": json.dumps(bad).encode()}, lines)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    assert len(_safe_mode_at_centre(result)) == 1
+    console = _texts(result, "console")
+    assert "event config new configuration confirmed: the centre is reachable" in console
+    # The restart after the new configuration is the last: the app runs with it.
+    entered = [e.t for e in result.entries if e.kind == "console" and e.text.startswith("event safe_mode ")]
+    later = [e for e in result.entries if e.kind == "reset" and e.t > entered[0]]
+    assert [e.text for e in later if e.text.endswith("reset")] == ["soft reset"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_configuration_on_trial_that_fails_every_boot_is_rolled_back_by_safe_mode(
+    mosquitto, tmp_path, runtime
+):
+    # The centre sends pins the chip refuses: every boot with them fails. Safe
+    # mode never confirms it (its link is up): it rolls it back and restarts, and
+    # the lamp runs its schedule again with the last good configuration.
+    bad = {k: v for k, v in _config(mosquitto.url).items() if k != "network"}
+    bad["network"] = {k: v for k, v in _config(mosquitto.url)["network"].items() if k != "broker"}
+    bad.update(chip="esp32s3", pins=S3_PINS)
+    lines = [
+        "expect level 100 +-1 at 18:04",
+        f'at 18:05 centre sends {{"cmd": "config", "config": {json.dumps(bad)}}}',
+        "expect level 100 +-1 at 18:20",
+    ]
+    result = _run(tmp_path, mosquitto.url, runtime, {}, lines)
+    assert result.ok, [c for c in result.checks if not c[1]]
+    assert len(_safe_mode_at_centre(result)) == 1
+    console = _texts(result, "console")
+    rolled = "event config the configuration on trial rolled back: the board fell into safe mode with it"
+    assert rolled in console, [t for t in console if t.startswith("event")]
+    assert not [t for t in console if "new configuration confirmed" in t]
