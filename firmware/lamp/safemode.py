@@ -164,7 +164,8 @@ class Diagnostics(diagbase.Diagnostics):
             return {"safe_mode": False, "restart_in_s": 2}
         if args:
             raise CommandError("safemode (why the lamp is in it) or safemode leave (restarts the app)")
-        return {"safe_mode": True, "boots": app.boots, "failure": app.failure}
+        n, lim, _ = bootcount.read()
+        return {"safe_mode": True, "failed_boots": n, "limit": lim, "failure": app.failure}
 
 
 def main():
