@@ -266,7 +266,14 @@ def main():
     deadline = app.ctl.step(board.ticks_ms())  # the right level first, no network needed
     board.start_watchdog()
     board.wait_until(deadline)
-    run(app, board, lambda: bootcount.healthy(int(cfg.safe_mode_boots)))
+    run(app, board, lambda: _healthy(int(cfg.safe_mode_boots)))
+
+
+def _healthy(n):
+    # The first pass succeeded: the count cleared, and bootcount's code off the
+    # heap (main.py's name for it too: nothing after this can raise out of run()).
+    globals().pop("bootcount").healthy(n)
+    sys.modules.pop("bootcount", None)
 
 
 try:
