@@ -4,6 +4,7 @@ technician's console through `parkctl diag`'s own Port."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from parkctl.vboard import VirtualBoard
 from serialline import Line
 from test_vboard import RUNNING, _fs, lamp_image
 
+ROOT = Path(__file__).resolve().parents[1]
 SAFE = rb"event safe_mode 5 boots in a row never became healthy"
 
 
@@ -30,9 +32,38 @@ def image(tmp_path: Path) -> Path:
     return lamp_image(tmp_path / "flash.img")
 
 
-def test_a_module_that_raises_at_import_puts_the_board_in_safe_mode_and_diag_shows_why(image: Path) -> None:
+S3_PINS = {"pwm": 38, "relay": 39, "current_adc": 1, "light_adc": 2, "i2c_sda": 8, "i2c_scl": 9}
+S3_PINS.update(button=40, button_led=41)
+TRIGGERS = {
     # controller.mpy as the build made it, replaced by a source file that raises.
-    _with_files(image, {"controller.py": "raise ValueError('the build is broken')\n"}, ("controller.mpy",))
+    "import": (
+        {"controller.py": "raise ValueError('the build is broken')\n"},
+        ("controller.mpy",),
+        "ValueError: the build is broken (at controller.py:1",
+    ),
+    # A buffer at import that the heap cannot give.
+    "memory": ({"counters.py": "_BUF = bytearray(1 << 40)\n"}, ("counters.mpy",), "MemoryError: "),
+    # Pins an ESP32-S3 has, for the lamp's ESP32: valid for the chip it names.
+    "pins": (
+        {
+            "lamp.json": json.dumps(
+                dict(
+                    json.loads((ROOT / "firmware/lamp/config.json").read_text()), chip="esp32s3", pins=S3_PINS
+                )
+            )
+        },
+        (),
+        "ValueError: pin can only be input",
+    ),
+}
+
+
+@pytest.mark.parametrize("trigger", list(TRIGGERS))
+def test_a_boot_that_keeps_failing_puts_the_board_in_safe_mode_and_diag_shows_why(
+    image: Path, trigger: str
+) -> None:
+    files, remove, said = TRIGGERS[trigger]
+    _with_files(image, files, remove)
     b = VirtualBoard("lamp", image)
     ln = Line(b.port)  # before the power comes (test_vboard's `powered` says why)
     with b:
@@ -46,7 +77,7 @@ def test_a_module_that_raises_at_import_puts_the_board_in_safe_mode_and_diag_sho
             assert status["mode"] == "safe_mode"
             assert status["level"] == 100  # the shipped configuration's fail-safe level
             failure = status["safe_mode"]["failure"]
-            assert failure.startswith("ValueError: the build is broken (at controller.py:1"), failure
+            assert failure.startswith(said), failure
             assert why == {"safe_mode": True, "failed_boots": 5, "limit": 5, "failure": failure}
             assert not unknown["ok"]  # nothing of the app's but the config command
         finally:
