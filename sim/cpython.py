@@ -401,7 +401,14 @@ class ModuleSystem:
         self.fw_builtins = dict(self.sim_builtins, open=self._open, print=self._print)
 
     def _print_exception(self, e, file=None):
-        for line in "".join(traceback.format_exception(e)).rstrip().splitlines():
+        text = "".join(traceback.format_exception(e)).rstrip()
+        if file is not None:  # a stream, as MicroPython's: its `File "...", line N` lines are the same
+            try:
+                file.write(text + "\n")
+            except TypeError:
+                file.write((text + "\n").encode())  # an io.BytesIO
+            return
+        for line in text.splitlines():
             self.console(line)
 
     def _print(self, *args, sep=" ", end="\n", file=None):

@@ -64,40 +64,31 @@ def healthy(lim=None):
         _write(0, m if lim is None else lim, "")
 
 
-def describe(e):
-    """The exception as 'Type: message (at file:line, ...)', innermost first."""
-    w = []
-    if hasattr(e, "__traceback__"):  # CPython (the simulator)
-        t = getattr(e, "__traceback__")
-        while t is not None:
-            w.insert(0, "%s:%d" % (t.tb_frame.f_code.co_filename.split("/")[-1], t.tb_lineno))
-            t = t.tb_next
-    else:  # MicroPython: its traceback as print_exception writes it
-        import io
-
-        s = io.BytesIO()
-        # (The ESP32 stubs' BytesIO is no stream, nor has getvalue: MicroPython's has both.)
-        sys.print_exception(e, s)  # pyright: ignore[reportArgumentType]
-        for t in s.getvalue().decode().split("\n"):  # pyright: ignore[reportAttributeAccessIssue]
-            # '  File "board.py", line 22, in __init__'
-            t = t.split('"')
-            if len(t) > 2 and t[0].strip() == "File":
-                w.insert(0, "%s:%s" % (t[1].split("/")[-1], t[2].split(",")[1].split()[-1]))
-    t = str(e)
-    return "%s%s (at %s)" % (type(e).__name__, ": " + t if t else "", ", ".join(w[:3]) or "?")
-
-
 def failed(e):
     """The boot failed before it was healthy (it is counted already): e said on
     the console and kept for safe mode to report, then the board is reset."""
     try:
         sys.print_exception(e)
         n, lim, why = read()
+        why = type(e).__name__  # if there is no heap left for more
         try:
-            why = describe(e)[:300]
-        except Exception:  # noqa: BLE001 - no heap left to describe it: its type at least
-            why = type(e).__name__
-        _write(n, lim, why)
+            import io
+
+            # 'Type: message (at file:line, ...)', innermost first, from the
+            # traceback as print_exception writes it ('  File "x.py", line 22, in f').
+            s = io.BytesIO()
+            # (The ESP32 stubs' BytesIO is no stream, nor has getvalue: MicroPython's has both.)
+            sys.print_exception(e, s)  # pyright: ignore[reportArgumentType]
+            w = []
+            for t in s.getvalue().decode().split("\n"):  # pyright: ignore[reportAttributeAccessIssue]
+                t = t.split('"')
+                if len(t) > 2 and t[0].strip() == "File":
+                    w.insert(0, t[1].split("/")[-1] + ":" + t[2].split(",")[1].split()[-1])
+            t = str(e)
+            why = "%s%s (at %s)" % (why, ": " + t if t else "", ", ".join(w[:3]) or "?")
+        except Exception:  # noqa: BLE001 - no heap left for it: the type alone
+            pass
+        _write(n, lim, why[:300])
     except Exception:  # noqa: BLE001 - the reset comes whatever fails here
         pass
     import machine
