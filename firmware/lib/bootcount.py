@@ -13,9 +13,8 @@
 # the old count or the new one).
 #
 # Small on purpose: it is imported at every boot (few names, short locals: see
-# chips.py).
-
-import sys
+# chips.py), and forgotten once the boot is healthy (main.py); what a failed
+# boot needs is in bootfail.py, loaded only then.
 
 PATH = "/boots.bad"
 LIMIT = 5  # the default of the lamp's safe_mode_boots
@@ -66,31 +65,13 @@ def healthy(lim=None):
 
 def failed(e):
     """The boot failed before it was healthy (it is counted already): e said on
-    the console and kept for safe mode to report, then the board is reset."""
+    the console and kept for safe mode to report (bootfail.py, loaded only
+    now), then the board is reset, whatever fails on the way."""
     try:
-        sys.print_exception(e)
-        n, lim, why = read()
-        why = type(e).__name__  # if there is no heap left for more
-        try:
-            import io
+        import bootfail
 
-            # 'Type: message (at file:line, ...)', innermost first, from the
-            # traceback as print_exception writes it ('  File "x.py", line 22, in f').
-            s = io.BytesIO()
-            # (The ESP32 stubs' BytesIO is no stream, nor has getvalue: MicroPython's has both.)
-            sys.print_exception(e, s)  # pyright: ignore[reportArgumentType]
-            w = []
-            for t in s.getvalue().decode().split("\n"):  # pyright: ignore[reportAttributeAccessIssue]
-                t = t.split('"')
-                if len(t) > 2 and t[0].strip() == "File":
-                    w.insert(0, t[1].split("/")[-1] + ":" + t[2].split(",")[1].split()[-1])
-            t = str(e)
-            why = "%s%s (at %s)" % (why, ": " + t if t else "", ", ".join(w[:3]) or "?")
-        except Exception:  # noqa: BLE001 - no heap left for it: the type alone
-            pass
-        _write(n, lim, why[:300])
-    except Exception:  # noqa: BLE001 - the reset comes whatever fails here
-        pass
-    import machine
+        bootfail.keep(e)
+    finally:
+        import machine
 
-    machine.reset()
+        machine.reset()
