@@ -149,6 +149,9 @@ class Centre:
             self.log("centre", f"checkin {eid} person {body.get('person')} ts {body.get('ts')}")
         elif etype in ("roster", "roster_refused", "checkins_expired"):
             self.log("centre", f"{etype} from {body.get('device')}: {body.get('detail')}")
+        elif etype == "safe_mode":
+            failure = body.get("failure")
+            self.log("centre", f"safe_mode from {body.get('device')}: {body.get('detail')}; {failure}")
         elif etype.startswith("alarm_"):
             aid = body.get("alarm", eid)
             if etype == "alarm_raised":

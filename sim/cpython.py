@@ -401,7 +401,14 @@ class ModuleSystem:
         self.fw_builtins = dict(self.sim_builtins, open=self._open, print=self._print)
 
     def _print_exception(self, e, file=None):
-        for line in "".join(traceback.format_exception(e)).rstrip().splitlines():
+        text = "".join(traceback.format_exception(e)).rstrip()
+        if file is not None:  # a stream, as MicroPython's: its `File "...", line N` lines are the same
+            try:
+                file.write(text + "\n")
+            except TypeError:
+                file.write((text + "\n").encode())  # an io.BytesIO
+            return
+        for line in text.splitlines():
             self.console(line)
 
     def _print(self, *args, sep=" ", end="\n", file=None):
@@ -446,10 +453,36 @@ class ModuleSystem:
         exec(_own_copy(code), mod.__dict__)
         return mod
 
+    def _on_flash(self, name: str) -> types.ModuleType | None:
+        """A module on the board's flash (/NAME.py, /lib/NAME.py), loaded instead
+        of the app's own, as on a board, whose whole app is on its flash (the
+        source folders stand for the app deployed there): docs/sim.md."""
+        for path in (f"/{name}.py", f"/lib/{name}.py"):
+            try:
+                self.fs.stat(path)
+            except OSError:
+                continue
+            with self.fs.open(path) as f:
+                text = f.read()
+            mod = types.ModuleType(name)
+            mod.__file__ = path
+            mod.__dict__["__builtins__"] = self.fw_builtins
+            mod.__dict__["__firmware__"] = True
+            self.firmware[name] = mod
+            exec(compile(text, path, "exec"), mod.__dict__)
+            return mod
+        return None
+
     def _import(self, name, globals=None, locals=None, fromlist=(), level=0):
         if level == 0 and "." not in name:
             if name == "sys":
                 return self.sys
+            if globals and globals.get("__firmware__") and self.fs is not None:
+                mod = self.firmware.get(name)
+                if mod is None and name not in self.persistent:
+                    mod = self._on_flash(name)
+                if mod is not None:
+                    return mod
             path, persistent = self._find(name)
             if path is not None:
                 importer_is_firmware = bool(globals and globals.get("__firmware__"))

@@ -56,3 +56,12 @@ class Board(boardbase.Board):
 
     def test_adc(self, n):
         return machine.ADC(machine.Pin(n), atten=machine.ADC.ATTN_11DB).read_u16()
+
+
+def failsafe(p, duty):
+    """Safe mode's lamp (safemode.py): the relay closed and the PWM at `duty` on
+    the pins p, nothing else of the board's; raises what machine raises for a pin
+    the chip refuses. The PWM is returned: it must stay referenced."""
+    Pin = machine.Pin
+    Pin(p["relay"], Pin.OUT, value=p["relay_active"])
+    return machine.PWM(Pin(p["pwm"]), freq=1000, duty_u16=duty)

@@ -23,7 +23,17 @@ class Diagnostics(diagbase.Diagnostics):
         h["selftest"] = self.selftest
         h["alarm"] = self.alarm
         h["test"] = self.test
+        h["safemode"] = self.safemode
         return h
+
+    def safemode(self, args, line):
+        # The app runs: not in safe mode (safemode.py has its own command).
+        import bootcount
+
+        if args:
+            raise CommandError("safemode %s: not in safe mode" % " ".join(args))
+        n, lim, why = bootcount.read()
+        return {"safe_mode": False, "failed_boots": n, "limit": lim, "failure": why or None}
 
     def time_set(self):
         self.app.ctl.refresh()

@@ -203,6 +203,7 @@ def parse(obj, chip=False):
             "output",
             "photocell",
             "failsafe_level",
+            "safe_mode_boots",
             "monitor",
             "energy",
             "pins",
@@ -268,6 +269,11 @@ def parse(obj, chip=False):
     cfg.pc_level = c.number(pc, "level", "photocell", 0, 100, 100)
     cfg.pc_full_scale = c.number(pc, "full_scale_lux", "photocell", 1, 200000, 2000)
     cfg.failsafe_level = c.number(root, "failsafe_level", "", 1, 100, 100)
+    # Boots in a row that never become healthy before safe mode (bootcount.py).
+    n = c.number(root, "safe_mode_boots", "", 1, 100, 5)
+    if n != int(n):
+        c.error("safe_mode_boots", "must be a whole number of boots, not %s" % n)
+    cfg.safe_mode_boots = int(n)
     mon = c.obj(root.get("monitor"), "monitor", required=False)
     c.unknown(mon, "monitor", ("lamp_amps", "off_amps", "full_scale_amps", "warmup", "confirm"))
     cfg.mon_lamp = c.number(mon, "lamp_amps", "monitor", 0.01, 100, 1.0)

@@ -6,27 +6,40 @@
 # round again. The watchdog is fed only while passes succeed: a loop that keeps
 # failing or hangs resets the board, which comes back with the lamp lit (relay
 # closed from the first instruction).
+#
+# The boot is counted before anything of the app's is imported, and whatever
+# raises before the first good pass (an import, a MemoryError, pins the chip
+# refuses) is kept for safe mode and resets the board: after the configured
+# number of such boots in a row, the board boots into safe mode instead
+# (bootcount.py, safemode.py; docs/lamp-config.md, "Safe mode").
 
-import json
-import os
-import sys
+import bootcount
 
-import ticks
-from alarm import KINDS as ALARM_KINDS
-from alarm import RAISED
-from alarm import Alarms
-from apploop import App, earliest, log_event, run
-from board import Board
-from button import Button
-from cmdauth import Auth
-from configstore import Store
-from console import Console
-from controller import Controller
-from counters import Counters
-from journal import Journal
-from link import Link
-from timesource import DS3231, TimeKeeper
-from uplink import UNIX_2000, CommandError
+if bootcount.start():
+    import safemode  # noqa: F401 - it runs the board from here: never returns
+try:
+    import json
+    import os
+    import sys
+
+    import ticks
+    from alarm import KINDS as ALARM_KINDS
+    from alarm import RAISED
+    from alarm import Alarms
+    from apploop import App, earliest, log_event, run
+    from board import Board
+    from button import Button
+    from cmdauth import Auth
+    from configstore import Store
+    from console import Console
+    from controller import Controller
+    from counters import Counters
+    from journal import Journal
+    from link import Link
+    from timesource import DS3231, TimeKeeper
+    from uplink import UNIX_2000, CommandError
+except Exception as e:  # noqa: BLE001 - MemoryError too: counted, kept, the board reset
+    bootcount.failed(e)
 
 CONFIG = "/lamp.json"  # what the centre or a technician installed
 DEFAULT_CONFIG = "/config.json"  # shipped with the app
@@ -256,7 +269,17 @@ def main():
     deadline = app.ctl.step(board.ticks_ms())  # the right level first, no network needed
     board.start_watchdog()
     board.wait_until(deadline)
-    run(app, board)
+    run(app, board, lambda: _healthy(int(cfg.safe_mode_boots)))
 
 
-main()
+def _healthy(n):
+    # The first pass succeeded: the count cleared, and bootcount's code off the
+    # heap (main.py's name for it too: nothing after this can raise out of run()).
+    globals().pop("bootcount").healthy(n)
+    sys.modules.pop("bootcount", None)
+
+
+try:
+    main()
+except Exception as e:  # noqa: BLE001 - as at the imports
+    bootcount.failed(e)

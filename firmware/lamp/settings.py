@@ -74,6 +74,7 @@ class Config:
         self.pc_full_scale = 2000.0
         self.pc_mode = 0  # 0 fail-safe only, 1 assist, 2 control (lampconfig.PHOTOCELL_MODES)
         self.failsafe_level = 100.0
+        self.safe_mode_boots = 5
         self.mon_lamp = 1.0
         self.mon_off = 0.05
         self.mon_full_scale = 5.0

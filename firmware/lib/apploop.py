@@ -27,23 +27,28 @@ def earliest(now, deadline, ms):
     return d if ticks.diff(d, deadline) < 0 else deadline
 
 
-def run(app, board):
+def run(app, board, healthy=None):
     """Step `app` for ever: app.step(now) returns the ticks of its next deadline;
-    the board waits until then or until something arrives."""
+    the board waits until then or until something arrives. healthy(), if given,
+    is called once, after the first pass that succeeded (the boot is healthy:
+    bootcount.py)."""
     failures = 0
     while True:
         now = board.ticks_ms()
         try:
             deadline = app.step(now)
             failures = 0
+            if healthy is not None:
+                f, healthy = healthy, None
+                f()
         except Exception as e:  # noqa: BLE001 - a pass must never end the loop
             failures += 1
             sys.print_exception(e)
             deadline = ticks.add(now, 1000)
-        healthy = failures < FAILURES_BEFORE_RESET
-        if healthy:
+        ok = failures < FAILURES_BEFORE_RESET
+        if ok:
             board.feed()
-        board.wait_until(deadline, healthy)
+        board.wait_until(deadline, ok)
 
 
 RESTART_DELAY_MS = 2000  # after a new configuration: time for the reply to go out

@@ -20,7 +20,19 @@ from .errors import UserError
 
 # Every device's (firmware/lib/diagbase.py), the lamp's and the kiosk's: the board
 # refuses, naming its own, a command its app does not have.
-COMMANDS = ("status", "log", "time", "config", "reboot", "help", "selftest", "alarm", "face", "purge")
+COMMANDS = (
+    "status",
+    "log",
+    "time",
+    "config",
+    "reboot",
+    "help",
+    "selftest",
+    "alarm",
+    "safemode",
+    "face",
+    "purge",
+)
 LINE_MAX = 4096  # firmware/lib/console.py's limit
 
 

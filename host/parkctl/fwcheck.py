@@ -108,10 +108,15 @@ sys.path[:0] = ["/rom", "/rom/lib"]
 for name in %(boot)r:
     __import__(name)
 # main.py runs the app when it is imported: a `board` without Board stops it
-# at its imports, once the loader has interned all of main.py's names.
+# at its imports, once the loader has interned all of main.py's names (the
+# lamp's main.py first counts its boot: a bootcount that refuses stops it).
 class board:
     pass
 sys.modules["board"] = board
+class bootcount:
+    def start():
+        raise ImportError
+sys.modules["bootcount"] = bootcount
 try:
     __import__("main")
 except ImportError:
@@ -141,7 +146,11 @@ class Names:
 def top_imports(path: Path) -> list[str]:
     """The modules a file imports at its top level, in order."""
     names = []
+    body = []
     for node in ast.parse(path.read_text()).body:
+        # Imports in a top-level try (the lamp's main.py: a failure counted) too.
+        body += node.body if isinstance(node, ast.Try) else [node]
+    for node in body:
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

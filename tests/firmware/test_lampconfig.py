@@ -27,6 +27,21 @@ def test_shipped_configuration_is_valid():
     assert cfg.rules[0].name == "holidays"
     assert cfg.failsafe_level == 100
     assert cfg.pins["pwm"] == 25  # DevKitC defaults
+    assert cfg.safe_mode_boots == 5
+
+
+def test_safe_mode_boots():
+    cfg = good()
+    cfg["safe_mode_boots"] = 3
+    assert lampconfig.parse(cfg).safe_mode_boots == 3
+    for bad, why in (
+        (0, "safe_mode_boots: 0 is outside 1..100"),
+        (101, "safe_mode_boots: 101 is outside 1..100"),
+        (2.5, "safe_mode_boots: must be a whole number of boots, not 2.5"),
+        ("5", "safe_mode_boots: must be a number, not a string"),
+    ):
+        cfg["safe_mode_boots"] = bad
+        assert errors_of(cfg) == [why]
 
 
 def test_the_issue_example_error():
