@@ -86,7 +86,7 @@ def parse(obj):
     cfg.face_baud = int(c.number(face, "baud", "face", 9600, 3000000, 115200))
     cfg.face_crc = c.flag(face, "crc", "face", False)
     cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS)
-    import chips  # the pins' table: forgotten with the parser (the lamp's main.loads)
+    import chips  # the pins' table: forgotten with the parser (the lamp's settings.loads)
 
     chips.parse(c, root, cfg.pins, PIN_ROLES, "esp32s3")
     if c.errors:

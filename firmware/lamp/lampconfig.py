@@ -302,7 +302,7 @@ def parse(obj, chip=False):
     cfg.flash = _flash(c, al["flash"]) if al and "flash" in al else DEFAULT_FLASH
     cfg.pins = c.pins(root.get("pins"), DEFAULT_PINS, {"relay_active": 1})
     if chip:
-        import chips  # the pins' table: forgotten with the parser (main.loads)
+        import chips  # the pins' table: forgotten with the parser (settings.loads)
 
         # How each pin is used (chips.parse: 0 driven, 2 read with a pull-up,
         # 3 analog); the lamp's chip is an ESP32-WROOM-32.

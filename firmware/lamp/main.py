@@ -36,25 +36,15 @@ try:
     from counters import Counters
     from journal import Journal
     from link import Link
+    from settings import CONFIG, COUNTER_FILE, COUNTERS, DEFAULT_CONFIG, JOURNAL, KEY_FILE, loads
     from timesource import DS3231, TimeKeeper
     from uplink import UNIX_2000, CommandError
 except Exception as e:  # noqa: BLE001 - MemoryError too: counted, kept, the board reset
     bootcount.failed(e)
 
-CONFIG = "/lamp.json"  # what the centre or a technician installed
-DEFAULT_CONFIG = "/config.json"  # shipped with the app
-KEY_FILE = "/cmd.key"  # the device's command key, hex (provisioning writes it)
-COUNTER_FILE = "/cmd.ctr"  # the last command counter accepted (docs/security.md)
-# Not "/journal": with / on sys.path (the board's cwd) a folder named like a module
-# shadows it, and `import journal` would find the folder.
-JOURNAL = "/events"
-COUNTERS = "/counters"  # burning hours, energy, switch cycles: /counters.0 and .1 (counters.py)
 # Controller events kept in the journal (and sent to the centre); the rest,
 # like Wi-Fi and MQTT chatter, only go to the console.
 JOURNALED = ("mode", "level", "lamp_failure", "lamp_on_unexpected", "relay_failure")
-# The configuration's parser and what only it imports (the checker, the pins'
-# table, the TZ parser, the topic rules): loaded to parse, forgotten after it.
-PARSER = ("lampconfig", "configcheck", "topics", "chips", "tzparse")
 
 
 class Lamp(App):
@@ -243,19 +233,6 @@ class Lamp(App):
         self.alarms.write()  # a raise the flash refused at the press, again
         deadline = self.link.exchange(now, deadline)
         return self.finish(now, deadline)
-
-
-def loads(text=None):
-    """The configuration in `text` (None: the fallback one), parsed by lampconfig,
-    which is loaded for the parse and forgotten after it: its code is needed only
-    at boot and when a configuration arrives (docs/lamp-config.md)."""
-    import lampconfig
-
-    try:
-        return lampconfig.parse(lampconfig.FALLBACK) if text is None else lampconfig.loads(text)
-    finally:
-        for name in PARSER:
-            sys.modules.pop(name, None)
 
 
 def main():

@@ -15,7 +15,6 @@
 
 import json
 import os
-import sys
 
 import bootcount
 import diagbase
@@ -28,26 +27,9 @@ from configstore import Store
 from console import Console
 from journal import Journal
 from link import Link
+from settings import CONFIG, COUNTER_FILE, DEFAULT_CONFIG, JOURNAL, KEY_FILE, loads
 from timesource import TimeKeeper
 from uplink import UNIX_2000, CommandError
-
-# The lamp app's files (main.py's).
-CONFIG = "/lamp.json"
-DEFAULT_CONFIG = "/config.json"
-KEY_FILE = "/cmd.key"
-COUNTER_FILE = "/cmd.ctr"
-JOURNAL = "/events"
-
-
-def loads(text=None):
-    """As main.loads: lampconfig loaded for the parse only."""
-    import lampconfig
-
-    try:
-        return lampconfig.parse(lampconfig.FALLBACK) if text is None else lampconfig.loads(text)
-    finally:
-        sys.modules.pop("lampconfig", None)
-        sys.modules.pop("chips", None)
 
 
 class SafeBoard(BaseBoard):

@@ -1,8 +1,39 @@
 # The lamp's configuration once validated: what lampconfig.parse makes and the
 # firmware reads while it runs. Apart from the parser, so that the parser's code
-# can leave the heap between configurations (main.py) while these stay.
+# can leave the heap between configurations (loads, below) while these stay.
+
+import sys
 
 from posixtz import TZ
+
+# The lamp app's files on flash, for main.py and safemode.py alike.
+CONFIG = "/lamp.json"  # what the centre or a technician installed
+DEFAULT_CONFIG = "/config.json"  # shipped with the app
+KEY_FILE = "/cmd.key"  # the device's command key, hex (provisioning writes it)
+COUNTER_FILE = "/cmd.ctr"  # the last command counter accepted (docs/security.md)
+# Not "/journal": with / on sys.path (the board's cwd) a folder named like a module
+# shadows it, and `import journal` would find the folder.
+JOURNAL = "/events"
+COUNTERS = "/counters"  # burning hours, energy, switch cycles: /counters.0 and .1 (counters.py)
+
+# The configuration's parser and what only it imports (the checker, the pins'
+# table, the TZ parser, the topic rules): loaded to parse, forgotten after it.
+PARSER = ("lampconfig", "configcheck", "topics", "chips", "tzparse")
+
+
+def loads(text=None):
+    """The configuration in `text` (None: the fallback one), parsed by lampconfig,
+    which is loaded for the parse and forgotten after it with what only it
+    imports (PARSER): their code is needed only at boot and when a configuration
+    arrives (docs/lamp-config.md)."""
+    import lampconfig
+
+    try:
+        return lampconfig.parse(lampconfig.FALLBACK) if text is None else lampconfig.loads(text)
+    finally:
+        for name in PARSER:
+            sys.modules.pop(name, None)
+
 
 # Step kinds.
 CLOCK = 0

@@ -2,7 +2,7 @@
 # (check(), on the device and in `parkctl config check`) and for the
 # simulator's machine.Pin and machine.ADC, which refuse what the chip refuses.
 # Loaded with the configuration's parser and forgotten with it (the lamp's
-# main.loads): none of it stays on the heap.
+# settings.loads): none of it stays on the heap.
 #
 # One character a GPIO, from GPIO 0 (the datasheets' pin tables; MicroPython's
 # ports/esp32 machine_pin.h and machine_adc.c say which of them it offers):

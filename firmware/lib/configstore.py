@@ -33,7 +33,7 @@ class ConfigError(ValueError):
     """A configuration refused: `errors` lists every problem, "path: reason".
 
     Defined here, with the store that is resident, and not in configcheck: the
-    checker is loaded only while a configuration is parsed (main.loads)."""
+    checker is loaded only while a configuration is parsed (settings.loads)."""
 
     def __init__(self, errors):
         super().__init__("\n".join(errors))

@@ -31,7 +31,7 @@ class TZ:
 
     def __init__(self, text):
         # The parser is loaded only while a configuration is read, and forgotten
-        # with the configuration's (main.loads): a TZ in force needs none of it.
+        # with the configuration's (settings.loads): a TZ in force needs none of it.
         from tzparse import parse
 
         self.std_name, self.std, self.dst_name, self.dst, self.start, self.end = parse(text)

@@ -1,5 +1,5 @@
 # The parser of POSIX TZ strings (posixtz.py says their form): loaded while a
-# configuration is read and forgotten after it (main.loads), as the rest of the
+# configuration is read and forgotten after it (settings.loads), as the rest of the
 # configuration's parser is.
 
 from posixtz import TZError

@@ -95,8 +95,8 @@ def check_pyright(root: Path) -> list[str]:
 # bytes), at every line. So the boot must leave room for the console's names.
 CONSOLE = "diag"  # what main.py's _console_commands imports
 # Imported inside functions the boot runs: lampconfig parses the configuration
-# (the lamp's main.py, loads()) and is forgotten, as are the modules only it
-# imports (main.py's PARSER), and configload and journalload once the
+# (the lamp's settings.loads) and is forgotten, as are the modules only it
+# imports (settings.py's PARSER), and configload and journalload once the
 # configuration is found and the journal read back, but the names they brought stay.
 LOADED_AT_BOOT = {"lamp": ("lampconfig", "chips", "tzparse", "configload", "journalload")}
 
