@@ -32,7 +32,7 @@ class Refused(Exception):
     version, path, files, room, size, sha256 or key; str(): the reason."""
 
     def __init__(self, code, text):
-        Exception.__init__(self, "%s: %s" % (code, text))
+        super().__init__("%s: %s" % (code, text))
         self.code = code
 
 
