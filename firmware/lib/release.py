@@ -159,8 +159,9 @@ def check_manifest(data, sig, key, app, chip, running, room):
             raise Refused("files", "%s is listed twice" % path)
         seen.add(path)
         need += (size + BLOCK - 1) // BLOCK * BLOCK + BLOCK  # and its metadata block
-    if "main.py" not in seen:
-        raise Refused("files", "no main.py: the board would have nothing to run")
+    for need_one in ("main.py", "manifest.json"):  # what the board runs; what a switch ends with
+        if need_one not in seen:
+            raise Refused("files", "no %s: a release is a whole app" % need_one)
     if need > room:
         raise Refused("room", "the release needs %d bytes of flash, %d are free" % (need, room))
     return m

@@ -26,6 +26,7 @@ FILES = (
     ("main.py", b"import lamp\nlamp.run()\n"),
     ("boot.py", b"# boot\n"),
     ("config.json", b'{"site": {}}'),
+    ("manifest.json", b'{"version": "1.2.0", "files": {}}'),
     # Longer than release.CHUNK, and not a multiple of it: hashed in pieces.
     ("lib/ticks.mpy", bytes(range(256)) * 5 + b"tail"),
 )
@@ -120,7 +121,7 @@ def test_a_file_with_the_wrong_sha256_is_refused():
     data, sig = signed(manifest())
     m = check(data, sig)
     files = list(FILES)
-    files[3] = ("lib/ticks.mpy", b"X" + FILES[3][1][1:])  # same size, one byte changed
+    files[-1] = ("lib/ticks.mpy", b"X" + FILES[-1][1][1:])  # same size, one byte changed
     why = refused("sha256", release.check_files, stage(files), m)
     assert "lib/ticks.mpy" in why
 
@@ -129,10 +130,10 @@ def test_a_truncated_or_missing_file_is_refused():
     data, sig = signed(manifest())
     m = check(data, sig)
     files = list(FILES)
-    files[3] = ("lib/ticks.mpy", FILES[3][1][:700])
+    files[-1] = ("lib/ticks.mpy", FILES[-1][1][:700])
     why = refused("size", release.check_files, stage(files), m)
     assert "lib/ticks.mpy has 700 bytes, the manifest says 1284" in why
-    why = refused("size", release.check_files, stage(FILES[:3]), m)
+    why = refused("size", release.check_files, stage(FILES[:-1]), m)
     assert "lib/ticks.mpy is missing" in why
 
 
@@ -193,15 +194,16 @@ def test_an_older_release_is_refused_unless_signed_as_a_permitted_downgrade():
 
 
 def test_a_manifest_that_is_not_one_is_refused():
-    for m, said in (
-        (manifest(version="v1.2"), "version 'v1.2' is not like 1.4.2"),
-        (manifest(version="1.2.3.4.5"), "is not like 1.4.2"),
-        (manifest(format=2), "format 2"),
-        (manifest(files=()), "no list of files"),
-        (manifest(files=FILES[1:]), "no main.py"),
-        ([1, 2], "not a JSON object"),
+    for m, code, said in (
+        (manifest(version="v1.2"), "manifest", "version 'v1.2' is not like 1.4.2"),
+        (manifest(version="1.2.3.4.5"), "manifest", "is not like 1.4.2"),
+        (manifest(format=2), "manifest", "format 2"),
+        (manifest(files=()), "files", "no list of files"),
+        (manifest(files=FILES[1:]), "files", "no main.py: a release is a whole app"),
+        (manifest(files=FILES[:3] + FILES[4:]), "files", "no manifest.json"),
+        ([1, 2], "manifest", "not a JSON object"),
     ):
-        why = refused("files" if "main.py" in said or "files" in said else "manifest", check, *signed(m))
+        why = refused(code, check, *signed(m))
         assert said in why, why
     data = b"{not json"
     refused("manifest", check, data, p256sign.sign(data))
