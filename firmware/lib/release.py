@@ -167,14 +167,14 @@ def check_manifest(data, sig, key, app, chip, running, room):
     return m
 
 
-def file_sha256(path, buf=None):
+def file_sha256(path, buf=None, opener=open):
     """The sha256 (hex) of a file and its size, read CHUNK bytes at a time:
-    nothing holds the whole file."""
+    nothing holds the whole file. opener: open() (a VfsLfs2's open in tests)."""
     buf = buf or bytearray(CHUNK)
     mv = memoryview(buf)
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
+    with opener(path, "rb") as f:
         while True:
             n = f.readinto(buf)
             if not n:
@@ -184,11 +184,11 @@ def file_sha256(path, buf=None):
     return binascii.hexlify(h.digest()).decode(), size
 
 
-def check_file(folder, entry, buf=None):
+def check_file(folder, entry, buf=None, opener=open):
     """Refused unless the file `entry` lists is in `folder` with its size and sha256."""
     path = entry["path"]
     try:
-        digest, size = file_sha256(folder + "/" + path, buf)
+        digest, size = file_sha256(folder + "/" + path, buf, opener)
     except OSError:
         raise Refused("size", "%s is missing" % path)
     if size != entry["size"]:
@@ -197,8 +197,8 @@ def check_file(folder, entry, buf=None):
         raise Refused("sha256", "%s does not have the sha256 the manifest gives" % path)
 
 
-def check_files(folder, manifest):
+def check_files(folder, manifest, opener=open):
     """Every file of a checked manifest, staged in `folder`: Refused at the first wrong one."""
     buf = bytearray(CHUNK)
     for e in manifest["files"]:
-        check_file(folder, e, buf)
+        check_file(folder, e, buf, opener)

@@ -14,7 +14,7 @@
 # recover() can finish from any point: the old app's files into /prev (its
 # manifest.json last), then the staged files into place (manifest.json last).
 # The board has no whole app between the two, so boot.py must call recover()
-# before main.py is imported whenever /stage/switch exists.
+# at every boot, before anything else reads the flash (see recover).
 #
 # Loaded only while an update runs or a switch is finished at boot.
 
@@ -81,6 +81,15 @@ class Staging:
         elif kind >= 0:
             self.os.remove(path)
 
+    def _clear(self):
+        """The staging folder, empty (the folder itself is kept: see recover)."""
+        if self._size(self.stage) != -2:
+            self._rmtree(self.stage)
+            self.os.mkdir(self.stage)
+            return
+        for name in self.os.listdir(self.stage):
+            self._rmtree(_join(self.stage, name))
+
     def _write(self, path, data):
         tmp = path + ".tmp"
         with self.open(tmp, "wb") as f:
@@ -120,8 +129,7 @@ class Staging:
             raise _refuse("stage", "a switch is under way: finish it first")
         resumed = self.staged() == (data, sig)
         if not resumed:
-            self._rmtree(self.stage)
-            self.os.mkdir(self.stage)
+            self._clear()
             self.os.mkdir(self.files)
             self._write(_join(self.stage, "release.sig"), sig)
             self._write(_join(self.stage, "release.json"), data)  # last: the mark of a staging
@@ -176,7 +184,7 @@ class Staging:
         buf = bytearray(512)
         for e in self.manifest["files"] if self.manifest else ():
             try:
-                check_file(self.files, e, buf)
+                check_file(self.files, e, buf, self.open)
             except Refused:
                 self._rmtree(_join(self.files, e["path"]))
                 self.at = 0
@@ -185,7 +193,7 @@ class Staging:
     def abandon(self):
         """Forget the staged release (a newer one, or the centre's order)."""
         if self._size(self.marker) < 0:
-            self._rmtree(self.stage)
+            self._clear()
         self.manifest = self.rid = None
 
     # --- switch and rollback ---------------------------------------------------
@@ -203,14 +211,22 @@ class Staging:
         """Put the app kept in /prev back in place, the running one going to /prev."""
         if self._size(_join(self.prev, "manifest.json")) < 0:
             raise _refuse("rollback", "no previous app is kept")
-        self._rmtree(self.stage)
-        self.os.mkdir(self.stage)
+        self._clear()
         self._write(self.marker, b"rollback")
         self.recover()
 
     def recover(self):
         """Finish a switch or rollback a cut interrupted; True if there was one.
         Each step is one rename, done only if its source is still there."""
+        # littlefs puts right what a cut in a rename between folders left (a
+        # pending move) only when it is next asked to write, and until then a
+        # listing or an open can miss a file near the one moved, this marker
+        # included. A mkdir asks, and writes nothing when all is well (the
+        # folder is kept for good, so it exists).
+        try:
+            self.os.mkdir(self.stage)
+        except OSError:
+            pass
         try:
             how = self._read(self.marker)
         except OSError:
@@ -251,7 +267,7 @@ class Staging:
             if self._size(_join(self.stage, name)) >= 0:
                 self.os.remove(_join(self.stage, name))
         self.os.remove(self.marker)
-        self._rmtree(self.stage)
+        self._clear()
         self.manifest = self.rid = None
         return True
 
