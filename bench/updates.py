@@ -19,7 +19,7 @@ from parkctl.fwcheck import Names  # noqa: E402
 from parkctl.runtime import HEAPSIZE, micropython_binary, micropython_bits, micropython_env  # noqa: E402
 
 SCRIPT = ROOT / "bench" / "mp_release.py"
-MODULES = ("p256.py", "release.py")
+MODULES = ("p256.py", "release.py", "staging.py")
 
 
 def _run(path: list[Path], folder: Path, mode: str, heap: str) -> subprocess.CompletedProcess:
@@ -51,7 +51,7 @@ def _least_heap(path: list[Path], folder: Path, mode: str) -> int:
 
 def _lamp_names() -> tuple[Names, Names]:
     """The lamp's name table once it has booted and loaded its console, then once
-    an update has loaded release and p256 (code from a ROMFS, as fwcheck does)."""
+    an update has loaded release, p256 and staging (code from a ROMFS, as fwcheck does)."""
     from parkctl import fwcheck
     from parkctl.build import romfs_image
     from parkctl.runtime import FIRMWARE
@@ -61,7 +61,7 @@ def _lamp_names() -> tuple[Names, Names]:
         rom = Path(tmp) / "lamp.romfs"
         rom.write_bytes(romfs_image("lamp"))
         script = fwcheck._NAME_TABLE_SCRIPT % {"rom": str(rom), "boot": boot, "console": fwcheck.CONSOLE}
-        script += "__import__('release')\nmicropython.qstr_info()\n"
+        script += "__import__('release')\n__import__('staging')\nmicropython.qstr_info()\n"
         proc = subprocess.run(
             [micropython_binary(), "-c", script], capture_output=True, text=True, timeout=120
         )
@@ -103,7 +103,7 @@ def bench_release_check() -> None:
         "in 512-byte chunks)"
     )
     print(f"  peak heap of the check  {peak:8d} bytes (least -X heapsize with it, less without it)")
-    print(f"  module code in the heap {code:8d} bytes while an update runs")
+    print(f"  release, p256 in heap   {code:8d} bytes of code while a check runs")
     print(
         f"  left after dropping it  {left:8d} bytes: {after.names - before.names} names the modules brought "
         "stay in MicroPython's name table"
