@@ -29,7 +29,8 @@ _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.
 
 class Refused(Exception):
     """A release this device will not take. `code`: signature, manifest, app, chip,
-    version, path, files, room, size, sha256 or key; str(): the reason."""
+    version, path, files, room, size, sha256 or key (and from staging.py: chunk,
+    stage, rollback); str(): the reason."""
 
     def __init__(self, code, text):
         super().__init__("%s: %s" % (code, text))

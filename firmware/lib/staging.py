@@ -39,7 +39,7 @@ def _refuse(code, text):
 
 class Staging:
     def __init__(self, os, app="/", opener=open, chunk=CHUNK):
-        """os: stat, listdir, mkdir, rename, remove, rmdir (the board's os module);
+        """os: stat, statvfs, listdir, mkdir, rename, remove, rmdir (the board's os module);
         app: the folder the app runs from ("/" on the board)."""
         self.os = os
         self.open = opener
@@ -270,6 +270,16 @@ class Staging:
         self._clear()
         self.manifest = self.rid = None
         return True
+
+    def room(self):
+        """Bytes free on the flash for staging (release.check_manifest's `room`),
+        counting what a release being staged already holds as free: taking the
+        same release again reuses it. os.statvfs: block size, free blocks."""
+        st = self.os.statvfs(self.app)
+        staged = 0
+        for p in self._walk(self.files) if self._size(self.files) == -2 else ():
+            staged += (self._size(_join(self.files, p)) + 4095) // 4096 * 4096 + 4096
+        return st[0] * st[3] + staged
 
     def running(self):
         """The version in the app's manifest.json (a release's, e.g. "1.4.2"), or None."""

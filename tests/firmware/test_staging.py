@@ -129,6 +129,27 @@ def test_a_release_is_staged_verified_and_switched_to_keeping_the_old_app():
     assert st.running() == "1.2.0"
 
 
+class FreeBlocks:
+    """The os module, with a flash that has 100 blocks free whatever else runs."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def statvfs(self, path):
+        return (4096, 4096, 1000, 100, 100, 0, 0, 0, 0, 255)
+
+
+def test_the_room_for_a_release_counts_what_is_staged_of_it_as_free():
+    app = device()
+    st = staging.Staging(FreeBlocks(), app, chunk=64)
+    data, sig, m, rid = release()
+    st.begin(data, sig, m, rid)
+    assert st.room() == 100 * 4096
+    fetch(st, limit=3)  # config.json, and two chunks of lib/a.mpy
+    # Each staged file's blocks and its metadata block: the same release reuses them.
+    assert st.room() == 100 * 4096 + 2 * 2 * 4096
+
+
 def test_a_transfer_goes_on_after_a_reset_where_it_stopped():
     app = device()
     data, sig, m, rid = release()
