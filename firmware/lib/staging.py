@@ -209,8 +209,8 @@ class Staging:
 
     def rollback(self):
         """Put the app kept in /prev back in place, the running one going to /prev."""
-        if self._size(_join(self.prev, "manifest.json")) < 0:
-            raise _refuse("rollback", "no previous app is kept")
+        if self._size(_join(self.prev, "manifest.json")) < 0 or self._size(_join(self.prev, "main.py")) < 0:
+            raise _refuse("rollback", "no previous app is kept")  # (a board flashed without a manifest)
         self._clear()
         self._write(self.marker, b"rollback")
         self.recover()

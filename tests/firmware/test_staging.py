@@ -236,6 +236,13 @@ def test_a_rollback_puts_the_previous_app_back():
     st = stager(app)
     e = raises(Refused, st.rollback)
     assert str(e) == "rollback: no previous app is kept"
+    # A /prev without main.py (a board flashed without a manifest) is no app to go back to.
+    os.mkdir(app + "/prev")
+    _write(app + "/prev/manifest.json", b'{"files": {}}')
+    e = raises(Refused, st.rollback)
+    assert str(e) == "rollback: no previous app is kept"
+    os.remove(app + "/prev/manifest.json")
+    os.rmdir(app + "/prev")
     e = raises(Refused, st.switch)
     assert str(e) == "stage: no staged release to switch to"
     data, sig, m, rid = release()
