@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from parkctl.build import build, read_image
+from parkctl.build import CHIPS, build, read_image
 from parkctl.cli import main
 
 
@@ -147,3 +147,15 @@ def test_build_installs_the_public_key_outside_the_manifest(made, tmp_path):
     assert "/release.pub" not in b.manifest["files"]
     with pytest.raises(Exception, match="PRIVATE key"):
         build("lamp", out=tmp_path / "c", chip="vboard", release_key=made["keys"] / "release-key.pem")
+
+
+def test_flash_installs_the_public_key_in_the_image_it_writes(made, tmp_path, capsys):
+    not_a_port = tmp_path / "ttyFAKE"
+    not_a_port.write_text("")  # esptool fails on it, after the build
+    out = tmp_path / "out"
+    pub = made["keys"] / "release.pub"
+    argv = ["flash", "--port", str(not_a_port), "lamp", "--out", str(out), "--release-key", str(pub)]
+    assert main(argv) == 2
+    assert "esptool failed" in capsys.readouterr().err
+    files = read_image((out / "fs.img").read_bytes(), CHIPS["esp32"])
+    assert files["/release.pub"].decode().strip() == pub.read_text().strip()

@@ -271,7 +271,14 @@ def cmd_flash(args: argparse.Namespace) -> int:
         build.check_firmware(firmware, chip)
     bar = build.LazyProgress()
     try:
-        b = build.build(args.app, out=out, chip=chip.name, device_config=args.device_config, progress=bar)
+        b = build.build(
+            args.app,
+            out=out,
+            chip=chip.name,
+            device_config=args.device_config,
+            progress=bar,
+            release_key=args.release_key,
+        )
     finally:
         bar.close()
     print(
@@ -1380,6 +1387,11 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     fl.add_argument("--firmware", metavar="BIN", help="MicroPython .bin to write too (a new board)")
     fl.add_argument("--device-config", metavar="FILE", help=DEVICE_CONFIG_HELP)
+    fl.add_argument(
+        "--release-key",
+        metavar="FILE",
+        help="install the park's release public key (release.pub) as /release.pub (docs/updates.md)",
+    )
     fl.add_argument(
         "--chip",
         choices=[n for n, c in CHIPS.items() if c.esptool],
