@@ -273,6 +273,7 @@ def main() -> int:
 
     import alarms
     import kiosk
+    import updates
 
     failed = []
     for bench in (
@@ -280,6 +281,7 @@ def main() -> int:
         bench_deploy,
         bench_sun_micropython,
         bench_cmdauth_micropython,
+        updates.bench_release_check,
         bench_lamp_micropython,
         bench_year_summary,
         bench_sun_cpython,

@@ -166,6 +166,16 @@ COMMANDS = {
         "flash", lst(one(("lamp", "kiosk"))), "--port", lst(one(PORTS[:3])),
         optional("--firmware", BAD_FILES), optional("--baud", NUMBERS), optional("--out", UNWRITABLE[:3]),
     ),
+    "release keygen": argv("release", "keygen", "--out", lst(one(UNWRITABLE[:3]))),
+    "release sign": argv(
+        "release", "sign", "--app", lst(one(("lamp", "kiosk"))), "--version", lst(one((*TEXTS[1:], "1.0"))),
+        "--key", lst(one(BAD_FILES)), "--out", lst(one(("{folder}/rel", *UNWRITABLE[:3]))),
+        optional("--build", BAD_FILES),
+    ),
+    "release verify": argv(
+        "release", "verify", lst(one(BAD_FILES)), "--key", lst(one(BAD_FILES)),
+        "--app", lst(one(("lamp", "kiosk", "toaster"))), optional("--running", TEXTS[1:]),
+    ),
     "parser": st.lists(
         one(("sim", "diag", "--lamps", "--port", "x", "-z", "--json", "config", "nosuch")), max_size=4
     ).map(lambda words: [*words, "--no-such-option"]),

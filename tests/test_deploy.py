@@ -165,7 +165,10 @@ def test_provision_writes_the_secrets_to_the_device_only(board: VirtualBoard, tm
     # as DER (all the board's ssl takes), and its configuration names the file.
     pem, der = _ca(tmp_path)
     args = ("--inventory", str(inv), "--device", "lamp-g60-009", "--port", board.port)
-    r = parkctl("provision", *args, "--secrets", str(secrets), "--ca", str(pem))
+    # And the park's release public key (docs/updates.md), as provisioning installs it.
+    assert parkctl("release", "keygen", "--out", str(tmp_path / "keys")).returncode == 0
+    pub = tmp_path / "keys" / "release.pub"
+    r = parkctl("provision", *args, "--secrets", str(secrets), "--ca", str(pem), "--release-key", str(pub))
     assert r.returncode == 0, r.stderr
     board.stop()
     fs = _fs(board.image)  # kept: its files must not outlive it (littlefs-python)
@@ -175,6 +178,8 @@ def test_provision_writes_the_secrets_to_the_device_only(board: VirtualBoard, tm
     assert on_device["device"] == "lamp-g60-009" and on_device["network"]["ca"] == "/ca.der"
     with fs.open("ca.der", "rb") as f:
         assert f.read() == der
+    with fs.open("release.pub", "r") as f:
+        assert f.read() == pub.read_text()
     # Its own command key, derived from the park's: no other device's.
     with fs.open("cmd.key", "r") as f:
         assert (

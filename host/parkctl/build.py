@@ -531,6 +531,7 @@ def build(
     device_config: Path | None = None,
     progress: Progress | None = None,
     root: Path = FIRMWARE,
+    release_key: Path | None = None,
 ) -> Build:
     """Stage `app` for `chip` in out/fs, write out/fs.img (checked by mounting it back)
     and, given a MicroPython firmware image, out/factory.bin. `root` is the firmware
@@ -540,9 +541,15 @@ def build(
     out = Path(out) if out is not None else BUILD_DIR / app
     fw = check_firmware(Path(firmware), target) if firmware is not None else None
     config = check_device_config(app, Path(device_config)) if device_config is not None else None
+    keyfiles = {}
+    if release_key is not None:  # outside the manifest too: an update never replaces it
+        from .release import device_key_files
+
+        keyfiles = device_key_files(Path(release_key))
     files, manifest = staged(app, target, root, report)
     if config is not None:
         files.update(device_files(app, config))
+    files.update(keyfiles)
 
     fs_dir = out / "fs"
     image_path = out / "fs.img"

@@ -213,6 +213,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             firmware=args.firmware,
             device_config=args.device_config,
             progress=bar,
+            release_key=args.release_key,
         )
     finally:
         bar.close()
@@ -270,7 +271,14 @@ def cmd_flash(args: argparse.Namespace) -> int:
         build.check_firmware(firmware, chip)
     bar = build.LazyProgress()
     try:
-        b = build.build(args.app, out=out, chip=chip.name, device_config=args.device_config, progress=bar)
+        b = build.build(
+            args.app,
+            out=out,
+            chip=chip.name,
+            device_config=args.device_config,
+            progress=bar,
+            release_key=args.release_key,
+        )
     finally:
         bar.close()
     print(
@@ -755,7 +763,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     if args.centre:
         if not args.broker_dir:
             raise UserError("--centre adds the centre's account to a broker folder: give --broker-dir DIR")
-        if args.inventory or args.device or args.port or args.ca:
+        if args.inventory or args.device or args.port or args.ca or args.release_key:
             raise UserError("--centre takes only --broker-dir and --secrets (no device is provisioned)")
         done = centre_account(Path(args.broker_dir), secrets)
         if args.json:
@@ -773,6 +781,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
         secrets,
         Path(args.ca) if args.ca else None,
         Path(args.broker_dir) if args.broker_dir else None,
+        Path(args.release_key) if args.release_key else None,
     )
     if args.json:
         _print_json(out)
@@ -789,6 +798,55 @@ def cmd_provision(args: argparse.Namespace) -> int:
             "at SIGHUP)"
         )
     return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import release
+
+    if args.release_command == "keygen":
+        _output_folder(args.out, "--out")
+        done = release.keygen(Path(args.out))
+        if args.json:
+            _print_json(done)
+        else:
+            print(f"private key  {done['private_key']} (mode 0600: keep it offline, never on a server)")
+            print(f"public key   {done['public_key']} (for the devices: parkctl provision --release-key)")
+            print(f"key id       {done['key_id']}")
+        return 0
+    if args.release_command == "sign":
+        _output_folder(args.out, "--out")
+        done = release.sign(
+            args.app,
+            args.version,
+            Path(args.key),
+            Path(args.out),
+            Path(args.build) if args.build else None,
+            args.downgrade_ok,
+        )
+        if args.json:
+            _print_json(done)
+        else:
+            down = ", signed as a permitted downgrade" if done["downgrade_ok"] else ""
+            print(
+                f"{done['app']} {done['version']} for {', '.join(done['chips'])}: {done['files']} files, "
+                f"{_human_size(done['bytes'])}, key {done['key_id']}{down}"
+            )
+            print(f"release in {done['release']}")
+        return 0
+    from .build import DEFAULT_CHIP
+
+    found = release.verify(
+        Path(args.release), Path(args.key), args.app, args.chip or DEFAULT_CHIP[args.app], args.running
+    )
+    if args.json:
+        _print_json(found)
+    elif found["ok"]:
+        print(f"{found['app']} {found['version']}: signature, manifest and {found['files']} files good")
+    else:
+        print(f"refused: {found['reason']}")
+    return 0 if found["ok"] else EXIT_FAILED
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -1214,6 +1272,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="add the centre's account to --broker-dir instead (password from $PARK_CENTRE_PASSWORD "
         "or the secrets file's [centre] table)",
     )
+    pv.add_argument(
+        "--release-key",
+        metavar="FILE",
+        help="the park's release public key (release.pub), installed as /release.pub: the device takes "
+        "updates signed with its private key only (docs/updates.md)",
+    )
     pv.add_argument("--json", action="store_true", help="print the result (secrets masked) as JSON")
     pv.set_defaults(func=cmd_provision)
 
@@ -1304,6 +1368,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--firmware", metavar="BIN", help="MicroPython .bin for the chip: also write DIR/factory.bin"
     )
     bld.add_argument("--device-config", metavar="FILE", help=DEVICE_CONFIG_HELP)
+    bld.add_argument(
+        "--release-key",
+        metavar="FILE",
+        help="install the park's release public key (release.pub) as /release.pub: the board takes "
+        "updates signed with its private key only (docs/updates.md)",
+    )
     bld.add_argument("--json", action="store_true", help="print the summary as JSON")
     bld.set_defaults(func=cmd_build)
 
@@ -1318,6 +1388,11 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--firmware", metavar="BIN", help="MicroPython .bin to write too (a new board)")
     fl.add_argument("--device-config", metavar="FILE", help=DEVICE_CONFIG_HELP)
     fl.add_argument(
+        "--release-key",
+        metavar="FILE",
+        help="install the park's release public key (release.pub) as /release.pub (docs/updates.md)",
+    )
+    fl.add_argument(
         "--chip",
         choices=[n for n, c in CHIPS.items() if c.esptool],
         help="(default: esp32 for the lamp, esp32s3 for the kiosk)",
@@ -1329,6 +1404,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fl.add_argument("--out", metavar="DIR", help="build folder (default: build/APP-CHIP)")
     fl.set_defaults(func=cmd_flash)
+
+    rel = sub.add_parser(
+        "release",
+        help="the park's release key and signed releases of an app (docs/updates.md)",
+        description="Makes the offline release key pair, signs what `parkctl build` made as a release "
+        "that devices verify with the public key, and checks a release as a device would.",
+    )
+    rel_sub = rel.add_subparsers(dest="release_command", required=True, metavar="ACTION")
+    kg = rel_sub.add_parser(
+        "keygen",
+        help="make a release key pair (ECDSA P-256): DIR/release-key.pem (private) and DIR/release.pub",
+    )
+    kg.add_argument("--out", required=True, metavar="DIR", help="folder for the two key files")
+    kg.add_argument("--json", action="store_true", help="print the files and key id as JSON")
+    kg.set_defaults(func=cmd_release)
+    sg = rel_sub.add_parser(
+        "sign",
+        help="sign a build as a release: DIR/release.json, DIR/release.sig, DIR/files/",
+        description="Reads the build `parkctl build APP` left (build/APP, or --build), checks it against "
+        "its manifest, and writes the release: every file, the manifest (app, chip, version, each file's "
+        "path, size and sha256) and its signature.",
+    )
+    sg.add_argument("--app", required=True, choices=APPS, help="the app the build is of")
+    sg.add_argument("--version", required=True, metavar="V", help="the release's version, e.g. 1.4.2")
+    sg.add_argument("--key", required=True, metavar="FILE", help="the release private key (release-key.pem)")
+    sg.add_argument("--out", required=True, metavar="DIR", help="folder for the release")
+    sg.add_argument("--build", metavar="DIR", help="the build folder (default: build/APP)")
+    sg.add_argument(
+        "--downgrade-ok",
+        action="store_true",
+        help="let devices running a newer version take this one (a deliberate rollback)",
+    )
+    sg.add_argument("--json", action="store_true", help="print a summary as JSON")
+    sg.set_defaults(func=cmd_release)
+    vf = rel_sub.add_parser(
+        "verify",
+        help="check a release as a device would (the firmware's own code): exit 1 if it would refuse it",
+    )
+    vf.add_argument("release", metavar="DIR", help="the release folder")
+    vf.add_argument("--key", required=True, metavar="FILE", help="the release public key (release.pub)")
+    vf.add_argument("--app", required=True, choices=APPS, help="the device's app")
+    vf.add_argument("--chip", choices=list(CHIPS), help="the device's chip (default: the app's)")
+    vf.add_argument("--running", metavar="V", help="the version the device runs (default: none yet)")
+    vf.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    vf.set_defaults(func=cmd_release)
 
     config = sub.add_parser("config", help="device configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -1408,7 +1528,13 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
         parser.error("unrecognized arguments: " + " ".join(extra))
-    name = " ".join(["parkctl", args.command, *filter(None, [getattr(args, "config_command", None)])])
+    name = " ".join(
+        [
+            "parkctl",
+            args.command,
+            *filter(None, [getattr(args, "config_command", None), getattr(args, "release_command", None)]),
+        ]
+    )
     try:
         if getattr(args, "passthrough", False):
             status = args.func(args, extra)

@@ -233,6 +233,7 @@ def provision(
     secrets: Path | None,
     ca: Path | None = None,
     broker_dir: Path | None = None,
+    release_key: Path | None = None,
 ) -> dict[str, Any]:
     from .deploy import deploy
 
@@ -243,6 +244,12 @@ def provision(
         hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise UserError(f"device {device} is not in {inventory}{hint}")
     der = read_ca(ca) if ca is not None else None
+    if release_key is not None:
+        from .release import device_key_files
+
+        keyfiles = device_key_files(release_key)
+    else:
+        keyfiles = {}
     found = read_secrets(secrets, device)
     if broker_dir is not None:
         from .parkbroker import CENTRE_USER
@@ -266,8 +273,11 @@ def provision(
     if der is not None:
         extra[CA_FILE] = der
     extra.update(key)
+    extra.update(keyfiles)  # not a secret: the public half of the park's release key
     done = deploy(port, app, extra=extra, remove=[INSTALLED[app] + ".trial"])
     out = {"device": device, "config": masked(cfg), "installed": INSTALLED[app], "deploy": done.as_json()}
+    if keyfiles:
+        out["release_key"] = next(iter(keyfiles))
     if broker_dir is not None:
         out["broker_account"] = {"user": device, "passwd": str(broker_dir / "passwd")}
     return out

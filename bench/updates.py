@@ -1,0 +1,120 @@
+"""What checking a signed release costs a lamp (docs/updates.md), for `make bench`:
+the P-256 signature check's time in MicroPython (unix port), the whole check of a
+real lamp release (signature, manifest, every file's sha256 read from the disk in
+512-byte chunks), the heap it needs at its peak, and the size of the two modules,
+which are on the flash only and loaded for an update alone."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "host"))
+
+from parkctl.fwcheck import Names  # noqa: E402
+from parkctl.runtime import HEAPSIZE, micropython_binary, micropython_bits, micropython_env  # noqa: E402
+
+SCRIPT = ROOT / "bench" / "mp_release.py"
+MODULES = ("p256.py", "release.py", "staging.py")
+
+
+def _run(path: list[Path], folder: Path, mode: str, heap: str) -> subprocess.CompletedProcess:
+    env = dict(micropython_env(), MICROPYPATH=":".join(str(p) for p in path))
+    return subprocess.run(
+        [micropython_binary(), "-X", f"heapsize={heap}", str(SCRIPT), str(folder), mode],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _least_heap(path: list[Path], folder: Path, mode: str) -> int:
+    """The smallest -X heapsize (to 256 bytes) the script runs to its end in."""
+    lo, hi = 1024, 100 * 1024
+    if _run(path, folder, mode, str(hi)).returncode != 0:
+        raise RuntimeError(f"mp_release.py {mode} fails even in {hi} bytes")
+    while hi - lo > 256:
+        mid = (lo + hi) // 2 // 256 * 256
+        ok = _run(path, folder, mode, str(mid))
+        if ok.returncode == 0 and ok.stdout.strip().endswith("ok"):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _lamp_names() -> tuple[Names, Names]:
+    """The lamp's name table once it has booted and loaded its console, then once
+    an update has loaded release, p256 and staging (code from a ROMFS, as fwcheck does)."""
+    from parkctl import fwcheck
+    from parkctl.build import romfs_image
+    from parkctl.runtime import FIRMWARE
+
+    boot = fwcheck.top_imports(FIRMWARE / "lamp" / "main.py") + list(fwcheck.LOADED_AT_BOOT["lamp"])
+    with tempfile.TemporaryDirectory() as tmp:
+        rom = Path(tmp) / "lamp.romfs"
+        rom.write_bytes(romfs_image("lamp"))
+        script = fwcheck._NAME_TABLE_SCRIPT % {"rom": str(rom), "boot": boot, "console": fwcheck.CONSOLE}
+        script += "__import__('release')\n__import__('staging')\nmicropython.qstr_info()\n"
+        proc = subprocess.run(
+            [micropython_binary(), "-c", script], capture_output=True, text=True, timeout=120
+        )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("qstr pool:")]
+    if proc.returncode != 0 or len(lines) != 3:
+        raise RuntimeError(f"loading the lamp's code failed:\n{proc.stdout}{proc.stderr}")
+    return Names(lines[1]), Names(lines[2])
+
+
+def bench_release_check() -> None:
+    from parkctl import release
+    from parkctl.build import CHIPS, build, compile_mpy, deployed_folders
+    from parkctl.runtime import FIRMWARE_LIB, FIRMWARE_PATHS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        keys = release.keygen(t / "keys")
+        b = build("lamp", out=t / "build", chip="vboard")
+        release.sign("lamp", "1.2.0", Path(keys["private_key"]), t / "rel", build_dir=t / "build")
+        shutil.copy(keys["public_key"], t / "rel" / "release.pub")
+        path = deployed_folders(FIRMWARE_PATHS, t / "deployed")
+        out = _run(path, t / "rel", "time", HEAPSIZE)
+        if out.returncode != 0:
+            raise RuntimeError(f"bench/mp_release.py failed:\n{out.stdout}{out.stderr}")
+        lines = [ln for ln in out.stdout.splitlines() if not ln.startswith(("qstr", "ok"))]
+        verify_us, check_us, files_us, code, left = (int(x) for x in lines[0].split())
+        before, after = (Names(ln) for ln in out.stdout.splitlines() if ln.startswith("qstr pool:"))
+        lamp_boot, lamp_after = _lamp_names()
+        peak = _least_heap(path, t / "rel", "check") - _least_heap(path, t / "rel", "none")
+        files = len(b.manifest["files"]) + 1
+        size = sum(p.stat().st_size for p in (t / "rel" / "files").rglob("*") if p.is_file())
+        esp32 = {m: len(compile_mpy(FIRMWARE_LIB / m, "lib/" + m, CHIPS["esp32"])) for m in MODULES}
+    bits = micropython_bits()
+    print(f"a signed release of the lamp checked (docs/updates.md), MicroPython unix {bits}-bit:")
+    print(f"  P-256 signature check   {verify_us / 1000:8.2f} ms (heap {HEAPSIZE})")
+    print(f"  manifest: + JSON, rules {check_us / 1000:8.2f} ms")
+    print(
+        f"  {'each file, sha256':<23} {files_us / 1000:8.2f} ms ({files} files, {size // 1024} KiB read "
+        "in 512-byte chunks)"
+    )
+    print(f"  peak heap of the check  {peak:8d} bytes (least -X heapsize with it, less without it)")
+    print(f"  release, p256 in heap   {code:8d} bytes of code while a check runs")
+    print(
+        f"  left after dropping it  {left:8d} bytes: {after.names - before.names} names the modules brought "
+        "stay in MicroPython's name table"
+    )
+    grew = "a new pool: more heap for good" if lamp_after.pools != lamp_boot.pools else "no new pool"
+    print(
+        f"  the lamp's name table   {lamp_boot.names:8d} names after its boot and console, "
+        f"{lamp_after.names} with the update's, of {lamp_boot.names + lamp_boot.room} in its "
+        f"{lamp_boot.pools} pools: {grew}"
+    )
+    print(
+        f"  .mpy on flash (esp32)   {sum(esp32.values()):8d} bytes "
+        f"({', '.join(f'{m[:-3]} {n}' for m, n in esp32.items())})"
+    )
