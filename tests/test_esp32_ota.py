@@ -1,0 +1,144 @@
+"""Updating the MicroPython image through esp32.Partition on the virtual ESP32
+(sim/vesp32/esp32.py) with firmware/lib/fwimage.py: written, booted on trial,
+rolled back unless confirmed, refused when bad, safe from a power cut in the
+middle; the same story in CPython and in the real MicroPython interpreter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.appimage import make_app_image
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+CONFIG = ROOT / "firmware" / "lamp" / "config.json"
+
+# What a technician sees, step by step (tests/ota_story.py).
+EXPECTED = [
+    "boots: v1.0",
+    "running slot: ota_0",
+    "written: v2.0",
+    "still runs: v1.0",
+    "next boot: ota_1",
+    "after reset runs: v2.0",
+    "bootloader: rollback: ota_1 was not marked valid",
+    "after unconfirmed reset runs: v1.0",
+    "written again: v2.0",
+    "confirmed, after reset runs: v2.0",
+    "and after another: v2.0",
+    "wrong sha256: ImageError: sha256 {v3sha}, not the {zeros} announced",
+    "other chip: ImageError: an image for esp32s3; this board is esp32",
+    "too big: ImageError: an image of 4194304 bytes does not fit the 1572864 bytes of ota_0",
+    "wrong size: ImageError: more than the {v3short} bytes announced",
+    "after refusals runs: v2.0",
+    "cut: the power went while the image was written",
+    "after the cut runs: v2.0",
+    "set_boot on the cut image: OSError: -5379 ESP_ERR_OTA_VALIDATE_FAILED",
+    "after another reset runs: v2.0",
+    "then written whole: v3.0",
+    "runs: v3.0",
+    "plain table: ImageError: no OTA partition table on this board: flash it with one "
+    "(parkctl flash --chip esp32-ota)",
+]
+
+
+def _images(tmp_path: Path) -> dict[str, tuple[str, int, str]]:
+    out = {}
+    for name, version, chip in (
+        ("v1", "v1.0", "esp32"),
+        ("v2", "v2.0", "esp32"),
+        ("v3", "v3.0", "esp32"),
+        ("s3", "v2.0", "esp32s3"),
+    ):
+        data = make_app_image(version, chip, size=20000 + len(out) * 1000)
+        p = tmp_path / f"{name}.bin"
+        p.write_bytes(data)
+        out[name] = (str(p), len(data), hashlib.sha256(data).hexdigest())
+    return out
+
+
+def _expected(images) -> list[str]:
+    v3 = images["v3"]
+    return [line.format(v3sha=v3[2], zeros="00" * 32, v3short=v3[1] - 1) for line in EXPECTED]
+
+
+def _run_cpython(tmp_path: Path, images) -> list[str]:
+    from sim import cpython
+
+    modules = cpython.ModuleSystem(console=lambda line: None)
+    hub = modules.load("_hub", as_firmware=False)
+    esp32 = modules.load("esp32", as_firmware=False)
+    world_mod = modules.load("world", as_firmware=False)
+    cfg = json.loads(CONFIG.read_text())
+    world = world_mod.World({"start": 0, "end": 10**12, "config": cfg}, lambda *a: None)
+    board = hub.Board(world, None, b"\x01\x02\x03\x04\x05\x06")
+    world.board = board
+    hub.__dict__["board"] = board
+    flash = tmp_path / "flash.ota"
+    esp32.make_flash(str(flash), "esp32", Path(images["v1"][0]).read_bytes())
+    esp32.attach(board, str(flash))
+    fwimage = modules.load("fwimage", as_firmware=True)
+    sys.path.insert(0, str(HERE))
+    try:
+        import ota_story
+    finally:
+        sys.path.remove(str(HERE))
+    return ota_story.run(hub, esp32, fwimage, board, images)
+
+
+_MP_SCRIPT = """
+import json, _hub, esp32, world, ota_story
+cfg = json.load(open(%(config)r))
+w = world.World({"start": 0, "end": 10**12, "config": cfg}, lambda *a: None)
+board = _hub.Board(w, None, b"\\x01\\x02\\x03\\x04\\x05\\x06")
+w.board = board
+_hub.board = board
+images = %(images)r
+f = open(images["v1"][0], "rb")
+esp32.make_flash(%(flash)r, "esp32", f.read())
+f.close()
+esp32.attach(board, %(flash)r)
+import fwimage
+for line in ota_story.run(_hub, esp32, fwimage, board, images):
+    print(line)
+"""
+
+
+def _run_micropython(tmp_path: Path, images) -> list[str]:
+    from parkctl.runtime import micropython_binary
+
+    script = _MP_SCRIPT % {"config": str(CONFIG), "images": images, "flash": str(tmp_path / "flash.ota")}
+    path = ":".join(
+        str(p)
+        for p in (
+            ROOT / "sim" / "vesp32",
+            ROOT / "sim",
+            ROOT / "firmware" / "lamp",
+            ROOT / "firmware" / "lib",
+            HERE,
+        )
+    )
+    env = dict(os.environ, MICROPYPATH=path)
+    out = subprocess.run(
+        [micropython_binary(), "-X", "heapsize=1M", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout.splitlines()
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_an_image_update_boots_on_trial_rolls_back_and_survives_a_cut(tmp_path, runtime):
+    images = _images(tmp_path)
+    run = _run_cpython if runtime == "cpython" else _run_micropython
+    assert run(tmp_path, images) == _expected(images)
