@@ -85,6 +85,32 @@ def run(hub, esp32, fwimage, board, images):
     reset()
     note("runs", fwimage.version())
     fwimage.confirm()
+    # A cut while set_boot writes otadata (its erase, then its program): the entry
+    # in force stands, and so does the image it names.
+    p2, n2, sha2 = images["v2"]
+    # finish() writes the last block (an erase, 16 page programs), then otadata's
+    # sector: its erase is the 18th operation, its program the 19th.
+    for op in (18, 19):
+        w = fwimage.Writer(n2, sha2)
+        with open(p2, "rb") as f:
+            w.write(f.read())
+        world.cuts_armed.append([op, world.now_us + 1000000])
+        try:
+            w.finish()
+            note("cut in set_boot", "never came")
+        except hub.PowerLoss:
+            pass
+        world.set_power(True)
+        board.power_on()
+        note("cut in set_boot, then runs", fwimage.version())
+    # The running image's slot cannot be written: the flash driver aborts, the chip resets.
+    try:
+        Partition(Partition.RUNNING).ioctl(6, 0)
+        note("erasing the running slot", "allowed")
+    except hub.Reset as r:
+        note("erasing the running slot", "reset, cause %d" % r.cause)
+        board.reset(r.cause)
+    note("then runs", fwimage.version())
     # A board flashed with the plain table (one factory app) has nowhere to put an image.
     ota, board.ota = board.ota, None
     note("plain table", _refused(fwimage.Writer, n3, sha3))

@@ -44,6 +44,10 @@ EXPECTED = [
     "after another reset runs: v2.0",
     "then written whole: v3.0",
     "runs: v3.0",
+    "cut in set_boot, then runs: v3.0",
+    "cut in set_boot, then runs: v3.0",
+    "erasing the running slot: reset, cause 2",
+    "then runs: v3.0",
     "plain table: ImageError: no OTA partition table on this board: flash it with one "
     "(parkctl flash --chip esp32-ota)",
 ]

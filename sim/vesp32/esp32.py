@@ -407,7 +407,7 @@ class Partition:
         ota, addr = self._where(block, 0 if off is None else off, len(buf))
         if self._e[0] == _apps(ota.table)[ota.running][0]:
             # ESP-IDF refuses to write the app it runs from; with its default
-            # CONFIG_SPI_FLASH_DANGEROUS_WRITE_ABORTS that is an abort: a panic, a reset.
+            # CONFIG_SPI_FLASH_WRITING_DANGEROUS_REGIONS_ABORTS that is an abort: a panic, a reset.
             _hub.board.world.note("reset", "panic: a write to the running app's partition")
             raise _hub.Reset(_hub.HARD_RESET)
         if off is None:
