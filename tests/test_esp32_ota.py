@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -27,10 +29,12 @@ EXPECTED = [
     "written: v2.0",
     "still runs: v1.0",
     "next boot: ota_1",
+    "bootloader: ota_1 boots on trial",
     "after reset runs: v2.0",
     "bootloader: rollback: ota_1 was not marked valid",
     "after unconfirmed reset runs: v1.0",
     "written again: v2.0",
+    "bootloader: ota_1 boots on trial",
     "confirmed, after reset runs: v2.0",
     "and after another: v2.0",
     "wrong sha256: ImageError: sha256 {v3sha}, not the {zeros} announced",
@@ -43,6 +47,7 @@ EXPECTED = [
     "set_boot on the cut image: OSError: -5379 ESP_ERR_OTA_VALIDATE_FAILED",
     "after another reset runs: v2.0",
     "then written whole: v3.0",
+    "bootloader: ota_0 boots on trial",
     "runs: v3.0",
     "cut in set_boot, then runs: v3.0",
     "cut in set_boot, then runs: v3.0",
@@ -146,3 +151,41 @@ def test_an_image_update_boots_on_trial_rolls_back_and_survives_a_cut(tmp_path, 
     images = _images(tmp_path)
     run = _run_cpython if runtime == "cpython" else _run_micropython
     assert run(tmp_path, images) == _expected(images)
+
+
+def _otadata_entry(seq: int, state: int) -> bytes:
+    """ESP-IDF's esp_ota_select_entry_t, written here from its definition (not by
+    the simulator): ota_seq, seq_label[20], ota_state, crc = CRC-32 of ota_seq
+    (esp_rom_crc32_le from 0xFFFFFFFF: seq 1 gives 0x4743989a, as on a board)."""
+    head = struct.pack("<I", seq)
+    return head + b"\xff" * 20 + struct.pack("<II", state, zlib.crc32(head, 0xFFFFFFFF))
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_a_lamp_that_never_confirms_its_new_image_is_rolled_back_at_its_next_reset(tmp_path, runtime):
+    """A board flashed with the OTA table whose otadata names a new image in ota_1
+    (as set_boot leaves it): the scenario's lamp boots it on trial, and the
+    power cut resets it before the firmware confirmed it (today's lamp never
+    does): the bootloader goes back to ota_0, and otadata says so."""
+    from parkctl import simcmd
+
+    assert zlib.crc32(struct.pack("<I", 1), 0xFFFFFFFF) == 0x4743989A
+    flash = tmp_path / "flash.ota"
+    data = bytearray(b"\xff" * 0x310000)
+    v1, v2 = make_app_image("v1.0"), make_app_image("v2.0")
+    data[0x10000 : 0x10000 + len(v1)] = v1
+    data[0x190000 : 0x190000 + len(v2)] = v2
+    data[0xD000:0xD020] = _otadata_entry(2, 0)  # seq 2: ota_1, ESP_OTA_IMG_NEW
+    flash.write_bytes(bytes(data))
+    scn = tmp_path / "cut.scn"
+    scn.write_text(
+        f"config {ROOT / 'sim' / 'scenarios' / 'berlin.json'}\n"
+        "start 2026-12-21 17:00\nend 2026-12-21 17:30\npower off 17:10 - 17:12\n"
+    )
+    result = simcmd.run(scn, runtime, ota=flash)
+    notes = [e.text for e in result.entries if e.text.startswith("bootloader:")]
+    assert notes == ["bootloader: ota_1 boots on trial", "bootloader: rollback: ota_1 was not marked valid"]
+    after = flash.read_bytes()
+    assert after[0xD000:0xD020] == _otadata_entry(2, 4)  # ESP_OTA_IMG_ABORTED
+    assert after[0xE000:0xE020] == b"\xff" * 32  # the other sector untouched: ota_0 boots
+    assert after[0x10000 : 0x10000 + len(v1)] == v1 and after[0x190000 : 0x190000 + len(v2)] == v2

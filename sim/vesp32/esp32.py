@@ -256,6 +256,9 @@ class OtaFlash:
                 a = self._active()
             elif st == _NEW:
                 self._write_entry(a, seq, _PENDING_VERIFY)
+                self.boot_note = "ota_%d boots on trial" % ((seq - 1) % 2)
+        if self.boot_note and hasattr(self.board.world, "note"):
+            self.board.world.note("reset", "bootloader: " + self.boot_note)
         order = []
         if a >= 0:
             order.append((self._entry(a)[0] - 1) % 2)
