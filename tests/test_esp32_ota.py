@@ -78,7 +78,8 @@ def _expected(images) -> list[str]:
     return [line.format(v3sha=v3[2], zeros="00" * 32, v3short=v3[1] - 1) for line in EXPECTED]
 
 
-def _run_cpython(tmp_path: Path, images) -> list[str]:
+def _cpython_board(tmp_path: Path, first: bytes, chip: str = "esp32"):
+    """A virtual board of `chip` with the OTA table, `first` in ota_0: (hub, esp32, fwimage, board)."""
     from sim import cpython
 
     modules = cpython.ModuleSystem(console=lambda line: None)
@@ -87,13 +88,17 @@ def _run_cpython(tmp_path: Path, images) -> list[str]:
     world_mod = modules.load("world", as_firmware=False)
     cfg = json.loads(CONFIG.read_text())
     world = world_mod.World({"start": 0, "end": 10**12, "config": cfg}, lambda *a: None)
-    board = hub.Board(world, None, b"\x01\x02\x03\x04\x05\x06")
+    board = hub.Board(world, None, b"\x01\x02\x03\x04\x05\x06", chip)
     world.board = board
     hub.__dict__["board"] = board
     flash = tmp_path / "flash.ota"
-    esp32.make_flash(str(flash), "esp32", Path(images["v1"][0]).read_bytes())
+    esp32.make_flash(str(flash), chip, first)
     esp32.attach(board, str(flash))
-    fwimage = modules.load("fwimage", as_firmware=True)
+    return hub, esp32, modules.load("fwimage", as_firmware=True), board
+
+
+def _run_cpython(tmp_path: Path, images) -> list[str]:
+    hub, esp32, fwimage, board = _cpython_board(tmp_path, Path(images["v1"][0]).read_bytes())
     sys.path.insert(0, str(HERE))
     try:
         import ota_story
@@ -189,3 +194,31 @@ def test_a_lamp_that_never_confirms_its_new_image_is_rolled_back_at_its_next_res
     assert after[0xD000:0xD020] == _otadata_entry(2, 4)  # ESP_OTA_IMG_ABORTED
     assert after[0xE000:0xE020] == b"\xff" * 32  # the other sector untouched: ota_0 boots
     assert after[0x10000 : 0x10000 + len(v1)] == v1 and after[0x190000 : 0x190000 + len(v2)] == v2
+
+
+def test_the_kiosk_board_updates_in_its_own_larger_slots_and_refuses_a_lamp_image(tmp_path):
+    """The ESP32-S3's OTA table (partitions-8MiBplus-ota.csv): ota_1 at 0x280000,
+    2.4375 MiB; an ESP32 image (chip id 0) is refused by the writer and by set_boot."""
+    hub, esp32, fwimage, board = _cpython_board(tmp_path, make_app_image("k1.0", "esp32s3"), "esp32s3")
+    nxt = esp32.Partition(esp32.Partition.RUNNING).get_next_update()
+    assert nxt.info() == (0, 0x11, 0x280000, 0x270000, "ota_1", False)
+    assert [p.info()[4] for p in esp32.Partition.find(esp32.Partition.TYPE_DATA)] == [
+        "nvs",
+        "otadata",
+        "phy_init",
+        "vfs",
+    ]
+    lamp = make_app_image("v2.0", "esp32")
+    w = fwimage.Writer(len(lamp), hashlib.sha256(lamp).hexdigest())
+    with pytest.raises(fwimage.ImageError, match="an image for esp32; this board is esp32s3"):
+        w.write(lamp)
+    nxt.writeblocks(0, lamp[:4096])  # written around the writer: set_boot still refuses
+    with pytest.raises(OSError, match="ESP_ERR_OTA_VALIDATE_FAILED"):
+        nxt.set_boot()
+    kiosk = make_app_image("k2.0", "esp32s3", size=300000)
+    w = fwimage.Writer(len(kiosk), hashlib.sha256(kiosk).hexdigest())
+    for i in range(0, len(kiosk), 777):
+        w.write(kiosk[i : i + 777])
+    assert w.finish() == "k2.0" and fwimage.version() == "k1.0"
+    board.reset(hub.SOFT_RESET)
+    assert fwimage.version() == "k2.0" and esp32.Partition(esp32.Partition.RUNNING).info()[4] == "ota_1"
