@@ -42,9 +42,13 @@ def run(hub, esp32, fwimage, board, images):
     Partition = esp32.Partition
     note("boots", fwimage.version())
     note("running slot", Partition(Partition.RUNNING).info()[4])
+    # Fresh from the flashing, otadata is erased: nothing is on trial.
+    note("mark valid", _refused(Partition.mark_app_valid_cancel_rollback))
+    note("confirm", fwimage.confirm())
     p, n, sha = images["v2"]
     note("written", _write(fwimage, p, n, sha))
     note("still runs", fwimage.version())
+    note("confirm before the reset", fwimage.confirm())  # must not take the trial away
     note("next boot", Partition(Partition.BOOT).info()[4])
     reset()
     note("after reset runs", fwimage.version())
@@ -52,7 +56,8 @@ def run(hub, esp32, fwimage, board, images):
     note("after unconfirmed reset runs", fwimage.version())
     note("written again", _write(fwimage, p, n, sha))
     reset()
-    fwimage.confirm()
+    note("confirm", fwimage.confirm())
+    note("confirm again", fwimage.confirm())
     reset()
     note("confirmed, after reset runs", fwimage.version())
     reset()
@@ -114,5 +119,7 @@ def run(hub, esp32, fwimage, board, images):
     # A board flashed with the plain table (one factory app) has nowhere to put an image.
     ota, board.ota = board.ota, None
     note("plain table", _refused(fwimage.Writer, n3, sha3))
+    note("plain table, mark valid", _refused(Partition.mark_app_valid_cancel_rollback))
+    note("plain table, confirm", fwimage.confirm())
     board.ota = ota
     return seen

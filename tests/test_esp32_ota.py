@@ -26,8 +26,11 @@ CONFIG = ROOT / "firmware" / "lamp" / "config.json"
 EXPECTED = [
     "boots: v1.0",
     "running slot: ota_0",
+    "mark valid: OSError: 1 ESP_FAIL",
+    "confirm: False",
     "written: v2.0",
     "still runs: v1.0",
+    "confirm before the reset: False",
     "next boot: ota_1",
     "bootloader: ota_1 boots on trial",
     "after reset runs: v2.0",
@@ -35,6 +38,8 @@ EXPECTED = [
     "after unconfirmed reset runs: v1.0",
     "written again: v2.0",
     "bootloader: ota_1 boots on trial",
+    "confirm: True",
+    "confirm again: True",
     "confirmed, after reset runs: v2.0",
     "and after another: v2.0",
     "wrong sha256: ImageError: sha256 {v3sha}, not the {zeros} announced",
@@ -55,6 +60,8 @@ EXPECTED = [
     "then runs: v3.0",
     "plain table: ImageError: no OTA partition table on this board: flash it with one "
     "(parkctl flash --chip esp32-ota)",
+    "plain table, mark valid: OSError: -261 ESP_ERR_NOT_FOUND",
+    "plain table, confirm: False",
 ]
 
 

@@ -11,8 +11,9 @@
 # next reset, the bootloader goes back to the previous image by itself.
 #
 # The hook for the health check (safe mode, the trial of a release): call
-# fwimage.confirm() once the app is healthy after a boot; it does nothing when
-# the running image is not on trial, so calling it at every healthy boot is right.
+# fwimage.confirm() once the app is healthy after a boot; it changes nothing when
+# the running image is not on trial, nor while a new image waits for the reset,
+# so calling it at every healthy boot is right.
 
 import esp32
 import hashlib
@@ -128,5 +129,16 @@ class Writer:
 
 def confirm():
     """The running image is healthy: cancel the bootloader's rollback (the hook
-    for the health check). Harmless when not on trial."""
-    esp32.Partition.mark_app_valid_cancel_rollback()
+    for the health check). True when otadata now says so; False when there was
+    nothing to confirm: a board with the plain table (ESP_ERR_NOT_FOUND), otadata
+    as flashed (ESP_FAIL: the first image boots without a trial), or a new image
+    waiting for the reset, whose trial ESP-IDF would take away (it marks the
+    entry in force valid, whatever it is)."""
+    P = esp32.Partition
+    if P(P.BOOT).info()[4] != P(P.RUNNING).info()[4]:  # type: ignore  # (the stubs allow only a label)
+        return False
+    try:
+        P.mark_app_valid_cancel_rollback()
+    except OSError:
+        return False
+    return True

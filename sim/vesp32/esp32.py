@@ -27,6 +27,7 @@ _PAGE = 256  # a program command of the flash chip: the ESP-IDF driver splits wr
 
 # ESP-IDF's error codes, raised as MicroPython's check_esp_err does: OSError(-code, name).
 _ERRORS = {
+    -1: "ESP_FAIL",
     0x102: "ESP_ERR_INVALID_ARG",
     0x104: "ESP_ERR_INVALID_SIZE",
     0x105: "ESP_ERR_NOT_FOUND",
@@ -220,23 +221,15 @@ class OtaFlash:
         self.program(_OTADATA + i * _BLOCK, b)
 
     def _active(self):
-        """The otadata sector in force (the higher sequence of the usable ones), or -1."""
+        """The otadata sector in force (the higher sequence of the usable ones; on
+        a tie the second, as bootloader_common_select_otadata does), or -1."""
         best = -1
         best_seq = -1
         for i in (0, 1):
             e = self._entry(i)
-            if e is not None and e[1] not in (_INVALID, _ABORTED) and e[0] > best_seq:
+            if e is not None and e[1] not in (_INVALID, _ABORTED) and e[0] >= best_seq:
                 best, best_seq = i, e[0]
         return best
-
-    def state(self):
-        """The running slot's otadata state (esp_ota_get_state_partition's), or
-        _UNDEFINED when otadata does not name it."""
-        a = self._active()
-        if a < 0:
-            return _UNDEFINED
-        seq, st = self._entry(a)
-        return st if (seq - 1) % 2 == self.running else _UNDEFINED
 
     # --- the bootloader --------------------------------------------------
 
@@ -451,12 +444,17 @@ class Partition:
         if ota.verify(slot) is not None:
             raise _esp_err(0x1503)
         a = ota._active()
-        seq = ota._entry(a)[0] if a >= 0 else 0
-        new = seq + 1
-        while (new - 1) % 2 != slot:
-            new += 1
-        # ESP-IDF writes the sector not in force, so that a cut leaves the old entry standing.
-        ota._write_entry(1 - a if a >= 0 else 0, new, _NEW)
+        if a < 0:
+            ota._write_entry(0, slot + 1, _NEW)  # otadata as flashed (erased): the first entry
+            return
+        # esp_rewrite_ota_data: the least sequence >= the one in force that names
+        # this slot ((seq - 1) % 2), in the sector not in force, so that a cut
+        # leaves the old entry standing.
+        seq = ota._entry(a)[0]
+        new = (slot + 1) % 2
+        while new < seq:
+            new += 2
+        ota._write_entry(1 - a, new, _NEW)
 
     def get_next_update(self):
         ota = _ota()
@@ -467,12 +465,18 @@ class Partition:
 
     @classmethod
     def mark_app_valid_cancel_rollback(cls):
+        # esp_ota_mark_app_valid_cancel_rollback: the entry in force becomes VALID
+        # whatever it was (NEW too: called before the reset into a new image, it
+        # takes that image's trial away); its own sector is erased and written.
         ota = _ota()
         if ota is None:
-            return
+            raise _esp_err(0x105)  # no otadata partition
         a = ota._active()
-        if a >= 0 and ota.state() == _PENDING_VERIFY:
-            ota._write_entry(a, ota._entry(a)[0], _VALID)
+        if a < 0:
+            raise _esp_err(-1)  # "Running firmware is factory": otadata as flashed
+        seq, st = ota._entry(a)
+        if st != _VALID:
+            ota._write_entry(a, seq, _VALID)
 
 
 def _apps(t):
