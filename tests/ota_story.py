@@ -42,7 +42,8 @@ def run(hub, esp32, fwimage, board, images):
     Partition = esp32.Partition
     note("boots", fwimage.version())
     note("running slot", Partition(Partition.RUNNING).info()[4])
-    # Fresh from the flashing, otadata is erased: nothing is on trial.
+    # The first boot after the flashing found otadata erased and wrote it (ota_0,
+    # valid), as ESP-IDF's bootloader does: nothing is on trial, confirming is harmless.
     note("mark valid", _refused(Partition.mark_app_valid_cancel_rollback))
     note("confirm", fwimage.confirm())
     p, n, sha = images["v2"]

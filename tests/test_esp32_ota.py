@@ -26,8 +26,8 @@ CONFIG = ROOT / "firmware" / "lamp" / "config.json"
 EXPECTED = [
     "boots: v1.0",
     "running slot: ota_0",
-    "mark valid: OSError: 1 ESP_FAIL",
-    "confirm: False",
+    "mark valid: accepted",
+    "confirm: True",
     "written: v2.0",
     "still runs: v1.0",
     "confirm before the reset: False",

@@ -95,7 +95,7 @@ def flash_end(chip):
 def make_flash(path, chip, image=None):
     """A board's flash as `parkctl flash --chip esp32-ota` leaves it: erased
     otadata and slots, `image` (bytes: an app image) in ota_0, as esptool writes
-    the firmware there; the bootloader then boots ota_0 (otadata is empty)."""
+    the firmware there; the bootloader then boots ota_0 (and writes otadata)."""
     ff = b"\xff" * _BLOCK
     with io.open(path, "wb") as f:
         for _ in range(flash_end(chip) // _BLOCK):
@@ -234,33 +234,40 @@ class OtaFlash:
     # --- the bootloader --------------------------------------------------
 
     def boot(self):
-        """What the second-stage bootloader does at every reset: take the slot
-        otadata names; a new image is booted once on trial (PENDING_VERIFY), and
-        one still on trial at the next reset is aborted and the previous slot
-        booted instead; a slot whose image does not verify is skipped."""
+        """What the second-stage bootloader does at every reset
+        (bootloader_utility_get_selected_boot_partition, then load_boot_image):
+        an entry still on trial (PENDING_VERIFY) from the boot before is marked
+        ABORTED, so the slot before it boots again (the rollback); the entry in
+        force, if NEW, becomes PENDING_VERIFY and its slot boots on trial; with
+        no entry in force, ota_0 is tried first; a slot whose image does not
+        verify is skipped for the other. With otadata as flashed (both sectors
+        erased), the slot that boots is written into sector 0 as VALID."""
         self.boot_note = ""
+        initial = True
+        for i in (0, 1):
+            e = self._entry(i)
+            if e is None:
+                continue
+            initial = False
+            if e[1] == _PENDING_VERIFY:
+                # Not confirmed before this reset: roll back.
+                self._write_entry(i, e[0], _ABORTED)
+                self.boot_note = "rollback: ota_%d was not marked valid" % ((e[0] - 1) % 2)
         a = self._active()
+        first = 0
         if a >= 0:
             seq, st = self._entry(a)
-            if st == _PENDING_VERIFY:
-                # Not confirmed before this reset: roll back.
-                self._write_entry(a, seq, _ABORTED)
-                self.boot_note = "rollback: ota_%d was not marked valid" % ((seq - 1) % 2)
-                a = self._active()
-            elif st == _NEW:
+            first = (seq - 1) % 2
+            if st == _NEW:
                 self._write_entry(a, seq, _PENDING_VERIFY)
-                self.boot_note = "ota_%d boots on trial" % ((seq - 1) % 2)
+                self.boot_note = "ota_%d boots on trial" % first
         if self.boot_note and hasattr(self.board.world, "note"):
             self.board.world.note("reset", "bootloader: " + self.boot_note)
-        order = []
-        if a >= 0:
-            order.append((self._entry(a)[0] - 1) % 2)
-        for s in (0, 1):
-            if s not in order:
-                order.append(s)
-        for s in order:
+        for s in (first, 1 - first):
             if self.verify(s) is None:
                 self.running = s
+                if initial:
+                    self._write_entry(0, s + 1, _VALID)  # set_actual_ota_seq
                 return
         # No app to boot: the bootloader prints and loops; the simulation cannot run firmware.
         raise RuntimeError("no bootable app in ota_0 or ota_1")
