@@ -229,3 +229,11 @@ def test_the_kiosk_board_updates_in_its_own_larger_slots_and_refuses_a_lamp_imag
     assert w.finish() == "k2.0" and fwimage.version() == "k1.0"
     board.reset(hub.SOFT_RESET)
     assert fwimage.version() == "k2.0" and esp32.Partition(esp32.Partition.RUNNING).info()[4] == "ota_1"
+    # A cut in the middle of confirming it (the erase of otadata's sector in force):
+    # the older sector is in force again, and the previous image boots, as on a board.
+    board.world.cuts_armed.append([1, board.world.now_us + 10**6])
+    with pytest.raises(hub.PowerLoss):
+        fwimage.confirm()
+    board.world.set_power(True)
+    board.power_on()
+    assert fwimage.version() == "k1.0"
