@@ -40,6 +40,12 @@ def run(scenario, fs, platform, emit):
     board = _hub.Board(world, fs, scenario.get("uid", b"\x24\x0a\xc4\x00\x00\x01"), chip)
     world.board = board
     _hub.board = board
+    if scenario.get("ota"):
+        # A board flashed with the OTA partition table: its app slots and otadata
+        # are in this file (sim/vesp32/esp32.py), and the bootloader runs now.
+        import esp32
+
+        esp32.attach(board, scenario["ota"])
 
     def console(line):
         if world.powered:  # a board cut off in the middle of something says nothing more

@@ -307,6 +307,47 @@ def test_firmware_that_does_not_fit_the_chip_or_the_layout_is_refused(tmp_path):
     assert proc.returncode == 2 and "--firmware is for a real chip" in proc.stderr
 
 
+# MicroPython's partitions-4MiB-ota.csv (ESP32_GENERIC's OTA variant): the filesystem follows ota_1.
+OTA = [
+    ("nvs", 1, 2, 0x9000, 0x4000),
+    ("otadata", 1, 0, 0xD000, 0x2000),
+    ("phy_init", 1, 1, 0xF000, 0x1000),
+    ("ota_0", 0, 0x10, 0x10000, 0x180000),
+    ("ota_1", 0, 0x11, 0x190000, 0x180000),
+]
+
+
+def test_the_ota_layout_puts_the_filesystem_after_the_second_slot(tmp_path):
+    ota = build.CHIPS["esp32-ota"]
+    (tmp_path / "ota.bin").write_bytes(fake_firmware(ota, OTA))
+    (tmp_path / "plain.bin").write_bytes(fake_firmware(ota))
+    proc = parkctl(
+        "build",
+        "lamp",
+        "--chip",
+        "esp32-ota",
+        "--out",
+        str(tmp_path / "out"),
+        "--firmware",
+        str(tmp_path / "ota.bin"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    factory = (tmp_path / "out" / "factory.bin").read_bytes()
+    image = (tmp_path / "out" / "fs.img").read_bytes()
+    assert len(image) == 0xF0000 and factory[0x310000:] == image and len(factory) == 4 * 1024 * 1024
+    assert set(factory[0x1000 + len(fake_firmware(ota, OTA)) : 0x310000]) == {0xFF}
+    assert "0x310000" in proc.stdout
+    # Each layout refuses the other's firmware, and says which chip to build for.
+    with pytest.raises(UserError, match=r"at 0x200000 .*partitions-4MiB-ota.csv\): build with --chip esp32$"):
+        build.build("lamp", tmp_path / "o2", chip="esp32-ota", firmware=tmp_path / "plain.bin")
+    with pytest.raises(
+        UserError, match=r"at 0x310000 .*partitions-4MiBplus.csv\): build with --chip esp32-ota$"
+    ):
+        build.build("lamp", tmp_path / "o3", chip="esp32", firmware=tmp_path / "ota.bin")
+    args = flash.flash_args(ota, "/dev/ttyUSB0", tmp_path / "out" / "fs.img", tmp_path / "ota.bin")
+    assert args[-4:] == ["0x1000", str(tmp_path / "ota.bin"), "0x310000", str(tmp_path / "out" / "fs.img")]
+
+
 def test_chip_table_agrees_with_esptool():
     from esptool.targets import CHIP_DEFS
 

@@ -86,7 +86,15 @@ class Chip:
     MicroPython's generic ESP32 and ESP32-S3 firmware use ports/esp32/partitions-4MiBplus.csv
     (before v1.26: partitions-4MiB.csv and, on the S3, partitions-8MiB.csv, with an explicit
     vfs entry): nvs, phy_init and the factory app end at 0x200000, and the filesystem ("vfs")
-    runs from there to the end of the flash."""
+    runs from there to the end of the flash.
+
+    The OTA layouts (chips "esp32-ota", "esp32s3-ota"), for boards whose MicroPython image
+    is updated in the field through esp32.Partition (firmware/lib/fwimage.py): the ESP32's
+    OTA variant (ESP32_GENERIC-OTA, partitions-4MiB-ota.csv) has otadata at 0xd000 and two
+    1.5 MiB app slots, ota_0 at 0x10000 and ota_1 at 0x190000, ending at 0x310000; the
+    S3's, partitions-8MiBplus-ota.csv (micropython.org ships no S3 OTA firmware: a build
+    of ESP32_GENERIC_S3 given that table), two 2.4375 MiB slots ending at 0x4f0000.
+    The filesystem is what MicroPython adds from there to the end of the flash."""
 
     name: str
     esptool: str | None  # esptool's --chip; None: not a real chip (no firmware, no flashing)
@@ -96,6 +104,7 @@ class Chip:
     flash_size: int
     march: str | None  # mpy-cross -march; None: portable bytecode
     image_chip_id: int | None  # the chip id in an ESP image's extended header
+    layout: str = "MicroPython's generic layout (partitions-4MiBplus.csv)"
 
     @property
     def block_count(self) -> int:
@@ -108,6 +117,29 @@ CHIPS: dict[str, Chip] = {
     "esp32": Chip("esp32", "esp32", 0x1000, 0x200000, 0x200000, 4 * MiB, "xtensawin", 0),
     # ESP32-S3 with 8 MiB flash: the kiosk.
     "esp32s3": Chip("esp32s3", "esp32s3", 0x0, 0x200000, 0x600000, 8 * MiB, "xtensawin", 9),
+    # The same boards flashed with MicroPython's OTA partition table (images updated in the field).
+    "esp32-ota": Chip(
+        "esp32-ota",
+        "esp32",
+        0x1000,
+        0x310000,
+        0xF0000,
+        4 * MiB,
+        "xtensawin",
+        0,
+        "MicroPython's OTA layout (partitions-4MiB-ota.csv)",
+    ),
+    "esp32s3-ota": Chip(
+        "esp32s3-ota",
+        "esp32s3",
+        0x0,
+        0x4F0000,
+        0x310000,
+        8 * MiB,
+        "xtensawin",
+        9,
+        "MicroPython's OTA layout (partitions-8MiBplus-ota.csv)",
+    ),
     # The virtual board: MicroPython's unix port on x86-64 (portable bytecode only; an
     # .mpy with xtensawin code is refused there), with the ESP32's 4 MiB flash geometry.
     "vboard": Chip("vboard", None, 0x1000, 0x200000, 0x200000, 4 * MiB, None, None),
@@ -426,7 +458,7 @@ def check_firmware(path: Path, chip: Chip) -> bytes:
         raise UserError(f"{path}: not an ESP firmware image (no {ESP_IMAGE_MAGIC:#x} at its start)")
     chip_id = struct.unpack_from("<H", data, 12)[0]
     if chip_id != chip.image_chip_id:
-        names = {c.image_chip_id: n for n, c in CHIPS.items() if c.image_chip_id is not None}
+        names = {c.image_chip_id: c.esptool for c in CHIPS.values() if c.image_chip_id is not None}
         other = names.get(chip_id, f"chip id {chip_id}")
         raise UserError(f"{path}: this firmware is for {other}, not {chip.name}")
     table = data[PARTITION_TABLE_OFFSET - chip.bootloader_offset :]
@@ -443,9 +475,13 @@ def check_firmware(path: Path, chip: Chip) -> bytes:
         end = max(off + size for _, off, size in parts)
         where = (end, chip.flash_size - end)
     if where != (chip.vfs_offset, chip.vfs_size):
+        fits = [
+            n for n, c in CHIPS.items() if c.esptool == chip.esptool and (c.vfs_offset, c.vfs_size) == where
+        ]
+        hint = f": build with --chip {fits[0]}" if fits else ""
         raise UserError(
             f"{path}: its partition table puts the filesystem at {where[0]:#x} ({where[1]} bytes); "
-            f"this build is for {chip.vfs_offset:#x} ({chip.vfs_size} bytes), MicroPython's generic layout"
+            f"this build is for {chip.vfs_offset:#x} ({chip.vfs_size} bytes), {chip.layout}{hint}"
         )
     return data
 

@@ -83,6 +83,7 @@ def run(
     flash: Path | None = None,
     romfs: Path | None = None,
     from_flash: Path | None = None,
+    ota: Path | None = None,
 ) -> Result:
     """broker, for a networked scenario: "embedded" (the default: amqtt, in this
     process), "mosquitto" (one of our own), or the URL of one that is running
@@ -92,7 +93,9 @@ def run(
     board's flash image (littlefs2) when the run ends; romfs: MicroPython only,
     the app's code as a ROMFS image (build.romfs_image), imported from /rom;
     from_flash: the board powers on with a copy of this image (one `flash` kept:
-    the board lost power at the end of that run), not with a new one."""
+    the board lost power at the end of that run), not with a new one; ota: the
+    board has MicroPython's OTA partition table, its app slots and otadata in
+    this file (sim/vesp32/esp32.py make_flash), which the run changes in place."""
     from sim.scenario import ScenarioError, load
 
     try:
@@ -107,7 +110,7 @@ def run(
 
     owned = _own_broker(broker or "embedded", sc, reach=True) if sc.networked else None
     try:
-        return _run(sc, runtime, seed, realtime, owned, heap_probe, frames, flash, romfs, from_flash)
+        return _run(sc, runtime, seed, realtime, owned, heap_probe, frames, flash, romfs, from_flash, ota)
     except WorldEventFailed as e:
         raise SimulatorError(world_failure(sc, e)) from e
     finally:
@@ -175,6 +178,7 @@ def _run(
     flash: Path | None = None,
     romfs: Path | None = None,
     from_flash: Path | None = None,
+    ota: Path | None = None,
 ) -> Result:
     from sim import cpython
     from sim.centre import Outside
@@ -192,6 +196,8 @@ def _run(
     data["heap_probe"] = heap_probe
     if romfs is not None:
         data["romfs"] = str(romfs)
+    if ota is not None:
+        data["ota"] = str(ota)
     entries: list[Entry] = []
     now = [sc.start]
     with tempfile.TemporaryDirectory() as tmp:

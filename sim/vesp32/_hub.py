@@ -115,6 +115,9 @@ class Board:
         self.wills = 0  # connections that ended at the broker without a goodbye
         self.console_wanted = False  # the firmware is polling its serial console now
         self.uarts = {}  # UART id -> the firmware's machine.UART: what the world writes to
+        # The OTA table's app slots and otadata (esp32.OtaFlash), or None: a board
+        # flashed with MicroPython's plain table (one factory app).
+        self.ota = None
 
     def rx_waiting(self):
         """Bytes the world sent wait in a UART: the firmware must see them now."""
@@ -150,6 +153,8 @@ class Board:
         for f in on_reset:
             f()
         self.drop_connections()
+        if self.ota is not None:
+            self.ota.boot()  # the second-stage bootloader picks the app (and may roll back)
 
     def drop_connections(self):
         """Power or RAM is gone: the board's connections vanish without a goodbye."""
