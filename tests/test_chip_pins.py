@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from parkctl.runtime import config_errors, micropython_binary, micropython_env
+from parkctl.build import deployed_folders
+from parkctl.runtime import FIRMWARE_PATHS, config_errors, micropython_binary, micropython_env
 from test_cli_sun import parkctl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,6 @@ GOOD_PINS = {
 # on stdin, its errors (or its warnings) a JSON line back.
 _DEVICE = """
 import sys, json
-sys.path.append(sys.argv[1])
 import lampconfig, kioskconfig
 from configcheck import ConfigError
 while True:
@@ -67,12 +67,16 @@ while True:
 class Device:
     """The firmware's parsers running in MicroPython, asked one configuration at a time."""
 
-    def __init__(self) -> None:
-        env = micropython_env()
+    def __init__(self, tmp: Path) -> None:
+        # The firmware as a board loads it (.mpy): compiled from source in the
+        # 100k heap, what fitted depended on the checkout's path.
+        path = deployed_folders([*FIRMWARE_PATHS, ROOT / "firmware" / "kiosk"], tmp)
+        env = dict(micropython_env(), MICROPYPATH=":".join(str(p) for p in path))
         self.proc = subprocess.Popen(
-            [micropython_binary(), "-X", "heapsize=100k", "-c", _DEVICE, str(ROOT / "firmware" / "kiosk")],
+            [micropython_binary(), "-X", "heapsize=100k", "-c", _DEVICE],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             env=env,
         )
@@ -83,6 +87,10 @@ class Device:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         assert line, "the MicroPython interpreter stopped"
+        if not line.startswith("{"):
+            # Not an answer: what the interpreter said instead (a traceback), whole.
+            self.proc.stdin.close()
+            raise AssertionError(f"the device's parser failed on {config}:\n{line}{self.proc.stdout.read()}")
         return json.loads(line)
 
     def close(self) -> None:
@@ -92,8 +100,8 @@ class Device:
 
 
 @pytest.fixture(scope="module")
-def device():
-    d = Device()
+def device(tmp_path_factory):
+    d = Device(tmp_path_factory.mktemp("mpy"))
     yield d
     d.close()
 
