@@ -45,6 +45,15 @@ def start():
     """Counts this boot before the app runs; True (and not counted) when the
     limit is reached: safe mode is due."""
     n, lim, why = read()
+    if 0 < n < lim:
+        import machine
+
+        if machine.reset_cause() == machine.PWRON_RESET:
+            # The boot before ended by the power going, not by anything of the
+            # app's: not held against it. A pole whose supply fails again and
+            # again as it boots must not end in safe mode, which reads no alarm
+            # button. (At the limit it stays: safe mode is left as said above.)
+            n -= 1
     if n >= lim:
         return True
     try:
