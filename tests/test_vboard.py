@@ -196,13 +196,14 @@ def test_a_client_that_asks_for_the_raw_repl_again_gets_one_answer(line: Line) -
 def test_the_running_lamp_has_neither_its_config_parser_nor_its_console_commands_loaded(line: Line) -> None:
     """Loaded when needed (a configuration to parse, a line on the console), not
     kept on the heap while the lamp runs (docs/lamp-config.md, docs/diagnostics.md);
-    the boot's count is dropped once the boot is healthy ("Safe mode")."""
+    the boot's count is dropped once the boot is healthy ("Safe mode"), and so is
+    what only the parse or the boot needs (settings.PARSER, configload, journalload)."""
     line.expect(RUNNING)
     line.write(b"\x03")
     line.expect(rb">>> $")
     line.write(
-        b"import sys; print([m for m in ('lampconfig','diag','diagbase','settings','bootcount')"
-        b" if m in sys.modules])\r"
+        b"import sys; print([m for m in ('lampconfig','configcheck','topics','chips','tzparse',"
+        b"'configload','journalload','diag','diagbase','settings','bootcount') if m in sys.modules])\r"
     )
     line.expect(rb"\r\n\['settings'\]\r\n>>> ")
 

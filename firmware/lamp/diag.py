@@ -3,6 +3,7 @@
 
 import gc
 import os
+import sys
 
 import diagbase
 from uplink import CommandError
@@ -28,11 +29,15 @@ class Diagnostics(diagbase.Diagnostics):
 
     def safemode(self, args, line):
         # The app runs: not in safe mode (safemode.py has its own command).
-        import bootcount
-
         if args:
             raise CommandError("safemode %s: not in safe mode" % " ".join(args))
-        n, lim, why = bootcount.read()
+        import bootcount
+
+        try:
+            n, lim, why = bootcount.read()
+        finally:
+            # Off the heap again, as main.py dropped it once the boot was healthy.
+            sys.modules.pop("bootcount", None)
         return {"safe_mode": False, "failed_boots": n, "limit": lim, "failure": why or None}
 
     def time_set(self):
