@@ -22,15 +22,12 @@ import json
 
 from alarm import DELIVERED, KINDS, Alarms
 from journal import Journal
+from lfsos import CutHere, LfsOs  # noqa: F401 - CutHere: the backends raise it
 
 FLASH = [[100, 700], [20, 300]]
 T = 1797855190
 MAX_SEGMENTS = 3
 RECORDS = 4
-
-
-class CutHere(Exception):
-    pass
 
 
 class Pin:
@@ -41,23 +38,6 @@ class Pin:
         if v is None:
             return self.v
         self.v = v
-
-
-class LfsOs:
-    def __init__(self, fs):
-        self.fs = fs
-
-    def listdir(self, path):
-        return [e[0] for e in self.fs.ilistdir(path)]
-
-    def mkdir(self, path):
-        self.fs.mkdir(path)
-
-    def rename(self, a, b):
-        self.fs.rename(a, b)
-
-    def remove(self, path):
-        self.fs.remove(path)
 
 
 class Board:

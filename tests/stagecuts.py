@@ -16,6 +16,7 @@ import hashlib
 import json
 
 import staging
+from lfsos import CutHere, LfsOs  # noqa: F401 - CutHere: the backends raise it
 from release import Refused
 
 CHUNK = 64
@@ -58,35 +59,6 @@ def _release():
 
 RELEASE = _release()
 TOTAL_CHUNKS = sum((len(d) + CHUNK - 1) // CHUNK for d in NEW.values())
-
-
-class CutHere(Exception):
-    pass
-
-
-class LfsOs:
-    """The board's os module over a VfsLfs2 (or littlefs-python's stand-in)."""
-
-    def __init__(self, fs):
-        self.fs = fs
-
-    def stat(self, path):
-        return self.fs.stat(path)
-
-    def listdir(self, path):
-        return [e[0] for e in self.fs.ilistdir(path)]
-
-    def mkdir(self, path):
-        self.fs.mkdir(path)
-
-    def rename(self, a, b):
-        self.fs.rename(a, b)
-
-    def remove(self, path):
-        self.fs.remove(path)
-
-    def rmdir(self, path):
-        self.fs.rmdir(path)
 
 
 def stager(fs):

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from lampconfig import loads
+from lfsos import LfsOs
 
 from sim import cpython
 
@@ -78,22 +79,6 @@ def store_on(fs: cpython.LittleFsVfs):
     spec.loader.exec_module(module)
     module.open = fs.open  # type: ignore[attr-defined]
     return module.Store(LfsOs(fs), "/lamp.json", "/config.json", loads)
-
-
-class LfsOs:
-    """What the store calls of `os`, on the image."""
-
-    def __init__(self, fs: cpython.LittleFsVfs):
-        self.fs = fs
-
-    def rename(self, a, b):
-        self.fs.rename(a, b)
-
-    def remove(self, path):
-        self.fs.remove(path)
-
-    def stat(self, path):
-        return self.fs.stat(path)
 
 
 # Flash contents before the operation (besides the shipped /config.json).

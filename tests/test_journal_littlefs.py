@@ -5,27 +5,9 @@ survive a reboot."""
 from __future__ import annotations
 
 from journal import Journal
+from lfsos import LfsOs
 
 from sim import cpython
-
-
-class LfsOs:
-    """The few `os` functions the journal uses, on a littlefs image."""
-
-    def __init__(self, fs: cpython.LittleFsVfs):
-        self.fs = fs
-
-    def listdir(self, path):
-        return [e[0] for e in self.fs.ilistdir(path)]
-
-    def mkdir(self, path):
-        self.fs.mkdir(path)
-
-    def rename(self, a, b):
-        self.fs.rename(a, b)
-
-    def remove(self, path):
-        self.fs.remove(path)
 
 
 def mount(image):
