@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from parkctl import simcmd
 from test_alarm_sim import WIFI_CONFIG
+from test_chip_pins import GOOD_PINS
 
 from sim.cpython import make_image
 
@@ -89,16 +90,7 @@ def test_a_memory_error_at_boot(mosquitto, tmp_path, runtime):
     assert "counters.py:1" in _safe_mode_at_centre(result)[0]
 
 
-S3_PINS = {
-    "pwm": 38,
-    "relay": 39,
-    "current_adc": 1,
-    "light_adc": 2,
-    "i2c_sda": 8,
-    "i2c_scl": 9,
-    "button": 40,
-    "button_led": 41,
-}
+S3_PINS = GOOD_PINS["esp32s3"]  # pins an ESP32-S3 has: refused on the ESP32 this lamp is
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
