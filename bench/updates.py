@@ -52,23 +52,10 @@ def _least_heap(path: list[Path], folder: Path, mode: str) -> int:
 def _lamp_names() -> tuple[Names, Names]:
     """The lamp's name table once it has booted and loaded its console, then once
     an update has loaded release, p256 and staging (code from a ROMFS, as fwcheck does)."""
-    from parkctl import fwcheck
-    from parkctl.build import romfs_image
-    from parkctl.runtime import FIRMWARE
+    from parkctl.fwcheck import name_table
 
-    boot = fwcheck.top_imports(FIRMWARE / "lamp" / "main.py") + list(fwcheck.LOADED_AT_BOOT["lamp"])
-    with tempfile.TemporaryDirectory() as tmp:
-        rom = Path(tmp) / "lamp.romfs"
-        rom.write_bytes(romfs_image("lamp"))
-        script = fwcheck._NAME_TABLE_SCRIPT % {"rom": str(rom), "boot": boot, "console": fwcheck.CONSOLE}
-        script += "__import__('release')\n__import__('staging')\nmicropython.qstr_info()\n"
-        proc = subprocess.run(
-            [micropython_binary(), "-c", script], capture_output=True, text=True, timeout=120
-        )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("qstr pool:")]
-    if proc.returncode != 0 or len(lines) != 3:
-        raise RuntimeError(f"loading the lamp's code failed:\n{proc.stdout}{proc.stderr}")
-    return Names(lines[1]), Names(lines[2])
+    _, console, update = name_table("lamp", then=("release", "staging"))
+    return console, update
 
 
 def bench_release_check() -> None:

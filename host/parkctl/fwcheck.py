@@ -158,10 +158,12 @@ def top_imports(path: Path) -> list[str]:
     return names
 
 
-def name_table(app: str, root: Path = FIRMWARE) -> tuple[Names, Names]:
+def name_table(app: str, root: Path = FIRMWARE, then: tuple[str, ...] = ()) -> tuple[Names, ...]:
     """The name table an app's boot leaves, and after its console's commands are
-    loaded: its code loaded from a ROMFS image as on a board, in a bare unix-port
-    interpreter (whose built-in names are close to the ESP32 port's, not equal)."""
+    loaded (and, given `then`, once those modules are loaded too: an update's
+    code, bench/updates.py): its code loaded from a ROMFS image as on a board, in
+    a bare unix-port interpreter (whose built-in names are close to the ESP32
+    port's, not equal)."""
     from .build import romfs_image
 
     boot = top_imports(root / app / "main.py") + list(LOADED_AT_BOOT.get(app, ()))
@@ -169,13 +171,15 @@ def name_table(app: str, root: Path = FIRMWARE) -> tuple[Names, Names]:
         rom = Path(tmp) / f"{app}.romfs"
         rom.write_bytes(romfs_image(app, root=root))
         script = _NAME_TABLE_SCRIPT % {"rom": str(rom), "boot": boot, "console": CONSOLE}
+        if then:
+            script += "".join(f"__import__({m!r})\n" for m in then) + "micropython.qstr_info()\n"
         proc = subprocess.run(
             [micropython_binary(), "-c", script], capture_output=True, text=True, timeout=120
         )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("qstr pool:")]
-    if proc.returncode != 0 or len(lines) != 2:
+    if proc.returncode != 0 or len(lines) != 2 + bool(then):
         raise RuntimeError(f"{app}: loading its code failed:\n{proc.stdout}{proc.stderr}")
-    return Names(lines[0]), Names(lines[1])
+    return tuple(Names(ln) for ln in lines)
 
 
 def check_name_table(root: Path) -> list[str]:
