@@ -11,10 +11,13 @@ on every run alike."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -52,6 +55,8 @@ class Centre:
         self._synced = 0
         self._cmd_n = 0
         self._sent: list[tuple[str, bytes]] = []  # every command sent: topic, payload
+        self.releases: dict[str, Path] = {}  # release id -> its folder, for the pieces asked (offer)
+        self.pushed = 0  # pieces of a release sent, each on its way to a lamp
         # Its own id: two simulations on one broker must not take over each other.
         name = f"park-sim-centre-{os.getpid()}" + (f"-{device}" if device else "")
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name)
@@ -87,7 +92,7 @@ class Centre:
         who = self.device or "+"
         for app in ("lamp", "kiosk"):
             self.client.subscribe(
-                [(f"park/+/{app}/{who}/{kind}", 1) for kind in ("event", "reply", "status")]
+                [(f"park/+/{app}/{who}/{kind}", 1) for kind in ("event", "reply", "status", "fetch")]
             )
         self.client.subscribe(self.sync_topic, 0)
 
@@ -115,6 +120,9 @@ class Centre:
             self.received += 1
         elif text == "offline":
             self.wills += 1
+        if kind == "fetch":
+            self._fetch(base, msg.payload)
+            return
         if kind == "status":
             if base not in self.bases:
                 self.bases.append(base)
@@ -149,6 +157,9 @@ class Centre:
             self.log("centre", f"checkin {eid} person {body.get('person')} ts {body.get('ts')}")
         elif etype in ("roster", "roster_refused", "checkins_expired"):
             self.log("centre", f"{etype} from {body.get('device')}: {body.get('detail')}")
+        elif etype.startswith("update_"):
+            what = body.get("detail") or body.get("version")
+            self.log("centre", f"{etype} from {body.get('device')}: {what}")
         elif etype == "safe_mode":
             failure = body.get("failure")
             self.log("centre", f"safe_mode from {body.get('device')}: {body.get('detail')}; {failure}")
@@ -161,11 +172,58 @@ class Centre:
             test = " (test)" if body.get("test") else ""
             self.log("centre", f"{etype} {aid}{test}")
 
+    def _fetch(self, base: str, payload: bytes) -> None:
+        # A piece of a release this centre offered (docs/updates.md): answered at
+        # once with exactly the bytes asked; anything else is not answered.
+        try:
+            ask = json.loads(payload)
+            folder = self.releases[ask["release"]]
+            path, offset, length = ask["path"], ask["offset"], ask["length"]
+            file = folder / "release.json" if path == "release.json" else folder / "files" / path
+            if not (
+                isinstance(offset, int) and isinstance(length, int) and 0 < length <= 1024 and offset >= 0
+            ):
+                raise ValueError("a bad range")
+            if folder.resolve() not in file.resolve().parents:
+                raise ValueError("outside the release")
+            with open(file, "rb") as f:
+                f.seek(offset)
+                data = f.read(length)
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            self.log("centre", f"fetch not answered: {e}: {payload[:120]!r}")
+            return
+        chunk = {
+            "release": ask["release"],
+            "path": path,
+            "offset": offset,
+            "data": base64.b64encode(data).decode(),
+        }
+        self.client.publish(base + "/chunk", json.dumps(chunk).encode(), 0)
+        self.pushed += 1
+
+    def offer(self, folder: Path, trial_s: int | None) -> dict:
+        """The `update` command for the release in `folder` (as `parkctl release
+        sign` writes it); its pieces are served from now on."""
+        data = (folder / "release.json").read_bytes()
+        rid = hashlib.sha256(data).hexdigest()
+        self.releases[rid] = folder
+        msg = {
+            "cmd": "update",
+            "release": rid,
+            "size": len(data),
+            "sig": (folder / "release.sig").read_text().strip(),
+        }
+        if trial_s is not None:
+            msg["trial_s"] = trial_s
+        return msg
+
     # --- keeping in step with the virtual clock --------------------------------
 
-    def settle(self, published: int = 0, wills: int = 0) -> None:
+    def settle(self, published: int = 0, wills: int = 0) -> int:
         """Read until the lamps' `published` messages and the broker's `wills`
-        (both counted by the virtual sockets) and a marker of our own are here."""
+        (both counted by the virtual sockets) and a marker of our own are here.
+        Returns the pieces of releases sent meanwhile (answers to the lamps' asks)."""
+        pushed = self.pushed
         self._sync_n += 1
         self.client.publish(self.sync_topic, str(self._sync_n), 0)
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
@@ -173,6 +231,7 @@ class Centre:
             self._synced != self._sync_n or self.received < published or self.wills < wills
         ):
             self.client.loop(0.05)
+        return self.pushed - pushed
 
     # --- commands ------------------------------------------------------------
 
@@ -190,6 +249,10 @@ class Centre:
             )
             self.log("centre", f"publishes on {message['topic']} ({len(message['payload'])} bytes)")
             return True
+        if cmd == "offer":
+            assert message is not None
+            message = self.offer(Path(message["release"]), message.get("trial_s"))
+            cmd = "send"
         if cmd in ("garbage", "send", "forge", "replay"):
             if not self.bases:
                 self.log("centre", f"no lamp to send {cmd} to")
@@ -270,9 +333,10 @@ class Outside:
         if self.state == "up":
             self.centre.close()
 
-    def settle(self, published: int = 0, wills: int = 0) -> None:
+    def settle(self, published: int = 0, wills: int = 0) -> int:
         if self.state == "up":  # with the broker gone or hung there is nothing to wait for
-            self.centre.settle(published, wills)
+            return self.centre.settle(published, wills)
+        return 0
 
     def command(self, cmd: str, message: dict | None = None) -> bool:
         if self.state != "up":
@@ -305,8 +369,7 @@ class Outside:
     def answer(self, ask: dict) -> str:
         what = ask["ask"]
         if what == "settle":
-            self.settle(ask["published"], ask["wills"])
-            return ""
+            return str(self.settle(ask["published"], ask["wills"]))
         if what == "command":
             return "1" if self.command(ask["cmd"], ask.get("message")) else "0"
         self.broker(ask["state"])

@@ -11,6 +11,7 @@ import hmac
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 # The simulator's master key (never a park's): each simulated board gets the key
@@ -98,3 +99,17 @@ def command(key: bytes, topic: str, cmd: dict[str, Any], ctr: int | None = None)
     """A signed command for `topic`: `cmd` with its counter and authenticator."""
     body = json.dumps(dict(cmd, ctr=COUNTER.next() if ctr is None else ctr)).encode()
     return sign(key, topic, body)
+
+
+def deployed_files(board: dict) -> dict[str, bytes]:
+    """The app the scenario says is deployed (`deployed DIR`: its files as on the
+    board) and the release key (`release key FILE`, as /release.pub)."""
+    files: dict[str, bytes] = {}
+    if board.get("deployed"):
+        root = Path(board["deployed"])
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                files["/" + f.relative_to(root).as_posix()] = f.read_bytes()
+    if board.get("release_key"):
+        files["/release.pub"] = Path(board["release_key"]).read_bytes()
+    return files

@@ -545,7 +545,11 @@ class Platform:
 
     def boot(self) -> None:
         self.modules.new_boot()
-        self.modules.load("main", as_firmware=True)
+        # As the ESP32 does: boot.py, then main.py, each the flash's own if it
+        # holds one (an update put it there), else the app's.
+        for name in ("boot", "main"):
+            if self.modules.fs is None or self.modules._on_flash(name) is None:
+                self.modules.load(name, as_firmware=True)
 
 
 class WorldEventFailed(RuntimeError):

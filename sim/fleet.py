@@ -36,7 +36,7 @@ from pathlib import Path
 from greenlet import getcurrent, greenlet
 
 from . import cpython
-from .cmdsign import sim_key_file
+from .cmdsign import deployed_files, sim_key_file
 
 FLEET_BLOCKS = 32  # 128 KiB: the configuration is all the firmware stores yet
 # Networked lamps run together in spans of this much simulated time: each runs
@@ -124,7 +124,11 @@ def _share() -> None:
 
 
 def _run(scenario: dict, lamps: range, emit) -> None:
-    image = cpython.make_ram_image({"/config.json": json.dumps(scenario["config"]).encode()}, FLEET_BLOCKS)
+    # An app deployed on the flash (`deployed DIR`) is updated in the scenario:
+    # room for it, a release staged and the app kept for a rollback.
+    board = scenario.get("board") or {}
+    files = {"/config.json": json.dumps(scenario["config"]).encode(), **deployed_files(board)}
+    image = cpython.make_ram_image(files, FLEET_BLOCKS * 4 if board.get("deployed") else FLEET_BLOCKS)
     main = getcurrent()
     ready: list[tuple[int, int]] = []
     threads: dict[int, greenlet] = {}

@@ -86,7 +86,17 @@ class Platform:
             self.heap.start()
         # RAM is lost: every firmware module is imported afresh.
         _forget_firmware()
+        if not self.modules_on_flash and _has_modules(self.fs):
+            self._flash_first()  # an update put modules there
+        # As the ESP32 does: boot.py, then main.py (each the flash's own if it has one).
+        __import__("boot")
+        sys.modules.pop("boot", None)
         __import__("main")
+
+    def _flash_first(self):
+        self.modules_on_flash = True
+        vfs.mount(self.fs, "/flash")
+        sys.path[:0] = ["/flash", "/flash/lib"]
 
 
 def _forget_firmware():
@@ -216,7 +226,7 @@ class RemoteOutside:
         return answer
 
     def settle(self, published=0, wills=0):
-        self._ask({"ask": "settle", "published": published, "wills": wills})
+        return int(self._ask({"ask": "settle", "published": published, "wills": wills}) or 0)
 
     def command(self, cmd, message=None):
         return self._ask({"ask": "command", "cmd": cmd, "message": message}) == "1"
@@ -250,9 +260,7 @@ def main():
     # Only a flash that holds modules at power-on is mounted there: the mount
     # and the longer path cost heap that `make bench` would count as the firmware's.
     if _has_modules(platform.fs):
-        platform.modules_on_flash = True
-        vfs.mount(platform.fs, "/flash")
-        sys.path[:0] = ["/flash", "/flash/lib"]
+        platform._flash_first()
     out = sys.stdout
 
     def emit(t_us, kind, text):

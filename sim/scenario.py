@@ -206,6 +206,10 @@ class _Parser:
                 sc.app = words[1]
             elif head == "config":
                 self._config(" ".join(words[1:]))
+            elif head == "deployed":
+                self.sc.board["deployed"] = str(self._folder(" ".join(words[1:])))
+            elif words[:2] == ["release", "key"]:
+                self.sc.board["release_key"] = str(self._file(" ".join(words[2:]), "release key"))
             elif head in ("start", "end", "seed") or head in (
                 "power",
                 "at",
@@ -256,6 +260,19 @@ class _Parser:
         self.sc.config_path = path
         self.sc.config = json.loads(text)
         self.sc.tz = cfg.tz
+
+    def _folder(self, rel: str) -> Path:
+        # An app as deployed: a release's files/ or a build's fs/ (docs/scenarios.md).
+        path = (self.path.parent / rel).resolve()
+        if not rel or not (path / "main.py").is_file() or not (path / "manifest.json").is_file():
+            raise self.fail(f"deployed needs a folder with an app's main.py and manifest.json, not {path}")
+        return path
+
+    def _file(self, rel: str, what: str) -> Path:
+        path = (self.path.parent / rel).resolve()
+        if not rel or not path.is_file():
+            raise self.fail(f"{what}: no file {path}")
+        return path
 
     def _start(self, words: list[str]) -> None:
         self.sc.start = self.when(" ".join(words))
@@ -401,6 +418,17 @@ class _Parser:
             self.sc.events.append({"at": t, "do": "noise", "ms": self._ms(what[2])})
         elif len(what) == 2 and what[0] == "centre" and what[1] in ("ack", "resolve", "garbage"):
             self.sc.events.append({"at": t, "do": "centre", "cmd": what[1]})
+        elif what[:2] == ["centre", "offers"] and len(what) in (3, 5):
+            # centre offers DIR [trial S]: a signed release (docs/updates.md).
+            folder = (self.path.parent / what[2]).resolve()
+            if not (folder / "release.json").is_file() or not (folder / "release.sig").is_file():
+                raise self.fail(f"`centre offers DIR`: {folder} has no release.json and release.sig")
+            message: dict[str, Any] = {"release": str(folder)}
+            if len(what) == 5:
+                if what[3] != "trial" or not what[4].isdigit():
+                    raise self.fail("`centre offers DIR trial S`: S in whole seconds")
+                message["trial_s"] = int(what[4])
+            self.sc.events.append({"at": t, "do": "centre", "cmd": "offer", "message": message})
         elif what[:2] == ["centre", "replays"] and len(what) <= 3:
             # centre replays [N]: the Nth command it sent (default the last), byte for byte.
             message = {}

@@ -198,10 +198,17 @@ class World:
             if self.board.net_activity != self._settled:
                 b = self.board
                 try:
-                    self.outside.settle(b.to_centre - self._counted[0], b.wills - self._counted[1])
+                    pushed = self.outside.settle(b.to_centre - self._counted[0], b.wills - self._counted[1])
                 except Exception as e:  # noqa: BLE001 - the simulator's side failed, not the firmware
                     raise self._failed({"do": "centre", "cmd": "settle"}, e) from e
                 self._settled = self.board.net_activity
+                if pushed:
+                    # The centre answered the lamp's asks (pieces of a release):
+                    # they arrive before the clock moves on.
+                    for s in b.sockets:
+                        for _ in range(pushed):
+                            s.expect_push()
+                    return True
         while self._queue and self._queue[0][0] <= target:
             t = self._queue[0][0]
             if t > self.now_us and self._pace_to(t):

@@ -41,7 +41,7 @@ def _run(tmp_path: Path, broker: str, runtime: str, files: dict[str, bytes], lin
         + "\n"
     )
     image = tmp_path / "flash.img"
-    make_image(image, {**simcmd._flash_files("lamp", config), **files})
+    make_image(image, {**simcmd._flash_files("lamp", config, {}), **files})
     return simcmd.run(scn, runtime, broker=broker, from_flash=image)
 
 

@@ -54,6 +54,9 @@ def _fields(body):
 
 
 class Kiosk(App):
+    APP = "kiosk"
+    CHIP = "esp32s3"
+
     def __init__(self, cfg, store, board, clock):
         self.start(store, board)
         self.cfg = cfg
@@ -178,7 +181,7 @@ class Kiosk(App):
             self.clean_at = soon
 
     def state(self):
-        return {
+        s = {
             "device": self.device,
             "ts": self.unix_time(),
             "roster": self.roster.version,
@@ -190,6 +193,8 @@ class Kiosk(App):
             "cmd_refused": self.auth.refused,
             "cmd_refused_why": self.auth.why,
         }
+        self.update_state(s)
+        return s
 
     def face_counts(self):
         f = self.face

@@ -24,8 +24,7 @@ try:
 
     import ticks
     from alarm import KINDS as ALARM_KINDS
-    from alarm import RAISED
-    from alarm import Alarms
+    from alarm import RAISED, Alarms
     from apploop import App, earliest, log_event, run
     from board import Board
     from button import Button
@@ -158,6 +157,7 @@ class Lamp(App):
         s["cmd_refused"] = self.auth.refused  # commands without this device's authenticator, or replayed
         s["cmd_refused_why"] = self.auth.why
         self.counters.report(s)
+        self.update_state(s)
         if self.button.stuck:
             s["faults"].append("button_stuck")
         return s

@@ -83,7 +83,7 @@ class Safe(App):
         self.link.changed()
 
     def state(self):
-        return {
+        s = {
             "device": self.device,
             "ts": self.unix_time(),
             "mode": "safe_mode",
@@ -96,6 +96,8 @@ class Safe(App):
             "time_valid": self.clock.valid,
             "cmd_refused": self.auth.refused,
         }
+        self.update_state(s)
+        return s
 
     def config_command(self, msg):
         r = App.config_command(self, msg)

@@ -52,6 +52,16 @@ def run(app, board, healthy=None):
 
 
 RESTART_DELAY_MS = 2000  # after a new configuration: time for the reply to go out
+# Loaded only for an update and forgotten after it (docs/updates.md).
+UPDATE_CODE = ("updater", "staging", "release", "p256", "apptrial", "bootcount")
+
+
+def _exists(path):
+    try:
+        open(path).close()
+        return True
+    except OSError:
+        return False
 
 
 class App:
@@ -59,6 +69,9 @@ class App:
     rolled back, the console's commands, a restart when one is due. The app
     calls start() first, attach() once its link and console exist, and has
     post(kind, fields) to journal an event."""
+
+    APP = "lamp"  # the app's name in a release's manifest (release.py)
+    CHIP = "esp32"  # the chip it runs on when its manifest does not say
 
     def start(self, store, board):
         self.store = store
@@ -71,10 +84,24 @@ class App:
         # The trial's time left, counted across boots (configstore.start_trial).
         self.trial_until = ticks.add(now, store.counted[2]) if store.trial else None
         self.trial_lease = ticks.add(now, TRIAL_LEASE_MS)
+        # Updates (updater.py, apptrial.py: loaded only while one runs).
+        self.upd = None
+        self.upd_info = [0, 0, None]  # refused, bad chunks, the last outcome
+        self.app_trial = _exists("/app.trial")  # the app is new, on trial
+        self._upd_boot = True
+        self._upd_up = False
+        import apptrial  # its version(), then forgotten
+
+        self.version = apptrial.version()
+        sys.modules.pop("apptrial", None)
 
     def attach(self, link, console):
         self.link = link
         self.console = console
+        up = link.uplink
+        if up is not None:
+            up.handlers["update"] = self.update_command
+            up.listen(up.base + "/chunk", self._chunk)
 
     def post(self, kind, fields):
         raise NotImplementedError
@@ -111,6 +138,8 @@ class App:
             self.store.rolled_back = None
         if self.trial_until is not None:
             deadline = self._trial(now, deadline)
+        if self.upd is not None or self.app_trial or self._upd_boot:
+            deadline = self._updates(now, deadline)
         b = self.board
         if b.console_pending:
             self.console.feed(b.console_read())
@@ -121,6 +150,80 @@ class App:
                 log_event("restart", self.restart_why)
                 b.restart()
             deadline = earliest(now, deadline, ticks.diff(self.restart_at, now))
+        return deadline
+
+    # --- updates (docs/updates.md) -------------------------------------------
+
+    def chip(self):
+        """The chip, as releases name it: the running build's, else the app's."""
+        try:
+            with open("/manifest.json") as f:
+                return json.loads(f.read()).get("chip") or self.CHIP
+        except (OSError, ValueError, AttributeError):
+            return self.CHIP
+
+    def updater(self):
+        u = self.upd
+        if u is None:
+            from updater import Updater
+
+            u = self.upd = Updater(self, self.upd_info)
+        return u
+
+    def update_command(self, msg):
+        return self.updater().offer(msg)
+
+    def _chunk(self, payload):
+        if self.upd is None:
+            self.upd_info[1] += 1  # no transfer runs: a stray or late piece
+        else:
+            self.upd.chunk(payload)
+
+    def update_state(self, s):
+        """The state's `app` and `update` (docs/updates.md, "State")."""
+        s["app"] = {"version": self.version, "trial": bool(self.app_trial)}
+        u = self.upd
+        i = self.upd_info
+        if u is None and not (i[0] or i[1] or i[2]):
+            s["update"] = None
+            return
+        s["update"] = {
+            "release": u.rid if u else None,
+            "state": u.state if u else "idle",
+            "have": u.have() if u else 0,
+            "size": u.total if u else 0,
+            "refused": i[0],
+            "bad_chunks": i[1],
+            "last": i[2],
+        }
+
+    def _updates(self, now, deadline):
+        if self._upd_boot:
+            self._upd_boot = False
+            if _exists("/update.result") or _exists("/stage/offer"):
+                import apptrial
+
+                r = apptrial.result()
+                if r is not None:  # the new app failed at boot: put back then, said now
+                    self.upd_info[2] = "rolled back: %s" % r["detail"]
+                    self.post("update_rolled_back", r)
+                if _exists("/stage/offer"):
+                    self.updater()  # a transfer a reset stopped: on from where it stands
+        if self.app_trial:
+            import apptrial
+
+            deadline = apptrial.step(self, now, deadline)
+        u = self.upd
+        if u is not None:
+            if self.link.up and not self._upd_up:
+                u.resume()
+            self._upd_up = self.link.up
+            deadline = earliest(now, deadline, u.step(now))
+            if u.state == "refused" or u.state == "idle":
+                self.upd = None
+        if self.upd is None and not self.app_trial:
+            for m in UPDATE_CODE:
+                sys.modules.pop(m, None)
         return deadline
 
     def _trial(self, now, deadline):

@@ -54,6 +54,23 @@ def start():
             # again as it boots must not end in safe mode, which reads no alarm
             # button. (At the limit it stays: safe mode is left as said above.)
             n -= 1
+    try:
+        open("/app.trial").close()
+    except OSError:
+        pass
+    else:
+        # A new app on trial after an update (apptrial.py): one failed boot of
+        # it, or its trial spent, and the old one is put back.
+        import apptrial
+
+        if apptrial.boot(n > 0, why):
+            _write(0, lim, "")  # the old app's boots counted afresh
+            import machine
+
+            machine.reset()
+        import sys
+
+        sys.modules.pop("apptrial", None)
     if n >= lim:
         return True
     try:

@@ -23,6 +23,10 @@ import json
 STAGE = "stage"
 PREV = "prev"
 MARKER = "switch"
+# boot.py finishes a switch a reset interrupted, so the board must never be
+# without it: the old one is copied into /prev, not moved, and the new one is
+# renamed over it (one atomic step on littlefs).
+BOOT = "boot.py"
 CHUNK = 1024  # bytes a chunk carries (the last of a file may be shorter)
 _DIR = 0x4000  # stat()[0]: a folder
 
@@ -250,7 +254,10 @@ class Staging:
                     if self._size(src) >= 0:
                         dest = _join(self.prev, p)
                         self._mkdirs(dest)
-                        self.os.rename(src, dest)
+                        if p == BOOT:
+                            self._write(dest, self._read(src))  # copied: see BOOT
+                        else:
+                            self.os.rename(src, dest)
                 dest = _join(self.prev, "manifest.json")
                 self._mkdirs(dest)
                 if self._size(old_manifest) >= 0:

@@ -205,7 +205,7 @@ def _run(
         if from_flash is not None:
             shutil.copyfile(from_flash, image)
         else:
-            cpython.make_image(image, _flash_files(sc.app, config))
+            cpython.make_image(image, _flash_files(sc.app, config, sc.board))
         raw = Path(tmp) / "frames"
         if frames is not None:
             raw.mkdir()
@@ -260,14 +260,15 @@ def _with_broker(ev: dict, url: str) -> dict:
     return dict(ev, message=dict(msg, config=cfg))
 
 
-def _flash_files(app: str, config: dict) -> dict[str, bytes]:
+def _flash_files(app: str, config: dict, board: dict) -> dict[str, bytes]:
     """The simulated board's flash at power-on: its configuration, its command
     key (derived from the simulator's master key, which the simulated centre
     signs with), and the
     kiosk's font (as `parkctl build kiosk` puts it there)."""
-    from sim.cmdsign import sim_key_file
+    from sim.cmdsign import deployed_files, sim_key_file
 
     files = {"/config.json": json.dumps(config).encode(), **sim_key_file(app, config)}
+    files.update(deployed_files(board))
     if app == "kiosk":
         from .font import FONT_FILE
 

@@ -55,7 +55,7 @@ _ASKS = (0x1, 0x8, 0xC)  # CONNECT, SUBSCRIBE, PINGREQ (and QoS 1 PUBLISH, below
 _ANSWERS = (0x2, 0x4, 0x9, 0xB, 0xD)  # CONNACK, PUBACK, SUBACK, UNSUBACK, PINGRESP
 # What the centre listens to (sim/centre.py): it waits until it has as many
 # messages on these as the lamps published.
-_TO_CENTRE = (b"/event", b"/reply", b"/status")
+_TO_CENTRE = (b"/event", b"/reply", b"/status", b"/fetch")
 
 
 # Without a paced clock, unannounced data is looked for at most this often

@@ -1,0 +1,308 @@
+# An update of the app over MQTT, on the device (docs/updates.md, "The transfer
+# over MQTT"): the centre offers a release (the `update` command), the device
+# asks for each piece it lacks on .../fetch and appends what comes on
+# .../chunk to its staging area (staging.py), checks the manifest's signature
+# before any file and every file's sha256 after the last, then switches to the
+# new app on trial (apptrial.py) and restarts.
+#
+# What is on flash says where a transfer stands, so it goes on after a reset,
+# a cut or a reconnect from the last piece the flash has: the offer in
+# /stage/offer ("RID SIZE SIG TRIAL_S"), the manifest as it comes in
+# /stage/offer.json, then staging's own files.
+#
+# Loaded only while a transfer runs (App.updater), with release, p256 and
+# staging; App drops them all when it is over.
+
+import binascii
+import hashlib
+import json
+import os
+
+import ticks
+from apploop import log_event
+from release import MAX_MANIFEST, Refused
+from staging import CHUNK, Staging
+from uplink import CommandError
+
+ASK_MS = 5000  # an ask unanswered this long is made again
+ASKS = 12  # unanswered asks in a row before the transfer pauses ("stalled")
+WRONG = 3  # times a release's files may come wrong before it is refused
+KEY = "/release.pub"
+OFFER = "/stage/offer"
+PART = "/stage/offer.json"
+TRIAL_S = 600
+_HEX = "0123456789abcdef"
+
+
+def _hex(v, n):
+    return isinstance(v, str) and len(v) == n and all(c in _HEX for c in v)
+
+
+def _int(v, lo, hi):
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _size(path):
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return -1
+
+
+def _sha(path):
+    from release import file_sha256
+
+    return file_sha256(path)[0]
+
+
+class Updater:
+    """One release at a time. state: fetching, stalled, installing, refused,
+    idle; the app reads it and the counts for its state (info())."""
+
+    def __init__(self, app, info):
+        """info: the app's counts, kept across updaters: [refused, bad chunks, last]."""
+        self.app = app
+        self.info = info
+        self.st = Staging(os)
+        self.state = "idle"
+        self.rid = ""
+        self.size = 0  # of the manifest
+        self.sig = ""
+        self.trial_s = TRIAL_S
+        self.manifest = None  # once checked
+        self.asked = None  # (path, offset, length) asked for, and when
+        self.at = 0
+        self.asks = 0
+        self.wrong = 0
+        self.total = 0
+        self._resume()
+
+    # --- what is on flash ------------------------------------------------------
+
+    def _resume(self):
+        # A transfer a reset or a cut stopped: goes on, if what is on flash is whole.
+        try:
+            with open(OFFER) as f:
+                w = f.read().split()
+            rid, size, sig, trial_s = w[0], int(w[1]), w[2], int(w[3])
+        except (OSError, ValueError, IndexError):
+            return
+        self.rid, self.size, self.sig, self.trial_s = rid, size, sig, trial_s
+        self.state = "fetching"
+        staged = self.st.staged()
+        if staged is not None:
+            try:
+                self._take(staged[0])
+            except Refused as e:
+                self._refuse(e)
+
+    def _write_offer(self):
+        t = OFFER + ".tmp"
+        with open(t, "w") as f:
+            f.write("%s %d %s %d" % (self.rid, self.size, self.sig, self.trial_s))
+        os.rename(t, OFFER)
+
+    # --- the centre's command --------------------------------------------------
+
+    def offer(self, msg):
+        """The `update` command: returns its result, or raises CommandError."""
+        if msg.get("cancel") is True:
+            self.cancel("cancelled by the centre")
+            return {"state": "cancelled"}
+        rid = msg.get("release")
+        if not _hex(rid, 64):
+            raise CommandError(
+                '"release" must be the release id: the sha256 of its release.json, 64 hex digits'
+            )
+        size = msg.get("size")
+        if not _int(size, 1, MAX_MANIFEST):
+            raise CommandError('"size" must be the bytes of release.json, 1 to %d' % MAX_MANIFEST)
+        sig = msg.get("sig")
+        if not _hex(sig, 128):
+            raise CommandError('"sig" must be release.sig: 128 hex digits')
+        trial_s = msg.get("trial_s", TRIAL_S)
+        if not _int(trial_s, 60, 86400):
+            raise CommandError('"trial_s" must be whole seconds from 60 to 86400')
+        if self.app.app_trial:
+            raise CommandError("the app is on trial after an update: offer again once it is done")
+        if self._running(rid):
+            return {"state": "running"}
+        if rid == self.rid and (size, sig) == (self.size, self.sig) and self.state in ("fetching", "stalled"):
+            self.state = "fetching"  # the same offer again: on from where it stands
+            self.asks = 0
+            self.asked = None
+            return {"state": "fetching"}
+        self.st.abandon()
+        self.rid, self.size, self.sig, self.trial_s = rid, size, sig, trial_s
+        self.manifest = None
+        self.wrong = 0
+        self._write_offer()
+        self.state = "fetching"
+        self.asks = 0
+        self.asked = None
+        log_event("update", "release %s offered: fetching" % rid[:16])
+        return {"state": "fetching"}
+
+    def _running(self, rid):
+        try:
+            with open("/app.rid") as f:
+                return f.read().split()[0] == rid
+        except (OSError, IndexError):
+            return False
+
+    def cancel(self, why):
+        if self.state in ("fetching", "stalled", "installing"):
+            log_event("update", "release %s: %s" % (self.rid[:16], why))
+        self.st.abandon()  # /stage emptied: the offer goes with it
+        self.state = "idle"
+        self.rid = ""
+        self.manifest = None
+
+    # --- the transfer ----------------------------------------------------------
+
+    def _next(self):
+        """(path, offset, length) of the next piece; None when all is here."""
+        if self.manifest is None:
+            have = max(_size(PART), 0)
+            if have > self.size:
+                os.remove(PART)
+                have = 0
+            if have < self.size:
+                return "release.json", have, min(CHUNK, self.size - have)
+            with open(PART, "rb") as f:
+                data = f.read()
+            self._take(data)
+        return self.st.want()
+
+    def _take(self, data):
+        """The manifest, whole on flash: checked, then its files are staged."""
+        from release import check_manifest, load_key
+
+        if binascii.hexlify(hashlib.sha256(data).digest()).decode() != self.rid:
+            try:
+                os.remove(PART)  # fetched again
+            except OSError:
+                pass
+            raise Refused("manifest", "its sha256 is not the release id offered")
+        a = self.app
+        m = check_manifest(
+            data, binascii.unhexlify(self.sig), load_key(KEY), a.APP, a.chip(), a.version, self.st.room()
+        )
+        self.st.begin(data, binascii.unhexlify(self.sig), m, self.rid)  # empties /stage: the offer too
+        self._write_offer()
+        self.manifest = m
+        self.total = sum(e["size"] for e in m["files"])
+        self.app.link.changed()
+
+    def have(self):
+        m = self.manifest
+        if m is None:
+            return max(_size(PART), 0)
+        n = 0
+        for e in m["files"]:
+            s = _size(self.st.files + "/" + e["path"])
+            n += s if s > 0 else 0
+        return n
+
+    def chunk(self, payload):
+        """A piece from the centre (.../chunk, QoS 0): taken only if it is the one asked for."""
+        a = self.asked
+        try:
+            m = json.loads(payload)
+            ok = a is not None and m["release"] == self.rid and (m["path"], m["offset"]) == a[:2]
+            data = binascii.a2b_base64(m["data"]) if ok else b""
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok or a is None or len(data) != a[2] or self.state != "fetching":
+            self.info[1] += 1
+            return
+        if a[0] == "release.json" and self.manifest is None:
+            with open(PART, "ab") as f:
+                f.write(data)
+        else:
+            try:
+                self.st.chunk(self.rid, a[0], a[1], data)
+            except Refused:  # not what staging wants next (a file removed since the ask)
+                self.info[1] += 1
+                return
+        self.asked = None  # the next is asked for at once
+        self.asks = 0
+
+    def step(self, now):
+        """The transfer's part of a pass; returns ms until it wants the next (-1: none)."""
+        if self.state == "installing":
+            self._install()
+            return 0
+        if self.state != "fetching" or not self.app.link.up:
+            return -1
+        a = self.asked
+        if a is not None and ticks.diff(now, a[3]) < ASK_MS:
+            return ASK_MS - ticks.diff(now, a[3])
+        if a is not None:
+            self.asks += 1
+            if self.asks >= ASKS:
+                self.state = "stalled"
+                log_event("update", "release %s: the centre stopped answering: paused" % self.rid[:16])
+                self.app.link.changed()
+                return -1
+        try:
+            nxt = self._next()
+        except Refused as e:
+            self._refuse(e)
+            return -1
+        if nxt is None:
+            self.state = "installing"
+            self.asked = None
+            return 0
+        self.asked = (nxt[0], nxt[1], nxt[2], now)
+        up = self.app.link.uplink
+        up.client.publish(
+            up.base + "/fetch",
+            '{"release":"%s","path":"%s","offset":%d,"length":%d}' % (self.rid, nxt[0], nxt[1], nxt[2]),
+        )
+        up.client.send()  # now, not at the next pass: one round trip a piece
+        return ASK_MS
+
+    def resume(self):
+        """The link is back: a paused transfer asks again."""
+        if self.state == "stalled":
+            self.state = "fetching"
+            self.asks = 0
+            self.asked = None
+
+    # --- the end -----------------------------------------------------------------
+
+    def _install(self):
+        try:
+            self.st.verify()
+        except Refused as e:
+            self.wrong += 1
+            if self.wrong >= WRONG:
+                self._refuse(Refused(e.code, "%s (%d times)" % (e, self.wrong)))
+            else:
+                self.state = "fetching"  # the wrong file is fetched again
+            return
+        import apptrial
+        import bootcount
+
+        a = self.app
+        m = self.manifest
+        if m is None:  # (verify() passed: a manifest is in)
+            return
+        to = m["version"]
+        # The trial first: a cut after the switch must find it (apptrial.py).
+        apptrial.begin(a.version, to, self.rid, self.trial_s)
+        bootcount.healthy()  # the new app's boots counted afresh (a board in safe mode leaves it)
+        a.post("update_installed", {"release": self.rid, "version": to, "from": a.version})
+        self.st.switch()
+        self.state = "idle"
+        a.restart_at = ticks.add(a.board.ticks_ms(), 0)
+        a.restart_why = "update to %s installed: the new app on trial" % to
+
+    def _refuse(self, e):
+        self.info[0] += 1
+        self.info[2] = "refused: %s" % e
+        rid = self.rid
+        self.cancel("refused: %s" % e)
+        self.state = "refused"
+        self.app.post("update_refused", {"release": rid, "code": e.code, "detail": str(e)})

@@ -1,0 +1,66 @@
+"""Signed releases of the lamp app for the tests of updates (docs/updates.md).
+
+The simulator runs the app's own sources for every module that is not on the
+board's flash as `.py` (docs/sim.md), so a release for it need only hold what a
+test changes: boot.py and main.py (and a manifest, as every app has). A release
+of the whole built app, `.mpy` and all, runs on the virtual board
+(tests/test_vboard_updates.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from parkctl import release
+from parkctl.build import make_manifest
+
+FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+
+
+def sim_build(
+    folder: Path, app: str = "lamp", main: str | None = None, extra: dict[str, str] | None = None
+) -> Path:
+    """A build folder (fs/ and its manifest, as `parkctl build` leaves one) of
+    `app`'s boot.py and main.py, main.py replaced by `main` if given, and
+    `extra` modules (board path -> source)."""
+    fs = folder / "fs"
+    fs.mkdir(parents=True)
+    files = {
+        "/boot.py": (FIRMWARE / app / "boot.py").read_bytes(),
+        "/main.py": main.encode() if main is not None else (FIRMWARE / app / "main.py").read_bytes(),
+    }
+    for path, text in (extra or {}).items():
+        files[path] = text.encode()
+    for path, data in files.items():
+        (fs / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (fs / path.lstrip("/")).write_bytes(data)
+    manifest = make_manifest(app, "esp32", "test", files)
+    (fs / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, separators=(",", ":")))
+    return folder
+
+
+class Releases:
+    """A release key (made once) and releases signed with it, in `root`."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        release.keygen(root / "keys")
+        self.key = root / "keys" / "release-key.pem"
+        self.public = root / "keys" / "release.pub"
+
+    def make(
+        self,
+        version: str,
+        app: str = "lamp",
+        main: str | None = None,
+        downgrade_ok: bool = False,
+        **extra: str,
+    ) -> Path:
+        """The release folder of `version` (main.py replaced by `main` if given)."""
+        build = sim_build(
+            self.root / f"build-{version}", app, main, {f"/{k}.py": v for k, v in extra.items()}
+        )
+        out = self.root / f"release-{version}"
+        release.sign(app, version, self.key, out, build, downgrade_ok)
+        return out

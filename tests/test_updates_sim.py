@@ -1,0 +1,101 @@
+"""Updates of the lamp app over MQTT in the simulator, both runtimes: the
+simulated centre offers a signed release and serves its pieces
+(docs/updates.md); the firmware fetches, checks, switches, runs the new app on
+trial, and rolls back by itself when it fails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from parkctl import simcmd
+from releases import FIRMWARE, Releases
+from test_alarm_sim import WIFI_CONFIG
+
+RUNTIMES = ["cpython", "micropython"]
+
+
+@pytest.fixture(scope="module")
+def rel(tmp_path_factory) -> Releases:
+    r = Releases(tmp_path_factory.mktemp("releases"))
+    r.make("1.0.0")
+    r.make("1.1.0")
+    # A release whose app crashes at import, among its imports (in the simulator
+    # only .py files on the flash stand for themselves: docs/sim.md).
+    main = (FIRMWARE / "lamp" / "main.py").read_text()
+    main = main.replace(
+        "    import json\n", '    import json\n\n    raise RuntimeError("a release broken at import")\n', 1
+    )
+    r.make("1.2.0", main=main)
+    return r
+
+
+# The lamp lit as its schedule says throughout (full light after sunset), before,
+# during and after the update, whatever became of it.
+LIT = "".join(
+    f"expect level 100 +-1 at {t}\n" for t in ("18:04", "18:05:00", "18:05:01", "18:05:02", "18:06", "18:39")
+)
+
+
+def _run(rel: Releases, tmp_path: Path, lines: str, runtime: str = "cpython") -> list[tuple[int, str, str]]:
+    scn = tmp_path / "u.scn"
+    scn.write_text(
+        f"config {WIFI_CONFIG}\nstart 2026-12-21 18:00\nend 2026-12-21 18:40\nwifi up 18:00\n"
+        f"deployed {rel.root / 'release-1.0.0' / 'files'}\nrelease key {rel.public}\n" + LIT + lines
+    )
+    result = simcmd.run(scn, runtime)
+    assert all(ok for _, ok, _ in result.checks), result.checks
+    timeline = [(e.t, e.kind, e.text) for e in result.entries]
+    assert not [x for _, k, x in timeline if k == "level" and float(x.split()[0]) != 100.0], timeline
+    return timeline
+
+
+def _centre(timeline, prefix):
+    return [x for _, k, x in timeline if k == "centre" and x.startswith(prefix)]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_release_is_fetched_checked_switched_and_confirmed(rel, tmp_path, runtime):
+    timeline = _run(rel, tmp_path, f"at 18:05 centre offers {rel.root / 'release-1.1.0'}\n", runtime)
+    assert _centre(timeline, "reply to update")[0].endswith('ok {"state": "fetching"}')
+    assert _centre(timeline, "update_installed from")[0].endswith(": 1.1.0")
+    assert _centre(timeline, "update_done from")
+    assert not _centre(timeline, "update_rolled_back") and not _centre(timeline, "update_refused")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_release_that_crashes_at_import_is_rolled_back_by_the_device(rel, tmp_path, runtime):
+    timeline = _run(rel, tmp_path, f"at 18:05 centre offers {rel.root / 'release-1.2.0'}\n", runtime)
+    assert _centre(timeline, "update_installed from")[0].endswith(": 1.2.0")
+    back = _centre(timeline, "update_rolled_back from")
+    assert len(back) == 1, timeline
+    assert "a boot of 1.2.0 failed" in back[0] and "a release broken at import" in back[0]
+    assert not _centre(timeline, "update_done")
+    # The old app runs again, and keeps running (no reset after it is back).
+    resets = [t for t, k, x in timeline if k == "reset" and x != "power on"]
+    back_at = next(t for t, k, x in timeline if k == "centre" and x.startswith("update_rolled_back"))
+    assert resets and all(t <= back_at for t in resets)
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda r: r.make("0.9.0"), "version"),
+        (lambda r: r.make("1.3.0", app="kiosk"), "app"),
+        (lambda r: Releases(r.root / "stranger").make("1.4.0"), "signature"),
+    ],
+    ids=["older", "for-the-kiosk", "another-key"],
+)
+def test_a_release_the_device_must_not_take_is_refused_with_its_reason(rel, tmp_path, make, code):
+    folder = make(rel)
+    timeline = _run(
+        rel, tmp_path, f'at 18:05 centre offers {folder}\nat 18:10 centre sends {{"cmd": "status"}}\n'
+    )
+    refused = _centre(timeline, "update_refused from")
+    assert len(refused) == 1 and refused[0].split(": ", 1)[1].startswith(code + ":"), timeline
+    assert not _centre(timeline, "update_installed")
+    status = json.loads(_centre(timeline, "reply to status")[0].split("ok ", 1)[1])
+    assert status["app"] == {"version": "1.0.0", "trial": False}
+    assert status["update"]["refused"] == 1 and status["update"]["last"].startswith("refused: " + code)
+    assert not [x for _, k, x in timeline if k == "reset" and x != "power on"]
