@@ -75,7 +75,11 @@ def test_code_on_a_romfs_runs_the_same_in_less_heap(tmp_path):
     assert [(e.t, e.text) for e in runs[1].entries if e.kind not in probe] == [
         (e.t, e.text) for e in runs[0].entries if e.kind not in probe
     ]
-    assert romfs < source * 0.7, (romfs, source)
+    # The image holds the whole app's code (about 99 KB for the ESP32), some 60 % of
+    # which the running lamp keeps loaded: most of that is out of the heap. (A ratio
+    # of the two peaks, as this said before, moved with what the MicroPython
+    # simulator's heap kept of the boot before a power cut: docs/sim.md.)
+    assert source - romfs > 0.3 * rom.stat().st_size, (romfs, source, rom.stat().st_size)
     # CPython has no ROMFS to mount: said, not ignored.
     from parkctl.errors import UserError
 

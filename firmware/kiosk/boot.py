@@ -22,7 +22,7 @@ except OSError:
 else:
     import sys
 
-    sys.path.extend(("/prev", "/stage/files"))
+    sys.path.extend(("/prev/lib", "/stage/files/lib"))
     import staging
 
     staging.Staging(os).recover()
