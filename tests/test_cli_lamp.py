@@ -92,6 +92,21 @@ def test_config_check(tmp_path):
     assert proc.returncode == 1 and "not valid JSON" in proc.stderr
 
 
+def test_config_check_refuses_a_zone_too_far_from_the_sites_solar_time(tmp_path):
+    # Issue 22: the zone and the longitude named, and how far apart they are.
+    far = tmp_path / "far.json"
+    obj = json.loads(Path(CONFIG).read_text())
+    obj["site"].update(lat=0, lon=0, tz="NZST-12NZDT,M9.5.0,M4.1.0/3")
+    far.write_text(json.dumps(obj))
+    proc = parkctl("config", "check", str(far))
+    assert proc.returncode == 1 and "1 error(s)" in proc.stderr
+    assert (
+        "site.tz: NZST-12NZDT,M9.5.0,M4.1.0/3 is 12 h 00 min from the solar time at longitude 0.00"
+        in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+
+
 def test_config_check_reads_a_kiosks_configuration_with_the_kiosks_parser(tmp_path):
     proc = parkctl("config", "check", "firmware/kiosk/config.json", "--app", "kiosk")
     assert proc.returncode == 0 and "ok (a kiosk at G60 park, CST-8, threshold 0.8" in proc.stdout

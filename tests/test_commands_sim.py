@@ -28,6 +28,10 @@ def _scenario(tmp_path: Path, broker: str) -> Path:
     over_tls = json.loads(json.dumps(stranded))
     over_tls["default"]["steps"][0]["level"] = 45
     over_tls["network"].update(broker=broker.replace("mqtt://", "mqtts://"), ca="/ca.der")
+    # Issue 22: the longitude's sign lost, so the zone is 8 h from the site's solar time.
+    far = json.loads(json.dumps(dimmer))
+    far["default"]["steps"][0]["level"] = 20
+    far["site"]["lon"] = -far["site"]["lon"]
     lines = [
         f"config {WIFI_CONFIG}",
         "start 2026-12-21 18:00",
@@ -49,6 +53,7 @@ def _scenario(tmp_path: Path, broker: str) -> Path:
         f'at 20:20 centre sends {{"cmd": "config", "config": {json.dumps(stranded)}}}',
         f'at 20:50 centre sends {{"cmd": "config", "config": {json.dumps(over_tls)}}}',
         'at 21:15 centre sends {"cmd": ["status"]}',
+        f'at 21:16 centre sends {{"cmd": "config", "config": {json.dumps(far)}}}',
         "expect level 30 +-1 at 19:05",
         "expect level 100 +-1 at 19:15",
         "expect level 100 +-1 at 19:30",
@@ -59,6 +64,7 @@ def _scenario(tmp_path: Path, broker: str) -> Path:
         "expect level 70 +-1 at 20:40",
         "expect level 45 +-1 at 20:55",
         "expect level 70 +-1 at 21:10",
+        "expect level 70 +-1 at 21:25",  # the far zone's configuration refused: 70 stays
         "expect 1 alarms at centre",
         "expect no fault",
     ]
@@ -99,7 +105,14 @@ def test_commands_act_or_are_refused_with_a_reason(mosquitto, tmp_path, runtime)
     assert "event config new configuration confirmed: the centre is reachable" in console
     # A command whose name is not a string: refused like any bad command (it used
     # to raise out of the loop's pass at every pass, until the watchdog reset).
-    assert 'refused: "cmd" must be the command\'s name (a string)' in replies[-1]
+    assert 'refused: "cmd" must be the command\'s name (a string)' in replies[-2]
+    # A configuration whose zone is too far from its site's solar time: refused with
+    # the zone, the longitude and the distance named; the lamp keeps its own.
+    assert (
+        replies[-1]
+        .split(": ", 1)[1]
+        .startswith("refused: site.tz: CST-8 is 7 h 55 min from the solar time at longitude -121.23")
+    ), replies[-1]
     # Its only resets: the three configurations installed and the two rolled back.
     resets = [e.text for e in result.entries if e.kind == "reset"]
     assert resets == ["power on"] + ["machine.reset()", "soft reset"] * 5

@@ -12,11 +12,14 @@ second, and a fresh engine (a boot) must give the oracle's level.
 from __future__ import annotations
 
 import bisect
+import re
 
 import civil
 import lampconfig
+import posixtz
+import pytest
 import sun
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schedule import Engine
 
@@ -30,7 +33,32 @@ ZONES = [
     "AEST-10AEDT,M10.1.0,M4.1.0/3",
     "NZST-12NZDT,M9.5.0,M4.1.0/3",
     "<-04>4<-03>,M9.1.6/24,M4.1.6/24",
+    "<+13>-13",  # Samoa, Tonga: past the date line, so a day ahead of their solar time
 ]
+
+# How far a site's clock may be from its mean solar time: 4 h (docs/lamp-config.md,
+# "The site's time zone"; lampconfig.MAX_ZONE_OFFSET).
+BOUND = 4 * 3600
+
+
+def _away(tz, lon):
+    """The zone's furthest offset (standard time or DST) from the mean solar time
+    at `lon`, seconds, modulo a day."""
+    return max(abs((off - lon * 240 + 43200) % 86400 - 43200) for off in (tz.std, tz.dst))
+
+
+@st.composite
+def sites(draw, lats):
+    """A zone and a longitude where the zone's clock, in standard time and in DST,
+    is within the bound of the solar time: what a real park has."""
+    tz_text = draw(st.sampled_from(ZONES))
+    tz = posixtz.TZ(tz_text)
+    mid = (tz.std + tz.dst) / 2 / 240  # the longitude (degrees) the zone is centred on
+    half = (BOUND - abs(tz.dst - tz.std) / 2) / 240 - 0.01
+    lon = round((mid + draw(st.floats(-half, half)) + 180) % 360 - 180, 2)
+    assert _away(tz, lon) <= BOUND
+    return {"lat": draw(lats.map(lambda x: round(x, 2))), "lon": lon, "tz": tz_text}
+
 
 clock_step = st.integers(0, 86399).map(lambda s: {"at": f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"})
 sun_step = st.one_of(
@@ -72,11 +100,7 @@ def configs(draw):
         rules.append(r)
     min_level = draw(st.integers(0, 30))
     obj = {
-        "site": {
-            "lat": draw(st.floats(-68, 68).map(lambda x: round(x, 2))),
-            "lon": draw(st.floats(-180, 180).map(lambda x: round(x, 2))),
-            "tz": draw(st.sampled_from(ZONES)),
-        },
+        "site": draw(sites(st.floats(-68, 68))),
         "default": draw(program),
         "calendar": rules,
         "output": {"min_level": min_level, "max_level": draw(st.integers(max(min_level, 1), 100))},
@@ -243,11 +267,7 @@ def shipped_shape(draw):
 @st.composite
 def shipped_configs(draw):
     obj = {
-        "site": {
-            "lat": draw(st.floats(-66, 66).map(lambda x: round(x, 2))),
-            "lon": draw(st.floats(-180, 180).map(lambda x: round(x, 2))),
-            "tz": draw(st.sampled_from(ZONES)),
-        },
+        "site": draw(sites(st.floats(-66, 66))),
         "default": draw(shipped_shape()),
         "calendar": [],
         "output": {"min_level": 10},
@@ -299,3 +319,31 @@ def test_the_lamp_never_burns_in_daylight_beyond_its_own_on_and_off(cfg, day):
         if level and sun.elevation(t, cfg.lat, cfg.lon) > -0.833 + 0.05:
             assert any(a <= t <= b for a, b in allowed), (civil.format_datetime(cfg.tz.to_local(t)), level)
         t += 120
+
+
+# A site whose zone is further than the bound from its solar time is refused, by the
+# parser the device, `parkctl config check` and the centre's configurations all go
+# through, naming the zone, the longitude and how far; within it, it is taken.
+NIGHT = {"steps": [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]}
+
+
+@settings(max_examples=300)
+@given(tz_text=st.sampled_from(ZONES), lon=st.floats(-180, 180).map(lambda x: round(x, 2)))
+# Issue 22: 0 E on New Zealand's clock (12 h from the solar time) was taken, and
+# the lamp burnt from sunset on 31 August 2026 to sunrise on 2 September.
+@example(tz_text="NZST-12NZDT,M9.5.0,M4.1.0/3", lon=0.0)
+def test_a_zone_too_far_from_the_sites_solar_time_is_refused_with_the_reason(tz_text, lon):
+    obj = {"site": {"lat": 0.0, "lon": lon, "tz": tz_text}, "default": NIGHT}
+    away = _away(posixtz.TZ(tz_text), lon)
+    if away <= BOUND - 60:
+        assert lampconfig.parse(obj).tz.text == tz_text
+    elif away > BOUND + 60:
+        with pytest.raises(lampconfig.ConfigError) as e:
+            lampconfig.parse(obj)
+        [err] = e.value.errors
+        assert err.startswith(f"site.tz: {tz_text} is ") and f"at longitude {lon:.2f} (" in err, err
+        assert "at most 4 h" in err and "the longitude's sign" in err
+        figure = re.search(r" is (\d+) h (\d\d) min from the solar time", err)
+        assert figure, err
+        h, m = figure.groups()
+        assert abs(int(h) * 60 + int(m) - away / 60) <= 1, (err, away)

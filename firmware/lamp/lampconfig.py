@@ -29,6 +29,9 @@ SUN_EVENTS = {
 # (it is the fail-safe when the time is not), light a dark day, or switch on and off.
 PHOTOCELL_MODES = ("failsafe", "assist", "control")
 
+# How far a site's clock may be from its mean solar time (_zone_fits says why).
+MAX_ZONE_OFFSET = 4 * 3600
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 DEFAULT_PINS = {
@@ -223,11 +226,15 @@ def parse(obj, chip=False):
     cfg.device = c.word(root, "device", "", "")
     cfg.name = c.text(site, "name", "site", "")
     cfg.lat = c.number(site, "lat", "site", -90, 90, None if given else 0.0)
+    n = len(c.errors)
     cfg.lon = c.number(site, "lon", "site", -180, 180, None if given else 0.0)
+    lon_ok = len(c.errors) == n
     tz_text = c.text(site, "tz", "site", None if given else "")
     if tz_text:
         try:
             cfg.tz = TZ(tz_text)
+            if lon_ok:
+                _zone_fits(c, cfg.tz, cfg.lon)
         except TZError as e:
             c.error("site.tz", str(e))
     elif "tz" in site:
@@ -315,6 +322,40 @@ def parse(obj, chip=False):
         cfg.warnings = c.warnings
     cfg.reach = _reach(cfg)
     return cfg
+
+
+def _hm(seconds):
+    sign = "-" if seconds < 0 else "+"
+    m = (abs(seconds) + 30) // 60
+    return "%s%d:%02d" % (sign, m // 60, m % 60)
+
+
+def _zone_fits(c, tz, lon):
+    """The zone's clock, in standard time and in DST, must be within
+    MAX_ZONE_OFFSET of the site's mean solar time, modulo a day (so a zone past
+    the date line, Samoa's UTC+13 at 172 W, is 0.5 h away). docs/lamp-config.md,
+    "The site's time zone", says why: the engine takes a date's sun events from
+    the solar day whose noon is nearest local noon; twelve hours away that is two
+    solar days at once, the equation of time picks one or the other from one date
+    to the next, and a night takes its sunset and its sunrise from solar days two
+    apart (lit through a whole day) or from the same one (a night lost). No real
+    park is past about 3 h 10 min (western Xinjiang on China's UTC+8): further
+    than 4 h is a mistake in the zone or in the longitude's sign."""
+    solar = int(round(lon * 240))  # local mean solar time minus UTC, seconds
+    worst = None
+    for name, off in ((tz.std_name, tz.std), (tz.dst_name, tz.dst)):
+        away = (off - solar + 43200) % 86400 - 43200
+        if name and abs(away) > MAX_ZONE_OFFSET and (worst is None or abs(away) > worst[0]):
+            worst = (abs(away), name, off)
+    if worst is not None:
+        away, name, off = worst
+        away = (away + 30) // 60
+        c.error(
+            "site.tz",
+            "%s is %d h %02d min from the solar time at longitude %.2f (%s is UTC%s, solar time there UTC%s);"
+            " the schedule allows at most %d h: check the zone, and the longitude's sign (east is positive)"
+            % (tz.text, away // 60, away % 60, lon, name, _hm(off), _hm(solar), MAX_ZONE_OFFSET // 3600),
+        )
 
 
 def _reach(cfg):

@@ -5,7 +5,10 @@
 # the whole night. A step's instant on program day D:
 #   - a clock time at or after 12:00 is on date D, before 12:00 on date D+1;
 #   - an evening sun event (sun going down: sunset, dusk...) is on date D, a
-#     morning one (sunrise, dawn...) on date D+1; then the offset is added;
+#     morning one (sunrise, dawn...) on date D+1, each from the solar day whose
+#     noon is nearest local noon of its date (one solar day, not two equally
+#     near: lampconfig refuses a site whose clock is more than 4 h from its solar
+#     time); then the offset is added;
 #   - a sun event that does not happen that day (polar day or night): an event
 #     that would make it dark is taken to have happened at the start of the
 #     program day when the sun stays below it (it is dark all day), and never

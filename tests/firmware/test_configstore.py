@@ -72,6 +72,25 @@ def test_a_configuration_from_afar_is_on_trial():
     assert json.loads(read(d + "/lamp.json.good"))["site"]["name"] == "Trial"
 
 
+def test_a_configuration_from_afar_on_a_zone_too_far_from_its_site_is_refused():
+    # Issue 22: a site whose clock is hours from its solar time (here Songjiang with
+    # the longitude's sign lost: CST-8 at 121 W) is refused like any bad one, with
+    # the reason; the last good configuration stays in force, and nothing is on trial.
+    store, d = _store()
+    first = good()
+    first["site"]["name"] = "North gate"
+    store.save(json.dumps(first))
+    far = good()
+    far["site"]["name"] = "Far"
+    far["site"]["lon"] = -121.23
+    e = raises(ConfigError, store.save, json.dumps(far), trial=True)
+    assert e.errors[0].startswith("site.tz: CST-8 is 7 h 55 min from the solar time at longitude -121.23"), (
+        e.errors
+    )
+    assert store.load().name == "North gate" and not store.trial
+    assert "lamp.json.trial" not in os.listdir(d)
+
+
 def test_a_trial_with_nothing_good_before_it_falls_back_to_the_default():
     store, d = _store()
     trial = good()

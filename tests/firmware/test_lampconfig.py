@@ -203,3 +203,39 @@ def _without_energy():
     obj = good()
     del obj["energy"]
     return obj
+
+
+def test_a_zone_too_far_from_the_sites_solar_time_is_refused():
+    # Regression (issue 22): 0 E on New Zealand's clock, 12 h from the solar time,
+    # was taken, and the lamp burnt from sunset on 31 August 2026 to sunrise on 2
+    # September (the engine took that date's sunset and the next morning's sunrise
+    # from solar days two apart).
+    cfg = good()
+    cfg["site"] = {"lat": 0, "lon": 0, "tz": "NZST-12NZDT,M9.5.0,M4.1.0/3"}
+    assert errors_of(cfg) == [
+        "site.tz: NZST-12NZDT,M9.5.0,M4.1.0/3 is 12 h 00 min from the solar time at longitude 0.00"
+        " (NZST is UTC+12:00, solar time there UTC+0:00); the schedule allows at most 4 h:"
+        " check the zone, and the longitude's sign (east is positive)"
+    ]
+    # Songjiang with the longitude's sign lost; the DST offset counts as much as the
+    # standard one (CET at 45 W is 4 h 00 min away, CEST 5 h).
+    cfg["site"] = {"lat": 31.03, "lon": -121.23, "tz": "CST-8"}
+    assert errors_of(cfg)[0].startswith(
+        "site.tz: CST-8 is 7 h 55 min from the solar time at longitude -121.23"
+    )
+    cfg["site"] = {"lat": 40.0, "lon": -45.0, "tz": "CET-1CEST,M3.5.0,M10.5.0/3"}
+    assert (
+        "is 5 h 00 min from" in errors_of(cfg)[0]
+        and "(CEST is UTC+2:00, solar time there UTC-3:00)" in errors_of(cfg)[0]
+    )
+    # The furthest real parks are taken: western Xinjiang on China's clock (2 h 56 min),
+    # Nome on Alaska's summer time (3 h 02 min), Galicia on CEST (2 h 34 min), and
+    # Samoa, past the date line (a day ahead: 0 h 27 min).
+    for lat, lon, tz in (
+        (39.47, 75.99, "CST-8"),
+        (64.5, -165.41, "AKST9AKDT,M3.2.0,M11.1.0"),
+        (42.88, -8.54, "CET-1CEST,M3.5.0,M10.5.0/3"),
+        (-13.83, -171.76, "<+13>-13"),
+    ):
+        cfg["site"] = {"lat": lat, "lon": lon, "tz": tz}
+        assert lampconfig.parse(cfg).tz.text == tz

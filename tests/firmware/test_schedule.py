@@ -225,10 +225,11 @@ def test_a_step_that_stops_coming_expires_after_three_nights_and_next_change_say
     # level in force is none. next_change must announce that instant, or a lamp
     # would hold the old level until some later wake-up (found by hypothesis).
     # (A level set by day needs the step's daylight opt-in, or the night's end takes it.)
+    # On the zone's own meridian: 0 E on CST-8 (8 h from its solar time) is refused.
     cfg = config(
         tz="CST-8",
         lat=-68.0,
-        lon=0.0,
+        lon=120.0,
         steps=[{"at": {"elevation": 9, "direction": "rising"}, "level": 100, "daylight": True}],
     )
     e = Engine(cfg)
