@@ -57,6 +57,8 @@ class Centre:
         self._sent: list[tuple[str, bytes]] = []  # every command sent: topic, payload
         self.releases: dict[str, Path] = {}  # release id -> its folder, for the pieces asked (offer)
         self.pushed = 0  # pieces of a release sent, each on its way to a lamp
+        self.damage: dict[str, str] = {}  # release id -> the wrong pieces sent with it
+        self._corrupted = False
         # Its own id: two simulations on one broker must not take over each other.
         name = f"park-sim-centre-{os.getpid()}" + (f"-{device}" if device else "")
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name)
@@ -159,6 +161,8 @@ class Centre:
             self.log("centre", f"{etype} from {body.get('device')}: {body.get('detail')}")
         elif etype.startswith("update_"):
             what = body.get("detail") or body.get("version")
+            if "bad_chunks" in body:
+                what = f"{what} ({body['bad_chunks']} wrong pieces dropped, {body.get('refetched')} files fetched again)"
             self.log("centre", f"{etype} from {body.get('device')}: {what}")
         elif etype == "safe_mode":
             failure = body.get("failure")
@@ -192,21 +196,46 @@ class Centre:
         except (ValueError, KeyError, TypeError, OSError) as e:
             self.log("centre", f"fetch not answered: {e}: {payload[:120]!r}")
             return
-        chunk = {
-            "release": ask["release"],
-            "path": path,
-            "offset": offset,
-            "data": base64.b64encode(data).decode(),
-        }
+        rid = ask["release"]
+        chunk = {"release": rid, "path": path, "offset": offset, "data": base64.b64encode(data).decode()}
+        bad = self._damaged(self.damage.get(rid), chunk, data)
+        if bad is not None:  # a wrong piece first: the lamp must not take it
+            self.client.publish(base + "/chunk", bad, 0)
+            self.pushed += 1
+            if self.damage[rid] == "corrupt":
+                return  # and only that one: the file's sha256 finds it
         self.client.publish(base + "/chunk", json.dumps(chunk).encode(), 0)
         self.pushed += 1
 
-    def offer(self, folder: Path, trial_s: int | None) -> dict:
+    def _damaged(self, kind: str | None, chunk: dict, data: bytes) -> bytes | None:
+        # What a wrong piece looks like, for `centre offers DIR damaged KIND`.
+        if kind is None:
+            return None
+        if kind == "truncated":
+            bad = dict(chunk, data=base64.b64encode(data[:-1]).decode())
+        elif kind == "reordered":
+            bad = dict(chunk, offset=chunk["offset"] + len(data))
+        elif kind == "foreign":
+            bad = dict(chunk, release="0" * 64)
+        elif kind == "garbage":
+            return b"\xff{not a piece"
+        elif kind == "corrupt":
+            if chunk["path"] != "main.py" or chunk["offset"] != 0 or self._corrupted:
+                return None
+            self._corrupted = True
+            bad = dict(chunk, data=base64.b64encode(bytes([data[0] ^ 1]) + data[1:]).decode())
+        else:
+            raise ValueError(f"no such damage {kind!r}")
+        return json.dumps(bad).encode()
+
+    def offer(self, folder: Path, trial_s: int | None, damage: str | None = None) -> dict:
         """The `update` command for the release in `folder` (as `parkctl release
         sign` writes it); its pieces are served from now on."""
         data = (folder / "release.json").read_bytes()
         rid = hashlib.sha256(data).hexdigest()
         self.releases[rid] = folder
+        if damage is not None:
+            self.damage[rid] = damage
         msg = {
             "cmd": "update",
             "release": rid,
@@ -251,7 +280,7 @@ class Centre:
             return True
         if cmd == "offer":
             assert message is not None
-            message = self.offer(Path(message["release"]), message.get("trial_s"))
+            message = self.offer(Path(message["release"]), message.get("trial_s"), message.get("damage"))
             cmd = "send"
         if cmd in ("garbage", "send", "forge", "replay"):
             if not self.bases:

@@ -385,9 +385,7 @@ class ModuleSystem:
         self.persistent: dict[str, types.ModuleType] = {}
         self.firmware: dict[str, types.ModuleType] = {}
         self.sys = types.ModuleType("sys")
-        self.sys.__dict__.update(
-            {k: getattr(sys, k) for k in ("argv", "byteorder", "maxsize", "path")}
-        )
+        self.sys.__dict__.update({k: getattr(sys, k) for k in ("argv", "byteorder", "maxsize", "path")})
         # The firmware's own: what it drops from it (code loaded for a while,
         # main.py's and the updater's) is not the host's to lose. Its modules
         # are this ModuleSystem's (firmware, persistent), not in it.

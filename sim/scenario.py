@@ -74,6 +74,10 @@ FAULTS = ("lamp_failure", "lamp_on_unexpected", "relay_failure")
 MODES = ("schedule", "photocell", "failsafe", "alarm")
 
 
+# The wrong pieces `centre offers DIR damaged KIND` sends (docs/scenarios.md).
+DAMAGE = ("truncated", "reordered", "foreign", "garbage", "corrupt")
+
+
 class ScenarioError(ValueError):
     pass
 
@@ -418,16 +422,24 @@ class _Parser:
             self.sc.events.append({"at": t, "do": "noise", "ms": self._ms(what[2])})
         elif len(what) == 2 and what[0] == "centre" and what[1] in ("ack", "resolve", "garbage"):
             self.sc.events.append({"at": t, "do": "centre", "cmd": what[1]})
-        elif what[:2] == ["centre", "offers"] and len(what) in (3, 5):
-            # centre offers DIR [trial S]: a signed release (docs/updates.md).
+        elif what[:2] == ["centre", "offers"] and len(what) in (3, 5, 7):
+            # centre offers DIR [trial S] [damaged KIND]: a signed release (docs/updates.md).
             folder = (self.path.parent / what[2]).resolve()
             if not (folder / "release.json").is_file() or not (folder / "release.sig").is_file():
                 raise self.fail(f"`centre offers DIR`: {folder} has no release.json and release.sig")
             message: dict[str, Any] = {"release": str(folder)}
-            if len(what) == 5:
-                if what[3] != "trial" or not what[4].isdigit():
-                    raise self.fail("`centre offers DIR trial S`: S in whole seconds")
-                message["trial_s"] = int(what[4])
+            rest = what[3:]
+            while rest:
+                if rest[0] == "trial" and rest[1].isdigit():
+                    message["trial_s"] = int(rest[1])
+                elif rest[0] == "damaged" and rest[1] in DAMAGE:
+                    message["damage"] = rest[1]
+                else:
+                    raise self.fail(
+                        "`centre offers DIR [trial S] [damaged KIND]`: S in whole seconds, "
+                        f"KIND one of {', '.join(DAMAGE)}"
+                    )
+                rest = rest[2:]
             self.sc.events.append({"at": t, "do": "centre", "cmd": "offer", "message": message})
         elif what[:2] == ["centre", "replays"] and len(what) <= 3:
             # centre replays [N]: the Nth command it sent (default the last), byte for byte.

@@ -9,6 +9,8 @@ of the whole built app, `.mpy` and all, runs on the virtual board
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from parkctl import release
@@ -63,4 +65,22 @@ class Releases:
         )
         out = self.root / f"release-{version}"
         release.sign(app, version, self.key, out, build, downgrade_ok)
+        return out
+
+    def edited(self, version: str, name: str, edit: Callable[[dict], None]) -> Path:
+        """A copy of release `version` whose manifest `edit` changed, signed anew
+        with the park's key: what only a mistake at the signing end would make."""
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+        out = self.root / f"release-{version}-{name}"
+        shutil.copytree(self.root / f"release-{version}", out)
+        manifest = json.loads((out / "release.json").read_bytes())
+        edit(manifest)
+        data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+        key = serialization.load_pem_private_key(self.key.read_bytes(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        r, s = utils.decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        (out / "release.json").write_bytes(data)
+        (out / "release.sig").write_text((r.to_bytes(32, "big") + s.to_bytes(32, "big")).hex() + "\n")
         return out

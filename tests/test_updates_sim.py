@@ -59,7 +59,9 @@ def _centre(timeline, prefix):
 def test_a_release_is_fetched_checked_switched_and_confirmed(rel, tmp_path, runtime):
     timeline = _run(rel, tmp_path, f"at 18:05 centre offers {rel.root / 'release-1.1.0'}\n", runtime)
     assert _centre(timeline, "reply to update")[0].endswith('ok {"state": "fetching"}')
-    assert _centre(timeline, "update_installed from")[0].endswith(": 1.1.0")
+    assert _centre(timeline, "update_installed from")[0].endswith(
+        ": 1.1.0 (0 wrong pieces dropped, 0 files fetched again)"
+    )
     assert _centre(timeline, "update_done from")
     assert not _centre(timeline, "update_rolled_back") and not _centre(timeline, "update_refused")
 
@@ -67,7 +69,7 @@ def test_a_release_is_fetched_checked_switched_and_confirmed(rel, tmp_path, runt
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_release_that_crashes_at_import_is_rolled_back_by_the_device(rel, tmp_path, runtime):
     timeline = _run(rel, tmp_path, f"at 18:05 centre offers {rel.root / 'release-1.2.0'}\n", runtime)
-    assert _centre(timeline, "update_installed from")[0].endswith(": 1.2.0")
+    assert ": 1.2.0 (" in _centre(timeline, "update_installed from")[0]
     back = _centre(timeline, "update_rolled_back from")
     assert len(back) == 1, timeline
     assert "a boot of 1.2.0 failed" in back[0] and "a release broken at import" in back[0]
@@ -99,3 +101,44 @@ def test_a_release_the_device_must_not_take_is_refused_with_its_reason(rel, tmp_
     assert status["app"] == {"version": "1.0.0", "trial": False}
     assert status["update"]["refused"] == 1 and status["update"]["last"].startswith("refused: " + code)
     assert not [x for _, k, x in timeline if k == "reset" and x != "power on"]
+
+
+def _twice(m: dict) -> None:
+    m["files"].append(dict(m["files"][0]))
+
+
+def _outside(m: dict) -> None:
+    m["files"][0] = dict(m["files"][0], path="../cmd.key")
+
+
+@pytest.mark.parametrize(
+    ("edit", "code"), [(_twice, "files"), (_outside, "path")], ids=["a-file-twice", "a-path-outside"]
+)
+def test_a_manifest_that_breaks_the_rules_is_refused_even_signed(rel, tmp_path, edit, code):
+    folder = rel.edited("1.1.0", edit.__name__, edit)
+    timeline = _run(rel, tmp_path, f"at 18:05 centre offers {folder}\n")
+    refused = _centre(timeline, "update_refused from")
+    assert len(refused) == 1 and refused[0].split(": ", 1)[1].startswith(code + ":"), timeline
+    assert not _centre(timeline, "update_installed")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "reordered", "foreign", "garbage", "corrupt"])
+def test_wrong_pieces_are_dropped_and_counted_and_the_release_still_arrives_whole(rel, tmp_path, damage):
+    # The centre sends a wrong piece before each right one (corrupt: main.py's
+    # first piece changed, and nothing else): none is kept, each is counted,
+    # and the release the lamp switches to is the one signed.
+    timeline = _run(
+        rel,
+        tmp_path,
+        f"at 18:05 centre offers {rel.root / 'release-1.1.0'} damaged {damage}\n",
+    )
+    assert _centre(timeline, "update_done from"), timeline
+    assert not _centre(timeline, "update_refused")
+    (installed,) = _centre(timeline, "update_installed from")
+    if damage == "corrupt":
+        # A piece of the right place and length cannot be told wrong until its
+        # file's sha256 is: taken, then the file fetched again.
+        assert installed.endswith(": 1.1.0 (0 wrong pieces dropped, 1 files fetched again)"), installed
+    else:
+        dropped = int(installed.split("(")[1].split()[0])
+        assert dropped >= 5 and installed.endswith("wrong pieces dropped, 0 files fetched again)"), installed

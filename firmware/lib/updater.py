@@ -293,7 +293,10 @@ class Updater:
         # The trial first: a cut after the switch must find it (apptrial.py).
         apptrial.begin(a.version, to, self.rid, self.trial_s)
         bootcount.healthy()  # the new app's boots counted afresh (a board in safe mode leaves it)
-        a.post("update_installed", {"release": self.rid, "version": to, "from": a.version})
+        a.post(
+            "update_installed",
+            {"release": self.rid, "version": to, "from": a.version, "bad_chunks": self.info[1], "refetched": self.wrong},
+        )
         self.st.switch()
         self.state = "idle"
         a.restart_at = ticks.add(a.board.ticks_ms(), 0)
