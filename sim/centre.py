@@ -162,7 +162,8 @@ class Centre:
         elif etype.startswith("update_"):
             what = body.get("detail") or body.get("version")
             if "bad_chunks" in body:
-                what = f"{what} ({body['bad_chunks']} wrong pieces dropped, {body.get('refetched')} files fetched again)"
+                n, again = body["bad_chunks"], body.get("refetched")
+                what = f"{what} ({n} wrong pieces dropped, {again} files fetched again)"
             self.log("centre", f"{etype} from {body.get('device')}: {what}")
         elif etype == "safe_mode":
             failure = body.get("failure")
