@@ -207,6 +207,7 @@ class App:
                 if r is not None:  # the new app failed at boot: put back then, said now
                     self.upd_info[2] = "rolled back: %s" % r["detail"]
                     self.post("update_rolled_back", r)
+                    apptrial.said()
                 if _exists("/stage/offer"):
                     self.updater()  # a transfer a reset stopped: on from where it stands
         if self.app_trial:

@@ -105,17 +105,22 @@ def back(t, why, result=True):
 
 def result():
     """(fields of an update_rolled_back event) left by a rollback at boot, or
-    None; a result whose rollback never happened is dropped."""
+    None; a result whose rollback never happened is dropped. The app removes
+    it (said()) once the event is journaled: a cut before finds it again."""
     try:
         with open(RESULT) as f:
             w = f.read().split("\n", 1)
-        v = w[0].split()
-        _rm(RESULT)
-    except (OSError, IndexError):
+    except OSError:
         return None
+    v = w[0].split()
     if len(v) < 2 or version() != v[1]:
+        said()
         return None
     return {"version": v[0], "to": v[1], "detail": w[1] if len(w) > 1 else ""}
+
+
+def said():
+    _rm(RESULT)
 
 
 def step(a, now, deadline):
@@ -135,12 +140,14 @@ def step(a, now, deadline):
     f = t[2]
     if a.link.up:
         a.app_trial = None
-        _write(RID, "%s %s" % (f[4], f[3]))
-        _rm(PATH)
+        # Said first: a cut before the trial's end finds it still on trial, and
+        # says it again (at least once, as every event).
         a.post(
             "update_done",
             {"version": f[3], "from": f[2], "detail": "healthy on trial: the centre is reachable"},
         )
+        _write(RID, "%s %s" % (f[4], f[3]))
+        _rm(PATH)
     elif ticks.diff(now, t[0]) >= 0:
         a.app_trial = None
         why = "%s was not healthy within %d s on trial: no contact with the centre" % (f[3], f[5])

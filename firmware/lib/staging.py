@@ -85,14 +85,16 @@ class Staging:
         elif kind >= 0:
             self.os.remove(path)
 
-    def _clear(self):
-        """The staging folder, empty (the folder itself is kept: see recover)."""
+    def _clear(self, keep=()):
+        """The staging folder, empty but for the names in `keep` (the folder
+        itself is kept: see recover)."""
         if self._size(self.stage) != -2:
             self._rmtree(self.stage)
             self.os.mkdir(self.stage)
             return
         for name in self.os.listdir(self.stage):
-            self._rmtree(_join(self.stage, name))
+            if name not in keep:
+                self._rmtree(_join(self.stage, name))
 
     def _write(self, path, data):
         tmp = path + ".tmp"
@@ -125,15 +127,16 @@ class Staging:
         except OSError:
             return None
 
-    def begin(self, data, sig, manifest, rid):
+    def begin(self, data, sig, manifest, rid, keep=()):
         """Stage the release whose manifest (bytes `data`, checked, parsed as
         `manifest`) has the id `rid`. The same release as on flash goes on where
-        it stopped (True); another one replaces it (False)."""
+        it stopped (True); another one replaces it (False), what was staged going
+        but the files of /stage named in `keep` (the offer, until this is done)."""
         if self._size(self.marker) >= 0:
             raise _refuse("stage", "a switch is under way: finish it first")
         resumed = self.staged() == (data, sig)
         if not resumed:
-            self._clear()
+            self._clear(keep)
             self.os.mkdir(self.files)
             self._write(_join(self.stage, "release.sig"), sig)
             self._write(_join(self.stage, "release.json"), data)  # last: the mark of a staging

@@ -188,8 +188,13 @@ class Updater:
         m = check_manifest(
             data, binascii.unhexlify(self.sig), load_key(KEY), a.APP, a.chip(), a.version, self.st.room()
         )
-        self.st.begin(data, binascii.unhexlify(self.sig), m, self.rid)  # empties /stage: the offer too
-        self._write_offer()
+        # The offer stays until the manifest is in its place: a cut in between
+        # finds the offer and the manifest fetched, and does this again.
+        self.st.begin(data, binascii.unhexlify(self.sig), m, self.rid, ("offer", "offer.json"))
+        try:
+            os.remove(PART)
+        except OSError:
+            pass  # (resumed: gone already)
         self.manifest = m
         self.total = sum(e["size"] for e in m["files"])
         self.app.link.changed()
@@ -295,7 +300,13 @@ class Updater:
         bootcount.healthy()  # the new app's boots counted afresh (a board in safe mode leaves it)
         a.post(
             "update_installed",
-            {"release": self.rid, "version": to, "from": a.version, "bad_chunks": self.info[1], "refetched": self.wrong},
+            {
+                "release": self.rid,
+                "version": to,
+                "from": a.version,
+                "bad_chunks": self.info[1],
+                "refetched": self.wrong,
+            },
         )
         self.st.switch()
         self.state = "idle"

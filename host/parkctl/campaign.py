@@ -64,6 +64,7 @@ class Outcome:
     why: list[str] = field(default_factory=list)  # what failed, for people
     error: str = ""  # the trial could not run (the simulator failed)
     seconds: float = 0.0
+    landed: int = 0  # (update-cuts) cuts inside a flash operation of the update
 
     @property
     def failed(self) -> bool:
@@ -380,8 +381,12 @@ def run_trial(campaign_seed: int, index: int, runtime: str) -> Outcome:
     return out
 
 
-def _worker(job: tuple[int, int, str]) -> Outcome:
-    return run_trial(*job)
+def _worker(job: tuple) -> Outcome:
+    if job[0] == "update-cuts":
+        from . import updatecuts
+
+        return updatecuts.run_trial(*job[1:])
+    return run_trial(*job[1:])
 
 
 @dataclass
@@ -394,6 +399,7 @@ class Summary:
     counts: dict[str, int]
     failed: list[Outcome]
     written: list[Path]
+    landed: int = 0  # (update-cuts) cuts inside a flash operation of an update, in all
 
     @property
     def per_minute(self) -> float:
@@ -421,10 +427,10 @@ def run(
     jobs: int | None = None,
     out: Path | None = None,
     progress=None,
+    kind: str = "power-cuts",
 ) -> Summary:
-    """Run the campaign; progress(done, total), if given, after each trial."""
-    import multiprocessing
-
+    """Run the campaign (`kind`: power-cuts, or update-cuts: updatecuts.py);
+    progress(done, total), if given, after each trial."""
     if trials < 1:
         raise UserError("--trials must be at least 1")
     if runtime not in ("cpython", "micropython"):
@@ -437,7 +443,39 @@ def run(
     mosquitto_binary()  # not installed: say so once, not in every trial
     start = time.perf_counter()
     outcomes: list[Outcome] = []
-    work = [(seed, i, runtime) for i in range(trials)]
+    invariants = INVARIANTS
+    with tempfile.TemporaryDirectory() as tmp:
+        extra: tuple = ()
+        if kind == "update-cuts":
+            from . import updatecuts
+
+            invariants = updatecuts.INVARIANTS
+            extra = (updatecuts.prepare(Path(tmp)),)
+        work = [(kind, seed, i, runtime, *extra) for i in range(trials)]
+        outcomes = _run_all(work, jobs, trials, progress)
+        seconds = time.perf_counter() - start
+        counts = dict.fromkeys((k for k, _ in invariants), 0)
+        counts["errors"] = 0
+        for o in outcomes:
+            for k, v in o.counts.items():
+                counts[k] += v
+            counts["errors"] += bool(o.error)
+        failed = sorted((o for o in outcomes if o.failed), key=lambda o: o.index)
+        written = []
+        if out is not None:
+            for o in failed:
+                if kind == "update-cuts":
+                    written.append(updatecuts.write_failure(out, seed, o, extra[0]))
+                else:
+                    written.append(write_failure(out, seed, o))
+    landed = sum(o.landed for o in outcomes)
+    return Summary(trials, runtime, seed, jobs, seconds, counts, failed, written, landed)
+
+
+def _run_all(work: list[tuple], jobs: int, trials: int, progress) -> list[Outcome]:
+    import multiprocessing
+
+    outcomes: list[Outcome] = []
     if jobs == 1:
         for job in work:
             outcomes.append(_worker(job))
@@ -450,13 +488,4 @@ def run(
                 outcomes.append(o)
                 if progress:
                     progress(len(outcomes), trials)
-    seconds = time.perf_counter() - start
-    counts = dict.fromkeys((k for k, _ in INVARIANTS), 0)
-    counts["errors"] = 0
-    for o in outcomes:
-        for k, v in o.counts.items():
-            counts[k] += v
-        counts["errors"] += bool(o.error)
-    failed = sorted((o for o in outcomes if o.failed), key=lambda o: o.index)
-    written = [write_failure(out, seed, o) for o in failed] if out is not None else []
-    return Summary(trials, runtime, seed, jobs, seconds, counts, failed, written)
+    return outcomes

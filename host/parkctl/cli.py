@@ -967,11 +967,16 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             args.seed,
             args.jobs,
             Path(args.out) if args.out else None,
-            progress=lambda done, total: bar("power-cut trials", done, total),
+            progress=lambda done, total: bar(f"{args.campaign} trials", done, total),
+            kind=args.campaign,
         )
     finally:
         bar.close()
-    names = dict(campaign.INVARIANTS, errors="trials the simulator could not run")
+    if args.campaign == "update-cuts":
+        from .updatecuts import INVARIANTS
+    else:
+        INVARIANTS = campaign.INVARIANTS
+    names = dict(INVARIANTS, errors="trials the simulator could not run")
     if args.json:
         _print_json(
             {
@@ -982,6 +987,9 @@ def cmd_campaign(args: argparse.Namespace) -> int:
                 "seconds": round(summary.seconds, 1),
                 "trials_per_minute": round(summary.per_minute, 1),
                 "counts": summary.counts,
+                **(
+                    {"cuts_inside_update_flash_ops": summary.landed} if args.campaign == "update-cuts" else {}
+                ),
                 "failed": [
                     {"trial": o.index, "why": o.why or [o.error], "counts": o.counts} for o in summary.failed
                 ],
@@ -990,9 +998,11 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"power cuts: {summary.trials} trials ({summary.runtime}, seed {summary.seed}) in "
+            f"{args.campaign}: {summary.trials} trials ({summary.runtime}, seed {summary.seed}) in "
             f"{summary.seconds:.0f} s on {summary.jobs} process(es): {summary.per_minute:.0f} trials a minute"
         )
+        if args.campaign == "update-cuts":
+            print(f"  {summary.landed:6d}  power cuts inside a flash operation of an update (checked)")
         for key, text in names.items():
             print(f"  {summary.counts[key]:6d}  {text}")
         print(f"  {len(summary.failed):6d}  failing trials")
@@ -1124,6 +1134,18 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--out", metavar="DIR", help="write each failing trial here as a scenario file")
     pc.add_argument("--json", action="store_true", help="print the counts as JSON")
     pc.set_defaults(func=cmd_campaign)
+    uc = camp_sub.add_parser(
+        "update-cuts",
+        help="updates of the lamp app over MQTT with power cuts during the transfer, switch and first boots",
+        description="Each trial: a lamp deployed with a release is offered a newer one (or one whose app "
+        "crashes at import) and loses its power one to three times, mostly part-way through flash "
+        "operations, from the offer on; then boards left without a whole app, updates not finished or "
+        "not reported, corrupt staging left, boards looping and flash images that do not mount are "
+        "counted (docs/updates.md).",
+    )
+    for a in pc._actions[1:]:  # the same options as power-cuts
+        uc._add_action(a)
+    uc.set_defaults(func=cmd_campaign)
 
     broker_help = "the park's MQTT broker, mqtt[s]://HOST[:PORT] (default: $PARK_BROKER)"
     default_broker = os.environ.get("PARK_BROKER")
