@@ -389,8 +389,8 @@ class ModuleSystem:
         # The firmware's own: what it drops from it (code loaded for a while,
         # main.py's and the updater's) is not the host's to lose. Its modules
         # are this ModuleSystem's (firmware, persistent), not in it.
-        self.sys.modules = {}
         self.sys.__dict__.update(
+            modules={},
             implementation=types.SimpleNamespace(name="micropython", version=(1, 29, 0)),
             platform="esp32",
             print_exception=self._print_exception,
