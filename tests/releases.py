@@ -36,7 +36,7 @@ def sim_build(
     for path, data in files.items():
         (fs / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         (fs / path.lstrip("/")).write_bytes(data)
-    manifest = make_manifest(app, "esp32", "test", files)
+    manifest = make_manifest(app, "esp32s3" if app == "kiosk" else "esp32", "test", files)
     (fs / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, separators=(",", ":")))
     return folder
 

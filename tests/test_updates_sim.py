@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from parkctl import simcmd
 from releases import FIRMWARE, Releases
-from test_alarm_sim import WIFI_CONFIG
+from test_alarm_sim import SCENARIOS, WIFI_CONFIG
 
 RUNTIMES = ["cpython", "micropython"]
 
@@ -142,6 +142,26 @@ def test_wrong_pieces_are_dropped_and_counted_and_the_release_still_arrives_whol
     else:
         dropped = int(installed.split("(")[1].split()[0])
         assert dropped >= 5 and installed.endswith("wrong pieces dropped, 0 files fetched again)"), installed
+
+
+def test_the_kiosk_takes_a_release_of_its_own_and_refuses_the_lamps(rel, tmp_path):
+    kiosk = rel.make("2.0.0", app="kiosk")
+    kiosk_new = rel.make("2.1.0", app="kiosk")
+    scn = tmp_path / "k.scn"
+    scn.write_text(
+        f"app kiosk\nconfig {SCENARIOS / 'kiosk-g60.json'}\nstart 2026-12-21 07:00\nend 2026-12-21 07:20\nwifi up 07:00\n"
+        f"deployed {kiosk / 'files'}\nrelease key {rel.public}\n"
+        f"at 07:05 centre offers {rel.root / 'release-1.1.0'}\n"
+        f"at 07:10 centre offers {kiosk_new}\n"
+    )
+    result = simcmd.run(scn, "cpython")
+    timeline = [(e.t, e.kind, e.text) for e in result.entries]
+    (refused,) = _centre(timeline, "update_refused from")
+    assert refused.split(": ", 1)[1].startswith("app: a release of the lamp app; this device runs kiosk"), (
+        refused
+    )
+    assert ": 2.1.0 (" in _centre(timeline, "update_installed from")[0]
+    assert _centre(timeline, "update_done from"), timeline
 
 
 # --- power cuts: `parkctl campaign update-cuts` (host/parkctl/updatecuts.py) ------
