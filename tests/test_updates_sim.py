@@ -149,7 +149,8 @@ def test_the_kiosk_takes_a_release_of_its_own_and_refuses_the_lamps(rel, tmp_pat
     kiosk_new = rel.make("2.1.0", app="kiosk")
     scn = tmp_path / "k.scn"
     scn.write_text(
-        f"app kiosk\nconfig {SCENARIOS / 'kiosk-g60.json'}\nstart 2026-12-21 07:00\nend 2026-12-21 07:20\nwifi up 07:00\n"
+        f"app kiosk\nconfig {SCENARIOS / 'kiosk-g60.json'}\n"
+        "start 2026-12-21 07:00\nend 2026-12-21 07:20\nwifi up 07:00\n"
         f"deployed {kiosk / 'files'}\nrelease key {rel.public}\n"
         f"at 07:05 centre offers {rel.root / 'release-1.1.0'}\n"
         f"at 07:10 centre offers {kiosk_new}\n"
