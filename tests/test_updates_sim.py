@@ -144,6 +144,36 @@ def test_wrong_pieces_are_dropped_and_counted_and_the_release_still_arrives_whol
         assert dropped >= 5 and installed.endswith("wrong pieces dropped, 0 files fetched again)"), installed
 
 
+def test_a_board_in_safe_mode_takes_a_new_release_and_leaves_it(rel, tmp_path):
+    # Deployed with a release that fails at import: five boots, then safe mode
+    # (the link, the console, updates). A new release from the centre is the way out.
+    main = (FIRMWARE / "lamp" / "main.py").read_text()
+    broken = rel.make(
+        "1.0.1", main=main.replace("    import json\n", '    import json\n\n    raise ImportError("no")\n', 1)
+    )
+    scn = tmp_path / "s.scn"
+    scn.write_text(
+        f"config {WIFI_CONFIG}\nstart 2026-12-21 18:00\nend 2026-12-21 18:30\nwifi up 18:00\n"
+        f"deployed {broken / 'files'}\nrelease key {rel.public}\n"
+        f"at 18:05 centre offers {rel.root / 'release-1.1.0'}\n"
+    )
+    result = simcmd.run(scn, "cpython")
+    timeline = [(e.t, e.kind, e.text) for e in result.entries]
+    assert _centre(timeline, "safe_mode from"), timeline
+    assert ": 1.1.0 (" in _centre(timeline, "update_installed from")[0]
+    assert _centre(timeline, "update_done from")
+    # Out of safe mode: the app runs its schedule again.
+    texts = [x for _, k, x in timeline if k == "console"]
+    assert (
+        "event mode schedule"
+        not in texts[: texts.index(next(x for x in texts if x.startswith("event safe_mode")))]
+    )
+    assert (
+        "event mode schedule"
+        in texts[texts.index(next(x for x in texts if x.startswith("event update_installed"))) :]
+    )
+
+
 def test_the_kiosk_takes_a_release_of_its_own_and_refuses_the_lamps(rel, tmp_path):
     kiosk = rel.make("2.0.0", app="kiosk")
     kiosk_new = rel.make("2.1.0", app="kiosk")
