@@ -282,6 +282,7 @@ def main() -> int:
         bench_sun_micropython,
         bench_cmdauth_micropython,
         updates.bench_release_check,
+        updates.bench_update_over_the_link,
         bench_lamp_micropython,
         bench_year_summary,
         bench_sun_cpython,

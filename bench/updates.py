@@ -105,3 +105,109 @@ def bench_release_check() -> None:
         f"  .mpy on flash (esp32)   {sum(esp32.values()):8d} bytes "
         f"({', '.join(f'{m[:-3]} {n}' for m, n in esp32.items())})"
     )
+
+
+def bench_update_over_the_link() -> None:
+    """A whole lamp app (the virtual board's build, .mpy and all) updated over
+    MQTT in real time on the virtual board (the real interpreter, its littlefs
+    image, Mosquitto, the simulator's centre serving the pieces), and the lamp's
+    live heap while the transfer runs (the MicroPython simulator's heap probe,
+    the same release from the same app deployed on its flash)."""
+    import json
+    import time
+
+    from parkctl import release, simcmd
+    from parkctl.brokers import Mosquitto
+    from parkctl.build import build
+    from parkctl.vboard import VirtualBoard
+
+    from sim.centre import Centre
+    from sim.cmdsign import SIM_MASTER, derive_key
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_vboard import _fs
+
+    device = "lamp-240ac4000001"
+    broker = Mosquitto().start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            t = Path(tmp)
+            release.keygen(t / "keys")
+            cfg = json.loads((ROOT / "firmware" / "lamp" / "config.json").read_text())
+            cfg["network"] = {
+                "ssid": "park-iot",
+                "key": "k",
+                "user": "lamp",
+                "password": "p",
+                "broker": broker.url,
+            }
+            (t / "device.json").write_text(json.dumps(cfg))
+            b = build(
+                "lamp",
+                t / "build",
+                chip="vboard",
+                device_config=t / "device.json",
+                release_key=t / "keys" / "release.pub",
+            )
+            new = t / "release"
+            release.sign("lamp", "1.1.0", t / "keys" / "release-key.pem", new, t / "build")
+            files = json.loads((new / "release.json").read_bytes())["files"]
+            size = sum(e["size"] for e in files)
+            image = t / "flash.img"
+            shutil.copyfile(b.image, image)
+            fs = _fs(image)
+            with fs.open("/cmd.key", "w") as f:
+                f.write(derive_key(SIM_MASTER, device).hex())
+            fs.unmount()
+            image.write_bytes(bytes(fs.context.buffer))
+            lines: list[tuple[float, str]] = []
+            centre = Centre(
+                "127.0.0.1", broker.port, lambda kind, text: lines.append((time.monotonic(), text))
+            )
+
+            def until(what: str) -> float:
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    for at, text in lines:
+                        if text.startswith(what):
+                            return at
+                    centre.client.loop(0.02)
+                raise RuntimeError(f"no {what!r} in 300 s")
+
+            with VirtualBoard("lamp", image):
+                until(f"{device} online")
+                lines.clear()
+                t0 = time.monotonic()
+                centre.command("offer", {"release": str(new)})
+                installed = until("update_installed from") - t0
+                done = until("update_done from") - t0
+            centre.close()
+            print(
+                f"update over MQTT, virtual board (real time): {len(files)} files, {size} bytes, "
+                f"{-(-size // 1024)}+ pieces; installed (delivered after the restart) in {installed:.1f} s, "
+                f"healthy on the new app in {done:.1f} s ({size / 1024 / installed:.0f} KiB/s end to end)"
+            )
+            # The heap while the transfer runs, in the MicroPython simulator: the
+            # app as the board has it (its build on the flash), the same release.
+            scn = t / "u.scn"
+            wifi = ROOT / "sim" / "scenarios" / "songjiang-wifi.json"
+            base = (
+                f"config {wifi}\nstart 2026-12-21 18:00\nend 2026-12-21 18:20\nwifi up 18:00\n"
+                f"deployed {t / 'build' / 'fs'}\nrelease key {t / 'keys' / 'release.pub'}\n"
+            )
+            peaks = []
+            for offer in ("", f"at 18:05 centre offers {new}\n"):
+                scn.write_text(base + offer)
+                result = simcmd.run(scn, "micropython", broker=broker.url, heap_probe=True)
+                heap = [[int(x) for x in e.text.split()] for e in result.entries if e.kind == "heap"]
+                peaks.append(max(h[2] for h in heap[1:]) - heap[0][1])
+                if offer:
+                    texts = [e.text for e in result.entries]
+                    assert any(x.startswith("update_done from") for x in texts), texts[-20:]
+            print(
+                f"lamp live heap, MicroPython {micropython_bits()}-bit simulator, its build on its flash: "
+                f"peak {peaks[0]} B without an update, {peaks[1]} B with the transfer of this release "
+                f"(+{peaks[1] - peaks[0]} B; nothing holds a whole file: pieces of 1 KiB)"
+            )
+    finally:
+        broker.stop()

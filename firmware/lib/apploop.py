@@ -209,23 +209,48 @@ class App:
                     self.post("update_rolled_back", r)
                     apptrial.said()
                 if _exists("/stage/offer"):
-                    self.updater()  # a transfer a reset stopped: on from where it stands
+                    self._transfer(None)  # a transfer a reset stopped: on from where it stands
         if self.app_trial:
             import apptrial
 
             deadline = apptrial.step(self, now, deadline)
-        u = self.upd
-        if u is not None:
-            if self.link.up and not self._upd_up:
-                u.resume()
-            self._upd_up = self.link.up
-            deadline = earliest(now, deadline, u.step(now))
-            if u.state == "refused" or u.state == "idle":
-                self.upd = None
+        if self.upd is not None:
+            deadline = earliest(now, deadline, self._transfer(now))
         if self.upd is None and not self.app_trial:
             for m in UPDATE_CODE:
                 sys.modules.pop(m, None)
         return deadline
+
+    def _transfer(self, now):
+        """The transfer's part of the pass (now None: resumed at boot). Whatever
+        fails in it (a MemoryError in the signature's arithmetic, a flash that
+        refuses a write) ends the transfer, said and counted, and the offer goes
+        from the flash: never a pass that fails at every boot."""
+        try:
+            u = self.updater()
+            if now is None:
+                return -1
+            if self.link.up and not self._upd_up:
+                u.resume()
+            self._upd_up = self.link.up
+            ms = u.step(now)
+            if u.state == "refused" or u.state == "idle":
+                self.upd = None
+            return ms
+        except Exception as e:  # noqa: BLE001 - said and counted, the app runs on
+            self.upd = None
+            for m in UPDATE_CODE:
+                sys.modules.pop(m, None)
+            try:
+                import os
+
+                os.remove("/stage/offer")
+            except OSError:
+                pass
+            self.upd_info[0] += 1
+            self.upd_info[2] = "failed: %s: %s" % (type(e).__name__, e)
+            self.post("update_refused", {"code": "failed", "detail": self.upd_info[2]})
+            return -1
 
     def _trial(self, now, deadline):
         """A configuration on trial: confirmed once the centre is reachable with

@@ -53,7 +53,10 @@ class Staging:
         self.files = _join(self.stage, "files")
         self.prev = _join(app, PREV)
         self.marker = _join(self.stage, MARKER)
-        self.manifest = None  # the release being staged, as begin() was given it
+        # The release being staged: (path, size) of each of its files (its
+        # manifest's sha256s are read again from flash by verify(): a manifest
+        # of 40 files parsed is some 10 KB of heap, for the whole transfer).
+        self.entries = None
         self.rid = None
         self.at = 0  # the first file of the manifest not complete on flash
 
@@ -140,7 +143,7 @@ class Staging:
             self.os.mkdir(self.files)
             self._write(_join(self.stage, "release.sig"), sig)
             self._write(_join(self.stage, "release.json"), data)  # last: the mark of a staging
-        self.manifest = manifest
+        self.entries = [(e["path"], e["size"]) for e in manifest["files"]]
         self.rid = rid
         self.at = 0
         return resumed
@@ -148,24 +151,24 @@ class Staging:
     def want(self):
         """(path, offset, length) of the next chunk to fetch; None when every file
         is complete on flash."""
-        files = self.manifest["files"] if self.manifest else ()
+        files = self.entries or ()
         while self.at < len(files):
-            e = files[self.at]
-            path = _join(self.files, e["path"])
+            name, want = files[self.at]
+            path = _join(self.files, name)
             size = self._size(path)
-            if size == e["size"]:
+            if size == want:
                 self.at += 1
                 continue
-            if size > e["size"] or size == -2:  # not what this device wrote: again
+            if size > want or size == -2:  # not what this device wrote: again
                 self._rmtree(path)
                 size = 0
-            return e["path"], max(size, 0), min(self.chunk_size, e["size"] - max(size, 0))
+            return name, max(size, 0), min(self.chunk_size, want - max(size, 0))
         return None
 
     def chunk(self, rid, path, offset, data):
         """Append a chunk to its file; Refused (code "chunk") unless it is the
         chunk want() names, of this release, whole."""
-        if self.manifest is None:
+        if self.entries is None:
             raise _refuse("chunk", "no release is being staged")
         if rid != self.rid:
             raise _refuse("chunk", "for release %s; the release being staged is %s" % (rid, self.rid))
@@ -189,7 +192,8 @@ class Staging:
         from release import Refused, check_file
 
         buf = bytearray(512)
-        for e in self.manifest["files"] if self.manifest else ():
+        m = json.loads(self._read(_join(self.stage, "release.json"))) if self.entries else {}
+        for e in m.get("files", ()):
             try:
                 check_file(self.files, e, buf, self.open)
             except Refused:
@@ -201,7 +205,7 @@ class Staging:
         """Forget the staged release (a newer one, or the centre's order)."""
         if self._size(self.marker) < 0:
             self._clear()
-        self.manifest = self.rid = None
+        self.entries = self.rid = None
 
     # --- switch and rollback ---------------------------------------------------
 
@@ -278,7 +282,7 @@ class Staging:
                 self.os.remove(_join(self.stage, name))
         self.os.remove(self.marker)
         self._clear()
-        self.manifest = self.rid = None
+        self.entries = self.rid = None
         return True
 
     def room(self):

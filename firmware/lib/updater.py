@@ -18,9 +18,10 @@ import hashlib
 import json
 import os
 
+import sys
+
 import ticks
 from apploop import log_event
-from release import MAX_MANIFEST, Refused
 from staging import CHUNK, Staging
 from uplink import CommandError
 
@@ -31,6 +32,7 @@ KEY = "/release.pub"
 OFFER = "/stage/offer"
 PART = "/stage/offer.json"
 TRIAL_S = 600
+MAX_MANIFEST = 12288  # release.MAX_MANIFEST (release is loaded for the checks alone)
 _HEX = "0123456789abcdef"
 
 
@@ -49,10 +51,11 @@ def _size(path):
         return -1
 
 
-def _sha(path):
-    from release import file_sha256
-
-    return file_sha256(path)[0]
+def _drop_checks():
+    # The checks' code (release, p256) is loaded for the manifest's check and the
+    # files' at the end: not kept through the transfer.
+    sys.modules.pop("release", None)
+    sys.modules.pop("p256", None)
 
 
 class Updater:
@@ -69,7 +72,7 @@ class Updater:
         self.size = 0  # of the manifest
         self.sig = ""
         self.trial_s = TRIAL_S
-        self.manifest = None  # once checked
+        self.to = None  # the release's version, once its manifest is checked
         self.asked = None  # (path, offset, length) asked for, and when
         self.at = 0
         self.asks = 0
@@ -93,7 +96,9 @@ class Updater:
         if staged is not None:
             try:
                 self._take(staged[0])
-            except Refused as e:
+            except Exception as e:  # noqa: BLE001 - as in step()
+                if getattr(e, "code", None) is None:
+                    raise
                 self._refuse(e)
 
     def _write_offer(self):
@@ -134,7 +139,7 @@ class Updater:
             return {"state": "fetching"}
         self.st.abandon()
         self.rid, self.size, self.sig, self.trial_s = rid, size, sig, trial_s
-        self.manifest = None
+        self.to = None
         self.wrong = 0
         self._write_offer()
         self.state = "fetching"
@@ -156,13 +161,13 @@ class Updater:
         self.st.abandon()  # /stage emptied: the offer goes with it
         self.state = "idle"
         self.rid = ""
-        self.manifest = None
+        self.to = None
 
     # --- the transfer ----------------------------------------------------------
 
     def _next(self):
         """(path, offset, length) of the next piece; None when all is here."""
-        if self.manifest is None:
+        if self.to is None:
             have = max(_size(PART), 0)
             if have > self.size:
                 os.remove(PART)
@@ -176,7 +181,7 @@ class Updater:
 
     def _take(self, data):
         """The manifest, whole on flash: checked, then its files are staged."""
-        from release import check_manifest, load_key
+        from release import Refused, check_manifest, load_key
 
         if binascii.hexlify(hashlib.sha256(data).digest()).decode() != self.rid:
             try:
@@ -185,27 +190,30 @@ class Updater:
                 pass
             raise Refused("manifest", "its sha256 is not the release id offered")
         a = self.app
-        m = check_manifest(
-            data, binascii.unhexlify(self.sig), load_key(KEY), a.APP, a.chip(), a.version, self.st.room()
-        )
-        # The offer stays until the manifest is in its place: a cut in between
-        # finds the offer and the manifest fetched, and does this again.
-        self.st.begin(data, binascii.unhexlify(self.sig), m, self.rid, ("offer", "offer.json"))
+        try:
+            m = check_manifest(
+                data, binascii.unhexlify(self.sig), load_key(KEY), a.APP, a.chip(), a.version, self.st.room()
+            )
+            # The offer stays until the manifest is in its place: a cut in between
+            # finds the offer and the manifest fetched, and does this again.
+            self.st.begin(data, binascii.unhexlify(self.sig), m, self.rid, ("offer", "offer.json"))
+            self.to = m["version"]
+            self.total = sum(e["size"] for e in m["files"])
+        finally:
+            m = data = None
+            _drop_checks()
         try:
             os.remove(PART)
         except OSError:
             pass  # (resumed: gone already)
-        self.manifest = m
-        self.total = sum(e["size"] for e in m["files"])
         self.app.link.changed()
 
     def have(self):
-        m = self.manifest
-        if m is None:
+        if self.to is None:
             return max(_size(PART), 0)
         n = 0
-        for e in m["files"]:
-            s = _size(self.st.files + "/" + e["path"])
+        for path, _ in self.st.entries or ():
+            s = _size(self.st.files + "/" + path)
             n += s if s > 0 else 0
         return n
 
@@ -221,13 +229,13 @@ class Updater:
         if not ok or a is None or len(data) != a[2] or self.state != "fetching":
             self.info[1] += 1
             return
-        if a[0] == "release.json" and self.manifest is None:
+        if a[0] == "release.json" and self.to is None:
             with open(PART, "ab") as f:
                 f.write(data)
         else:
             try:
                 self.st.chunk(self.rid, a[0], a[1], data)
-            except Refused:  # not what staging wants next (a file removed since the ask)
+            except Exception:  # noqa: BLE001 - Refused: not what staging wants next (a file removed since the ask)
                 self.info[1] += 1
                 return
         self.asked = None  # the next is asked for at once
@@ -252,7 +260,9 @@ class Updater:
                 return -1
         try:
             nxt = self._next()
-        except Refused as e:
+        except Exception as e:  # noqa: BLE001 - a Refused (the manifest's check): anything else goes on up
+            if getattr(e, "code", None) is None:
+                raise
             self._refuse(e)
             return -1
         if nxt is None:
@@ -278,6 +288,8 @@ class Updater:
     # --- the end -----------------------------------------------------------------
 
     def _install(self):
+        from release import Refused
+
         try:
             self.st.verify()
         except Refused as e:
@@ -290,11 +302,9 @@ class Updater:
         import apptrial
         import bootcount
 
+        _drop_checks()
         a = self.app
-        m = self.manifest
-        if m is None:  # (verify() passed: a manifest is in)
-            return
-        to = m["version"]
+        to = self.to
         # The trial first: a cut after the switch must find it (apptrial.py).
         apptrial.begin(a.version, to, self.rid, self.trial_s)
         bootcount.healthy()  # the new app's boots counted afresh (a board in safe mode leaves it)
