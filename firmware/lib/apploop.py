@@ -152,26 +152,12 @@ class App:
             deadline = earliest(now, deadline, ticks.diff(self.restart_at, now))
         return deadline
 
-    # --- updates (docs/updates.md) -------------------------------------------
-
-    def chip(self):
-        """The chip, as releases name it: the running build's, else the app's."""
-        try:
-            with open("/manifest.json") as f:
-                return json.loads(f.read()).get("chip") or self.CHIP
-        except (OSError, ValueError, AttributeError):
-            return self.CHIP
-
-    def updater(self):
-        u = self.upd
-        if u is None:
-            from updater import Updater
-
-            u = self.upd = Updater(self, self.upd_info)
-        return u
+    # --- updates (docs/updates.md): their code is in updater.py, loaded for them
 
     def update_command(self, msg):
-        return self.updater().offer(msg)
+        import updater
+
+        return updater.get(self).offer(msg)
 
     def _chunk(self, payload):
         if self.upd is None:
@@ -182,75 +168,40 @@ class App:
     def update_state(self, s):
         """The state's `app` and `update` (docs/updates.md, "State")."""
         s["app"] = {"version": self.version, "trial": bool(self.app_trial)}
-        u = self.upd
         i = self.upd_info
-        if u is None and not (i[0] or i[1] or i[2]):
+        if self.upd is None and not (i[0] or i[1] or i[2]):
             s["update"] = None
-            return
-        s["update"] = {
-            "release": u.rid if u else None,
-            "state": u.state if u else "idle",
-            "have": u.have() if u else 0,
-            "size": u.total if u else 0,
-            "refused": i[0],
-            "bad_chunks": i[1],
-            "last": i[2],
-        }
+        else:
+            import updater
+
+            s["update"] = updater.state(self)
+            if self.upd is None:
+                sys.modules.pop("updater", None)  # (said after a refusal: not kept for it)
 
     def _updates(self, now, deadline):
-        if self._upd_boot:
+        boot = self._upd_boot
+        if boot:
             self._upd_boot = False
-            if _exists("/update.result") or _exists("/stage/offer"):
-                import apptrial
-
-                r = apptrial.result()
-                if r is not None:  # the new app failed at boot: put back then, said now
-                    self.upd_info[2] = "rolled back: %s" % r["detail"]
-                    self.post("update_rolled_back", r)
-                    apptrial.said()
-                if _exists("/stage/offer"):
-                    self._transfer(None)  # a transfer a reset stopped: on from where it stands
-        if self.app_trial:
-            import apptrial
-
-            deadline = apptrial.step(self, now, deadline)
-        if self.upd is not None:
-            deadline = earliest(now, deadline, self._transfer(now))
-        if self.upd is None and not self.app_trial:
-            for m in UPDATE_CODE:
-                sys.modules.pop(m, None)
-        return deadline
-
-    def _transfer(self, now):
-        """The transfer's part of the pass (now None: resumed at boot). Whatever
-        fails in it (a MemoryError in the signature's arithmetic, a flash that
-        refuses a write) ends the transfer, said and counted, and the offer goes
-        from the flash: never a pass that fails at every boot."""
+            if not (self.app_trial or _exists("/update.result") or _exists("/stage/offer")):
+                return deadline
         try:
-            u = self.updater()
-            if now is None:
-                return -1
-            if self.link.up and not self._upd_up:
-                u.resume()
-            self._upd_up = self.link.up
-            ms = u.step(now)
-            if u.state == "refused" or u.state == "idle":
-                self.upd = None
-            return ms
-        except Exception as e:  # noqa: BLE001 - said and counted, the app runs on
+            import updater
+
+            return updater.app_pass(self, now, deadline, boot)
+        except Exception as e:  # noqa: BLE001 - said and counted: never a pass that fails at every boot
             self.upd = None
             for m in UPDATE_CODE:
                 sys.modules.pop(m, None)
             try:
                 import os
 
-                os.remove("/stage/offer")
+                os.remove("/stage/offer")  # not taken up again at the next boot
             except OSError:
                 pass
             self.upd_info[0] += 1
             self.upd_info[2] = "failed: %s: %s" % (type(e).__name__, e)
             self.post("update_refused", {"code": "failed", "detail": self.upd_info[2]})
-            return -1
+            return deadline
 
     def _trial(self, now, deadline):
         """A configuration on trial: confirmed once the centre is reachable with

@@ -192,7 +192,7 @@ class Updater:
         a = self.app
         try:
             m = check_manifest(
-                data, binascii.unhexlify(self.sig), load_key(KEY), a.APP, a.chip(), a.version, self.st.room()
+                data, binascii.unhexlify(self.sig), load_key(KEY), a.APP, chip(a), a.version, self.st.room()
             )
             # The offer stays until the manifest is in its place: a cut in between
             # finds the offer and the manifest fetched, and does this again.
@@ -330,3 +330,77 @@ class Updater:
         self.cancel("refused: %s" % e)
         self.state = "refused"
         self.app.post("update_refused", {"release": rid, "code": e.code, "detail": str(e)})
+
+
+# --- what the app's pass does for updates (apploop.App: its code stays here) ---
+
+
+def get(a):
+    """The app's Updater, made when first needed."""
+    u = a.upd
+    if u is None:
+        u = a.upd = Updater(a, a.upd_info)
+    return u
+
+
+def chip(a):
+    """The chip, as releases name it: the running build's, else the app's."""
+    try:
+        with open("/manifest.json") as f:
+            return json.loads(f.read()).get("chip") or a.CHIP
+    except (OSError, ValueError, AttributeError):
+        return a.CHIP
+
+
+def state(a):
+    u = a.upd
+    i = a.upd_info
+    return {
+        "release": u.rid if u else None,
+        "state": u.state if u else "idle",
+        "have": u.have() if u else 0,
+        "size": u.total if u else 0,
+        "refused": i[0],
+        "bad_chunks": i[1],
+        "last": i[2],
+    }
+
+
+def app_pass(a, now, deadline, boot):
+    """At the end of the app's pass, while an update has something to do: what a
+    rollback at boot left to say, a transfer a reset stopped, the new app's
+    trial, the transfer's next step. Anything it raises ends the transfer
+    (App._updates)."""
+    from apploop import UPDATE_CODE, earliest
+
+    if boot:
+        try:
+            open("/update.result").close()
+        except OSError:
+            pass
+        else:
+            import apptrial
+
+            r = apptrial.result()
+            if r is not None:  # the new app failed at boot: put back then, said now
+                a.upd_info[2] = "rolled back: %s" % r["detail"]
+                a.post("update_rolled_back", r)
+                apptrial.said()
+        if _size(OFFER) >= 0:
+            get(a)  # a transfer a reset stopped: on from where it stands
+    if a.app_trial:
+        import apptrial
+
+        deadline = apptrial.step(a, now, deadline)
+    u = a.upd
+    if u is not None:
+        if a.link.up and not a._upd_up:
+            u.resume()
+        a._upd_up = a.link.up
+        deadline = earliest(now, deadline, u.step(now))
+        if u.state == "refused" or u.state == "idle":
+            a.upd = None
+    if a.upd is None and not a.app_trial:
+        for m in UPDATE_CODE:
+            sys.modules.pop(m, None)
+    return deadline
