@@ -60,7 +60,7 @@ def _drop_checks():
 
 class Updater:
     """One release at a time. state: fetching, stalled, installing, refused,
-    idle; the app reads it and the counts for its state (info())."""
+    idle (the app's state says it: state())."""
 
     def __init__(self, app, info):
         """info: the app's counts, kept across updaters: [refused, bad chunks, last]."""
@@ -74,7 +74,6 @@ class Updater:
         self.trial_s = TRIAL_S
         self.to = None  # the release's version, once its manifest is checked
         self.asked = None  # (path, offset, length) asked for, and when
-        self.at = 0
         self.asks = 0
         self.wrong = 0
         self.total = 0
@@ -298,6 +297,7 @@ class Updater:
                 self._refuse(Refused(e.code, "%s (%d times)" % (e, self.wrong)))
             else:
                 self.state = "fetching"  # the wrong file is fetched again
+            _drop_checks()
             return
         import apptrial
         import bootcount
