@@ -103,6 +103,13 @@ def test_a_release_the_device_must_not_take_is_refused_with_its_reason(rel, tmp_
     assert not [x for _, k, x in timeline if k == "reset" and x != "power on"]
 
 
+def test_an_older_release_signed_as_a_permitted_downgrade_is_taken(rel, tmp_path):
+    back = rel.make("0.9.1", downgrade_ok=True)
+    timeline = _run(rel, tmp_path, f"at 18:05 centre offers {back}\n")
+    assert ": 0.9.1 (" in _centre(timeline, "update_installed from")[0]
+    assert _centre(timeline, "update_done from") and not _centre(timeline, "update_refused")
+
+
 def _twice(m: dict) -> None:
     m["files"].append(dict(m["files"][0]))
 
