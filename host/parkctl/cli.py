@@ -849,6 +849,25 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0 if found["ok"] else EXIT_FAILED
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from .rolloutrun import run
+
+    if args.resume and args.abort:
+        raise UserError("--resume or --abort, not both")
+    if args.deadline is not None and not _positive(args.deadline):
+        raise UserError("--deadline needs a number of seconds above 0")
+    from .rollout import TRIAL_RANGE, parse_waves
+
+    if args.trial is not None and not TRIAL_RANGE[0] <= args.trial <= TRIAL_RANGE[1]:
+        raise UserError(f"--trial is from {TRIAL_RANGE[0]} to {TRIAL_RANGE[1]} s (what a device takes)")
+    if args.waves is not None:
+        try:
+            parse_waves(args.waves)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    return run(args, _table)
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     import signal
     from pathlib import Path
@@ -1471,6 +1490,51 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--running", metavar="V", help="the version the device runs (default: none yet)")
     vf.add_argument("--json", action="store_true", help="print the verdict as JSON")
     vf.set_defaults(func=cmd_release)
+
+    ro = sub.add_parser(
+        "rollout",
+        help="offer a signed release to a fleet wave by wave; halt at the first rollback (docs/updates.md)",
+        description="Offers the release to the devices of its app (--group: sites, ids or patterns) wave "
+        "by wave, serves the pieces they fetch, waits for each to run it healthy, and halts as soon as a "
+        "device of a wave rolls back, refuses it or stays silent past --deadline: no later wave is offered. "
+        "Its state is saved (--state, default DIR/rollout.json) for --resume or --abort.",
+    )
+    ro.add_argument("--release", metavar="DIR", help="the release folder (`parkctl release sign` wrote)")
+    ro.add_argument(
+        "--key",
+        metavar="FILE",
+        help="the park's release public key (release.pub): the release is checked first",
+    )
+    ro.add_argument("--broker", default=default_broker, required=default_broker is None, help=broker_help)
+    ro.add_argument(
+        "--group",
+        action="append",
+        metavar="G",
+        help="a site id, a device id or a pattern (lamp-0*) of the devices to update; repeatable "
+        "(default: all)",
+    )
+    ro.add_argument(
+        "--waves",
+        metavar="LIST",
+        help="cumulative wave targets, counts or percentages (default 1,5%%,25%%,100%%)",
+    )
+    ro.add_argument(
+        "--deadline",
+        type=float,
+        metavar="S",
+        help="seconds from its offer for a device to run it healthy (900)",
+    )
+    ro.add_argument(
+        "--trial", type=int, metavar="S", help="the new app's trial on the device, 60..86400 s (600)"
+    )
+    ro.add_argument("--state", metavar="FILE", help="the rollout's state file (default: DIR/rollout.json)")
+    ro.add_argument("--resume", action="store_true", help="go on with the rollout in --state")
+    ro.add_argument(
+        "--abort", action="store_true", help="end the rollout in --state: fetching devices cancel"
+    )
+    ro.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    centre_login(ro)
+    ro.set_defaults(func=cmd_rollout)
 
     config = sub.add_parser("config", help="device configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

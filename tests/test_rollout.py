@@ -1,0 +1,428 @@
+"""`parkctl rollout` (docs/updates.md, "Rolling a release over a fleet"): the
+rollout's state machine driven message by message in virtual time, with
+simulated devices that follow the transfer protocol; then the command against
+a real Mosquitto with scripted devices (the firmware's updater is not in this
+branch yet)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from parkctl.rollout import (
+    CHUNK_MAX,
+    DONE,
+    Release,
+    Rollout,
+    parse_waves,
+    wave_sizes,
+)
+
+from sim.cmdsign import SIM_MASTER, derive_key, sign, verify
+
+MASTER = SIM_MASTER
+
+
+def make_release(version: str = "1.2.0", sizes=(3000, 10, 2048), app: str = "lamp") -> Release:
+    files = {}
+    for i, n in enumerate(sizes):
+        files["main.py" if i == 0 else f"lib/m{i}.mpy"] = bytes((i * 7 + j) % 251 for j in range(n))
+    files["manifest.json"] = b'{"app":"lamp"}'
+    manifest = {
+        "format": 1,
+        "app": app,
+        "chips": ["vboard"],
+        "version": version,
+        "downgrade_ok": False,
+        "key": "0" * 16,
+        "build": {},
+        "files": [
+            {"path": p, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+            for p, b in sorted(files.items())
+        ],
+    }
+    data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    return Release(data, bytes(range(64)), files)
+
+
+def fleet(n: int, version: str | None = "1.1.0") -> dict[str, tuple[str, str | None]]:
+    return {f"lamp-{i:03d}": (f"park/p1/lamp/lamp-{i:03d}", version) for i in range(n)}
+
+
+def new_rollout(release: Release, devices, **kw) -> Rollout:
+    count = iter(range(1, 1 << 30))
+    return Rollout(release, devices, MASTER, lambda: next(count), "t1", **kw)
+
+
+def signed(dev: str, kind: str, obj: dict) -> tuple[str, bytes]:
+    topic = f"park/p1/lamp/{dev}/{kind}"
+    return topic, sign(derive_key(MASTER, dev), topic, json.dumps(obj).encode())
+
+
+def commands(outs) -> list[tuple[str, dict]]:
+    """The commands among what the rollout publishes: (device, command), checked
+    to carry the device's own authenticator."""
+    got = []
+    for topic, payload, qos in outs:
+        if topic.endswith("/cmd"):
+            dev = topic.split("/")[3]
+            body = verify(derive_key(MASTER, dev), topic, payload)
+            assert body is not None, "a command not signed with the device's key"
+            assert qos == 1
+            got.append((dev, json.loads(body)))
+    return got
+
+
+class Device:
+    """A device as docs/updates.md describes it: takes the update command, asks
+    for each piece in order, checks each file's sha256, switches, and then is
+    healthy, crashes at import (rolls back), or never says anything."""
+
+    def __init__(self, dev: str, version: str, behaviour: str = "good"):
+        self.dev, self.version, self.behaviour = dev, version, behaviour
+        self.offers = 0
+        self.cancelled = False
+        self.ask = None  # (path, offset, length) asked and not answered
+        self.release = None
+        self.got: dict[str, bytearray] = {}
+
+    def handle(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
+        kind = topic.rsplit("/", 1)[1]
+        if kind == "cmd":
+            body = verify(derive_key(MASTER, self.dev), topic, payload)
+            assert body is not None
+            cmd = json.loads(body)
+            if cmd.get("cancel"):
+                self.cancelled, self.ask = True, None
+                return [signed(self.dev, "reply", {"id": cmd["id"], "cmd": "update", "ok": True})]
+            self.offers += 1
+            if self.behaviour == "silent":
+                return []
+            if self.behaviour == "refuse":
+                return [
+                    signed(
+                        self.dev, "reply", {"id": cmd["id"], "cmd": "update", "ok": False, "reason": "busy"}
+                    )
+                ]
+            self.release = cmd["release"]
+            self.manifest_size = cmd["size"]
+            out = [signed(self.dev, "reply", {"id": cmd["id"], "ok": True, "result": {"state": "fetching"}})]
+            return out + self._next("release.json", 0, cmd["size"])
+        if kind == "chunk":
+            c = json.loads(payload)
+            assert self.ask is not None and (c["path"], c["offset"]) == self.ask[:2]
+            data = base64.b64decode(c["data"])
+            assert len(data) == self.ask[2]
+            self.got.setdefault(c["path"], bytearray()).extend(data)
+            return self._after_chunk()
+        return []
+
+    def _next(self, path, offset, total):
+        n = min(CHUNK_MAX, total - offset)
+        self.ask = (path, offset, n)
+        ask = {"release": self.release, "path": path, "offset": offset, "length": n}
+        return [(f"park/p1/lamp/{self.dev}/fetch", json.dumps(ask).encode())]
+
+    def _after_chunk(self):
+        m = json.loads(self.got["release.json"]) if "release.json" in self.got else None
+        if m is None or len(self.got["release.json"]) < self.manifest_size:
+            return self._next("release.json", len(self.got["release.json"]), self.manifest_size)
+        assert hashlib.sha256(self.got["release.json"]).hexdigest() == self.release
+        for e in m["files"]:
+            have = len(self.got.get(e["path"], b""))
+            if have < e["size"]:
+                return self._next(e["path"], have, e["size"])
+            assert hashlib.sha256(self.got[e["path"]]).hexdigest() == e["sha256"]
+        self.ask = None
+        new = m["version"]
+        if self.behaviour == "crash":
+            ev = {
+                "type": "update_rolled_back",
+                "version": new,
+                "to": self.version,
+                "detail": "ImportError: x",
+            }
+            return [
+                signed(self.dev, "event", ev),
+                signed(self.dev, "state", {"app": {"version": self.version, "trial": False}}),
+            ]
+        self.version = new
+        return [
+            signed(self.dev, "state", {"app": {"version": new, "trial": True}}),
+            signed(self.dev, "state", {"app": {"version": new, "trial": False}}),
+            signed(self.dev, "event", {"type": "update_done", "version": new, "from": "1.1.0"}),
+        ]
+
+
+def run_fleet(rollout: Rollout, devices: dict[str, Device], until: float = 100000.0) -> list:
+    """Deliver everything both ways until nothing moves, then jump the clock to the
+    next deadline; every output of the rollout is returned."""
+    now = 0.0
+    sent = []
+    queue = list(rollout.start(now))
+    while True:
+        while queue:
+            topic, payload, _ = queue.pop(0)
+            sent.append((topic, payload))
+            for t, p in devices[topic.split("/")[3]].handle(topic, payload):
+                queue += rollout.message(t, p, now)
+        if rollout.finished:
+            return sent
+        nxt = rollout.next_deadline()
+        assert nxt is not None and nxt <= until, "the rollout waits with no deadline"
+        now = nxt
+        queue += rollout.tick(now)
+
+
+# ---- waves ---------------------------------------------------------------------
+
+
+@given(
+    n=st.integers(0, 500),
+    spec=st.lists(
+        st.one_of(
+            st.integers(1, 600).map(str),
+            st.fractions(Fraction(1, 100), 100).map(lambda f: f"{float(f):.2f}%"),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_waves_are_cumulative_each_adds_a_device_and_the_last_covers_all(n, spec):
+    entries = parse_waves(",".join(spec))
+    sizes = wave_sizes(entries, n)
+    if n == 0:
+        assert sizes == []
+        return
+    assert sizes[-1] == n
+    assert sizes[0] >= 1
+    assert all(b > a for a, b in itertools.pairwise(sizes))
+    assert len(sizes) <= len(spec) + 1
+    # Each wave reaches the target its entry asked for (rounded up), or all.
+    for (kind, value), size in zip(entries, sizes, strict=False):
+        want = -(-value * n // 100) if kind == "percent" else value
+        assert size >= min(n, want)
+
+
+def test_the_default_waves_for_a_hundred_lamps():
+    assert wave_sizes(parse_waves("1,5%,25%,100%"), 100) == [1, 5, 25, 100]
+    assert wave_sizes(parse_waves("1,5%,25%,100%"), 3) == [1, 2, 3]
+    assert wave_sizes(parse_waves("10"), 4) == [4]
+
+
+@pytest.mark.parametrize("spec", ["", "0", "-1", "5%%", "101%", "x", "1,,2", "0%"])
+def test_a_bad_wave_list_says_which_entry(spec):
+    with pytest.raises(ValueError, match="--waves"):
+        parse_waves(spec)
+
+
+# ---- serving pieces ----------------------------------------------------------------
+
+
+@given(
+    path=st.sampled_from(
+        ["release.json", "main.py", "lib/m1.mpy", "lib/m2.mpy", "manifest.json", "nosuch.py"]
+    ),
+    offset=st.integers(-2, 3100),
+    length=st.integers(-1, 1100),
+)
+def test_a_fetch_is_answered_with_exactly_the_bytes_asked_or_not_at_all(path, offset, length):
+    release = make_release()
+    r = new_rollout(release, fleet(2))
+    r.start(0.0)
+    ask = {"release": release.rid, "path": path, "offset": offset, "length": length}
+    outs = r.message("park/p1/lamp/lamp-000/fetch", json.dumps(ask).encode(), 1.0)
+    data = release.pieces.get(path)
+    good = data is not None and offset >= 0 and 1 <= length <= CHUNK_MAX and offset + length <= len(data)
+    if not good:
+        assert outs == [] and r.bad_fetches == 1
+        return
+    assert data is not None
+    [(topic, payload, qos)] = outs
+    assert topic == "park/p1/lamp/lamp-000/chunk" and qos == 0
+    chunk = json.loads(payload)
+    assert chunk["release"] == release.rid and chunk["path"] == path and chunk["offset"] == offset
+    assert base64.b64decode(chunk["data"]) == data[offset : offset + length]
+    assert len(payload) + len(topic) < 2048 - 16  # fits a lamp's packet
+
+
+def test_fetches_of_another_release_or_unreadable_are_not_answered_nor_counted():
+    release = make_release()
+    r = new_rollout(release, fleet(1))
+    r.start(0.0)
+    other = {"release": "f" * 64, "path": "main.py", "offset": 0, "length": 10}
+    assert r.message("park/p1/lamp/lamp-000/fetch", json.dumps(other).encode(), 1.0) == []
+    assert r.message("park/p1/lamp/lamp-000/fetch", b"\xff{", 1.0) == []
+    assert r.bad_fetches == 0
+
+
+# ---- outcomes -------------------------------------------------------------------------
+
+
+def test_a_good_release_goes_through_every_wave():
+    release = make_release()
+    r = new_rollout(release, fleet(20))
+    devices = {d: Device(d, "1.1.0") for d in r.devices}
+    sent = run_fleet(r, devices)
+    assert r.done and r.halted is None
+    assert [len(w) for w in r.waves] == [1, 1, 3, 15]
+    assert all(row["state"] == DONE and row["progress"] == 100 for row in r.rows())
+    assert all(d.version == "1.2.0" and d.offers == 1 for d in devices.values())
+    assert r.ended == [1, 2, 3, 4]
+    # Wave 2 was offered only once wave 1's device was healthy.
+    offers = [t.split("/")[3] for t, p in sent if t.endswith("/cmd")]
+    assert offers[0] == "lamp-000" and offers[1] == "lamp-001"
+
+
+def test_a_hundred_lamps_and_a_release_that_crashes_at_import_only_the_first_sees_it():
+    # The issue's story: the first wave's lamp rolls back by itself, the rollout
+    # halts, and the other 99 are never offered the release.
+    release = make_release()
+    r = new_rollout(release, fleet(100))
+    devices = {d: Device(d, "1.1.0", "crash") for d in r.devices}
+    sent = run_fleet(r, devices)
+    assert r.halted is not None and r.halted["device"] == "lamp-000"
+    assert r.halted["why"] == "rolled back: ImportError: x"
+    assert [d for d, dev in devices.items() if dev.offers] == ["lamp-000"]
+    offered = {t.split("/")[3] for t, _ in sent}
+    assert offered == {"lamp-000"}  # not a command, not a piece to anyone else
+    assert devices["lamp-000"].version == "1.1.0"
+    row = {x["device"]: x for x in r.rows()}
+    assert row["lamp-000"]["state"] == "rolled_back"
+    assert sum(1 for x in r.rows() if x["state"] == "waiting") == 99
+
+
+def test_a_silent_device_halts_at_its_deadline_and_the_others_of_its_wave_cancel():
+    release = make_release()
+    r = new_rollout(release, fleet(10), waves="1,4", deadline_s=900)
+    devices = {d: Device(d, "1.1.0") for d in r.devices}
+    devices["lamp-002"].behaviour = "silent"
+    devices["lamp-003"].behaviour = "silent"
+    run_fleet(r, devices)
+    assert r.halted == {"device": "lamp-002", "why": "silent: not healthy 900 s after the offer"}
+    rows = {x["device"]: x for x in r.rows()}
+    assert rows["lamp-001"]["state"] == DONE
+    # Both were silent; both are told to cancel, for when they are back.
+    assert rows["lamp-003"]["state"] == "silent"
+    assert devices["lamp-002"].cancelled and devices["lamp-003"].cancelled
+    assert all(devices[f"lamp-{i:03d}"].offers == 0 for i in range(4, 10))
+
+
+def test_a_refusal_halts_with_the_devices_reason():
+    r = new_rollout(make_release(), fleet(5))
+    devices = {d: Device(d, "1.1.0", "refuse") for d in r.devices}
+    run_fleet(r, devices)
+    assert r.halted == {"device": "lamp-000", "why": "refused: busy"}
+
+
+def test_a_refused_event_and_an_unsigned_done_event():
+    release = make_release()
+    r = new_rollout(release, fleet(2), waves="2")
+    r.start(0.0)
+    # Someone with broker credentials but no device key says it is done: not believed.
+    topic = "park/p1/lamp/lamp-000/event"
+    forged = json.dumps({"type": "update_done", "version": "1.2.0"}).encode()
+    assert r.message(topic, forged, 1.0) == []
+    assert r.unsigned == 1 and r.rows()[0]["state"] == "offered"
+    t, p = signed(
+        "lamp-001", "event", {"type": "update_refused", "release": release.rid, "code": "room", "detail": "x"}
+    )
+    outs = r.message(t, p, 2.0)
+    assert r.halted == {"device": "lamp-001", "why": "refused: room: x"}
+    assert [(d, c.get("cancel")) for d, c in commands(outs)] == [("lamp-000", True)]
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["state", "event", "reply", "fetch"]), st.integers(0, 9)), max_size=30)
+)
+def test_a_halted_rollout_offers_nothing_more(msgs):
+    release = make_release()
+    r = new_rollout(release, fleet(10), waves="3,100%")
+    r.start(0.0)
+    t, p = signed("lamp-000", "event", {"type": "update_rolled_back", "version": "1.2.0", "to": "1.1.0"})
+    r.message(t, p, 1.0)
+    assert r.halted is not None
+    for i, (kind, n) in enumerate(msgs):
+        dev = f"lamp-{n:03d}"
+        body = {
+            "state": {"app": {"version": "1.2.0", "trial": False}},
+            "event": {"type": "update_done", "version": "1.2.0"},
+            "reply": {"id": r.devices[dev]["cmd"], "ok": True, "result": {"state": "fetching"}},
+            "fetch": {"release": release.rid, "path": "main.py", "offset": 0, "length": 10},
+        }[kind]
+        if kind == "fetch":
+            topic, payload = f"park/p1/lamp/{dev}/fetch", json.dumps(body).encode()
+        else:
+            topic, payload = signed(dev, kind, body)
+        outs = r.message(topic, payload, 2.0 + i) + r.tick(1e9 + i)
+        assert outs == []  # no offer, no piece, not even a second cancel
+    assert all(r.devices[f"lamp-{i:03d}"]["state"] == "waiting" for i in range(3, 10))
+
+
+def test_devices_on_the_release_or_newer_are_not_offered():
+    release = make_release("1.2.0")
+    devices = fleet(4)
+    devices["lamp-001"] = (devices["lamp-001"][0], "1.2.0")
+    devices["lamp-002"] = (devices["lamp-002"][0], "1.10")
+    r = new_rollout(release, devices, waves="1,100%")
+    outs = r.start(0.0)
+    rows = {x["device"]: x for x in r.rows()}
+    assert rows["lamp-001"]["state"] == DONE and rows["lamp-001"]["wave"] == "-"
+    assert rows["lamp-002"]["state"] == "skipped"
+    assert [w for w in r.waves] == [["lamp-000"], ["lamp-003"]]
+    assert [d for d, _ in commands(outs)] == ["lamp-000"]
+
+
+def test_the_update_command_is_the_documented_one():
+    release = make_release()
+    r = new_rollout(release, fleet(1), trial_s=120)
+    [(dev, cmd)] = commands(r.start(0.0))
+    assert dev == "lamp-000"
+    assert cmd["cmd"] == "update" and cmd["release"] == release.rid
+    assert cmd["size"] == len(release.manifest) and cmd["sig"] == release.sig.hex() and cmd["trial_s"] == 120
+    assert cmd["ctr"] == 1 and cmd["id"].startswith("rollout-t1-")
+
+
+def test_a_stalled_transfer_is_offered_again_and_keeps_its_deadline():
+    release = make_release()
+    r = new_rollout(release, fleet(1), deadline_s=900)
+    r.start(0.0)
+    t, p = signed(
+        "lamp-000",
+        "state",
+        {
+            "app": {"version": "1.1.0", "trial": False},
+            "update": {"release": release.rid, "state": "stalled", "have": 1024, "size": 8000},
+        },
+    )
+    r.message(t, p, 100.0)
+    [(_, cmd)] = commands(r.tick(101.0))
+    assert cmd["cmd"] == "update" and cmd["release"] == release.rid
+    assert commands(r.tick(110.0)) == []  # not again at once
+    assert r.next_deadline() == 900.0
+
+
+def test_the_state_file_round_trip_and_resume_after_a_halt():
+    release = make_release()
+    r = new_rollout(release, fleet(6), waves="2,100%")
+    r.start(0.0)
+    t, p = signed("lamp-000", "state", {"app": {"version": "1.2.0", "trial": False}})
+    r.message(t, p, 5.0)
+    r.tick(2000.0)  # lamp-001 silent past the deadline
+    assert r.halted is not None and r.halted["device"] == "lamp-001"
+    data = json.loads(json.dumps(r.to_json()))
+    assert MASTER.hex() not in json.dumps(data)
+    count = iter(range(100, 1 << 30))
+    again = Rollout.from_json(data, release, MASTER, lambda: next(count))
+    assert again.rows() == r.rows() and again.halted == r.halted
+    outs = again.resume(3000.0)
+    assert [(d, c["cmd"], c["ctr"]) for d, c in commands(outs)] == [("lamp-001", "update", 100)]
+    assert again.halted is None and again.next_deadline() == 3900.0
+    with pytest.raises(ValueError, match="another release"):
+        Rollout.from_json(data, make_release("1.3.0"), MASTER, lambda: 1)
