@@ -130,9 +130,9 @@ class Device:
         return [(f"park/p1/lamp/{self.dev}/fetch", json.dumps(ask).encode())]
 
     def _after_chunk(self):
-        m = json.loads(self.got["release.json"]) if "release.json" in self.got else None
-        if m is None or len(self.got["release.json"]) < self.manifest_size:
+        if len(self.got["release.json"]) < self.manifest_size:
             return self._next("release.json", len(self.got["release.json"]), self.manifest_size)
+        m = json.loads(self.got["release.json"])
         assert hashlib.sha256(self.got["release.json"]).hexdigest() == self.release
         for e in m["files"]:
             have = len(self.got.get(e["path"], b""))
@@ -426,3 +426,279 @@ def test_the_state_file_round_trip_and_resume_after_a_halt():
     assert again.halted is None and again.next_deadline() == 3900.0
     with pytest.raises(ValueError, match="another release"):
         Rollout.from_json(data, make_release("1.3.0"), MASTER, lambda: 1)
+
+
+# ---- the command, against a real Mosquitto ---------------------------------------------
+
+
+class MqttFleet:
+    """Scripted devices at a real broker (one paho client for all): each publishes
+    its retained, signed state, and behaves as Device does with what it receives.
+    The firmware's own updater replaces this in the end-to-end test once it exists."""
+
+    def __init__(self, port: int, behaviours: dict[str, str], version: str = "1.1.0"):
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.devices = {d: Device(d, version, b) for d, b in behaviours.items()}
+        self.commands: list[tuple[str, dict]] = []
+        self.lock = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-fleet-{port}")
+        self.client.on_message = self._message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe([("park/p1/lamp/+/cmd", 1), ("park/p1/lamp/+/chunk", 0)])
+        self.client.loop_start()
+        for d in self.devices:
+            t, p = signed(d, "state", {"app": {"version": version, "trial": False}, "update": None})
+            self.client.publish(t, p, 1, retain=True).wait_for_publish(10)  # at the broker for the centre
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        kind = topic.rsplit("/", 1)[1]
+        self.client.publish(topic, payload, 0 if kind == "fetch" else 1, retain=kind == "state")
+
+    def _message(self, client, userdata, msg) -> None:
+        dev = msg.topic.split("/")[3]
+        with self.lock:
+            if msg.topic.endswith("/cmd"):
+                body = verify(derive_key(MASTER, dev), msg.topic, msg.payload)
+                self.commands.append((dev, json.loads(body) if body else {}))
+                self.lock.notify_all()
+            if dev in self.devices:
+                for t, p in self.devices[dev].handle(msg.topic, msg.payload):
+                    self._publish(t, p)
+
+    def wait_commands(self, n: int, timeout: float = 30.0) -> None:
+        with self.lock:
+            assert self.lock.wait_for(lambda: len(self.commands) >= n, timeout), "no command came"
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture(scope="module")
+def signed_release(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from parkctl.build import build
+    from parkctl.cli import main
+
+    d = tmp_path_factory.mktemp("rollout")
+    assert main(["release", "keygen", "--out", str(d / "keys")]) == 0
+    build("lamp", out=d / "build", chip="vboard")
+    return {"dir": d, "pub": str(d / "keys" / "release.pub"), "pem": str(d / "keys" / "release-key.pem")}
+
+
+def a_release(signed_release, where, version: str = "1.2.0"):
+    from parkctl.cli import main
+
+    out = where / f"rel-{version}"
+    args = ["release", "sign", "--app", "lamp", "--version", version, "--key", signed_release["pem"]]
+    assert main([*args, "--build", str(signed_release["dir"] / "build"), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def centre(monkeypatch):
+    monkeypatch.setenv("PARK_COMMAND_KEY", MASTER.hex())
+    for v in ("PARK_CENTRE_USER", "PARK_CENTRE_PASSWORD", "PARK_BROKER_CA", "PARK_BROKER"):
+        monkeypatch.delenv(v, raising=False)
+
+
+def rollout_cli(capsys, *args: str) -> tuple[int, str, str]:
+    from parkctl.cli import main
+
+    status = main(["rollout", *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_the_command_rolls_a_release_over_three_lamps(mosquitto, signed_release, tmp_path, centre, capsys):
+    rel = a_release(signed_release, tmp_path)
+    capsys.readouterr()
+    fleet_ = MqttFleet(mosquitto.port, {f"lamp-00{i}": "good" for i in range(3)})
+    try:
+        status, out, err = rollout_cli(
+            capsys,
+            "--release",
+            str(rel),
+            "--key",
+            signed_release["pub"],
+            "--broker",
+            mosquitto.url,
+            "--deadline",
+            "60",
+            "--waves",
+            "1,100%",
+        )
+    finally:
+        fleet_.close()
+    assert status == 0, err
+    assert err == ""
+    assert "wave 1 of 2: every device healthy" in out and "wave 2 of 2" in out
+    assert out.rstrip().endswith("done: 3 of 3 devices run 1.2.0")
+    for d in fleet_.devices.values():
+        assert d.version == "1.2.0" and d.offers == 1
+    # lamp-000 alone first: the others were offered once it was healthy.
+    assert [dev for dev, c in fleet_.commands] == ["lamp-000", "lamp-001", "lamp-002"]
+    state = json.loads((rel / "rollout.json").read_text())
+    assert state["done"] is True and MASTER.hex() not in json.dumps(state)
+    # Started again: every device runs it already, nothing is offered.
+    (rel / "rollout.json").unlink()
+    status, out, err = rollout_cli(
+        capsys,
+        "--release",
+        str(rel),
+        "--key",
+        signed_release["pub"],
+        "--broker",
+        mosquitto.url,
+        "--json",
+        "--deadline",
+        "60",
+    )
+    assert status == 0, err
+    summary = json.loads(out)
+    assert summary["outcome"] == "done" and summary["waves"] == []
+    assert {r["detail"] for r in summary["devices"]} == {"runs it already"}
+
+
+def test_a_release_that_crashes_halts_after_the_first_lamp(
+    mosquitto, signed_release, tmp_path, centre, capsys
+):
+    rel = a_release(signed_release, tmp_path)
+    capsys.readouterr()
+    lamps = {f"lamp-{i:03d}": "crash" for i in range(8)}
+    fleet_ = MqttFleet(mosquitto.port, lamps)
+    state = tmp_path / "ro.json"
+    try:
+        status, out, err = rollout_cli(
+            capsys,
+            "--release",
+            str(rel),
+            "--key",
+            signed_release["pub"],
+            "--broker",
+            mosquitto.url,
+            "--deadline",
+            "60",
+            "--state",
+            str(state),
+            "--json",
+        )
+    finally:
+        fleet_.close()
+    assert status == 1
+    assert err.count("\n") == 1
+    assert err.startswith("parkctl rollout: halted: lamp-000 rolled back: ImportError: x;")
+    summary = json.loads(out)
+    assert summary["outcome"] == "halted" and summary["halted"]["device"] == "lamp-000"
+    assert [dev for dev, _ in fleet_.commands] == ["lamp-000"]
+    assert sum(1 for r in summary["devices"] if r["state"] == "waiting") == 7
+    # Aborted, it cannot be resumed.
+    status, out, err = rollout_cli(capsys, "--abort", "--state", str(state), "--broker", mosquitto.url)
+    assert status == 0, err
+    status, out, err = rollout_cli(capsys, "--resume", "--state", str(state), "--broker", mosquitto.url)
+    assert status == 2 and "aborted" in err and err.count("\n") == 1
+
+
+def test_bad_arguments_and_releases_are_one_line_and_status_2(
+    mosquitto, signed_release, tmp_path, centre, capsys
+):
+    rel = a_release(signed_release, tmp_path)
+    fleet_ = MqttFleet(mosquitto.port, {"lamp-000": "good"})
+    capsys.readouterr()
+    base = ["--key", signed_release["pub"], "--broker", mosquitto.url, "--deadline", "60"]
+    tampered = a_release(signed_release, tmp_path / "t")
+    (tampered / "files" / "main.py").write_text("print('not signed')\n")
+    other_keys = tmp_path / "k2"
+    from parkctl.cli import main
+
+    assert main(["release", "keygen", "--out", str(other_keys)]) == 0
+    capsys.readouterr()
+    cases = [
+        (["--broker", mosquitto.url], "give --release"),
+        (["--release", str(rel), "--broker", mosquitto.url], "give --key"),
+        (["--release", str(rel), *base, "--waves", "1,0"], "--waves: '0'"),
+        (["--release", str(rel), *base, "--trial", "5"], "--trial"),
+        (["--release", str(rel), *base, "--deadline", "nan"], "--deadline"),
+        (["--release", str(tmp_path / "nosuch"), *base], "not a release"),
+        (["--release", str(tampered), *base], "devices would refuse this release: size: main.py"),
+        (
+            ["--release", str(rel), "--key", str(other_keys / "release.pub"), "--broker", mosquitto.url],
+            "signature",
+        ),
+        (["--release", str(rel), *base, "--group", "kiosk-*"], "--group kiosk-*: no lamp device"),
+        (["--resume", "--broker", mosquitto.url], "need --state"),
+        (["--resume", "--abort", "--state", "x", "--broker", mosquitto.url], "not both"),
+        (["--resume", "--state", str(tmp_path / "nosuch.json"), "--broker", mosquitto.url], "cannot read"),
+    ]
+    try:
+        for args, words in cases:
+            status, _, err = rollout_cli(capsys, *args)
+            assert status == 2, (args, err)
+            assert err.count("\n") == 1 and words in err, (args, err)
+            assert "Traceback" not in err
+    finally:
+        fleet_.close()
+    assert fleet_.commands == []  # none of them offered anything
+
+
+def test_no_command_key_is_refused_before_the_broker_is_asked(signed_release, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("PARK_COMMAND_KEY", raising=False)
+    rel = a_release(signed_release, tmp_path)
+    capsys.readouterr()
+    status, _, err = rollout_cli(
+        capsys, "--release", str(rel), "--key", signed_release["pub"], "--broker", "mqtt://127.0.0.1:1"
+    )
+    assert status == 2 and "no command key" in err and err.count("\n") == 1
+
+
+def test_ctrl_c_saves_the_state_and_resume_goes_on(mosquitto, signed_release, tmp_path, centre, capsys):
+    import os
+    import signal
+    import subprocess
+
+    from test_cli_sun import PARKCTL
+
+    rel = a_release(signed_release, tmp_path)
+    capsys.readouterr()
+    fleet_ = MqttFleet(mosquitto.port, {"lamp-000": "silent", "lamp-001": "good"})
+    state = tmp_path / "ro.json"
+    try:
+        proc = subprocess.Popen(
+            [
+                PARKCTL,
+                "rollout",
+                "--release",
+                str(rel),
+                "--key",
+                signed_release["pub"],
+                "--broker",
+                mosquitto.url,
+                "--state",
+                str(state),
+                "--deadline",
+                "120",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        fleet_.wait_commands(1)  # lamp-000 offered; it says nothing
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert err.count("\n") == 1 and f"its state is in {state}; go on with --resume" in err
+        saved = json.loads(state.read_text())
+        assert saved["devices"]["lamp-000"]["state"] == "offered"
+        # Back, and well this time: the same release offered again, where it stopped.
+        fleet_.devices["lamp-000"].behaviour = "good"
+        status, out, err = rollout_cli(capsys, "--resume", "--state", str(state), "--broker", mosquitto.url)
+    finally:
+        fleet_.close()
+    assert status == 0, err
+    assert fleet_.devices["lamp-000"].offers == 2 and fleet_.devices["lamp-001"].offers == 1
+    assert all(d.version == "1.2.0" for d in fleet_.devices.values())
+    assert out.rstrip().endswith("done: 2 of 2 devices run 1.2.0")

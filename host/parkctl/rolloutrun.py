@@ -249,7 +249,7 @@ def _drive(args, lamps, rollout: Rollout, folder: Path, state_path: Path, table,
         table(rollout.rows(), COLUMNS)
         s = rollout.summary()
         print(f"{s['outcome']}: {s['done']} of {len(rollout.devices)} devices run {rollout.release.version}")
-    if rollout.halted is not None:
+    if rollout.halted is not None and not rollout.aborted:
         h = rollout.halted
         print(
             f"parkctl rollout: halted: {h['device']} {h['why']}; no later wave was offered "
