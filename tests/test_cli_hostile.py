@@ -176,6 +176,15 @@ COMMANDS = {
         "release", "verify", lst(one(BAD_FILES)), "--key", lst(one(BAD_FILES)),
         "--app", lst(one(("lamp", "kiosk", "toaster"))), optional("--running", TEXTS[1:]),
     ),
+    "rollout": argv(
+        "rollout", lst(one(("--release", "--key"))), lst(one(BAD_FILES)), "--broker", lst(one(BROKERS)),
+        optional("--waves", TEXTS), optional("--deadline", NUMBERS), optional("--trial", NUMBERS),
+        optional("--state", UNWRITABLE),
+    ),
+    "rollout --resume": argv(
+        "rollout", lst(one(("--resume", "--abort"))), "--state", lst(one((*BAD_FILES, *UNWRITABLE))),
+        "--broker", lst(one(BROKERS)),
+    ),
     "parser": st.lists(
         one(("sim", "diag", "--lamps", "--port", "x", "-z", "--json", "config", "nosuch")), max_size=4
     ).map(lambda words: [*words, "--no-such-option"]),

@@ -40,6 +40,8 @@ def select(
             v = mine[d]
             app_state = v["state"].get("app") if isinstance(v.get("state"), dict) else None
             version = app_state.get("version") if isinstance(app_state, dict) else None
+            if v.get("verified") is False:
+                version = None  # not the device's word: it is offered, and its own state tells
             chosen[d] = (f"park/{v['site']}/{app}/{d}", version if isinstance(version, str) else None)
     if not chosen:
         raise UserError(f"no {app} device at the broker (none has published its state)")
@@ -53,7 +55,8 @@ def _save(path: Path, rollout: Rollout, folder: Path) -> None:
     os.replace(tmp, path)  # a crash leaves the old state or the new, never half of one
 
 
-def _load(path: Path, master: bytes, counter) -> tuple[Rollout, Path]:
+def _load(path: Path) -> tuple[dict[str, Any], Release, Path]:
+    """A saved rollout's state, and its release read again and checked against it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -63,11 +66,19 @@ def _load(path: Path, master: bytes, counter) -> tuple[Rollout, Path]:
     if not isinstance(data, dict) or not isinstance(data.get("release_dir"), str):
         raise UserError(f"{path}: not a rollout's state (no release_dir)")
     folder = Path(data["release_dir"])
-    release = Release.from_folder(folder)
+    return data, Release.from_folder(folder), folder
+
+
+def _writable(path: Path) -> None:
+    """Fails now, not at the first save, for a state file that cannot be written."""
+    if path.is_dir():
+        raise UserError(f"--state {path} is a folder: give a file")
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        return Rollout.from_json(data, release, master, counter), folder
-    except ValueError as e:
-        raise UserError(f"{path}: {e}") from None
+        tmp.write_text("")
+        tmp.unlink()
+    except OSError as e:
+        raise UserError(f"--state {path}: cannot be written ({e.strerror or e})") from None
 
 
 class _Bar:
@@ -99,19 +110,23 @@ class _Bar:
 
 
 def run(args, table) -> int:
-    """The command; `table(rows, columns)` prints a table (the CLI's)."""
+    """The command; `table(rows, columns)` prints a table (the CLI's). Everything
+    that can be checked here is checked before the broker is asked anything."""
     from sim.cmdsign import COUNTER
 
     from .centrecmd import Lamps
     from .cli import EXIT_FAILED, _login
 
     login = _login(args)
-    if login.command_key is None:
-        raise UserError(
-            "no command key: devices act only on commands signed with theirs; give the park's master key "
-            "as $PARK_COMMAND_KEY or in the secrets file's [centre] table (command_key)"
-        )
-    master = login.command_key
+
+    def master_key() -> bytes:
+        if login.command_key is None:
+            raise UserError(
+                "no command key: devices act only on commands signed with theirs; give the park's master key "
+                "as $PARK_COMMAND_KEY or in the secrets file's [centre] table (command_key)"
+            )
+        return login.command_key
+
     if args.resume or args.abort:
         if args.release or args.key or args.group or args.waves or args.deadline or args.trial:
             raise UserError(
@@ -120,13 +135,16 @@ def run(args, table) -> int:
         if not args.state:
             raise UserError("--resume and --abort need --state FILE (the rollout's state)")
         state_path = Path(args.state)
-        rollout, folder = _load(state_path, master, COUNTER.next)
+        data, release, folder = _load(state_path)
+        try:
+            rollout = Rollout.from_json(data, release, master_key(), COUNTER.next)
+        except ValueError as e:
+            raise UserError(f"{state_path}: {e}") from None
         if rollout.aborted:
             raise UserError(f"{state_path}: this rollout was aborted: start a new one")
         if rollout.done:
-            raise UserError(
-                f"{state_path}: this rollout is done: every device runs {rollout.release.version}"
-            )
+            raise UserError(f"{state_path}: this rollout is done: every device runs {release.version}")
+        _writable(state_path)
         lamps = Lamps(args.broker, login=login)
     else:
         if not args.release:
@@ -140,7 +158,7 @@ def run(args, table) -> int:
         folder = Path(args.release)
         release = check_release(folder, Path(args.key))
         state_path = Path(args.state) if args.state else folder / STATE_FILE
-        if state_path.exists():
+        if state_path.is_file():
             try:
                 old = json.loads(state_path.read_text(encoding="utf-8"))
             except (OSError, ValueError, UnicodeDecodeError):
@@ -150,6 +168,8 @@ def run(args, table) -> int:
                     f"{state_path} holds a rollout not finished: --resume or --abort it "
                     "(or give another --state)"
                 )
+        _writable(state_path)
+        master = master_key()
         lamps = Lamps(args.broker, login=login)
         try:
             with lamps._cv:
@@ -197,7 +217,8 @@ def _drive(args, lamps, rollout: Rollout, folder: Path, state_path: Path, table,
             if not args.json:
                 bar.clear()
                 print(f"wave {wave} of {len(rollout.waves)}: every device healthy")
-                table(rollout.rows(), COLUMNS)
+                if wave < len(rollout.waves):  # the last one's table is the final one
+                    table(rollout.rows(), COLUMNS)
 
     saved_changes = -1
     saved_at = 0.0
