@@ -702,3 +702,20 @@ def test_ctrl_c_saves_the_state_and_resume_goes_on(mosquitto, signed_release, tm
     assert fleet_.devices["lamp-000"].offers == 2 and fleet_.devices["lamp-001"].offers == 1
     assert all(d.version == "1.2.0" for d in fleet_.devices.values())
     assert out.rstrip().endswith("done: 2 of 2 devices run 1.2.0")
+
+
+def test_the_progress_bar_is_one_line_on_a_terminal_only(capsys, monkeypatch):
+    from parkctl.rolloutrun import _Bar
+
+    r = new_rollout(make_release(), fleet(4), waves="2,100%")
+    r.start(0.0)
+    t, p = signed("lamp-000", "state", {"app": {"version": "1.2.0", "trial": False}})
+    r.message(t, p, 1.0)
+    _Bar().draw(r)  # stderr is not a terminal here
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    bar = _Bar()
+    bar.draw(r)
+    bar.clear()
+    err = capsys.readouterr().err
+    assert err.startswith("\rwave 1/2 [") and " 50%  1/2 healthy" in err and "\n" not in err

@@ -201,7 +201,17 @@ def _drive(args, lamps, rollout: Rollout, folder: Path, state_path: Path, table,
     # From here on every message goes to the rollout, in the order it came.
     client.on_message = lambda c, u, m: inbox.put((m.topic, bytes(m.payload)))
     app = rollout.release.app
-    client.subscribe([(f"park/+/{app}/+/{k}", 1) for k in ("fetch", "state", "event", "reply")])
+    topics = [(f"park/+/{app}/+/{k}", 1) for k in ("fetch", "state", "event", "reply")]
+
+    def connected(c, userdata, flags, reason, properties=None) -> None:
+        # paho reconnects by itself after a lost connection, but a clean session
+        # comes back with no subscriptions: without this the devices would look
+        # silent and the rollout would halt at their deadlines.
+        if not reason.is_failure:
+            c.subscribe(topics)
+
+    client.on_connect = connected
+    client.subscribe(topics)
     bar = _Bar()
     pending: list = []
 
