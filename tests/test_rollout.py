@@ -447,12 +447,18 @@ class MqttFleet:
         self.lock = threading.Condition()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-fleet-{port}")
         self.client.on_message = self._message
+        self.connected = threading.Event()
+        self.client.on_connect = self._connected
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("park/p1/lamp/+/cmd", 1), ("park/p1/lamp/+/chunk", 0)])
         self.client.loop_start()
         for d in self.devices:
             t, p = signed(d, "state", {"app": {"version": version, "trial": False}, "update": None})
             self.client.publish(t, p, 1, retain=True).wait_for_publish(10)  # at the broker for the centre
+
+    def _connected(self, client, userdata, flags, reason, properties=None) -> None:
+        if not reason.is_failure:
+            client.subscribe([("park/p1/lamp/+/cmd", 1), ("park/p1/lamp/+/chunk", 0)])
+            self.connected.set()
 
     def _publish(self, topic: str, payload: bytes) -> None:
         kind = topic.rsplit("/", 1)[1]
@@ -719,3 +725,49 @@ def test_the_progress_bar_is_one_line_on_a_terminal_only(capsys, monkeypatch):
     bar.clear()
     err = capsys.readouterr().err
     assert err.startswith("\rwave 1/2 [") and " 50%  1/2 healthy" in err and "\n" not in err
+
+
+def test_a_broker_restart_in_the_middle_loses_no_outcome(mosquitto, signed_release, tmp_path, centre):
+    # paho reconnects by itself; the rollout must subscribe again (a clean session
+    # comes back with none), or the lamp's healthy state never reaches it and it
+    # halts at the deadline saying the lamp was silent.
+    import os
+    import subprocess
+
+    from test_cli_sun import PARKCTL
+
+    rel = a_release(signed_release, tmp_path)
+    fleet_ = MqttFleet(mosquitto.port, {"lamp-000": "silent"})
+    try:
+        proc = subprocess.Popen(
+            [
+                PARKCTL,
+                "rollout",
+                "--release",
+                str(rel),
+                "--key",
+                signed_release["pub"],
+                "--broker",
+                mosquitto.url,
+                "--deadline",
+                "30",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        fleet_.wait_commands(1)
+        fleet_.connected.clear()
+        mosquitto.kill()
+        mosquitto.start()
+        assert fleet_.connected.wait(30), "the scripted lamp did not reconnect"
+        # The lamp took the release meanwhile, and says so as it does after a restart.
+        t, p = signed("lamp-000", "state", {"app": {"version": "1.2.0", "trial": False}})
+        fleet_.client.publish(t, p, 1, retain=True).wait_for_publish(10)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        fleet_.close()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["outcome"] == "done"
