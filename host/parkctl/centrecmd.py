@@ -169,8 +169,11 @@ class Lamps:
     def sync(self, timeout: float = 5.0) -> None:
         """Wait until what the broker had for us (its retained messages) is here."""
         mark = uuid.uuid4().hex
-        self.client.subscribe(_MARK + mark, 0)
-        self.client.publish(_MARK + mark, b"1", 0)
+        # QoS 1, as the retained messages: the broker sends at most a few QoS 1
+        # messages at a time and lets QoS 0 ones overtake those it holds back, so a
+        # QoS 0 marker came while most of a fleet's states were still on their way.
+        self.client.subscribe(_MARK + mark, 1)
+        self.client.publish(_MARK + mark, b"1", 1)
         with self._cv:
             if not self._cv.wait_for(lambda: mark in self._marks or self._refused is not None, timeout):
                 raise UserError(f"the broker at {self.url} does not answer")
