@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -788,3 +789,23 @@ def test_the_centre_sees_every_device_of_a_big_fleet_at_once(mosquitto, centre, 
         fleet_.close()
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 300
+
+
+def test_a_device_on_trial_after_an_earlier_update_is_offered_again_not_failed():
+    r = new_rollout(make_release(), fleet(1), deadline_s=900)
+    [(dev, cmd)] = commands(r.start(0.0))
+    from parkctl.rollout import ON_TRIAL
+
+    reason = "the app is on trial after an update: offer again once it is done"
+    assert reason.startswith(ON_TRIAL)
+    updater = (Path(__file__).resolve().parent.parent / "firmware" / "lib" / "updater.py").read_text()
+    assert f'CommandError("{reason}")' in updater  # the device's words, as the rollout knows them
+    t, p = signed(dev, "reply", {"id": cmd["id"], "cmd": "update", "ok": False, "reason": reason})
+    assert r.message(t, p, 1.0) == [] and r.halted is None
+    [(_, again)] = commands(r.tick(31.0))
+    assert again["cmd"] == "update" and again["id"] != cmd["id"]
+    t, p = signed(
+        dev, "reply", {"id": again["id"], "cmd": "update", "ok": True, "result": {"state": "running"}}
+    )
+    r.message(t, p, 32.0)
+    assert r.done

@@ -38,6 +38,9 @@ DEFAULT_TRIAL_S = 600
 TRIAL_RANGE = (60, 86400)  # what a device takes as trial_s
 REOFFER_S = 30.0  # a stalled transfer is offered again, at most this often
 STATE_FORMAT = 1
+# How a device refuses an offer while its app is on trial after an earlier update
+# (firmware/lib/updater.py): it asks to be offered again later.
+ON_TRIAL = "the app is on trial after an update"
 
 # A device's states in the rollout.
 WAITING = "waiting"  # its wave has not come
@@ -634,7 +637,13 @@ class Rollout:
         if reply.get("id") != rec["cmd"] or rec["state"] not in IN_FLIGHT:
             return
         if not reply.get("ok"):
-            self._fail(dev, REFUSED, str(reply.get("reason") or "refused"))
+            reason = str(reply.get("reason") or "refused")
+            if reason.startswith(ON_TRIAL) and rec["state"] in NOT_SWITCHED:
+                # Busy, not a verdict on this release: offered again until its deadline.
+                rec.update(state=STALLED, detail="on trial after an earlier update: offered again")
+                self.changes += 1
+                return
+            self._fail(dev, REFUSED, reason)
             return
         result = reply.get("result")
         st = result.get("state") if isinstance(result, dict) else None
