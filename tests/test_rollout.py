@@ -805,6 +805,12 @@ def test_a_device_on_trial_after_an_earlier_update_is_offered_again_not_failed()
     [(_, again)] = commands(r.tick(31.0))
     assert again["cmd"] == "update" and again["id"] != cmd["id"]
     t, p = signed(
+        dev, "reply", {"id": again["id"], "cmd": "update", "ok": True, "result": {"state": "fetching"}}
+    )
+    r.message(t, p, 31.5)
+    assert r.rows()[0]["state"] == "fetching"
+    assert commands(r.tick(100.0)) == []  # taken: not offered again
+    t, p = signed(
         dev, "reply", {"id": again["id"], "cmd": "update", "ok": True, "result": {"state": "running"}}
     )
     r.message(t, p, 32.0)

@@ -649,8 +649,8 @@ class Rollout:
         st = result.get("state") if isinstance(result, dict) else None
         if st == "running":
             self._healthy(dev, rec, "runs it already")
-        elif st == "fetching" and rec["state"] == OFFERED:
-            rec["state"] = FETCHING
+        elif st == "fetching" and rec["state"] in (OFFERED, STALLED):
+            rec.update(state=FETCHING, detail="")
             self.changes += 1
 
     def _reoffers(self, now: float) -> list[Out]:
