@@ -815,3 +815,27 @@ def test_a_device_on_trial_after_an_earlier_update_is_offered_again_not_failed()
     )
     r.message(t, p, 32.0)
     assert r.done
+
+
+@given(
+    kind=st.sampled_from(["fetch", "state", "event", "reply", "status", "cmd", "chunk"]),
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.integers(1, 100000).map(lambda n: b"[" * n),
+        st.recursive(
+            st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
+            lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=8), c, max_size=3)),
+            max_leaves=10,
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+    sign_it=st.booleans(),
+)
+def test_nothing_a_device_or_a_stranger_publishes_stops_the_rollout(kind, body, sign_it):
+    # Fetches are not signed: anyone with broker credentials can send one.
+    r = new_rollout(make_release(), fleet(2))
+    r.start(0.0)
+    topic = f"park/p1/lamp/lamp-000/{kind}"
+    payload = sign(derive_key(MASTER, "lamp-000"), topic, body) if sign_it and body.endswith(b"}") else body
+    r.message(topic, payload, 1.0)
+    r.tick(2.0)
+    assert r.halted is None or r.halted["device"] == "lamp-000"

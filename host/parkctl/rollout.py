@@ -323,7 +323,7 @@ class Rollout:
             return []
         try:
             obj = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting too
             return []
         if not isinstance(obj, dict):
             return []
@@ -536,7 +536,7 @@ class Rollout:
     def _fetch(self, prefix: str, payload: bytes) -> list[Out]:
         try:
             ask = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting too
             return []
         if not isinstance(ask, dict) or ask.get("release") != self.release.rid:
             return []  # another release's transfer: not ours to judge
