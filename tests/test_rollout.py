@@ -839,3 +839,24 @@ def test_nothing_a_device_or_a_stranger_publishes_stops_the_rollout(kind, body, 
     r.message(topic, payload, 1.0)
     r.tick(2.0)
     assert r.halted is None or r.halted["device"] == "lamp-000"
+
+
+def test_a_state_nested_too_deeply_or_not_an_object_does_not_blind_the_centre(mosquitto, centre, capsys):
+    # Regression: a retained state of 100,000 "[" (anyone with a device's broker
+    # account can publish one) killed the centre tools' MQTT thread with a
+    # RecursionError, and monitor, alarms and rollout all said "the broker does
+    # not answer"; a state that is a list broke `alarms`.
+    from parkctl.cli import main
+
+    fleet_ = MqttFleet(mosquitto.port, {"lamp-000": "good"})
+    try:
+        for dev, body in (("lamp-deep", b"[" * 100000), ("lamp-list", b"[1, 2]")):
+            fleet_.client.publish(f"park/p1/lamp/{dev}/state", body, 1, retain=True).wait_for_publish(10)
+        capsys.readouterr()
+        assert main(["monitor", "--once", "--json", "--broker", mosquitto.url]) == 0
+        rows = {r["device"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+        assert main(["alarms", "--broker", mosquitto.url]) == 0
+    finally:
+        fleet_.close()
+    assert set(rows) == {"lamp-000", "lamp-deep", "lamp-list"}
+    assert rows["lamp-deep"]["signed"] == "FORGED?" and rows["lamp-list"]["signed"] == "FORGED?"

@@ -209,7 +209,7 @@ class Lamps:
             if kind == "reply":
                 try:
                     reply = json.loads(text)
-                except ValueError:
+                except (ValueError, RecursionError):  # nested too deeply: not one either
                     return
                 # A reply that is not the device's own is not believed: it could say "ok".
                 if isinstance(reply, dict) and isinstance(reply.get("id"), str):
@@ -224,10 +224,15 @@ class Lamps:
                 if kind == "status":
                     d["status"] = text
                 elif kind == "state":
+                    # Anyone with a device's broker account can publish its state: one
+                    # nested too deeply for json killed this thread (every tool then
+                    # said "the broker does not answer"), one not an object broke
+                    # the tables.
                     try:
-                        d["state"] = json.loads(text)
-                    except ValueError:
-                        d["state"] = {"error": "unreadable state"}
+                        state = json.loads(text)
+                    except (ValueError, RecursionError):
+                        state = None
+                    d["state"] = state if isinstance(state, dict) else {"error": "unreadable state"}
                     d["verified"] = verified
             self._cv.notify_all()
         if self.on_change is not None and kind != "reply":
