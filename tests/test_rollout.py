@@ -860,3 +860,28 @@ def test_a_state_nested_too_deeply_or_not_an_object_does_not_blind_the_centre(mo
         fleet_.close()
     assert set(rows) == {"lamp-000", "lamp-deep", "lamp-list"}
     assert rows["lamp-deep"]["signed"] == "FORGED?" and rows["lamp-list"]["signed"] == "FORGED?"
+
+
+@given(
+    key=st.sampled_from(["wave", "waves", "devices", "seq", "halted", "deadline_s", "lamp-000", "format"]),
+    value=st.one_of(st.none(), st.integers(-5, 99), st.text(max_size=5), st.lists(st.integers(), max_size=2)),
+    field=st.sampled_from(["state", "wave", "deadline", "prefix", "progress", "cmd"]),
+)
+def test_a_state_file_changed_by_hand_is_refused_or_works(key, value, field):
+    release = make_release()
+    r = new_rollout(release, fleet(3), waves="1,100%")
+    r.start(0.0)
+    data = json.loads(json.dumps(r.to_json()))
+    if key == "lamp-000":
+        data["devices"]["lamp-000"][field] = value
+    else:
+        data[key] = value
+    try:
+        again = Rollout.from_json(data, release, MASTER, lambda: 1)
+    except ValueError:
+        return  # said, in one line, by the command
+    # Taken: it must run, never fail inside.
+    again.resume(10.0)
+    again.tick(2000.0)
+    again.rows()
+    again.summary()

@@ -189,6 +189,31 @@ def _newer(a: str, b: str | None) -> bool:
     return pa is not None and (pb is None or pa > pb)
 
 
+STATES = (WAITING, *IN_FLIGHT, DONE, *FAILED, CANCELLED, SKIPPED)
+_RECORD = {
+    "prefix": (str,),
+    "from": (str, type(None)),
+    "version": (str, type(None)),
+    "wave": (int,),
+    "state": (str,),
+    "offered": (int, float, type(None)),
+    "deadline": (int, float, type(None)),
+    "progress": (int,),
+    "detail": (str,),
+    "cmd": (str, type(None)),
+    "last_offer": (int, float, type(None)),
+}
+
+
+def _check_record(dev: str, rec: dict[str, Any]) -> None:
+    """A device's record from a state file, as this module writes it (ValueError if not)."""
+    for key, types in _RECORD.items():
+        if not isinstance(rec.get(key), types) or isinstance(rec.get(key), bool):
+            raise ValueError(f"{dev}: {key} is {rec.get(key)!r}")
+    if rec["state"] not in STATES:
+        raise ValueError(f"{dev}: no state {rec['state']!r}")
+
+
 class Rollout:
     """One release over a set of devices, wave by wave.
 
@@ -445,6 +470,17 @@ class Rollout:
             self.devices = {str(k): dict(v) for k, v in data["devices"].items()}
             if any(d not in self.devices for w in self.waves for d in w):
                 raise ValueError("a device of a wave has no record")
+            if not isinstance(data["waves"], list) or not all(isinstance(w, list) for w in data["waves"]):
+                raise ValueError("waves is not a list of lists")
+            if not -1 <= self.wave < len(self.waves):
+                raise ValueError(f"wave {self.wave + 1} of {len(self.waves)}")
+            h = self.halted
+            if h is not None and not (
+                isinstance(h, dict) and all(isinstance(h.get(k), str) for k in ("device", "why"))
+            ):
+                raise ValueError(f"halted is {h!r}")
+            for dev, rec in self.devices.items():
+                _check_record(dev, rec)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"not a rollout's state: {e!r}") from None
         self.changes = 0
