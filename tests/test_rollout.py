@@ -885,3 +885,38 @@ def test_a_state_file_changed_by_hand_is_refused_or_works(key, value, field):
     again.tick(2000.0)
     again.rows()
     again.summary()
+
+
+def test_groups_choose_by_site_id_or_pattern_and_only_the_releases_app():
+    from parkctl.errors import UserError
+    from parkctl.rolloutrun import select
+
+    def dev(site, kind, version, verified=True):
+        return {
+            "site": site,
+            "kind": kind,
+            "status": "online",
+            "state": {"app": {"version": version}},
+            "verified": verified,
+        }
+
+    seen = {
+        "lamp-a1": dev("north", "lamp", "1.0"),
+        "lamp-a2": dev("north", "lamp", "1.1"),
+        "lamp-b1": dev("south", "lamp", "1.0"),
+        "kiosk-gate": dev("north", "kiosk", "1.0"),
+        "lamp-forged": dev("south", "lamp", "9.9", verified=False),
+    }
+    assert set(select(seen, "lamp", [])) == {"lamp-a1", "lamp-a2", "lamp-b1", "lamp-forged"}
+    assert select(seen, "lamp", ["north"]) == {
+        "lamp-a1": ("park/north/lamp/lamp-a1", "1.0"),
+        "lamp-a2": ("park/north/lamp/lamp-a2", "1.1"),
+    }
+    assert set(select(seen, "lamp", ["lamp-b1", "lamp-a?"])) == {"lamp-a1", "lamp-a2", "lamp-b1"}
+    assert select(seen, "kiosk", ["north"]) == {"kiosk-gate": ("park/north/kiosk/kiosk-gate", "1.0")}
+    # What a state not signed by its device says is not believed: it is offered.
+    assert select(seen, "lamp", ["lamp-forged"]) == {"lamp-forged": ("park/south/lamp/lamp-forged", None)}
+    with pytest.raises(UserError, match="--group kiosk-gate: no lamp device"):
+        select(seen, "lamp", ["north", "kiosk-gate"])
+    with pytest.raises(UserError, match=r"^no lamp device at the broker \(none has published its state\)$"):
+        select({"kiosk-gate": seen["kiosk-gate"]}, "lamp", [])

@@ -31,6 +31,8 @@ def select(
     an fnmatch pattern over device ids; none: every device of the app):
     id -> (topic prefix, the version it runs)."""
     mine = {d: v for d, v in devices.items() if v.get("kind") == app}
+    if not mine:
+        raise UserError(f"no {app} device at the broker (none has published its state)")
     chosen: dict[str, tuple[str, str | None]] = {}
     for g in groups or ["*"]:
         hit = [d for d, v in mine.items() if v["site"] == g or d == g or fnmatch.fnmatchcase(d, g)]
@@ -43,8 +45,6 @@ def select(
             if v.get("verified") is False:
                 version = None  # not the device's word: it is offered, and its own state tells
             chosen[d] = (f"park/{v['site']}/{app}/{d}", version if isinstance(version, str) else None)
-    if not chosen:
-        raise UserError(f"no {app} device at the broker (none has published its state)")
     return chosen
 
 
