@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from greenlet import getcurrent, greenlet
 
@@ -137,6 +138,7 @@ def _run(scenario: dict, lamps: range, emit) -> None:
 
     def lamp(i: int, hook=None):
         sc = variant(scenario, i)
+        sc.pop("realtime", None)  # paced here, all lamps on one wall clock (together)
         made = []
 
         def ready(world) -> None:
@@ -178,6 +180,17 @@ def _run(scenario: dict, lamps: range, emit) -> None:
     answers = select.poll()
     owner: dict[int, int] = {}  # file descriptor -> the lamp waiting on it
     held: dict[int, tuple[int, float, list[int]]] = {}  # lamp -> (its clock, give up at, fds)
+    # Real time (--realtime X): every lamp's clock on one wall clock. A lamp
+    # whose clock would run ahead of it waits here (World.pace), woken when the
+    # wall clock gets there or when data comes on its sockets, as one lamp's
+    # pacer does alone (cpython.Platform.pacer).
+    factor = scenario.get("realtime")
+    start_us = scenario["start"] * 1000000
+    t0 = time.monotonic()
+    paced: dict[int, tuple[int, Any]] = {}  # lamp -> (the clock it waits for, its world)
+
+    def wall_us() -> int:
+        return start_us + int((time.monotonic() - t0) * factor * 1e6)
 
     def together(world) -> None:
         upto = [0]  # the lamp runs on alone until its clock passes this
@@ -190,14 +203,23 @@ def _run(scenario: dict, lamps: range, emit) -> None:
         def hold(socks, timeout_ms: int) -> bool:
             return main.switch((world.now_us, socks, timeout_ms))
 
+        def pace(t_us: int, wake) -> int | None:
+            if wall_us() >= t_us:
+                return None
+            return main.switch(("pace", t_us, world))
+
         world.wait = wait
         world.hold = hold
+        if factor:
+            world.pace = pace
 
     def resume(i: int, answered: bool = False) -> None:
         got = threads[i].switch(answered)
         if threads[i].dead:
             return
-        if type(got) is tuple:
+        if type(got) is tuple and got[0] == "pace":
+            paced[i] = (got[1], got[2])
+        elif type(got) is tuple:
             t_us, socks, timeout_ms = got
             fds = [s.fileno() for s in socks]
             for fd in fds:
@@ -217,7 +239,11 @@ def _run(scenario: dict, lamps: range, emit) -> None:
         # (resume() passes its `answered` to the first switch too: ignored)
         threads[i] = greenlet(lambda _=None, i=i: lamp(i, together))
         resume(i)
-    while ready or held:
+    while ready or held or paced:
+        if paced:
+            _pace(paced, resume, ready, held, wall_us, factor)
+            if not (ready or held):
+                continue
         if held:
             # Only wait for the broker when no other lamp may run: none is ready,
             # or the next would get more than a span ahead of a held one.
@@ -237,6 +263,37 @@ def _run(scenario: dict, lamps: range, emit) -> None:
                 continue
         _, i = heapq.heappop(ready)
         resume(i)
+
+
+def _pace(paced: dict, resume, ready: list, held: dict, wall_us, factor: float) -> None:
+    """The paced lamps (fleet._run): each one whose clock the wall clock has
+    reached, or on whose sockets data has come, runs on. Waits (polling their
+    sockets) only when no other lamp may run."""
+    now = wall_us()
+    for i in [i for i, (t_us, _) in paced.items() if t_us <= now]:
+        del paced[i]
+        resume(i, None)
+    if not paced:
+        return
+    poll = select.poll()
+    whose: dict[int, int] = {}
+    for i, (_, world) in paced.items():
+        b = world.board
+        if b is not None and world.wifi_up():
+            for s in b.sockets:
+                poll.register(s._s.fileno(), select.POLLIN)
+                whose[s._s.fileno()] = i
+    wait_ms = 0
+    if not ready and not held:
+        soonest = min(t_us for t_us, _ in paced.values())
+        wait_ms = max(0, int((soonest - wall_us()) / factor / 1000) + 1)
+    woken = {whose[fd] for fd, _ in poll.poll(wait_ms) if fd in whose}
+    now = wall_us()
+    for i in woken:
+        t_us, world = paced.pop(i)
+        for s in world.board.sockets:
+            s.news()  # data came: the sockets look at once
+        resume(i, min(t_us, max(now, world.now_us)))
 
 
 if __name__ == "__main__":

@@ -108,3 +108,60 @@ def test_a_crashing_release_stops_at_the_first_lamp_and_the_fixed_one_reaches_al
         for p in sims:
             p.wait(30)
         sub.close()
+
+
+FLEET = 100
+
+
+def test_a_hundred_simulated_lamps_and_a_release_that_crashes_only_the_first_wave_sees_it(
+    mosquitto, tmp_path
+):
+    # The fleet: 100 lamps in one simulation (`--lamps 100 --realtime 1`,
+    # every lamp on the wall clock), the default waves 1, 5 %, 25 %, 100 %. The
+    # first wave's lamp rolls back by itself, the rollout halts, and the other 99
+    # never get a command or a piece of the release.
+    rel = Releases(tmp_path / "rel")
+    rel.make("1.0.0")
+    main = (FIRMWARE / "lamp" / "main.py").read_text()
+    rel.make(
+        "1.2.0",
+        main=main.replace("    import json\n", '    import json\n\n    raise RuntimeError("broken")\n', 1),
+    )
+    scn = tmp_path / "fleet.scn"
+    scn.write_text(
+        f"config {WIFI_CONFIG}\nstart 2026-12-21 18:00\nend 2026-12-21 19:00\nwifi up 18:00\n"
+        f"deployed {rel.root / 'release-1.0.0' / 'files'}\nrelease key {rel.public}\n"
+    )
+    lamps = [f"lamp-240ac4{i:06x}" for i in range(FLEET)]  # the fleet's chip ids (sim/fleet.py)
+    sub = Subscriber(mosquitto.port, ["park/+/lamp/+/state", "park/+/lamp/+/cmd", "park/+/lamp/+/chunk"])
+    sim = subprocess.Popen(
+        [PARKCTL, "sim", str(scn), "--lamps", str(FLEET), "--realtime", "1", "--broker", mosquitto.url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    env = dict(os.environ, PARK_COMMAND_KEY=SIM_MASTER.hex())
+    env.pop("PARK_BROKER", None)
+    try:
+        for lamp in lamps:
+            sub.wait_for(lambda t, p, lamp=lamp: t == f"park/park/lamp/{lamp}/state", timeout=180)
+        args = ["--release", str(rel.root / "release-1.2.0"), "--key", str(rel.public)]
+        args += ["--broker", mosquitto.url, "--deadline", "120", "--json"]
+        bad = subprocess.run(
+            [PARKCTL, "rollout", *args], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert bad.returncode == 1, bad.stderr
+        assert bad.stderr.startswith(
+            f"parkctl rollout: halted: {lamps[0]} rolled back: a boot of 1.2.0 failed"
+        )
+        summary = json.loads(bad.stdout)
+        states = [r["state"] for r in summary["devices"]]
+        assert states.count("rolled_back") == 1 and states.count("waiting") == FLEET - 1, states
+        sub.sync()
+        with sub._got:
+            touched = {t.split("/")[3] for t, _, _ in sub.messages if t.endswith(("/cmd", "/chunk"))}
+        assert touched == {lamps[0]}
+        assert _version(sub, lamps[0]) == "1.0.0"
+    finally:
+        sim.terminate()
+        sim.wait(60)
+        sub.close()

@@ -259,7 +259,7 @@ def test_bad_scenarios_say_what_and_where(tmp_path, text, message):
         (["--realtime", "0"], "--realtime needs a speed above 0"),
         (["--lamps", "0"], "--lamps must be 1..100000"),
         (["--lamps", "3", "--runtime", "micropython"], "use --runtime cpython"),
-        (["--lamps", "3", "--plot", "x.png"], "are for one lamp"),
+        (["--lamps", "3", "--plot", "x.png"], "--plot is for one lamp"),
         (["--lamps", "3", "--jobs", "0"], "--jobs must be 1..256"),
         (["--jobs", "2"], "--jobs is for --lamps N"),
         (["/no/such.scn"], "cannot read /no/such.scn"),

@@ -315,15 +315,17 @@ def _sim_fleet(args: argparse.Namespace, path) -> int:
         raise UserError("--lamps must be 1..100000")
     if args.jobs is not None and not 1 <= args.jobs <= 256:
         raise UserError("--jobs must be 1..256")
-    if args.plot or args.realtime:
-        raise UserError("--plot and --realtime are for one lamp")
+    if args.plot:
+        raise UserError("--plot is for one lamp")
+    if args.realtime is not None and not _positive(args.realtime):
+        raise UserError("--realtime needs a speed above 0 (1 is real time, 60 a minute a second)")
     if args.broker not in (None, "embedded", "mosquitto"):
         from .brokers import check_reachable
 
         check_reachable(args.broker)  # (one lamp's run checks it in simcmd.run)
     start = time.perf_counter()
     jobs = fleet.jobs_for(args.lamps, args.jobs)
-    results = simcmd.run_fleet(path, args.lamps, args.seed, args.broker, jobs)
+    results = simcmd.run_fleet(path, args.lamps, args.seed, args.broker, jobs, args.realtime)
     wall = time.perf_counter() - start
     sc = results[0].scenario
     failed = [(i, text) for i, r in enumerate(results) for text, ok, _ in r.checks if not ok]

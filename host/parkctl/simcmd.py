@@ -364,7 +364,12 @@ def parse_micropython_output(stdout: str, start: int) -> list[Entry]:
 
 
 def run_fleet(
-    path: Path, lamps: int, seed: int | None = None, broker: str | None = None, jobs: int | None = None
+    path: Path,
+    lamps: int,
+    seed: int | None = None,
+    broker: str | None = None,
+    jobs: int | None = None,
+    realtime: float | None = None,
 ) -> list[Result]:
     """`lamps` boards (CPython) in `jobs` processes (default: one per 100 lamps, up
     to the cores there are), one Result each; a networked scenario's lamps all
@@ -382,7 +387,9 @@ def run_fleet(
     if sc.controls_broker:
         raise UserError(f"{path}: `broker ...` statements are for one lamp, not --lamps")
     owned = None
-    data = sc.to_json(seed)
+    data = sc.to_json(seed, realtime)
+    if realtime is not None and not sc.networked:
+        raise UserError(f"{path}: --realtime with --lamps is for a scenario with a network (wifi up ...)")
     if sc.networked:
         if broker is None and sc.needs_centre:
             # A centre per lamp: as many clients again, each with its own topics.
