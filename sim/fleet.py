@@ -184,7 +184,7 @@ def _run(scenario: dict, lamps: range, emit) -> None:
     # whose clock would run ahead of it waits here (World.pace), woken when the
     # wall clock gets there or when data comes on its sockets, as one lamp's
     # pacer does alone (cpython.Platform.pacer).
-    factor = scenario.get("realtime")
+    factor: float = scenario.get("realtime") or 0.0
     start_us = scenario["start"] * 1000000
     t0 = time.monotonic()
     paced: dict[int, tuple[int, Any]] = {}  # lamp -> (the clock it waits for, its world)
@@ -227,7 +227,7 @@ def _run(scenario: dict, lamps: range, emit) -> None:
                 owner[fd] = i
             held[i] = (t_us, time.monotonic() + timeout_ms / 1000, fds)
         else:
-            heapq.heappush(ready, (got, i))
+            heapq.heappush(ready, (int(got), i))
 
     def release(i: int, answered: bool) -> None:
         for fd in held.pop(i)[2]:
