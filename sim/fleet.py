@@ -217,9 +217,9 @@ def _run(scenario: dict, lamps: range, emit) -> None:
         got = threads[i].switch(answered)
         if threads[i].dead:
             return
-        if type(got) is tuple and got[0] == "pace":
+        if isinstance(got, tuple) and got[0] == "pace":
             paced[i] = (got[1], got[2])
-        elif type(got) is tuple:
+        elif isinstance(got, tuple):
             t_us, socks, timeout_ms = got
             fds = [s.fileno() for s in socks]
             for fd in fds:
@@ -227,7 +227,7 @@ def _run(scenario: dict, lamps: range, emit) -> None:
                 owner[fd] = i
             held[i] = (t_us, time.monotonic() + timeout_ms / 1000, fds)
         else:
-            heapq.heappush(ready, (int(got), i))
+            heapq.heappush(ready, (got, i))
 
     def release(i: int, answered: bool) -> None:
         for fd in held.pop(i)[2]:
