@@ -98,10 +98,8 @@ class App:
     def attach(self, link, console):
         self.link = link
         self.console = console
-        up = link.uplink
-        if up is not None:
-            up.handlers["update"] = self.update_command
-            up.listen(up.base + "/chunk", self._chunk)
+        if link.uplink is not None:
+            link.uplink.handlers["update"] = self.update_command
 
     def post(self, kind, fields):
         raise NotImplementedError

@@ -77,6 +77,11 @@ class Updater:
         self.asks = 0
         self.wrong = 0
         self.total = 0
+        # The pieces' topic, listened to from the first update of this boot on
+        # (not at boot: the lamp's heap holds only what it uses).
+        up = app.link.uplink
+        if up is not None and up.base + "/chunk" not in up.topics:
+            up.listen(up.base + "/chunk", app._chunk)
         self._resume()
 
     # --- what is on flash ------------------------------------------------------
