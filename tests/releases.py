@@ -59,7 +59,10 @@ class Releases:
         downgrade_ok: bool = False,
         **extra: str,
     ) -> Path:
-        """The release folder of `version` (main.py replaced by `main` if given)."""
+        """The release folder of `version` (main.py replaced by `main` if given),
+        made once: a version names one release, as at a park."""
+        if (self.root / f"release-{version}").exists():
+            return self.root / f"release-{version}"
         build = sim_build(
             self.root / f"build-{version}", app, main, {f"/{k}.py": v for k, v in extra.items()}
         )

@@ -194,12 +194,36 @@ def test_the_kiosk_takes_a_release_of_its_own_and_refuses_the_lamps(rel, tmp_pat
     )
     result = simcmd.run(scn, "cpython")
     timeline = [(e.t, e.kind, e.text) for e in result.entries]
+    assert all(ok for _, ok, _ in result.checks)
     (refused,) = _centre(timeline, "update_refused from")
     assert refused.split(": ", 1)[1].startswith("app: a release of the lamp app; this device runs kiosk"), (
         refused
     )
     assert ": 2.1.0 (" in _centre(timeline, "update_installed from")[0]
     assert _centre(timeline, "update_done from"), timeline
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_kiosk_release_that_crashes_at_import_is_rolled_back_by_the_kiosk(rel, tmp_path, runtime):
+    kiosk = rel.make("2.5.0", app="kiosk")
+    main = (FIRMWARE / "kiosk" / "main.py").read_text()
+    broken = main.replace(
+        "    import json\n", '    import json\n\n    raise RuntimeError("a kiosk broken at import")\n', 1
+    )
+    assert broken != main
+    bad = rel.make("2.6.0", app="kiosk", main=broken)
+    scn = tmp_path / "k.scn"
+    scn.write_text(
+        f"app kiosk\nconfig {SCENARIOS / 'kiosk-g60.json'}\n"
+        "start 2026-12-21 07:00\nend 2026-12-21 07:20\nwifi up 07:00\n"
+        f"deployed {kiosk / 'files'}\nrelease key {rel.public}\n"
+        f"at 07:05 centre offers {bad}\n"
+    )
+    result = simcmd.run(scn, runtime)
+    timeline = [(e.t, e.kind, e.text) for e in result.entries]
+    (back,) = _centre(timeline, "update_rolled_back from")
+    assert "a boot of 2.6.0 failed" in back and "a kiosk broken at import" in back, back
+    assert not _centre(timeline, "update_done from")
 
 
 # --- power cuts: `parkctl campaign update-cuts` (host/parkctl/updatecuts.py) ------

@@ -6,26 +6,37 @@
 # once, with a unique id), so it works offline for days. No image is ever
 # kept: a check-in is a person's id, the time and the device (docs/privacy.md).
 
-import json
-import os
+# Its boots are counted as the lamp's are (bootcount.py), for an update's trial:
+# a new app that fails before its first good pass is rolled back at the next
+# boot (apptrial.py). The kiosk has no safe mode: at the count's limit it goes
+# on trying its app.
+import bootcount
 
-import ticks
-from apploop import App, earliest, log_event, run
-from board import Board
-from checkin import ALREADY, WELCOME, CheckIns
-from civil import split
-from cmdauth import Auth
-from configstore import Store
-from console import Console
-from facemodule import ERROR, FACE, JsonFaceModule
-from font import Boxes, Font
-from journal import Journal
-from kioskconfig import FALLBACK, loads, parse
-from link import Link
-from roster import Roster, RosterError, RosterFile, install, same
-from screens import Screens
-from timesource import TimeKeeper
-from uplink import UNIX_2000, CommandError
+bootcount.start()
+try:
+    import json
+    import os
+    import sys
+
+    import ticks
+    from apploop import App, earliest, log_event, run
+    from board import Board
+    from checkin import ALREADY, WELCOME, CheckIns
+    from civil import split
+    from cmdauth import Auth
+    from configstore import Store
+    from console import Console
+    from facemodule import ERROR, FACE, JsonFaceModule
+    from font import Boxes, Font
+    from journal import Journal
+    from kioskconfig import FALLBACK, loads, parse
+    from link import Link
+    from roster import Roster, RosterError, RosterFile, install, same
+    from screens import Screens
+    from timesource import TimeKeeper
+    from uplink import UNIX_2000, CommandError
+except Exception as e:  # noqa: BLE001 - as the lamp's main.py: counted, kept, the board reset
+    bootcount.failed(e)
 
 CONFIG = "/kiosk.json"  # what the centre or a technician installed
 DEFAULT_CONFIG = "/config.json"  # shipped with the app
@@ -418,7 +429,16 @@ def main():
     deadline = app.step(board.ticks_ms())
     board.start_watchdog()
     board.wait_until(deadline)
-    run(app, board)
+    run(app, board, _healthy)
 
 
-main()
+def _healthy():
+    # The first pass succeeded: the count cleared, bootcount's code off the heap.
+    globals().pop("bootcount").healthy()
+    sys.modules.pop("bootcount", None)
+
+
+try:
+    main()
+except Exception as e:  # noqa: BLE001 - as at the imports
+    bootcount.failed(e)
