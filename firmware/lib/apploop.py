@@ -180,7 +180,12 @@ class App:
         boot = self._upd_boot
         if boot:
             self._upd_boot = False
-            if not (self.app_trial or _exists("/update.result") or _exists("/stage/offer")):
+            if not (
+                self.app_trial
+                or _exists("/update.result")
+                or _exists("/stage/offer")
+                or _exists("/image.trial")
+            ):
                 return deadline
         try:
             import updater
