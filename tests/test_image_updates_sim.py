@@ -30,13 +30,13 @@ def rel(tmp_path_factory) -> Releases:
     r.make("1.0.0")
     images = r.root / "images"
     images.mkdir()
-    for name, version, chip, size in (
-        ("v2", "v2.0", "esp32", 40000),
-        ("v3", "v3.0", "esp32", 40000),
-        ("s3", "v2.0", "esp32s3", 40000),
-        ("big", "v9.0", "esp32", 0x180000 + 4096),
+    for name, version, chip, size, seed in (
+        ("v2", "v2.0", "esp32", 40000, 1),
+        ("v2b", "v2.0", "esp32", 40000, 2),  # another image of the same version string
+        ("v3", "v3.0", "esp32", 40000, 1),
+        ("s3", "v2.0", "esp32s3", 40000, 1),
     ):
-        (images / f"{name}.bin").write_bytes(make_app_image(version, chip, size=size))
+        (images / f"{name}.bin").write_bytes(make_app_image(version, chip, size=size, seed=seed))
     return r
 
 
@@ -200,7 +200,8 @@ def _too_big(m: dict) -> None:
             "image",
             "an image for esp32s3; this board is esp32",
         ),
-        (lambda r: _with_image(r, "served-v3", "v3"), True, "sha256", "sha256 "),
+        (lambda r: _with_image(r, "served-v2b", "v2b"), True, "sha256", "announced (3 times)"),
+        (lambda r: _with_image(r, "served-v3", "v3"), True, "image", "the image says v3.0, its release v2.0"),
         (
             lambda r: r.edited("image-v2-2.0.0", "too-big", _too_big),
             True,
@@ -214,7 +215,14 @@ def _too_big(m: dict) -> None:
             "no OTA partition table on this board",
         ),
     ],
-    ids=["for-the-s3", "an-s3-image-served", "wrong-sha256", "too-big-for-the-slot", "no-ota-table"],
+    ids=[
+        "for-the-s3",
+        "an-s3-image-served",
+        "wrong-sha256",
+        "another-version-served",
+        "too-big-for-the-slot",
+        "no-ota-table",
+    ],
 )
 def test_an_image_the_board_must_not_take_is_refused_with_its_reason(rel, tmp_path, make, ota, code, detail):
     folder = make(rel)

@@ -109,9 +109,12 @@ def install(u, w):
     write(m)
     u.st.abandon()  # the offer and the manifest: a new image on trial must not fetch it again
     try:
+        # Its version string before set_boot (the first block is in the slot by now).
+        if w.block and fwimage.version(w.part) != u.img["desc"]:
+            raise fwimage.ImageError(
+                "the image says %s, its release %s" % (fwimage.version(w.part), u.img["desc"])
+            )
         desc = w.finish()
-        if desc != u.img["desc"]:
-            raise fwimage.ImageError("the image says %s, its release %s" % (desc, u.img["desc"]))
     except Exception:
         _rm(MARK)
         u.restore(offer)  # fetched again or refused: the offer as it was
