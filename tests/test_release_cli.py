@@ -198,6 +198,11 @@ def test_an_image_release_holds_the_image_alone_and_verify_checks_it(made, tmp_p
     assert "refused: version: 2.0.0 is not newer" in capsys.readouterr().out
     assert main([*argv[:-1], "esp32s3"]) == 1
     assert "refused: chip: built for ['esp32']" in capsys.readouterr().out
+    from parkctl.errors import UserError
+    from parkctl.rollout import check_release
+
+    with pytest.raises(UserError, match="parkctl rollout does not roll images out yet"):
+        check_release(out, made["keys"] / "release.pub")
     (out / "files" / "firmware.bin").write_bytes(data[:-1] + b"\0")
     assert main(argv) == 1
     assert "refused: sha256: firmware.bin does not have the sha256" in capsys.readouterr().out
