@@ -180,12 +180,7 @@ class App:
         boot = self._upd_boot
         if boot:
             self._upd_boot = False
-            if not (
-                self.app_trial
-                or _exists("/update.result")
-                or _exists("/stage/offer")
-                or _exists("/image.trial")
-            ):
+            if not (self.app_trial or _exists("/update.result") or _exists("/stage/offer")):
                 return deadline
         try:
             import updater

@@ -6,7 +6,10 @@
 # succeeded, the centre reached); any reset before that and the bootloader goes
 # back to the old image by itself, whose app then says so.
 #
-# MARK, written before set_boot, says where the switch stands, one field a line:
+# MARK, written before set_boot, says where the switch stands, one field a line.
+# It is apptrial.RESULT's file, "image FLAG" on its first line: the file the
+# first pass of a boot looks for already (apploop: no new check stays resident),
+# and never both at once (an offer is refused while an app's trial runs).
 #   0 FLAG: "S" set_boot not known to be done (nor update_installed said), "B"
 #     done and said (the reset into the new image is due or happened)
 #   1 "FROM TO": the slots (ota_0, ota_1) the board ran and is to run
@@ -25,7 +28,7 @@ import os
 import fwimage
 from apploop import log_event
 
-MARK = "/image.trial"
+MARK = "/update.result"  # apptrial.RESULT: "image FLAG" first
 RID = "/image.rid"  # "RID VERSION" of the image release running since its trial ended well
 IMAGE = "firmware.bin"
 
@@ -89,11 +92,12 @@ def read():
         m = f.read().split("\n")
     while len(m) < 7:
         m.append("")
+    m[0] = m[0][6:]  # "image S": S
     return m
 
 
 def write(m):
-    _write(MARK, "\n".join(m))
+    _write(MARK, "image " + "\n".join(m))
 
 
 def install(u, w):

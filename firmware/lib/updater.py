@@ -473,23 +473,25 @@ def app_pass(a, now, deadline, boot):
 
     if boot:
         try:
-            open("/update.result").close()
+            with open("/update.result") as f:
+                image = f.read(6) == "image "
         except OSError:
             pass
         else:
-            import apptrial
+            if image:  # an image's switch under way (imgupdate.MARK)
+                import imgupdate
 
-            r = apptrial.result()
-            if r is not None:  # the new app failed at boot: put back then, said now
-                a.upd_info[2] = "rolled back: %s" % r["detail"]
-                a.post("update_rolled_back", r)
-                apptrial.said()
-        if _exists("/image.trial"):
-            import imgupdate
+                t = imgupdate.boot(a, now)  # the new image's trial, or None
+                if t is not None:
+                    a.app_trial = t
+            else:
+                import apptrial
 
-            t = imgupdate.boot(a, now)  # the new image's trial, or None
-            if t is not None:
-                a.app_trial = t
+                r = apptrial.result()
+                if r is not None:  # the new app failed at boot: put back then, said now
+                    a.upd_info[2] = "rolled back: %s" % r["detail"]
+                    a.post("update_rolled_back", r)
+                    apptrial.said()
         if _size(OFFER) >= 0:
             get(a)  # a transfer a reset stopped: on from where it stands
     t = a.app_trial
