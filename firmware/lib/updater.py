@@ -10,6 +10,10 @@
 # /stage/offer ("RID SIZE SIG TRIAL_S"), the manifest as it comes in
 # /stage/offer.json, then staging's own files.
 #
+# An image release (docs/updates.md, "The MicroPython image") goes the same
+# way up to its manifest; its one file then streams into the next OTA slot
+# (imgupdate.py, fwimage.py) instead of the staging area.
+#
 # Loaded only while a transfer runs (App.updater), with release, p256 and
 # staging; App drops them all when it is over.
 
@@ -52,10 +56,6 @@ def _size(path):
 
 
 IMG_RID = "/image.rid"  # imgupdate.RID
-
-
-def _exists(path):
-    return _size(path) >= 0
 
 
 def _image_version():
