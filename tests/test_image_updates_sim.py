@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from parkctl import release, simcmd
 from releases import Releases
-from test_alarm_sim import WIFI_CONFIG
+from test_alarm_sim import SCENARIOS, WIFI_CONFIG
 
 from sim.appimage import make_app_image
 
@@ -296,3 +296,30 @@ def test_a_power_cut_in_the_image_transfer_or_the_switch_leaves_a_board_that_boo
     # The cuts landed in each part: before the offer (lost), in the transfer or
     # after set_boot (done), before set_boot was done (fetched again), on trial.
     assert kinds <= set(seen), dict(zip(cuts, seen, strict=True))
+
+
+def test_the_kiosk_takes_an_image_for_the_s3_in_its_larger_slot(rel, tmp_path):
+    # The ESP32-S3's OTA table (ota_1 at 0x280000); the kiosk's app, its release key.
+    kiosk = rel.make("2.0.0", app="kiosk")
+    image = rel.root / "images" / "k2.bin"
+    image.write_bytes(make_app_image("k2.0", "esp32s3", size=300000))
+    out = rel.root / "release-image-k2"
+    release.sign_image("kiosk", "esp32s3", "2.0.0", rel.key, out, image)
+    flash = tmp_path / "flash.ota"
+    data = bytearray(b"\xff" * 0x4F0000)
+    k1 = make_app_image("k1.0", "esp32s3", size=40000)
+    data[0x10000 : 0x10000 + len(k1)] = k1
+    flash.write_bytes(bytes(data))
+    scn = tmp_path / "k.scn"
+    scn.write_text(
+        f"app kiosk\nconfig {SCENARIOS / 'kiosk-g60.json'}\n"
+        "start 2026-12-21 07:00\nend 2026-12-21 07:20\nwifi up 07:00\n"
+        f"deployed {kiosk / 'files'}\nrelease key {rel.public}\nat 07:05 centre offers {out}\n"
+    )
+    result = simcmd.run(scn, "cpython", ota=flash)
+    timeline = [(e.t, e.kind, e.text) for e in result.entries]
+    assert _centre(timeline, "update_done from"), timeline
+    after = flash.read_bytes()
+    at = 0x280000 + 48
+    assert after[at : at + 4] == b"k2.0"
+    assert [x for _, k, x in timeline if x.startswith("bootloader:")] == ["bootloader: ota_1 boots on trial"]
