@@ -14,6 +14,28 @@ _CAUSES = {
 }
 
 
+def _power_cycle(world, board, platform, emit):
+    """The board off until the power is back, then on: False when the world ends
+    first. A cut in the bootloader's write of otadata at power-on (a board with
+    the OTA table) is one more cut: off again."""
+    while True:
+        board.drop_connections()
+        emit(world.now_us, "power", "board off")
+        try:
+            while not world.powered:
+                nxt = world.next_event_us()
+                world.advance(world.end_us if nxt is None else nxt)
+        except _hub.Stop:
+            return False
+        platform.remount()
+        try:
+            board.power_on()
+        except _hub.PowerLoss:
+            continue
+        emit(world.now_us, "reset", _CAUSES[board.reset_cause])
+        return True
+
+
 def run(scenario, fs, platform, emit):
     """emit(t_us, kind, text) receives the timeline as it happens."""
     if scenario.get("app") == "kiosk":
@@ -64,20 +86,17 @@ def run(scenario, fs, platform, emit):
             while True:
                 board.sleep_us(3600 * 1000000)
         except _hub.Reset as r:
-            board.reset(r.cause)
+            try:
+                board.reset(r.cause)
+            except _hub.PowerLoss:
+                # The power went in the bootloader's own write of otadata.
+                if not _power_cycle(world, board, platform, emit):
+                    break
+                continue
             emit(world.now_us, "reset", _CAUSES[r.cause])
         except _hub.PowerLoss:
-            board.drop_connections()
-            emit(world.now_us, "power", "board off")
-            try:
-                while not world.powered:
-                    nxt = world.next_event_us()
-                    world.advance(world.end_us if nxt is None else nxt)
-            except _hub.Stop:
+            if not _power_cycle(world, board, platform, emit):
                 break
-            platform.remount()
-            board.power_on()
-            emit(world.now_us, "reset", _CAUSES[board.reset_cause])
         except _hub.Stop:
             break
     # The end: the board's connections end at the broker (its will for each).

@@ -159,3 +159,85 @@ def test_flash_installs_the_public_key_in_the_image_it_writes(made, tmp_path, ca
     assert "esptool failed" in capsys.readouterr().err
     files = read_image((out / "fs.img").read_bytes(), CHIPS["esp32"])
     assert files["/release.pub"].decode().strip() == pub.read_text().strip()
+
+
+# --- image releases (docs/updates.md, "The MicroPython image") ---------------
+
+
+def sign_image(made, out: Path, image: Path, *extra: str, chip: str = "esp32") -> int:
+    pem = str(made["keys"] / "release-key.pem")
+    argv = ["release", "sign", "--app", "lamp", "--version", "2.0.0", "--key", pem]
+    return main([*argv, "--image", str(image), "--chip", chip, "--out", str(out), *extra])
+
+
+def test_an_image_release_holds_the_image_alone_and_verify_checks_it(made, tmp_path, capsys):
+    from sim.appimage import make_app_image
+
+    data = make_app_image("v1.26.0", "esp32", size=30000)
+    image = tmp_path / "firmware.app-bin"
+    image.write_bytes(data)
+    out = tmp_path / "rel"
+    assert sign_image(made, out, image, "--json") == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["image"] == "v1.26.0" and done["bytes"] == len(data)
+    m = json.loads((out / "release.json").read_bytes())
+    assert "files" not in m and m["chips"] == ["esp32"]
+    assert m["image"] == {
+        "path": "firmware.bin",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "desc": "v1.26.0",
+    }
+    assert (out / "files" / "firmware.bin").read_bytes() == data
+    key = str(made["keys"] / "release.pub")
+    argv = ["release", "verify", str(out), "--key", key, "--app", "lamp", "--chip", "esp32"]
+    assert main(argv) == 0
+    assert "2.0.0: signature, manifest and image v1.26.0 good" in capsys.readouterr().out
+    # Compared with the image release the device runs (--running).
+    assert main([*argv, "--running", "2.0.0"]) == 1
+    assert "refused: version: 2.0.0 is not newer" in capsys.readouterr().out
+    assert main([*argv[:-1], "esp32s3"]) == 1
+    assert "refused: chip: built for ['esp32']" in capsys.readouterr().out
+    from parkctl.errors import UserError
+    from parkctl.rollout import check_release
+
+    with pytest.raises(UserError, match="parkctl rollout does not roll images out yet"):
+        check_release(out, made["keys"] / "release.pub")
+    (out / "files" / "firmware.bin").write_bytes(data[:-1] + b"\0")
+    assert main(argv) == 1
+    assert "refused: sha256: firmware.bin does not have the sha256" in capsys.readouterr().out
+
+
+def test_an_image_that_is_not_one_for_its_chip_and_slot_is_not_signed(made, tmp_path, capsys):
+    from sim.appimage import make_app_image
+
+    cases = [
+        (make_app_image("v2.0", "esp32s3"), "esp32", "an image for esp32s3, not esp32"),
+        (b"\x00" * 4096, "esp32", "not an ESP-IDF app image"),
+        (make_app_image("v2.0", "esp32", size=0x180000 + 4096), "esp32", "more than the 1572864 of an esp32"),
+    ]
+    for i, (data, chip, said) in enumerate(cases):
+        image = tmp_path / f"i{i}.bin"
+        image.write_bytes(data)
+        assert sign_image(made, tmp_path / f"r{i}", image, chip=chip) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("parkctl release sign: error: ") and err.count("\n") == 1 and said in err, err
+        assert not (tmp_path / f"r{i}").exists()
+    image = tmp_path / "i0.bin"
+    pem = str(made["keys"] / "release-key.pem")
+    argv = [
+        "release",
+        "sign",
+        "--app",
+        "lamp",
+        "--version",
+        "2.0",
+        "--key",
+        pem,
+        "--out",
+        str(tmp_path / "x"),
+    ]
+    assert main([*argv, "--image", str(image)]) == 2
+    assert "--image needs --chip" in capsys.readouterr().err
+    assert main([*argv, "--image", str(image), "--chip", "esp32s3", "--build", str(made["build"])]) == 2
+    assert "--image or --build, not both" in capsys.readouterr().err

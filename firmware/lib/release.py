@@ -17,6 +17,8 @@ FORMAT = 1
 MAX_MANIFEST = 12288  # bytes: a build's manifest is about 5 KB (40 files)
 MAX_FILE = 1048576  # no app file comes near 1 MiB (the kiosk's font is the largest)
 MAX_FILES = 200
+IMAGE = "firmware.bin"  # the one file of an image release (docs/updates.md, "The MicroPython image")
+MAX_IMAGE = 16777216  # the largest flash; the next OTA slot's size is checked by fwimage.Writer
 BLOCK = 4096  # littlefs block: every file takes whole blocks
 CHUNK = 512  # bytes read at a time when hashing a file on flash
 # Names a release may install: the app's two source files, compiled modules at
@@ -112,12 +114,33 @@ def _entry(i, e):
     return path, size
 
 
-def check_manifest(data, sig, key, app, chip, running, room):
+def _image(m):
+    # An image release: the image and nothing else (its size against the next OTA
+    # slot is checked by fwimage.Writer on the board, which knows the slot).
+    e = m.get("image")
+    if "files" in m or not isinstance(e, dict):
+        raise Refused("files", "an image release has an image and no files")
+    if e.get("path") != IMAGE:
+        raise Refused("path", "%r: an image release's image is %s" % (e.get("path"), IMAGE))
+    size = e.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 24 < size <= MAX_IMAGE:
+        raise Refused("files", "%s: size %r (25 to %d bytes)" % (IMAGE, size, MAX_IMAGE))
+    digest = e.get("sha256")
+    if not isinstance(digest, str) or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise Refused("files", "%s: sha256 is not 64 lowercase hex digits" % IMAGE)
+    desc = e.get("desc")
+    if not isinstance(desc, str) or not 0 < len(desc) < 32:
+        raise Refused("manifest", "the image's desc %r is not its version string (1 to 31 characters)" % desc)
+
+
+def check_manifest(data, sig, key, app, chip, running, room, running_image=None):
     """The manifest (a dict) of a release this device may take, or Refused.
 
     data: the manifest's bytes as signed; sig: the signature (64 bytes, r then s);
     key: load_key()'s; app, chip: this device's; running: the version it runs
-    (None if it never took a release); room: bytes free on its flash for staging."""
+    (None if it never took a release); room: bytes free on its flash for staging;
+    running_image: the version of the image release it runs (None if none): what
+    an image release (one with "image" and no "files") is compared with."""
     if len(data) > MAX_MANIFEST:
         raise Refused("manifest", "%d bytes, more than %d" % (len(data), MAX_MANIFEST))
     # The signature first: nothing in an unsigned manifest is worth reading.
@@ -140,6 +163,9 @@ def check_manifest(data, sig, key, app, chip, running, room):
     if new is None:
         raise Refused("manifest", "version %r is not like 1.4.2" % m.get("version"))
     downgrade = m.get("downgrade_ok") is True
+    if "image" in m:
+        _image(m)
+        running = running_image
     old = parse_version(running) if running is not None else None
     if old is not None and new <= old and not downgrade:
         raise Refused(
@@ -147,6 +173,8 @@ def check_manifest(data, sig, key, app, chip, running, room):
             "%s is not newer than the running %s (and not signed as a permitted downgrade)"
             % (m["version"], running),
         )
+    if "image" in m:
+        return m
     files = m.get("files")
     if not isinstance(files, list) or not files:
         raise Refused("files", "no list of files")

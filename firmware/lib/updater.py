@@ -10,6 +10,10 @@
 # /stage/offer ("RID SIZE SIG TRIAL_S"), the manifest as it comes in
 # /stage/offer.json, then staging's own files.
 #
+# An image release (docs/updates.md, "The MicroPython image") goes the same
+# way up to its manifest; its one file then streams into the next OTA slot
+# (imgupdate.py, fwimage.py) instead of the staging area.
+#
 # Loaded only while a transfer runs (App.updater), with release, p256 and
 # staging; App drops them all when it is over.
 
@@ -51,6 +55,17 @@ def _size(path):
         return -1
 
 
+IMG_RID = "/image.rid"  # imgupdate.RID
+
+
+def _image_version():
+    try:
+        with open(IMG_RID) as f:
+            return f.read().split()[1]
+    except (OSError, IndexError):
+        return None
+
+
 def _drop_checks():
     # The checks' code (release, p256) is loaded for the manifest's check and the
     # files' at the end: not kept through the transfer.
@@ -77,6 +92,10 @@ class Updater:
         self.asks = 0
         self.wrong = 0
         self.total = 0
+        self.img = None  # an image release's "image" (docs/updates.md, "The MicroPython image")
+        self.w = None  # its fwimage.Writer, from the manifest's check on
+        self.err = None  # what the Writer refused of a piece
+        self.offer_file = OFFER
         # The pieces' topic, listened to from the first update of this boot on
         # (not at boot: the lamp's heap holds only what it uses).
         up = app.link.uplink
@@ -144,6 +163,7 @@ class Updater:
         self.st.abandon()
         self.rid, self.size, self.sig, self.trial_s = rid, size, sig, trial_s
         self.to = None
+        self.w = self.img = self.err = None
         self.wrong = 0
         self._write_offer()
         self.state = "fetching"
@@ -153,11 +173,14 @@ class Updater:
         return {"state": "fetching"}
 
     def _running(self, rid):
-        try:
-            with open("/app.rid") as f:
-                return f.read().split()[0] == rid
-        except (OSError, IndexError):
-            return False
+        for path in ("/app.rid", IMG_RID):
+            try:
+                with open(path) as f:
+                    if f.read().split()[0] == rid:
+                        return True
+            except (OSError, IndexError):
+                pass
+        return False
 
     def cancel(self, why):
         if self.state in ("fetching", "stalled", "installing"):
@@ -166,6 +189,7 @@ class Updater:
         self.state = "idle"
         self.rid = ""
         self.to = None
+        self.w = self.img = self.err = None
 
     # --- the transfer ----------------------------------------------------------
 
@@ -181,6 +205,9 @@ class Updater:
             with open(PART, "rb") as f:
                 data = f.read()
             self._take(data)
+        w = self.w
+        if w is not None:
+            return ("firmware.bin", w.got, min(CHUNK, w.size - w.got)) if w.got < w.size else None
         return self.st.want()
 
     def _take(self, data):
@@ -196,8 +223,26 @@ class Updater:
         a = self.app
         try:
             m = check_manifest(
-                data, binascii.unhexlify(self.sig), load_key(KEY), a.APP, chip(a), a.version, self.st.room()
+                data,
+                binascii.unhexlify(self.sig),
+                load_key(KEY),
+                a.APP,
+                chip(a),
+                a.version,
+                self.st.room(),
+                _image_version(),
             )
+            if "image" in m:
+                # Streamed into the next OTA slot, from offset 0 at every boot (the
+                # hash's state cannot be kept): the manifest stays where it is.
+                import imgupdate
+
+                self.w = imgupdate.writer(m["image"])
+                self.img = m["image"]
+                self.to = m["version"]
+                self.total = self.img["size"]
+                self.app.link.changed()
+                return
             # The offer stays until the manifest is in its place: a cut in between
             # finds the offer and the manifest fetched, and does this again.
             self.st.begin(data, binascii.unhexlify(self.sig), m, self.rid, ("offer", "offer.json"))
@@ -213,6 +258,8 @@ class Updater:
         self.app.link.changed()
 
     def have(self):
+        if self.w is not None:
+            return self.w.got
         if self.to is None:
             return max(_size(PART), 0)
         n = 0
@@ -236,6 +283,11 @@ class Updater:
         if a[0] == "release.json" and self.to is None:
             with open(PART, "ab") as f:
                 f.write(data)
+        elif self.w is not None:
+            try:
+                self.w.write(data)
+            except Exception as e:  # noqa: BLE001 - an ImageError (not an image for this board): refused at the next step
+                self.err = e
         else:
             try:
                 self.st.chunk(self.rid, a[0], a[1], data)
@@ -251,6 +303,13 @@ class Updater:
             self._install()
             return 0
         if self.state != "fetching" or not self.app.link.up:
+            return -1
+        if self.err is not None:
+            from release import Refused
+
+            e, self.err = self.err, None
+            self._refuse(Refused("image", str(e)))
+            _drop_checks()
             return -1
         a = self.asked
         if a is not None and ticks.diff(now, a[3]) < ASK_MS:
@@ -294,6 +353,9 @@ class Updater:
     def _install(self):
         from release import Refused
 
+        if self.w is not None:
+            self._install_image()
+            return
         try:
             self.st.verify()
         except Refused as e:
@@ -327,6 +389,37 @@ class Updater:
         self.state = "idle"
         a.restart_at = ticks.add(a.board.ticks_ms(), 0)
         a.restart_why = "update to %s installed: the new app on trial" % to
+
+    def _install_image(self):
+        import fwimage
+        import imgupdate
+        from release import Refused
+
+        try:
+            to = imgupdate.install(self, self.w)
+        except fwimage.ImageError as e:
+            self.wrong += 1
+            code = "sha256" if "sha256" in str(e) else "image"
+            if self.wrong >= WRONG or code != "sha256":
+                self._refuse(Refused(code, "%s (%d times)" % (e, self.wrong) if code == "sha256" else str(e)))
+            else:
+                self.w = imgupdate.writer(self.img)  # fetched again, from offset 0
+                self.state = "fetching"
+            _drop_checks()
+            return
+        _drop_checks()
+        self.state = "idle"
+        a = self.app
+        a.restart_at = ticks.add(a.board.ticks_ms(), 0)
+        a.restart_why = "image %s installed: the bootloader boots it on trial" % to
+
+    def restore(self, offer):
+        """The offer back on flash (imgupdate.install, when the image was refused
+        at its end): a reset goes on from the manifest."""
+        t = OFFER + ".tmp"
+        with open(t, "w") as f:
+            f.write(offer)
+        os.rename(t, OFFER)
 
     def _refuse(self, e):
         self.info[0] += 1
@@ -380,20 +473,33 @@ def app_pass(a, now, deadline, boot):
 
     if boot:
         try:
-            open("/update.result").close()
+            with open("/update.result") as f:
+                image = f.read(6) == "image "
         except OSError:
             pass
         else:
-            import apptrial
+            if image:  # an image's switch under way (imgupdate.MARK)
+                import imgupdate
 
-            r = apptrial.result()
-            if r is not None:  # the new app failed at boot: put back then, said now
-                a.upd_info[2] = "rolled back: %s" % r["detail"]
-                a.post("update_rolled_back", r)
-                apptrial.said()
+                t = imgupdate.boot(a, now)  # the new image's trial, or None
+                if t is not None:
+                    a.app_trial = t
+            else:
+                import apptrial
+
+                r = apptrial.result()
+                if r is not None:  # the new app failed at boot: put back then, said now
+                    a.upd_info[2] = "rolled back: %s" % r["detail"]
+                    a.post("update_rolled_back", r)
+                    apptrial.said()
         if _size(OFFER) >= 0:
             get(a)  # a transfer a reset stopped: on from where it stands
-    if a.app_trial:
+    t = a.app_trial
+    if isinstance(t, list) and t[0] == "image":
+        import imgupdate
+
+        deadline = imgupdate.step(a, now, deadline)
+    elif t:
         import apptrial
 
         deadline = apptrial.step(a, now, deadline)
@@ -406,6 +512,6 @@ def app_pass(a, now, deadline, boot):
         if u.state == "refused" or u.state == "idle":
             a.upd = None
     if a.upd is None and not a.app_trial:
-        for m in UPDATE_CODE:
+        for m in UPDATE_CODE + ("imgupdate", "fwimage"):
             sys.modules.pop(m, None)
     return deadline

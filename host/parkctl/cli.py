@@ -817,7 +817,34 @@ def cmd_release(args: argparse.Namespace) -> int:
             print(f"public key   {done['public_key']} (for the devices: parkctl provision --release-key)")
             print(f"key id       {done['key_id']}")
         return 0
+    if args.release_command == "sign" and args.image:
+        _output_folder(args.out, "--out")
+        if args.build:
+            raise UserError("--image or --build, not both: an image release holds the image alone")
+        if not args.chip:
+            raise UserError("--image needs --chip (esp32 or esp32s3): the chip the image is built for")
+        done = release.sign_image(
+            args.app,
+            args.chip,
+            args.version,
+            Path(args.key),
+            Path(args.out),
+            Path(args.image),
+            args.downgrade_ok,
+        )
+        if args.json:
+            _print_json(done)
+        else:
+            down = ", signed as a permitted downgrade" if done["downgrade_ok"] else ""
+            print(
+                f"{done['app']} {done['version']} for {done['chips'][0]}: MicroPython image {done['image']}, "
+                f"{_human_size(done['bytes'])}, key {done['key_id']}{down}"
+            )
+            print(f"release in {done['release']}")
+        return 0
     if args.release_command == "sign":
+        if args.chip:
+            raise UserError("--chip is for --image: a release of a build is for the build's chip")
         _output_folder(args.out, "--out")
         done = release.sign(
             args.app,
@@ -844,6 +871,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     )
     if args.json:
         _print_json(found)
+    elif found["ok"] and "image" in found:
+        print(f"{found['app']} {found['version']}: signature, manifest and image {found['image']} good")
     elif found["ok"]:
         print(f"{found['app']} {found['version']}: signature, manifest and {found['files']} files good")
     else:
@@ -1474,6 +1503,13 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--key", required=True, metavar="FILE", help="the release private key (release-key.pem)")
     sg.add_argument("--out", required=True, metavar="DIR", help="folder for the release")
     sg.add_argument("--build", metavar="DIR", help="the build folder (default: build/APP)")
+    sg.add_argument(
+        "--image",
+        metavar="FILE",
+        help="sign a MicroPython image (an ESP-IDF .app-bin) instead of a build: for boards flashed with "
+        'the OTA partition table (docs/updates.md, "The MicroPython image")',
+    )
+    sg.add_argument("--chip", choices=["esp32", "esp32s3"], help="the image's chip (with --image)")
     sg.add_argument(
         "--downgrade-ok",
         action="store_true",

@@ -220,6 +220,103 @@ def sign(
     }
 
 
+# The chip id in an ESP-IDF app image's extended header (esp_chip_id_t), and the
+# size of an app slot of MicroPython's OTA partition tables (parkctl build's
+# esp32-ota and esp32s3-ota layouts; sim/vesp32/esp32.py models the same).
+IMAGE_CHIPS = {"esp32": 0, "esp32s3": 9}
+OTA_SLOT = {"esp32": 0x180000, "esp32s3": 0x270000}
+APP_DESC_MAGIC = 0xABCD5432
+
+
+def image_desc(data: bytes, chip: str, name: str) -> str:
+    """The version string an app image's esp_app_desc_t holds, after checking that
+    it is an ESP-IDF app image for `chip` that fits its OTA slot."""
+    if len(data) < 80 or data[0] != 0xE9:
+        raise UserError(
+            f"{name}: not an ESP-IDF app image (a MicroPython firmware .app-bin starts with 0xe9)"
+        )
+    cid = data[12] | (data[13] << 8)
+    if cid != IMAGE_CHIPS[chip]:
+        other = next((c for c, i in IMAGE_CHIPS.items() if i == cid), f"chip id {cid}")
+        raise UserError(f"{name}: an image for {other}, not {chip}: give --chip {other} or the right image")
+    if int.from_bytes(data[32:36], "little") != APP_DESC_MAGIC:
+        raise UserError(f"{name}: no esp_app_desc_t at its start (an app image, not a bootloader?)")
+    if len(data) > OTA_SLOT[chip]:
+        raise UserError(f"{name}: {len(data)} bytes, more than the {OTA_SLOT[chip]} of an {chip} OTA slot")
+    desc = data[48:80].split(b"\0", 1)[0].decode("ascii", "replace")
+    if not desc:
+        raise UserError(f"{name}: its esp_app_desc_t has no version string")
+    return desc
+
+
+def _signed(key, manifest: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The manifest's bytes and their signature, checked by the firmware's verifier."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    fw = _firmware_release()
+    point = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    r, s = utils.decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    if not fw.p256.verify(fw.p256.public_key(point), hashlib.sha256(data).digest(), sig):
+        raise RuntimeError("the firmware's P-256 check refused a signature just made")
+    return data, sig
+
+
+def sign_image(
+    app: str, chip: str, version: str, key_path: Path, out: Path, image: Path, downgrade_ok: bool = False
+) -> dict[str, Any]:
+    """An image release: the MicroPython image `image` (an ESP-IDF .app-bin) for
+    the boards of `app` on `chip` with the OTA partition table, in `out`:
+    files/firmware.bin, release.json (an "image" and no "files") and release.sig."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    if not VERSION.fullmatch(version):
+        raise UserError(f"--version {version!r}: give 1 to 4 numbers, e.g. 1.4.2")
+    if chip not in IMAGE_CHIPS:
+        raise UserError(f"--chip {chip!r}: an image release is for {' or '.join(IMAGE_CHIPS)}")
+    key = _read_private(key_path)
+    try:
+        data = image.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read the image {image}: {e.strerror}") from None
+    desc = image_desc(data, chip, str(image))
+    if (out / MANIFEST_FILE).exists():
+        raise UserError(f"{out} already holds a release: choose another --out")
+    fw = _firmware_release()
+    point = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    digest = hashlib.sha256(data).hexdigest()
+    manifest = {
+        "format": FORMAT,
+        "app": app,
+        "chips": [chip],
+        "version": version,
+        "downgrade_ok": downgrade_ok,
+        "key": key_id(point),
+        "image": {"path": fw.IMAGE, "size": len(data), "sha256": digest, "desc": desc},
+    }
+    text, sig = _signed(key, manifest)
+    dest = out / FILES_DIR / fw.IMAGE
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    (out / SIGNATURE_FILE).write_text(sig.hex() + "\n")
+    (out / MANIFEST_FILE).write_bytes(text)
+    return {
+        "release": str(out),
+        "app": app,
+        "chips": [chip],
+        "version": version,
+        "downgrade_ok": downgrade_ok,
+        "key_id": manifest["key"],
+        "image": desc,
+        "files": 1,
+        "bytes": len(data),
+        "manifest_sha256": hashlib.sha256(text).hexdigest(),
+    }
+
+
 def read_release(folder: Path) -> tuple[bytes, bytes]:
     """A release's manifest bytes and signature (64 bytes)."""
     try:
@@ -245,8 +342,16 @@ def verify(
     point = read_public(public)
     data, sig = read_release(folder)
     try:
-        m = fw.check_manifest(data, sig, fw.p256.public_key(point), app, chip, running, room)
-        fw.check_files(str(folder / FILES_DIR), m)
+        m = fw.check_manifest(data, sig, fw.p256.public_key(point), app, chip, running, room, running)
+        if "image" in m:
+            fw.check_file(str(folder / FILES_DIR), m["image"])
+        else:
+            fw.check_files(str(folder / FILES_DIR), m)
     except fw.Refused as e:
         return {"ok": False, "code": e.code, "reason": str(e)}
+    if "image" in m:
+        if m["image"]["size"] > OTA_SLOT.get(chip, 1 << 30):
+            why = f"image: {m['image']['size']} bytes, more than the {OTA_SLOT[chip]} of an {chip} OTA slot"
+            return {"ok": False, "code": "image", "reason": why}
+        return {"ok": True, "app": m["app"], "version": m["version"], "files": 1, "image": m["image"]["desc"]}
     return {"ok": True, "app": m["app"], "version": m["version"], "files": len(m["files"])}

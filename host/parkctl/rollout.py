@@ -134,6 +134,17 @@ class Release:
         data, sig = read_release(folder)
         try:
             m = json.loads(data)
+        except ValueError:
+            m = None
+        if isinstance(m, dict) and "image" in m:
+            # Its health is read from the state's app version, which an image does not change.
+            raise UserError(
+                f'{folder}: an image release (docs/updates.md, "The MicroPython image"): '
+                "parkctl rollout does not roll images out yet; offer it with the update command"
+            )
+        try:
+            if m is None:
+                raise ValueError
             entries = [(e["path"], e["size"], e["sha256"]) for e in m["files"]]
             if not isinstance(m["app"], str) or not isinstance(m["version"], str):
                 raise TypeError

@@ -271,3 +271,40 @@ def test_p256_refuses_what_is_not_a_key_or_a_signature():
     raises(ValueError, p256.public_key, pub[1:])
     raises(ValueError, p256.public_key, b"\x02" + pub[1:])
     raises(ValueError, p256.public_key, b"\x04" + bytes(64))  # (0, 0) is no point
+
+
+def image_manifest(**image):
+    e = {"path": "firmware.bin", "size": 40000, "sha256": "ab" * 32, "desc": "v1.26.0"}
+    e.update(image)
+    m = manifest(version="2.0.0")
+    del m["files"]
+    m["image"] = e
+    return m
+
+
+def test_an_image_release_is_taken_and_compared_with_the_image_release_running():
+    m = check(*signed(image_manifest()), running="9.0.0", room=0)  # the app's version and room: not its
+    assert m["image"]["desc"] == "v1.26.0"
+    data, sig = signed(image_manifest())
+    assert release.check_manifest(data, sig, key(), "lamp", "esp32", "9.0", 0, "1.9") is not None
+    why = refused("version", release.check_manifest, data, sig, key(), "lamp", "esp32", None, 0, "2.0.0")
+    assert "not newer than the running 2.0.0" in why
+
+
+def test_a_bad_image_release_is_refused_with_its_reason():
+    cases = (
+        ("files", image_manifest(), {"files": []}),
+        ("path", image_manifest(path="main.py"), {}),
+        ("files", image_manifest(size=24), {}),
+        ("files", image_manifest(size="40000"), {}),
+        ("files", image_manifest(sha256="AB" * 32), {}),
+        ("manifest", image_manifest(desc=""), {}),
+        ("manifest", image_manifest(desc="v" * 32), {}),
+    )
+    for code, m, extra in cases:
+        m.update(extra)
+        refused(code, check, *signed(m))
+    m = image_manifest()
+    m["image"] = "firmware.bin"
+    refused("files", check, *signed(m))
+    refused("chip", check, *signed(image_manifest()), chip="esp32s3")
