@@ -14,31 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from parkctl import release
-from parkctl.build import make_manifest
+from parkctl.updatecuts import sim_build
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
-
-
-def sim_build(
-    folder: Path, app: str = "lamp", main: str | None = None, extra: dict[str, str] | None = None
-) -> Path:
-    """A build folder (fs/ and its manifest, as `parkctl build` leaves one) of
-    `app`'s boot.py and main.py, main.py replaced by `main` if given, and
-    `extra` modules (board path -> source)."""
-    fs = folder / "fs"
-    fs.mkdir(parents=True)
-    files = {
-        "/boot.py": (FIRMWARE / app / "boot.py").read_bytes(),
-        "/main.py": main.encode() if main is not None else (FIRMWARE / app / "main.py").read_bytes(),
-    }
-    for path, text in (extra or {}).items():
-        files[path] = text.encode()
-    for path, data in files.items():
-        (fs / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-        (fs / path.lstrip("/")).write_bytes(data)
-    manifest = make_manifest(app, "esp32s3" if app == "kiosk" else "esp32", "test", files)
-    (fs / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, separators=(",", ":")))
-    return folder
 
 
 class Releases:
@@ -57,15 +35,12 @@ class Releases:
         app: str = "lamp",
         main: str | None = None,
         downgrade_ok: bool = False,
-        **extra: str,
     ) -> Path:
         """The release folder of `version` (main.py replaced by `main` if given),
         made once: a version names one release, as at a park."""
         if (self.root / f"release-{version}").exists():
             return self.root / f"release-{version}"
-        build = sim_build(
-            self.root / f"build-{version}", app, main, {f"/{k}.py": v for k, v in extra.items()}
-        )
+        build = sim_build(self.root / f"build-{version}", app, main)
         out = self.root / f"release-{version}"
         release.sign(app, version, self.key, out, build, downgrade_ok)
         return out

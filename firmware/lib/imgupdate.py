@@ -23,28 +23,14 @@
 #
 # Loaded only for an image release, with fwimage; dropped with the updater's code.
 
-import os
 
 import fwimage
 from apploop import log_event
+from apptrial import _rm, _write  # an atomic write, a remove that may find nothing
 
 MARK = "/update.result"  # apptrial.RESULT: "image FLAG" first
 RID = "/image.rid"  # "RID VERSION" of the image release running since its trial ended well
 IMAGE = "firmware.bin"
-
-
-def _write(path, text):
-    t = path + ".tmp"
-    with open(t, "w") as f:
-        f.write(text)
-    os.rename(t, path)
-
-
-def _rm(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _slot(which):

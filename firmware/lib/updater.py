@@ -125,10 +125,7 @@ class Updater:
                 self._refuse(e)
 
     def _write_offer(self):
-        t = OFFER + ".tmp"
-        with open(t, "w") as f:
-            f.write("%s %d %s %d" % (self.rid, self.size, self.sig, self.trial_s))
-        os.rename(t, OFFER)
+        self.restore("%s %d %s %d" % (self.rid, self.size, self.sig, self.trial_s))
 
     # --- the centre's command --------------------------------------------------
 
@@ -414,8 +411,9 @@ class Updater:
         a.restart_why = "image %s installed: the bootloader boots it on trial" % to
 
     def restore(self, offer):
-        """The offer back on flash (imgupdate.install, when the image was refused
-        at its end): a reset goes on from the manifest."""
+        """The offer (its line) on flash, in one atomic step: at an offer, and
+        put back by imgupdate.install when the image was refused at its end (a
+        reset goes on from the manifest)."""
         t = OFFER + ".tmp"
         with open(t, "w") as f:
             f.write(offer)

@@ -1173,17 +1173,6 @@ def build_parser() -> argparse.ArgumentParser:
         "Mosquitto of its own; then alarms lost, invented, duplicated, boards looping, wrong levels 3 s "
         "after power returns, commands run twice and flash images that do not mount are counted.",
     )
-    pc.add_argument("--trials", type=int, required=True, metavar="N", help="how many trials")
-    pc.add_argument(
-        "--runtime", choices=RUNTIMES, default="cpython", help="interpreter to run the firmware in"
-    )
-    pc.add_argument(
-        "--seed", type=int, default=1, help="the campaign's seed (default 1): trials are made from it"
-    )
-    pc.add_argument("--jobs", type=int, metavar="J", help="processes (default: one per core)")
-    pc.add_argument("--out", metavar="DIR", help="write each failing trial here as a scenario file")
-    pc.add_argument("--json", action="store_true", help="print the counts as JSON")
-    pc.set_defaults(func=cmd_campaign)
     uc = camp_sub.add_parser(
         "update-cuts",
         help="updates of the lamp app over MQTT with power cuts during the transfer, switch and first boots",
@@ -1193,9 +1182,18 @@ def build_parser() -> argparse.ArgumentParser:
         "not reported, corrupt staging left, boards looping and flash images that do not mount are "
         "counted (docs/updates.md).",
     )
-    for a in pc._actions[1:]:  # the same options as power-cuts
-        uc._add_action(a)
-    uc.set_defaults(func=cmd_campaign)
+    for cp in (pc, uc):  # the two campaigns take the same options
+        cp.add_argument("--trials", type=int, required=True, metavar="N", help="how many trials")
+        cp.add_argument(
+            "--runtime", choices=RUNTIMES, default="cpython", help="interpreter to run the firmware in"
+        )
+        cp.add_argument(
+            "--seed", type=int, default=1, help="the campaign's seed (default 1): trials are made from it"
+        )
+        cp.add_argument("--jobs", type=int, metavar="J", help="processes (default: one per core)")
+        cp.add_argument("--out", metavar="DIR", help="write each failing trial here as a scenario file")
+        cp.add_argument("--json", action="store_true", help="print the counts as JSON")
+        cp.set_defaults(func=cmd_campaign)
 
     broker_help = "the park's MQTT broker, mqtt[s]://HOST[:PORT] (default: $PARK_BROKER)"
     default_broker = os.environ.get("PARK_BROKER")

@@ -44,36 +44,42 @@ AFTER_S = 180  # after the last power return: the transfer goes on, the trial ru
 OPS = 450  # a cut lands in one of this many flash operations after it is armed
 
 
+def sim_build(folder: Path, app: str = "lamp", main: str | None = None) -> Path:
+    """A build folder (fs/ and its manifest, as `parkctl build` leaves one) of
+    `app`'s boot.py and main.py (main.py replaced by `main` if given): a release
+    made from it is all the simulator needs, which runs the app's own sources for
+    every module not on the board's flash as `.py` (docs/sim.md)."""
+    from .build import make_manifest
+    from .runtime import ROOT
+
+    source = ROOT / "firmware" / app
+    files = {
+        "/boot.py": (source / "boot.py").read_bytes(),
+        "/main.py": main.encode() if main is not None else (source / "main.py").read_bytes(),
+    }
+    fs = folder / "fs"
+    fs.mkdir(parents=True)
+    for path, data in files.items():
+        (fs / path[1:]).write_bytes(data)
+    manifest = make_manifest(app, "esp32s3" if app == "kiosk" else "esp32", "sim", files)
+    (fs / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, separators=(",", ":")))
+    return folder
+
+
 def prepare(folder: Path) -> Path:
     """The releases every trial uses: 1.0.0 (deployed), 1.1.0 and 1.2.0 (crashes
     at import), signed with a release key made now."""
     from . import release
-    from .build import make_manifest
     from .runtime import ROOT
 
-    lamp = ROOT / "firmware" / "lamp"
     release.keygen(folder / "keys")
-    broken = (
-        (lamp / "main.py")
-        .read_text()
-        .replace(
-            "    import json\n",
-            '    import json\n\n    raise RuntimeError("a release broken at import")\n',
-            1,
-        )
+    main = (ROOT / "firmware" / "lamp" / "main.py").read_text()
+    broken = main.replace(
+        "    import json\n", '    import json\n\n    raise RuntimeError("a release broken at import")\n', 1
     )
-    for version, main in ((OLD, None), (GOOD, None), (BAD, broken)):
-        files = {
-            "/boot.py": (lamp / "boot.py").read_bytes(),
-            "/main.py": main.encode() if main else (lamp / "main.py").read_bytes(),
-        }
-        fs = folder / f"build-{version}" / "fs"
-        fs.mkdir(parents=True)
-        for path, data in files.items():
-            (fs / path[1:]).write_bytes(data)
-        manifest = make_manifest("lamp", "esp32", "campaign", files)
-        (fs / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, separators=(",", ":")))
-        release.sign("lamp", version, folder / "keys" / "release-key.pem", folder / version, fs.parent)
+    for version, text in ((OLD, None), (GOOD, None), (BAD, broken)):
+        build = sim_build(folder / f"build-{version}", "lamp", text)
+        release.sign("lamp", version, folder / "keys" / "release-key.pem", folder / version, build)
     return folder
 
 
